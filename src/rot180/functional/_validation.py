@@ -1,0 +1,196 @@
+"""Input checks for every public function of :mod:`rot180.functional`: one place, run first.
+
+Messages follow one pattern: what was expected, what was received, and how to fix it.
+``TypeError`` is for a wrong kind of thing (dtype, Python type), ``ValueError`` for a wrong value
+(shape, size, range).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import shapes
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def float_array(a: object, name: str) -> np.ndarray:
+    """Return ``a`` as an ndarray of float32 or float64, never converting between them."""
+    if not isinstance(a, np.ndarray):
+        if isinstance(a, list | tuple) or np.isscalar(a):
+            a = np.asarray(a)
+        else:
+            raise TypeError(
+                f"{name} must be a numpy array, got {type(a).__name__}. "
+                "Convert it with np.asarray(..., dtype=np.float32)."
+            )
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(
+            f"{name} must have dtype float32 or float64, got {a.dtype}. "
+            f"Convert it with {name}.astype(np.float32) (or np.float64)."
+        )
+    return a
+
+
+def same_dtype(**arrays: np.ndarray | None) -> np.dtype:
+    """Check that all given arrays share one dtype (no silent float32 -> float64 upcast)."""
+    present = {k: v for k, v in arrays.items() if v is not None}
+    dtypes = {k: v.dtype for k, v in present.items()}
+    if len(set(dtypes.values())) > 1:
+        got = ", ".join(f"{k}: {v}" for k, v in dtypes.items())
+        raise TypeError(
+            f"All arrays must share one dtype, got {got}. Cast them to one dtype, e.g. "
+            "w.astype(x.dtype); rot180 never upcasts silently."
+        )
+    return next(iter(dtypes.values()))
+
+
+def positive_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}.")
+    return int(value)
+
+
+def positive_tuple(value: object, nd: int, name: str) -> tuple[int, ...]:
+    out = shapes.as_tuple(value, nd, name)  # type: ignore[arg-type]
+    if any(v < 1 for v in out):
+        raise ValueError(f"{name} must be >= 1 in every dimension, got {value!r}.")
+    return out
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """A validated convolution configuration (all tuples have one entry per spatial dim)."""
+
+    nd: int
+    stride: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    dilation: tuple[int, ...]
+    groups: int
+    kernel: tuple[int, ...]
+    in_channels: int
+    out_channels: int
+
+    @property
+    def span(self) -> tuple[int, ...]:
+        """Extent of the dilated kernel minus one, ``d(k-1)``, per dimension."""
+        return tuple(d * (k - 1) for k, d in zip(self.kernel, self.dilation, strict=True))
+
+    def output_spatial(self, spatial_in: Sequence[int]) -> tuple[int, ...]:
+        return shapes.conv_output_shape(spatial_in, self.kernel, self.stride, self.padding,
+                                        self.dilation)
+
+
+def weight_spec(w_shape: tuple[int, ...], *, stride: object, padding: object, dilation: object,
+                groups: object, op: str) -> ConvSpec:
+    """Validate the kernel shape and every keyword; resolve padding to (low, high) pairs."""
+    if len(w_shape) not in (3, 4, 5):
+        raise ValueError(
+            f"{op}: weight must be 3-D, 4-D or 5-D (C_out, C_in/groups, *kernel) for 1, 2 or 3 "
+            f"spatial dimensions, got {len(w_shape)}-D shape {w_shape}."
+        )
+    nd = len(w_shape) - 2
+    if any(k < 1 for k in w_shape[2:]) or w_shape[1] < 1 or w_shape[0] < 1:
+        raise ValueError(f"{op}: weight shape must have no zero-size axis, got {w_shape}.")
+    g = positive_int(groups, "groups")
+    if w_shape[0] % g:
+        raise ValueError(
+            f"{op}: groups={g} must divide the output channels, got C_out={w_shape[0]} "
+            f"(weight shape {w_shape}). Choose groups dividing both C_in and C_out."
+        )
+    st = positive_tuple(stride, nd, "stride")
+    dil = positive_tuple(dilation, nd, "dilation")
+    kernel = tuple(w_shape[2:])
+    pad = shapes.resolve_padding(padding, kernel, dil, st)  # type: ignore[arg-type]
+    return ConvSpec(nd, st, pad, dil, g, kernel, w_shape[1] * g, w_shape[0])
+
+
+def input_shape_for(spec: ConvSpec, x_shape: tuple[int, ...], name: str, op: str
+                    ) -> tuple[int, ...]:
+    """Check an input shape (batched or not) against the spec; return its spatial sizes."""
+    nd = spec.nd
+    if len(x_shape) not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"{op}: expected {name} of {nd + 2} dimensions (N, C_in, *spatial) or {nd + 1} "
+            f"(C_in, *spatial) to match a {nd}-D kernel, got {len(x_shape)}-D shape {x_shape}."
+        )
+    c = x_shape[-nd - 1]
+    if c != spec.in_channels:
+        raise ValueError(
+            f"{op}: channel mismatch: {name} has C_in={c} channels (shape {x_shape}) but weight "
+            f"expects C_in = weight.shape[1] * groups = {spec.in_channels // spec.groups} * "
+            f"{spec.groups} = {spec.in_channels}. Check the channel axis (NCHW layout) or groups."
+        )
+    spatial = tuple(x_shape[-nd:])
+    if any(n < 1 for n in x_shape):
+        raise ValueError(f"{op}: {name} must have no zero-size axis, got shape {x_shape}.")
+    for ax, (i, (lo, hi), t) in enumerate(zip(spatial, spec.padding, spec.span, strict=True)):
+        if i + lo + hi < t + 1:
+            raise ValueError(
+                f"{op}: the dilated kernel is larger than the padded input along spatial axis "
+                f"{ax}: kernel extent d(k-1)+1 = {t + 1} > input {i} + padding {lo}+{hi} = "
+                f"{i + lo + hi}. Use a smaller kernel or dilation, or more padding."
+            )
+    return spatial
+
+
+def resolve_input_shape(spec: ConvSpec, input_shape: object, dz_shape: tuple[int, ...],
+                        op: str) -> tuple[int, ...]:
+    """Turn ``input_shape`` (full or spatial only) into a full shape matching ``dz``."""
+    if isinstance(input_shape, np.ndarray) or not isinstance(input_shape, Sequence):
+        raise TypeError(
+            f"{op}: input_shape must be a tuple of ints, got {type(input_shape).__name__}. "
+            "Pass x.shape of the forward input."
+        )
+    shp = tuple(int(v) for v in input_shape)
+    batch = dz_shape[:-spec.nd - 1]
+    if len(shp) == spec.nd:
+        shp = batch + (spec.in_channels,) + shp
+    elif len(shp) != len(dz_shape):
+        raise ValueError(
+            f"{op}: input_shape {shp} has {len(shp)} entries; expected {len(dz_shape)} (the "
+            f"forward input's full shape) or {spec.nd} (its spatial sizes) for dz of shape "
+            f"{dz_shape}."
+        )
+    if shp[:-spec.nd - 1] != batch:
+        raise ValueError(
+            f"{op}: input_shape batch {shp[:-spec.nd - 1]} does not match dz batch {batch}."
+        )
+    spatial = input_shape_for(spec, shp, "input_shape", op)
+    expect = spec.output_spatial(spatial)
+    if expect != tuple(dz_shape[-spec.nd:]):
+        raise ValueError(
+            f"{op}: input_shape {shp} cannot have produced dz of shape {dz_shape}: with kernel "
+            f"{spec.kernel}, stride {spec.stride}, padding {spec.padding} and dilation "
+            f"{spec.dilation} it gives spatial output {expect}. Pass the forward input's shape."
+        )
+    return shp
+
+
+def dz_for(spec: ConvSpec, dz: np.ndarray, op: str) -> None:
+    """Check the output delta's channel count and rank against the spec."""
+    if dz.ndim not in (spec.nd + 1, spec.nd + 2):
+        raise ValueError(
+            f"{op}: expected dz of {spec.nd + 2} dimensions (N, C_out, *spatial) or "
+            f"{spec.nd + 1}, got {dz.ndim}-D shape {dz.shape}."
+        )
+    c = dz.shape[-spec.nd - 1]
+    if c != spec.out_channels:
+        raise ValueError(
+            f"{op}: channel mismatch: dz has {c} channels (shape {dz.shape}) but the weight "
+            f"has C_out={spec.out_channels}. dz must be the gradient of this layer's output."
+        )
+
+
+def weight_shape_arg(weight_shape: object, op: str) -> tuple[int, ...]:
+    if isinstance(weight_shape, np.ndarray) or not isinstance(weight_shape, Sequence):
+        raise TypeError(
+            f"{op}: weight_shape must be a tuple of ints, got {type(weight_shape).__name__}. "
+            "Pass w.shape."
+        )
+    return tuple(int(v) for v in weight_shape)

@@ -1,0 +1,196 @@
+"""Shape arithmetic for convolutions and pooling: the one place every size is computed.
+
+Notation (per spatial dimension)
+--------------------------------
+``i``   input size            ``k``   kernel size
+``s``   stride                ``d``   dilation (1 = none)
+``p_lo, p_hi``  padding before / after the input
+``o``   output size           ``a``   stride remainder
+
+The dilated kernel spans ``d(k - 1) + 1`` cells. A direct correlation of the padded input gives::
+
+    o = floor((i + p_lo + p_hi - d(k - 1) - 1) / s) + 1
+
+and the cells the last window never reaches leave the remainder::
+
+    a = (i + p_lo + p_hi - d(k - 1) - 1) mod s
+
+so that ``i = (o - 1) s + a + d(k - 1) + 1 - p_lo - p_hi``. The remainder is exactly what a
+transposed convolution (or the input gradient) cannot recover from ``o`` alone: PyTorch calls it
+``output_padding``. Dumoulin & Visin, "A guide to convolution arithmetic for deep learning"
+(2016), relationships 1-14, are special cases of these two formulas.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = [
+    "as_tuple",
+    "conv_output_size",
+    "conv_output_shape",
+    "stride_remainder",
+    "transposed_output_size",
+    "resolve_padding",
+    "grad_input_padding",
+    "PADDING_MODES",
+]
+
+PADDING_MODES = ("valid", "same", "full")
+
+
+def as_tuple(value: int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
+    """Expand an int to ``nd`` copies, or check a sequence has ``nd`` ints.
+
+    >>> as_tuple(2, 3, "stride")
+    (2, 2, 2)
+    >>> as_tuple((1, 2), 2, "stride")
+    (1, 2)
+    """
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be an int or a tuple of {nd} ints, got bool {value!r}.")
+    if isinstance(value, int | np.integer):
+        return (int(value),) * nd
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) != nd:
+            raise ValueError(
+                f"{name} must have one entry per spatial dimension ({nd}), got {len(value)} "
+                f"entries {tuple(value)!r}. Pass a single int or a tuple of length {nd}."
+            )
+        out = []
+        for v in value:
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise TypeError(f"{name} entries must be ints, got {type(v).__name__} {v!r}.")
+            out.append(int(v))
+        return tuple(out)
+    raise TypeError(
+        f"{name} must be an int or a tuple of {nd} ints, got {type(value).__name__} {value!r}."
+    )
+
+
+def conv_output_size(i: int, k: int, s: int = 1, p_lo: int = 0, p_hi: int | None = None,
+                     d: int = 1) -> int:
+    """Output size of a direct correlation: ``floor((i + p_lo + p_hi - d(k-1) - 1) / s) + 1``.
+
+    ``p_hi`` defaults to ``p_lo`` (symmetric padding).
+
+    >>> conv_output_size(5, 3, s=2, p_lo=1)   # Dumoulin & Visin, relationship 6
+    3
+    """
+    p_hi = p_lo if p_hi is None else p_hi
+    return (i + p_lo + p_hi - d * (k - 1) - 1) // s + 1
+
+
+def stride_remainder(i: int, k: int, s: int = 1, p_lo: int = 0, p_hi: int | None = None,
+                     d: int = 1) -> int:
+    """Cells of the padded input that no window reaches: ``(i + p_lo + p_hi - d(k-1) - 1) mod s``.
+
+    >>> stride_remainder(6, 3, s=2, p_lo=1)   # 6 + 2 - 3 = 5, odd: one cell left over
+    1
+    """
+    p_hi = p_lo if p_hi is None else p_hi
+    return (i + p_lo + p_hi - d * (k - 1) - 1) % s
+
+
+def transposed_output_size(o: int, k: int, s: int = 1, p_lo: int = 0, p_hi: int | None = None,
+                           d: int = 1, output_padding: int = 0) -> int:
+    """Size recovered by the transposed convolution: ``(o-1)s - p_lo - p_hi + d(k-1) + a + 1``.
+
+    ``output_padding`` plays the role of the remainder ``a``.
+
+    >>> transposed_output_size(3, 3, s=2, p_lo=1, output_padding=1)
+    6
+    """
+    p_hi = p_lo if p_hi is None else p_hi
+    return (o - 1) * s - p_lo - p_hi + d * (k - 1) + output_padding + 1
+
+
+def conv_output_shape(spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int],
+                      padding: Sequence[tuple[int, int]], dilation: Sequence[int]
+                      ) -> tuple[int, ...]:
+    """:func:`conv_output_size` for every spatial dimension."""
+    return tuple(
+        conv_output_size(i, k, s, lo, hi, d)
+        for i, k, s, (lo, hi), d in zip(spatial, kernel, stride, padding, dilation, strict=True)
+    )
+
+
+def resolve_padding(padding: int | str | Sequence, kernel: Sequence[int], dilation: Sequence[int],
+                    stride: Sequence[int] | None = None) -> tuple[tuple[int, int], ...]:
+    """Turn any accepted padding form into one ``(low, high)`` pair per spatial dimension.
+
+    Accepted forms: an int; a tuple of ints (one per dimension); a tuple of ``(low, high)``
+    pairs; or ``"valid"`` (no padding), ``"same"`` (output size = input size, stride 1 only;
+    the odd cell goes on the high side, as PyTorch), ``"full"`` (``d(k-1)`` on both sides:
+    every partial overlap).
+
+    >>> resolve_padding("same", (4,), (1,))
+    ((1, 2),)
+    >>> resolve_padding(((0, 1), 2), (3, 3), (1, 1))
+    ((0, 1), (2, 2))
+    """
+    nd = len(kernel)
+    span = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * nd
+        if padding == "same":
+            if stride is not None and any(s != 1 for s in stride):
+                raise ValueError(
+                    f"padding='same' is only defined for stride 1, got stride={tuple(stride)}. "
+                    "Pass explicit padding, or use stride=1."
+                )
+            return tuple((t // 2, t - t // 2) for t in span)
+        if padding == "full":
+            return tuple((t, t) for t in span)
+        raise ValueError(
+            f"Invalid padding string {padding!r}, should be one of {PADDING_MODES} "
+            "or an int / tuple of ints / tuple of (low, high) pairs."
+        )
+    if isinstance(padding, Sequence) and any(
+        isinstance(p, Sequence) and not isinstance(p, str) for p in padding
+    ):
+        if len(padding) != nd:
+            raise ValueError(
+                f"padding must have one entry per spatial dimension ({nd}), got {len(padding)} "
+                f"entries {tuple(padding)!r}."
+            )
+        pairs = []
+        for p in padding:
+            if isinstance(p, Sequence) and not isinstance(p, str):
+                lo, hi = as_tuple(p, 2, "padding pair")
+            else:
+                (lo,) = as_tuple(p, 1, "padding")
+                hi = lo
+            pairs.append((lo, hi))
+        out = tuple(pairs)
+    else:
+        out = tuple((p, p) for p in as_tuple(padding, nd, "padding"))
+    for lo, hi in out:
+        if lo < 0 or hi < 0:
+            raise ValueError(
+                f"padding must be non-negative, got {padding!r}. To crop, slice the input instead."
+            )
+    return out
+
+
+def grad_input_padding(spatial_in: Sequence[int], kernel: Sequence[int],
+                       stride: Sequence[int], padding: Sequence[tuple[int, int]],
+                       dilation: Sequence[int]) -> tuple[tuple[int, int], ...]:
+    """Padding of the stretched delta in the input-gradient rule, per spatial dimension.
+
+    ``low = d(k-1) - p_lo`` and ``high = d(k-1) - p_hi + a``; a negative value means crop.
+    Correlating the stretched delta padded this way with ``rot180(w)`` (stride 1, dilation
+    ``d``) yields exactly ``i`` cells: ``(o-1)s + 1 + low + high - d(k-1) = i``.
+
+    >>> grad_input_padding((6,), (3,), (2,), ((1, 1),), (1,))
+    ((1, 2),)
+    """
+    out = []
+    for i, k, s, (lo, hi), d in zip(spatial_in, kernel, stride, padding, dilation, strict=True):
+        span = d * (k - 1)
+        a = stride_remainder(i, k, s, lo, hi, d)
+        out.append((span - lo, span - hi + a))
+    return tuple(out)
