@@ -1,0 +1,58 @@
+"""Containers: ``Sequential`` chains modules; ``Residual`` adds a block to its shortcut."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from .module import Module
+
+__all__ = ["Sequential", "Identity"]
+
+
+class Identity(Module):
+    """``y = x``; backward passes the delta through unchanged."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        return dy
+
+
+class Sequential(Module):
+    """Apply modules in order; backward applies their backward rules in reverse order.
+
+    Children are named ``"0"``, ``"1"``, ... so ``state_dict`` keys read ``"0.weight"`` as in
+    PyTorch.
+    """
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        for i, m in enumerate(modules):
+            if not isinstance(m, Module):
+                raise TypeError(
+                    f"Sequential expects Module instances, got {type(m).__name__} at position {i}."
+                )
+            setattr(self, str(i), m)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, i: int) -> Module:
+        mods = list(self._modules.values())
+        return mods[i]
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for m in self._modules.values():
+            x = m.forward(x)
+        return x
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        for m in reversed(self._modules.values()):
+            dy = m.backward(dy)
+        return dy

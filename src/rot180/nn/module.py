@@ -1,0 +1,221 @@
+"""``Parameter`` and ``Module``: the forward/backward protocol every layer follows.
+
+A module computes ``forward(x)``, caching what its backward rule needs, and ``backward(dy)``
+returns ``dx`` while **accumulating** (``+=``) the gradients of its parameters. Modules never
+update parameters: optimizers do (see :mod:`rot180.optim`). Parameter and buffer names and array
+layouts match PyTorch, so ``state_dict()`` moves weights to and from a ``torch.nn.Module``
+without transposes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+
+__all__ = ["Parameter", "Module", "StateDictError"]
+
+
+class StateDictError(ValueError):
+    """Raised by :meth:`Module.load_state_dict` listing every missing, unexpected or mis-shaped
+    entry."""
+
+
+class Parameter:
+    """A trainable array ``data`` with its gradient ``grad`` (same shape and dtype).
+
+    Shape:
+        - data, grad: any shape
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: np.ndarray) -> None:
+        data = np.asarray(data)
+        if data.dtype not in (np.float32, np.float64):
+            raise TypeError(
+                f"Parameter data must be float32 or float64, got {data.dtype}. "
+                "Convert it with .astype(np.float32)."
+            )
+        self.data = data
+        self.grad = np.zeros_like(data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    def zero_grad(self) -> None:
+        self.grad[...] = 0
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class of every layer: ``forward(x)``, ``backward(dy) -> dx``, parameters, state.
+
+    Attributes that are :class:`Parameter` or :class:`Module` instances are registered
+    automatically, in assignment order, as in PyTorch; arrays registered with
+    :meth:`register_buffer` are saved in ``state_dict`` too (e.g. BatchNorm's running statistics).
+    """
+
+    training: bool
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # -- registration ------------------------------------------------------------------------
+    def __setattr__(self, name: str, value: object) -> None:
+        if "_parameters" not in self.__dict__:
+            raise AttributeError(
+                f"{type(self).__name__}.__init__ must call super().__init__() before assigning "
+                f"attribute {name!r}."
+            )
+        self._parameters.pop(name, None)
+        self._modules.pop(name, None)
+        if name in self._buffers and not isinstance(value, np.ndarray):
+            del self._buffers[name]  # a buffer stays registered while it holds an array
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name: str, value: np.ndarray) -> None:
+        """Register a non-trainable array saved in ``state_dict`` (e.g. ``running_mean``)."""
+        object.__setattr__(self, name, value)
+        self._buffers[name] = None  # the value lives on the attribute; this keeps the order
+
+    # -- the protocol ------------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(x).")
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} must implement backward(dy).")
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    # -- traversal ---------------------------------------------------------------------------
+    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def children(self) -> Iterator[Module]:
+        yield from self._modules.values()
+
+    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        for mod_name, mod in self.named_modules(prefix):
+            for name, p in mod._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self) -> Iterator[Parameter]:
+        for _, p in self.named_parameters():
+            yield p
+
+    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        for mod_name, mod in self.named_modules(prefix):
+            for name in mod._buffers:
+                yield (f"{mod_name}.{name}" if mod_name else name), getattr(mod, name)
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.zero_grad()
+
+    def train(self, mode: bool = True) -> Module:
+        for _, mod in self.named_modules():
+            object.__setattr__(mod, "training", bool(mode))
+        return self
+
+    def eval(self) -> Module:
+        return self.train(False)
+
+    def astype(self, dtype: type | np.dtype) -> Module:
+        """Cast every floating parameter and buffer to ``dtype`` (float32 or float64), in place.
+
+        Gradients are reset to zeros of the new dtype; integer buffers (e.g. BatchNorm's
+        ``num_batches_tracked``) keep their dtype, as in PyTorch.
+        """
+        dt = np.dtype(dtype)
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"astype expects float32 or float64, got {dt}.")
+        for p in self.parameters():
+            p.data = p.data.astype(dt)
+            p.grad = np.zeros_like(p.data)
+        for _, mod in self.named_modules():
+            for name in mod._buffers:
+                value = getattr(mod, name)
+                if np.issubdtype(value.dtype, np.floating):
+                    object.__setattr__(mod, name, value.astype(dt))
+        return self
+
+    # -- state -------------------------------------------------------------------------------
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
+        """Copies of every parameter and buffer, named as PyTorch names them."""
+        out: OrderedDict[str, np.ndarray] = OrderedDict()
+        for mod_name, mod in self.named_modules():
+            pre = f"{mod_name}." if mod_name else ""
+            for name, p in mod._parameters.items():
+                out[pre + name] = p.data.copy()
+            for name in mod._buffers:
+                out[pre + name] = np.array(getattr(mod, name), copy=True)
+        return out
+
+    def load_state_dict(self, state: Mapping[str, np.ndarray], strict: bool = True) -> None:
+        """Copy arrays from ``state`` into this module's parameters and buffers.
+
+        Every problem is collected first and reported together in one :class:`StateDictError`:
+        missing keys, unexpected keys (when ``strict``), and shape mismatches. Values are cast to
+        each parameter's current dtype.
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        shapes = [
+            f"{k}: expected shape {own[k].shape}, got {np.shape(state[k])}"
+            for k in own if k in state and np.shape(state[k]) != own[k].shape
+        ]
+        problems = []
+        if missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if unexpected and strict:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if shapes:
+            problems.append("shape mismatches: " + "; ".join(shapes))
+        if problems:
+            raise StateDictError(
+                f"Cannot load state into {type(self).__name__}: " + " | ".join(problems)
+                + ". Check that the checkpoint was saved from the same model and configuration."
+            )
+        for mod_name, mod in self.named_modules():
+            pre = f"{mod_name}." if mod_name else ""
+            for name, p in mod._parameters.items():
+                p.data = np.array(state[pre + name], dtype=p.data.dtype, copy=True)
+                if p.grad.shape != p.data.shape:
+                    p.grad = np.zeros_like(p.data)
+            for name in mod._buffers:
+                old = getattr(mod, name)
+                object.__setattr__(mod, name,
+                                   np.array(state[pre + name], dtype=old.dtype, copy=True))
+
+    # -- display -----------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        if self._modules:
+            for name, child in self._modules.items():
+                sub = repr(child).replace("\n", "\n  ")
+                lines.append(f"\n  ({name}): {sub}")
+            lines.append("\n")
+        return "".join(lines) + ")"
