@@ -6,6 +6,7 @@ full correlation of the output delta with the kernel rotated by 180 degrees.
 """
 
 from . import functional
+from .gradcheck import gradcheck
 
 __version__ = "0.1.0"
-__all__ = ["functional", "__version__"]
+__all__ = ["functional", "gradcheck", "__version__"]

@@ -1,0 +1,248 @@
+r"""Reference oracles for :mod:`rot180.functional.conv`, written straight from the definitions.
+
+These functions are deliberately slow and simple, and share no code with the fast path (they do
+not import ``conv`` or ``_engine``; only the shape arithmetic and the input checks are common).
+They exist to be compared against, by the tests and by ``rot180 check``.
+
+Notation as in :mod:`rot180.functional.conv`: ``xp`` is the padded input, ``t`` a kernel tap
+(a multi-index), ``q`` an output position, ``s, d`` stride and dilation, ``p_lo`` the low
+padding. One tap of the forward cross-correlation connects::
+
+    z[n, o, q]  <-  w[o, c, t] * xp[n, c, q*s + t*d]                                  (1)
+
+* :func:`conv_direct` sums (1) over ``c`` and ``t`` tap by tap.
+* :func:`conv_grad_input_direct` runs (1) backwards as an MLP would (eq. 2 of ``conv.py``):
+  it **scatters** every output delta back through every tap,
+  ``dxp[n, c, q*s + t*d] += dz[n, o, q] * w[o, c, t]``, then cuts the padding off. No kernel
+  rotation appears anywhere: that the result equals the rot180 rule is what is being checked.
+* :func:`conv_grad_weight_direct` sums ``dz[n, o, q] * xp[n, c, q*s + t*d]`` for each tap.
+* :func:`conv_matrix` writes (1) out as a dense matrix for one sample: the convolution layer as
+  an MLP with cut connections and shared weights.
+
+Every padding form is resolved to ``(low, high)`` pairs by
+:func:`rot180.functional.shapes.resolve_padding` (through ``_validation.weight_spec``), exactly
+as for ``conv``. Groups: output channel ``o`` of group ``g`` sees only the input channels
+``g*C_in/groups ... (g+1)*C_in/groups - 1``; its kernel's channel axis indexes that slice.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from . import _validation as V
+
+__all__ = ["conv_direct", "conv_grad_input_direct", "conv_grad_weight_direct", "conv_matrix"]
+
+Padding = int | str | Sequence[int] | Sequence[tuple[int, int]]
+
+
+def _flip_spatial(w: np.ndarray) -> np.ndarray:
+    """Reverse every spatial axis (a local copy of rot180, kept independent of ``conv.py``)."""
+    return w[(slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)]
+
+
+def _taps(kernel: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    return itertools.product(*(range(k) for k in kernel))
+
+
+def _tap_window(t: Sequence[int], out: Sequence[int], stride: Sequence[int],
+                dilation: Sequence[int]) -> tuple[slice, ...]:
+    """Padded-input positions ``q*s + t*d`` for every output position ``q``, as slices."""
+    return tuple(slice(ti * d, ti * d + (o - 1) * s + 1, s)
+                 for ti, o, s, d in zip(t, out, stride, dilation, strict=True))
+
+
+def _pad(x: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
+    return np.pad(x, [(0, 0), (0, 0), *pairs])
+
+
+def _channel_groups(spec: V.ConvSpec) -> Iterator[tuple[slice, slice]]:
+    """``(output channels, input channels)`` of each group."""
+    og, cg = spec.out_channels // spec.groups, spec.in_channels // spec.groups
+    for g in range(spec.groups):
+        yield slice(g * og, (g + 1) * og), slice(g * cg, (g + 1) * cg)
+
+
+def conv_direct(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: int = 1,
+                padding: Padding = 0, dilation: int = 1, groups: int = 1, flip: bool = False
+                ) -> np.ndarray:
+    r"""Cross-correlation ``z = x \star w + b`` by a loop over kernel taps (oracle for ``conv``).
+
+    ``z[n, o, q] = b[o] + sum_{c, t} w[o, c, t] * xp[n, c, q*s + t*d]`` with ``c`` running over
+    the input channels of ``o``'s group. ``flip=True`` reverses the kernel first: a true
+    convolution. Arguments and errors are those of :func:`rot180.functional.conv`.
+
+    Shape:
+        - x: ``(N, C_in, *i)`` or unbatched ``(C_in, *i)``, 1 to 3 spatial dims
+        - w: ``(C_out, C_in / groups, *k)``
+        - b: ``(C_out,)``
+        - output: ``(N, C_out, *o)``, ``o = floor((i + p_lo + p_hi - d(k-1) - 1) / s) + 1``
+    """
+    op = "conv_direct"
+    x = V.float_array(x, "x")
+    w = V.float_array(w, "w")
+    if b is not None:
+        b = V.float_array(b, "b")
+    V.same_dtype(x=x, w=w, b=b)
+    spec = V.weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, op=op)
+    V.input_shape_for(spec, x.shape, "x", op)
+    if b is not None and b.shape != (spec.out_channels,):
+        raise ValueError(
+            f"{op}: bias must have shape (C_out,) = ({spec.out_channels},), got {b.shape}."
+        )
+    wk = _flip_spatial(w) if flip else w
+    xb = x if x.ndim == spec.nd + 2 else x[None]
+    xp = _pad(xb, spec.padding)
+    out = spec.output_spatial(xb.shape[2:])
+    z = np.zeros((xb.shape[0], spec.out_channels, *out), dtype=x.dtype)
+    for outs, ins in _channel_groups(spec):
+        for t in _taps(spec.kernel):
+            window = xp[(slice(None), ins, *_tap_window(t, out, spec.stride, spec.dilation))]
+            z[:, outs] += np.einsum("nc...,oc->no...", window, wk[(outs, slice(None), *t)])
+    if b is not None:
+        z += b.reshape((-1,) + (1,) * spec.nd)
+    return z if x.ndim == spec.nd + 2 else z[0]
+
+
+def conv_grad_input_direct(dz: np.ndarray, w: np.ndarray, input_shape: Sequence[int], *,
+                           stride: int = 1, padding: Padding = 0, dilation: int = 1,
+                           groups: int = 1, flip: bool = False) -> np.ndarray:
+    """Input gradient of :func:`conv_direct` by the chain rule, scattering each delta back.
+
+    ``dxp[n, c, q*s + t*d] += dz[n, o, q] * w[o, c, t]`` for every output ``(o, q)`` and tap
+    ``t``, then ``dx = dxp`` with the padding cut off (input cells of the stride remainder
+    receive nothing, so stay zero). This is back-propagation through the MLP view of the layer,
+    independent of the rot180 rule it checks.
+
+    Shape:
+        - dz: ``(N, C_out, *o)`` (or unbatched)
+        - w: ``(C_out, C_in / groups, *k)``
+        - input_shape: the forward input's full shape ``(N, C_in, *i)``, or just ``i``
+        - output: ``input_shape``
+    """
+    op = "conv_grad_input_direct"
+    dz = V.float_array(dz, "dz")
+    w = V.float_array(w, "w")
+    V.same_dtype(dz=dz, w=w)
+    spec = V.weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, op=op)
+    V.dz_for(spec, dz, op)
+    shp = V.resolve_input_shape(spec, input_shape, dz.shape, op)
+    wk = _flip_spatial(w) if flip else w
+    dzb = dz if dz.ndim == spec.nd + 2 else dz[None]
+    spatial = shp[-spec.nd:]
+    padded = tuple(i + lo + hi for i, (lo, hi) in zip(spatial, spec.padding, strict=True))
+    dxp = np.zeros((dzb.shape[0], spec.in_channels, *padded), dtype=dz.dtype)
+    out = dzb.shape[2:]
+    for outs, ins in _channel_groups(spec):
+        for t in _taps(spec.kernel):
+            window = (slice(None), ins, *_tap_window(t, out, spec.stride, spec.dilation))
+            dxp[window] += np.einsum("no...,oc->nc...", dzb[:, outs], wk[(outs, slice(None), *t)])
+    crop = tuple(slice(lo, lo + i) for i, (lo, _) in zip(spatial, spec.padding, strict=True))
+    return dxp[(Ellipsis, *crop)].reshape(shp)
+
+
+def conv_grad_weight_direct(x: np.ndarray, dz: np.ndarray, weight_shape: Sequence[int], *,
+                            stride: int = 1, padding: Padding = 0, dilation: int = 1,
+                            groups: int = 1, flip: bool = False) -> np.ndarray:
+    """Kernel gradient of :func:`conv_direct`, one tap at a time.
+
+    ``dw[o, c, t] = sum_{n, q} dz[n, o, q] * xp[n, c, q*s + t*d]``: each tap's gradient is the
+    sum of the deltas it fed, times the inputs it read. With ``flip=True`` the forward used the
+    reversed kernel, so the result is reversed back.
+
+    Shape:
+        - x: ``(N, C_in, *i)`` (or unbatched)
+        - dz: ``(N, C_out, *o)``, matching ``conv(x, w)``
+        - weight_shape: ``(C_out, C_in / groups, *k)``
+        - output: ``weight_shape``
+    """
+    op = "conv_grad_weight_direct"
+    x = V.float_array(x, "x")
+    dz = V.float_array(dz, "dz")
+    V.same_dtype(x=x, dz=dz)
+    wshape = V.weight_shape_arg(weight_shape, op)
+    spec = V.weight_spec(wshape, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, op=op)
+    V.input_shape_for(spec, x.shape, "x", op)
+    V.dz_for(spec, dz, op)
+    V.resolve_input_shape(spec, x.shape, dz.shape, op)
+    xb = x if x.ndim == spec.nd + 2 else x[None]
+    dzb = dz if dz.ndim == spec.nd + 2 else dz[None]
+    xp = _pad(xb, spec.padding)
+    out = dzb.shape[2:]
+    dw = np.zeros(wshape, dtype=x.dtype)
+    summed = [0, *range(2, 2 + spec.nd)]                  # batch and output positions
+    for outs, ins in _channel_groups(spec):
+        for t in _taps(spec.kernel):
+            window = xp[(slice(None), ins, *_tap_window(t, out, spec.stride, spec.dilation))]
+            dw[(outs, slice(None), *t)] = np.tensordot(dzb[:, outs], window, (summed, summed))
+    return _flip_spatial(dw) if flip else dw
+
+
+def conv_matrix(w: np.ndarray, input_shape: Sequence[int], *, stride: int = 1,
+                padding: Padding = 0, dilation: int = 1, groups: int = 1, flip: bool = False
+                ) -> np.ndarray:
+    r"""The unrolled matrix ``M`` of :func:`conv` (no bias) for one sample.
+
+    The convolution layer is an MLP with cut connections and shared weights. Row ``(o, q)``
+    (output channel, output position) and column ``(c, m)`` (input channel, input position)
+    hold ``w[o, c', t]`` when ``m = q*s + t*d - p_lo`` lies inside the input and ``c`` is the
+    ``c'``-th input channel of ``o``'s group; every other entry is a cut connection (zero).
+    Rows and columns follow C order, so for ``x`` of shape ``input_shape``::
+
+        conv(x, w).ravel() == M @ x.ravel()
+        conv_grad_input(dz, w, x.shape).ravel() == M.T @ dz.ravel()
+
+    Built from the index definition, not by pushing basis vectors through a convolution.
+    ``flip=True`` gives the matrix of the true convolution. Meant for small sizes: the matrix
+    is dense.
+
+    Shape:
+        - w: ``(C_out, C_in / groups, *k)``
+        - input_shape: ``(C_in, *i)`` or ``(1, C_in, *i)``
+        - output: ``(C_out * prod(o), C_in * prod(i))``, ``o`` as for :func:`conv`
+
+    >>> import numpy as np
+    >>> conv_matrix(np.array([[[1.0, 2.0]]]), (1, 3), padding=((0, 1),)).tolist()
+    [[1.0, 2.0, 0.0], [0.0, 1.0, 2.0], [0.0, 0.0, 1.0]]
+    """
+    op = "conv_matrix"
+    w = V.float_array(w, "w")
+    spec = V.weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
+                         groups=groups, op=op)
+    if isinstance(input_shape, np.ndarray) or not isinstance(input_shape, Sequence):
+        raise TypeError(
+            f"{op}: input_shape must be a tuple of ints, got {type(input_shape).__name__}. "
+            "Pass x.shape of one sample."
+        )
+    shp = tuple(int(v) for v in input_shape)
+    if len(shp) == spec.nd + 2 and shp[0] != 1:
+        raise ValueError(
+            f"{op}: the matrix is for one sample, got input_shape {shp} with batch {shp[0]}. "
+            f"Pass the shape of one sample, {shp[1:]}."
+        )
+    spatial = V.input_shape_for(spec, shp, "input_shape", op)
+    out = spec.output_spatial(spatial)
+    wk = _flip_spatial(w) if flip else w
+    n_out, n_in = int(np.prod(out)), int(np.prod(spatial))
+    m = np.zeros((spec.out_channels * n_out, spec.in_channels * n_in), dtype=w.dtype)
+    q = np.indices(out).reshape(spec.nd, -1)                      # every output position
+    s, d, i = (np.array(v)[:, None] for v in (spec.stride, spec.dilation, spatial))
+    lo = np.array([p for p, _ in spec.padding])[:, None]
+    for t in _taps(spec.kernel):
+        pos = q * s + np.array(t)[:, None] * d - lo
+        inside = np.all((pos >= 0) & (pos < i), axis=0)   # the rest land in the padding
+        rows = np.flatnonzero(inside)
+        cols = np.ravel_multi_index(tuple(pos[:, inside]), spatial)
+        for outs, ins in _channel_groups(spec):
+            for o in range(outs.start, outs.stop):
+                for c in range(ins.start, ins.stop):
+                    # One tap links each (q, m) pair at most once, so += cannot collide.
+                    m[o * n_out + rows, c * n_in + cols] += wk[(o, c - ins.start, *t)]
+    return m
+
