@@ -1,0 +1,348 @@
+r"""Convolution layers ``Conv{1,2,3}d`` and ``ConvTranspose{1,2,3}d`` with explicit backward.
+
+``Conv`` computes the cross-correlation ``z = x \star w + b`` (:func:`rot180.functional.conv`)
+and its backward is the rot180 rule: ``dx = conv_grad_input`` (full correlation of the stretched
+delta with ``rot180(w)``), ``dw += conv_grad_weight`` (valid correlation of the input with the
+delta), ``db += sum dz``.
+
+``ConvTranspose`` is the same rule seen from the other side. Let ``A_w`` be the linear map
+``u -> conv(u, w)`` from the transposed layer's *output* space (``C_out`` channels, size ``o``)
+to its *input* space (``C_in`` channels, size ``i``); its weight ``(C_in, C_out/groups, *k)`` is
+exactly a conv weight for ``A_w``. The transposed layer is the adjoint::
+
+    y = A_w^T x + b            = conv_grad_input(x, w, o)  + b      (forward)
+
+and, as the adjoint of a linear map is applied by the map itself, with ``<y, dy> = <x, A_w dy>``
+(plus the bias term)::
+
+    dx = A_w dy                = conv(dy, w)                        (backward, input)
+    dw = d<x, conv(dy, w)>/dw  = conv_grad_weight(dy, x, w.shape)   (backward, kernel)
+    db = sum dy
+
+so the forward conv's input gradient is this layer's forward, and the forward conv and its
+kernel gradient (with ``dy`` as the input and ``x`` as the delta) are this layer's backward.
+The output size is ``o = (i - 1)s - p_lo - p_hi + d(k-1) + output_padding + 1``
+(:func:`rot180.functional.shapes.transposed_output_size`): ``output_padding`` chooses which of
+the sizes that ``A_w`` maps to ``i`` is meant (the stride remainder). PyTorch also allows
+``stride <= output_padding < dilation``; then ``A_w`` applied to size ``o`` gives more than ``i``
+cells, and ``x`` is extended with zero cells (which feed nothing) to match.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..functional.conv import conv, conv_grad_bias, conv_grad_input, conv_grad_weight
+from ..functional.shapes import (
+    as_tuple,
+    conv_output_shape,
+    resolve_padding,
+    transposed_output_size,
+)
+from . import init
+from .module import Module, Parameter
+
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
+
+IntOrTuple = int | Sequence[int]
+RNG = np.random.Generator | int | None
+_PADDING_STRINGS = ("valid", "same")
+
+
+def _positive(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}.")
+    return int(value)
+
+
+def _positive_tuple(value: object, nd: int, name: str) -> tuple[int, ...]:
+    out = as_tuple(value, nd, name)  # type: ignore[arg-type]
+    if any(v < 1 for v in out):
+        raise ValueError(f"{name} must be >= 1 in every dimension, got {value!r}.")
+    return out
+
+
+class _ConvBase(Module):
+    """Argument checks, parameters and input checks shared by every conv layer."""
+
+    _nd: int
+    _transposed = False
+
+    def _setup(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple,
+               stride: IntOrTuple, padding: str | IntOrTuple, dilation: IntOrTuple,
+               groups: int, bias: bool, padding_mode: str, dtype: type | np.dtype,
+               rng: RNG) -> None:
+        nd, name = self._nd, type(self).__name__
+        if isinstance(groups, bool) or not isinstance(groups, int | np.integer) or groups < 1:
+            raise ValueError(f"groups must be a positive integer, got {groups!r}.")
+        self.in_channels = _positive(in_channels, "in_channels")
+        self.out_channels = _positive(out_channels, "out_channels")
+        if in_channels % groups:
+            raise ValueError(
+                f"in_channels must be divisible by groups, got in_channels={in_channels}, "
+                f"groups={groups}."
+            )
+        if out_channels % groups:
+            raise ValueError(
+                f"out_channels must be divisible by groups, got out_channels={out_channels}, "
+                f"groups={groups}."
+            )
+        self.groups = int(groups)
+        self.kernel_size = _positive_tuple(kernel_size, nd, "kernel_size")
+        self.stride = _positive_tuple(stride, nd, "stride")
+        self.dilation = _positive_tuple(dilation, nd, "dilation")
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"{name}: padding_mode={padding_mode!r} is not supported; only 'zeros' is "
+                "supported. For reflect/replicate/circular padding, np.pad the input first."
+            )
+        self.padding_mode = padding_mode
+        if isinstance(padding, str):
+            if self._transposed:
+                raise ValueError(
+                    f"{name} does not accept a padding string ({padding!r}): its padding is "
+                    "cropped from the output; pass an int or a tuple of ints."
+                )
+            if padding not in _PADDING_STRINGS:
+                raise ValueError(
+                    f"Invalid padding string {padding!r}, should be one of {_PADDING_STRINGS}."
+                )
+            if padding == "same" and any(s != 1 for s in self.stride):
+                raise ValueError("padding='same' is not supported for strided convolutions")
+            self.padding: str | tuple = padding
+        elif isinstance(padding, int | np.integer) and not isinstance(padding, bool):
+            self.padding = (int(padding),) * nd
+        else:
+            self.padding = tuple(padding)  # type: ignore[arg-type]
+        # Every form resolved once to (low, high) pairs; this also validates it.
+        self._pads = resolve_padding(self.padding, self.kernel_size, self.dilation, self.stride)
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"{name}: dtype must be float32 or float64, got {dt}.")
+        a, b = ((in_channels, out_channels) if self._transposed
+                else (out_channels, in_channels))
+        self.weight = Parameter(np.empty((a, b // groups, *self.kernel_size), dt))
+        self.bias = Parameter(np.empty(out_channels, dt)) if bias else None
+        init.default_init_(self.weight, self.bias, rng=rng)
+        self._cache: tuple | None = None
+
+    @property
+    def _kw(self) -> dict:
+        return {"stride": self.stride, "padding": self._pads, "dilation": self.dilation,
+                "groups": self.groups}
+
+    def _check_input(self, x: object) -> np.ndarray:
+        name, nd = type(self).__name__, self._nd
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}.")
+        w = self.weight.data
+        if x.dtype != w.dtype:
+            raise TypeError(
+                f"{name}: input dtype {x.dtype} does not match the layer's {w.dtype}. Cast the "
+                f"input with x.astype(np.{w.dtype}) or the layer with layer.astype(...)."
+            )
+        if x.ndim not in (nd + 1, nd + 2) or x.shape[-nd - 1] != self.in_channels:
+            raise ValueError(
+                f"{name}: expected input of shape (N, {self.in_channels}, *{nd} spatial) or "
+                f"unbatched ({self.in_channels}, *{nd} spatial), got {x.shape}."
+            )
+        return x
+
+    def _backward_cache(self) -> tuple:
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward: run forward(x) first."
+            )
+        return self._cache
+
+    def _accumulate_bias(self, dy: np.ndarray) -> None:
+        if self.bias is not None:
+            dy = np.asarray(dy)
+            self.bias.grad += conv_grad_bias(dy if dy.ndim == self._nd + 2 else dy[None])
+
+    def extra_repr(self) -> str:
+        nd = self._nd
+        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+             f"stride={self.stride}")
+        if self.padding != (0,) * nd:
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1,) * nd:
+            s += f", dilation={self.dilation}"
+        if getattr(self, "output_padding", (0,) * nd) != (0,) * nd:
+            s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class _ConvNd(_ConvBase):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple,
+                 stride: IntOrTuple = 1, padding: str | IntOrTuple = 0,
+                 dilation: IntOrTuple = 1, groups: int = 1, bias: bool = True, *,
+                 padding_mode: str = "zeros", dtype: type | np.dtype = np.float32,
+                 rng: RNG = None) -> None:
+        super().__init__()
+        self._setup(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                    bias, padding_mode, dtype, rng)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x)
+        b = None if self.bias is None else self.bias.data
+        y = conv(x, self.weight.data, b, **self._kw)
+        self._cache = (x,)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        (x,) = self._backward_cache()
+        w = self.weight.data
+        dx = conv_grad_input(dy, w, x.shape, **self._kw)
+        self.weight.grad += conv_grad_weight(x, dy, w.shape, **self._kw)
+        self._accumulate_bias(dy)
+        return dx
+
+
+class _ConvTransposeNd(_ConvBase):
+    _transposed = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple,
+                 stride: IntOrTuple = 1, padding: IntOrTuple = 0,
+                 output_padding: IntOrTuple = 0, groups: int = 1, bias: bool = True,
+                 dilation: IntOrTuple = 1, *, padding_mode: str = "zeros",
+                 dtype: type | np.dtype = np.float32, rng: RNG = None) -> None:
+        super().__init__()
+        self._setup(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
+                    bias, padding_mode, dtype, rng)
+        op = as_tuple(output_padding, self._nd, "output_padding")  # type: ignore[arg-type]
+        for a, s, d in zip(op, self.stride, self.dilation, strict=True):
+            if a < 0 or not (a < s or a < d):
+                raise ValueError(
+                    f"output padding must be smaller than either stride or dilation (and "
+                    f">= 0), but got output_padding={op}, stride={self.stride}, "
+                    f"dilation={self.dilation}."
+                )
+        self.output_padding = op
+
+    def output_shape(self, spatial_in: Sequence[int]) -> tuple[int, ...]:
+        """Spatial output size ``(i-1)s - p_lo - p_hi + d(k-1) + output_padding + 1``."""
+        return tuple(
+            transposed_output_size(i, k, s, lo, hi, d, a)
+            for i, k, s, (lo, hi), d, a in zip(spatial_in, self.kernel_size, self.stride,
+                                               self._pads, self.dilation, self.output_padding,
+                                               strict=True)
+        )
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x)
+        nd = self._nd
+        spatial_in = x.shape[-nd:]
+        out = self.output_shape(spatial_in)
+        if any(o < 1 for o in out):
+            raise ValueError(
+                f"{type(self).__name__}: input spatial size {spatial_in} gives output size "
+                f"{out}; padding {self.padding} crops more than the transposed convolution "
+                "produces. Use less padding or a larger input."
+            )
+        reach = conv_output_shape(out, self.kernel_size, self.stride, self._pads, self.dilation)
+        extra = [r - i for r, i in zip(reach, spatial_in, strict=True)]
+        xe = x
+        if any(extra):  # only when stride <= output_padding < dilation: see the module doc
+            xe = np.pad(x, [(0, 0)] * (x.ndim - nd) + [(0, e) for e in extra])
+        y = conv_grad_input(xe, self.weight.data, out, **self._kw)
+        if self.bias is not None:
+            y += self.bias.data.reshape((-1,) + (1,) * nd)
+        self._cache = (xe, spatial_in)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        xe, spatial_in = self._backward_cache()
+        w = self.weight.data
+        dx = conv(dy, w, **self._kw)
+        dx = dx[(Ellipsis, *(slice(0, i) for i in spatial_in))]
+        self.weight.grad += conv_grad_weight(dy, xe, w.shape, **self._kw)
+        self._accumulate_bias(dy)
+        return dx
+
+
+_CONV_DOC = """{nd}-D cross-correlation layer, as ``torch.nn.Conv{nd}d``.
+
+    Forward ``z = x \\star w + b``; backward by the rot180 rule (see :mod:`rot180.nn.conv`).
+
+    Args:
+        in_channels, out_channels: channel counts, both divisible by ``groups``.
+        kernel_size, stride, dilation: int or tuple of {nd} ints, >= 1.
+        padding: int, tuple of {nd} ints, or ``"valid"`` / ``"same"`` (stride 1 only; the odd
+            cell goes on the high side, as PyTorch).
+        groups: independent channel groups.
+        bias: learn an additive bias (``bias=False``: no ``bias`` entry in ``state_dict``).
+        padding_mode: only ``"zeros"``.
+        dtype: float32 (default) or float64.
+        rng: Generator or int seed for PyTorch's default initialisation (a seed reproduces
+            the weights bit for bit); ``None`` draws fresh entropy.
+
+    Parameters:
+        weight: ``(out_channels, in_channels / groups, *kernel_size)``; bias: ``(out_channels,)``
+
+    Shape:
+        - input: ``(N, C_in, *i)`` or unbatched ``(C_in, *i)``, {nd} spatial dims
+        - output: ``(N, C_out, *o)``, ``o = floor((i + p_lo + p_hi - d(k-1) - 1) / s) + 1``
+    """
+
+_CONVT_DOC = """{nd}-D transposed convolution, as ``torch.nn.ConvTranspose{nd}d``.
+
+    Forward is :func:`~rot180.functional.conv_grad_input` (the input gradient of the conv with
+    this weight), backward is :func:`~rot180.functional.conv` and
+    :func:`~rot180.functional.conv_grad_weight`: see :mod:`rot180.nn.conv`.
+
+    Args:
+        in_channels, out_channels: channel counts, both divisible by ``groups``.
+        kernel_size, stride, dilation: int or tuple of {nd} ints, >= 1.
+        padding: int or tuple of {nd} ints: cells cropped from each side of the output.
+        output_padding: extra cells on the high side of the output (the stride remainder);
+            each must be smaller than its stride or its dilation.
+        groups, bias, padding_mode (only ``"zeros"``), dtype, rng: as for ``Conv{nd}d``.
+
+    Parameters:
+        weight: ``(in_channels, out_channels / groups, *kernel_size)`` (PyTorch's layout);
+        bias: ``(out_channels,)``
+
+    Shape:
+        - input: ``(N, C_in, *i)`` or unbatched ``(C_in, *i)``, {nd} spatial dims
+        - output: ``(N, C_out, *o)``,
+          ``o = (i - 1)s - p_lo - p_hi + d(k-1) + output_padding + 1``
+    """
+
+
+class Conv1d(_ConvNd):
+    __doc__ = _CONV_DOC.format(nd=1)
+    _nd = 1
+
+
+class Conv2d(_ConvNd):
+    __doc__ = _CONV_DOC.format(nd=2)
+    _nd = 2
+
+
+class Conv3d(_ConvNd):
+    __doc__ = _CONV_DOC.format(nd=3)
+    _nd = 3
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    __doc__ = _CONVT_DOC.format(nd=1)
+    _nd = 1
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    __doc__ = _CONVT_DOC.format(nd=2)
+    _nd = 2
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    __doc__ = _CONVT_DOC.format(nd=3)
+    _nd = 3
