@@ -1,0 +1,320 @@
+"""Read a pickle stream as *data*, for the CIFAR-10 python batches, without unpickling it.
+
+The CIFAR-10 "python version" batches are pickles (Python 2 ``cPickle``, protocol 2) of a dict
+``{"batch_label": str, "labels": [int, ...], "data": numpy uint8 array, "filenames": [str]}``.
+Loading a pickle runs whatever callables the stream names, so this module never calls
+:mod:`pickle`. It walks the opcodes itself and accepts only:
+
+* plain data: ints, floats, ``None``/``True``/``False``, byte and text strings, tuples, lists,
+  dicts, the memo (``PUT``/``GET``), ``MARK``, ``PROTO``, ``FRAME``, ``STOP``;
+* four names for ``GLOBAL``/``STACK_GLOBAL``: ``numpy[._]core.multiarray._reconstruct``,
+  ``numpy.ndarray``, ``numpy.dtype`` and ``_codecs.encode`` (how Python 3 spells bytes in
+  protocol 2). ``REDUCE`` and ``BUILD`` on them are interpreted here, as data: an array is
+  ``np.frombuffer`` of its raw bytes with a checked numeric dtype and shape. No callable from
+  the stream is ever invoked.
+
+Any other opcode or name raises :class:`~rot180.data.errors.DataError` naming it and its byte
+offset. Every length is checked against the bytes that remain before anything is sliced.
+"""
+
+from __future__ import annotations
+
+import math
+import reprlib
+import struct
+from typing import Any
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = ["parse_pickle_data"]
+
+_ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"),
+                  ("numpy._core.multiarray", "_reconstruct")}
+_ALLOWED_DTYPES = {"b1", "u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8"}
+
+
+class _Global:
+    """A whitelisted name from the stream: a tag, never a Python callable."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.key = (module, name)
+
+
+class _ArrayStub:
+    """``_reconstruct(ndarray, (0,), b"b")``: an array whose contents come with ``BUILD``."""
+
+    value: np.ndarray | None = None
+
+
+class _DtypeStub:
+    def __init__(self, code: str) -> None:
+        self.code = code
+        self.order = "|"
+
+
+class _Reader:
+    def __init__(self, data: bytes, source: str) -> None:
+        self.data, self.source, self.pos = data, source, 0
+        self.stack: list[Any] = []
+        self.marks: list[int] = []
+        self.memo: dict[int, Any] = {}
+
+    def fail(self, what: str, at: int | None = None) -> DataError:
+        at = self.pos if at is None else at
+        return DataError(f"{self.source}: {what} (at byte {at}). Only plain data and numpy "
+                         "arrays are read from pickle streams; nothing is executed.")
+
+    def take(self, n: int) -> bytes:
+        if n < 0:
+            raise self.fail(f"negative length {n}")
+        if self.pos + n > len(self.data):
+            raise self.fail(f"truncated: {n} bytes needed, {len(self.data) - self.pos} left")
+        chunk = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return chunk
+
+    def unpack(self, fmt: str) -> Any:
+        return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
+
+    def line(self) -> str:
+        end = self.data.find(b"\n", self.pos)
+        if end < 0:
+            raise self.fail("truncated: unterminated GLOBAL name")
+        text = self.take(end - self.pos + 1)[:-1]
+        return text.decode("ascii", errors="replace")
+
+    def pop(self) -> Any:
+        if len(self.stack) <= (self.marks[-1] if self.marks else 0):
+            raise self.fail("stack underflow: malformed stream")
+        return self.stack.pop()
+
+    def pop_mark(self) -> list[Any]:
+        if not self.marks:
+            raise self.fail("MARK expected: malformed stream")
+        start = self.marks.pop()
+        items = self.stack[start:]
+        del self.stack[start:]
+        return items
+
+    def top(self, kind: type, op: str) -> Any:
+        if not self.stack or not isinstance(self.stack[-1], kind):
+            raise self.fail(f"{op} needs a {kind.__name__} on the stack")
+        return self.stack[-1]
+
+    def lookup_global(self, module: str, name: str, at: int) -> _Global:
+        key = (module, name)
+        if key in _ARRAY_GLOBALS or key in {("numpy", "ndarray"), ("numpy", "dtype"),
+                                             ("_codecs", "encode")}:
+            return _Global(module, name)
+        raise self.fail(f"refusing to load the global {module}.{name}", at)
+
+    # -- REDUCE and BUILD on the whitelisted names, interpreted as data -------------------
+    def reduce(self, func: Any, args: Any, at: int) -> Any:
+        if not isinstance(func, _Global) or not isinstance(args, tuple):
+            raise self.fail("REDUCE on something other than a whitelisted name", at)
+        if func.key in _ARRAY_GLOBALS:
+            return _ArrayStub()
+        if func.key == ("numpy", "dtype") and args and isinstance(args[0], str | bytes):
+            return _DtypeStub(_ascii(args[0]))
+        if func.key == ("_codecs", "encode") and len(args) == 2 and isinstance(args[0], str) \
+                and args[1] in ("latin1", "latin-1"):
+            return args[0].encode("latin-1")
+        raise self.fail(f"unexpected call {'.'.join(func.key)}{reprlib.repr(args)}", at)
+
+    def build(self, obj: Any, state: Any, at: int) -> None:
+        if isinstance(obj, _DtypeStub) and isinstance(state, tuple) and len(state) >= 2 \
+                and isinstance(state[1], str | bytes):
+            obj.order = _ascii(state[1])
+        elif isinstance(obj, _ArrayStub) and isinstance(state, tuple) and len(state) == 5:
+            obj.value = self.array(*state[1:], at=at)
+        else:
+            raise self.fail(f"BUILD on {type(obj).__name__} is not supported", at)
+
+    def array(self, shape: Any, dtype: Any, fortran: Any, raw: Any, *, at: int) -> np.ndarray:
+        if not isinstance(dtype, _DtypeStub):
+            raise self.fail("array state without a dtype", at)
+        code = dtype.code.lstrip("<>|=")
+        if code not in _ALLOWED_DTYPES or dtype.order not in ("<", ">", "|", "="):
+            raise self.fail(f"unsupported array dtype {dtype.code!r} (byte order "
+                            f"{dtype.order!r})", at)
+        if not (isinstance(shape, tuple) and all(isinstance(s, int) and s >= 0 for s in shape)):
+            raise self.fail(f"bad array shape {shape!r}", at)
+        if isinstance(raw, str):  # Python 2 pickles decoded as text
+            raw = raw.encode("latin-1")
+        if not isinstance(raw, bytes):
+            raise self.fail("array data is not a byte string", at)
+        dt = np.dtype(code).newbyteorder("<" if dtype.order == "|" else dtype.order)
+        if len(raw) != math.prod(shape) * dt.itemsize:
+            raise self.fail(f"array data has {len(raw)} bytes, shape {shape} of {dt.name} "
+                            f"needs {math.prod(shape) * dt.itemsize}", at)
+        flat = np.frombuffer(raw, dtype=dt)
+        return flat.reshape(shape, order="F" if fortran else "C").astype(dt.newbyteorder("="))
+
+    def run(self) -> Any:
+        while True:
+            at = self.pos
+            op = self.take(1)
+            if op == b".":  # STOP
+                return _finish(self.pop(), self.source)
+            handler = _OPS.get(op)
+            if handler is None:
+                raise self.fail(f"unsupported pickle opcode {op!r}", at)
+            handler(self, at)
+
+
+def _ascii(text: str | bytes) -> str:
+    """Python 2 pickles give dtype codes as byte strings, Python 3 ones as text."""
+    return text.decode("latin-1") if isinstance(text, bytes) else text
+
+
+def _put(r: _Reader, index: int) -> None:
+    if not r.stack:
+        raise r.fail("PUT on an empty stack")
+    r.memo[index] = r.stack[-1]
+
+
+def _get(r: _Reader, index: int) -> None:
+    if index not in r.memo:
+        raise r.fail(f"memo key {index} was never stored")
+    r.stack.append(r.memo[index])
+
+
+def _popped(r: _Reader, n: int) -> list[Any]:
+    """The top ``n`` items, in stream order."""
+    return list(reversed([r.pop() for _ in range(n)]))
+
+
+def _tuple(r: _Reader, n: int) -> None:
+    r.stack.append(tuple(_popped(r, n)))
+
+
+def _append(r: _Reader, items: list[Any]) -> None:
+    r.top(list, "APPEND").extend(items)
+
+
+def _setitems(r: _Reader, items: list[Any]) -> None:
+    target = r.top(dict, "SETITEMS")
+    if len(items) % 2:
+        raise r.fail("SETITEMS with an odd number of items")
+    for key, value in zip(items[::2], items[1::2], strict=True):
+        if not isinstance(key, str | bytes | int | tuple):
+            raise r.fail(f"dict key of type {type(key).__name__}")
+        try:
+            target[key] = value
+        except TypeError as exc:  # a tuple key holding a list
+            raise r.fail(f"unhashable dict key ({exc})") from exc
+
+
+def _long1(r: _Reader) -> int:
+    return int.from_bytes(r.take(r.unpack("<B")), "little", signed=True)
+
+
+def _stack_global(r: _Reader, at: int) -> None:
+    name, module = r.pop(), r.pop()
+    if not isinstance(module, str) or not isinstance(name, str):
+        raise r.fail("STACK_GLOBAL needs two strings", at)
+    r.stack.append(r.lookup_global(module, name, at))
+
+
+def _reduce(r: _Reader, at: int) -> None:
+    args = r.pop()
+    r.stack.append(r.reduce(r.pop(), args, at))
+
+
+def _build(r: _Reader, at: int) -> None:
+    state = r.pop()
+    if not r.stack:
+        raise r.fail("BUILD on an empty stack", at)
+    r.build(r.stack[-1], state, at)
+
+
+_OPS: dict[bytes, Any] = {
+    b"\x80": lambda r, at: r.take(1),                                       # PROTO
+    b"\x95": lambda r, at: r.take(8),                                       # FRAME
+    b"(": lambda r, at: r.marks.append(len(r.stack)),                       # MARK
+    b"}": lambda r, at: r.stack.append({}),                                 # EMPTY_DICT
+    b"]": lambda r, at: r.stack.append([]),                                 # EMPTY_LIST
+    b")": lambda r, at: r.stack.append(()),                                 # EMPTY_TUPLE
+    b"t": lambda r, at: r.stack.append(tuple(r.pop_mark())),                # TUPLE
+    b"\x85": lambda r, at: _tuple(r, 1),                                     # TUPLE1
+    b"\x86": lambda r, at: _tuple(r, 2),                                     # TUPLE2
+    b"\x87": lambda r, at: _tuple(r, 3),                                     # TUPLE3
+    b"a": lambda r, at: _append(r, [r.pop()]),                              # APPEND
+    b"e": lambda r, at: _append(r, r.pop_mark()),                           # APPENDS
+    b"s": lambda r, at: _setitems(r, _popped(r, 2)),                        # SETITEM
+    b"u": lambda r, at: _setitems(r, r.pop_mark()),                         # SETITEMS
+    b"q": lambda r, at: _put(r, r.unpack("<B")),                            # BINPUT
+    b"r": lambda r, at: _put(r, r.unpack("<I")),                            # LONG_BINPUT
+    b"\x94": lambda r, at: _put(r, len(r.memo)),                            # MEMOIZE
+    b"h": lambda r, at: _get(r, r.unpack("<B")),                            # BINGET
+    b"j": lambda r, at: _get(r, r.unpack("<I")),                            # LONG_BINGET
+    b"J": lambda r, at: r.stack.append(r.unpack("<i")),                     # BININT
+    b"K": lambda r, at: r.stack.append(r.unpack("<B")),                     # BININT1
+    b"M": lambda r, at: r.stack.append(r.unpack("<H")),                     # BININT2
+    b"\x8a": lambda r, at: r.stack.append(_long1(r)),                       # LONG1
+    b"G": lambda r, at: r.stack.append(r.unpack(">d")),                     # BINFLOAT
+    b"N": lambda r, at: r.stack.append(None),                               # NONE
+    b"\x88": lambda r, at: r.stack.append(True),                            # NEWTRUE
+    b"\x89": lambda r, at: r.stack.append(False),                           # NEWFALSE
+    b"U": lambda r, at: r.stack.append(r.take(r.unpack("<B"))),             # SHORT_BINSTRING
+    b"T": lambda r, at: r.stack.append(r.take(r.unpack("<i"))),             # BINSTRING
+    b"C": lambda r, at: r.stack.append(r.take(r.unpack("<B"))),             # SHORT_BINBYTES
+    b"B": lambda r, at: r.stack.append(r.take(r.unpack("<I"))),             # BINBYTES
+    b"X": lambda r, at: r.stack.append(_text(r, r.unpack("<I"))),           # BINUNICODE
+    b"\x8c": lambda r, at: r.stack.append(_text(r, r.unpack("<B"))),        # SHORT_BINUNICODE
+    b"c": lambda r, at: r.stack.append(r.lookup_global(r.line(), r.line(), at)),  # GLOBAL
+    b"\x93": _stack_global,                                                 # STACK_GLOBAL
+    b"R": _reduce,                                                          # REDUCE
+    b"b": _build,                                                           # BUILD
+}
+
+
+def _text(r: _Reader, n: int) -> str:
+    at = r.pos
+    try:
+        return r.take(n).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise r.fail(f"invalid UTF-8 text ({exc.reason})", at) from exc
+
+
+def _finish(obj: Any, source: str, open_ids: frozenset[int] = frozenset()) -> Any:
+    """Replace array stubs by their arrays, recursively through lists, tuples and dicts."""
+    if isinstance(obj, _ArrayStub):
+        if obj.value is None:
+            raise DataError(f"{source}: an array was never given its contents (no BUILD).")
+        return obj.value
+    if isinstance(obj, _Global | _DtypeStub):
+        raise DataError(f"{source}: a bare {type(obj).__name__.strip('_')} is not data.")
+    if not isinstance(obj, list | tuple | dict):
+        return obj
+    if id(obj) in open_ids:  # a container that holds itself (built with the memo)
+        raise DataError(f"{source}: a self-referencing container is not plain data.")
+    inner = open_ids | {id(obj)}
+    if isinstance(obj, dict):
+        return {k: _finish(v, source, inner) for k, v in obj.items()}
+    items = [_finish(v, source, inner) for v in obj]
+    return items if isinstance(obj, list) else tuple(items)
+
+
+def parse_pickle_data(data: bytes, *, source: str = "<bytes>") -> Any:
+    """Decode a pickle stream made only of plain data and numpy arrays, without executing it.
+
+    Byte strings come back as ``bytes`` (Python 2 ``str`` included), text as ``str``; arrays
+    as writable numpy arrays in native byte order.
+
+    Raises
+    ------
+    DataError
+        On any opcode or global outside the subset described in the module docstring, on a
+        truncated or malformed stream, and on bytes after ``STOP``.
+    """
+    reader = _Reader(bytes(data), source)
+    try:
+        result = reader.run()
+    except RecursionError as exc:
+        raise DataError(f"{source}: containers nested too deeply to be a data file.") from exc
+    if reader.pos != len(reader.data):
+        raise reader.fail(f"{len(reader.data) - reader.pos} unexpected bytes after STOP")
+    return result

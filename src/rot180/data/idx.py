@@ -1,0 +1,184 @@
+"""Readers for IDX files: MNIST, Fashion-MNIST and KMNIST, raw or gzip-compressed.
+
+The IDX format (LeCun et al.) is a 4-byte magic number, ``0x00 0x00 <type> <ndim>``, then
+``ndim`` big-endian uint32 dimension sizes, then the values, big-endian, row-major. Every field
+is checked against the file's length before a byte of data is read, so a truncated download
+reports what is missing instead of producing a wrongly shaped array.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+__all__ = ["IDX_DTYPES", "IDX_FILES", "parse_idx", "read_idx", "load_idx_pair",
+           "find_idx_file", "load_idx_dir", "read_maybe_gzip"]
+
+#: IDX type code -> big-endian numpy dtype.
+IDX_DTYPES: dict[int, str] = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4",
+                              0x0D: ">f4", 0x0E: ">f8"}
+
+#: Standard file names (without ``.gz``) of the images and labels of each split.
+IDX_FILES: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_maybe_gzip(path: str | Path) -> bytes:
+    """The bytes of ``path``, gunzipped when the file starts with the gzip magic number.
+
+    Detection is by content, not by the ``.gz`` suffix, so a renamed file still reads.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file.") from exc
+    if data[:2] != _GZIP_MAGIC:
+        return data
+    try:
+        return gzip.decompress(data)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({exc}). Delete the file and "
+                        "download it again.") from exc
+
+
+def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
+    """Decode one IDX file's bytes.
+
+    Parameters
+    ----------
+    data : bytes
+        The whole (uncompressed) file.
+    source : str
+        File name for error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        A writable array in native byte order, dtype from the type code (0x08 uint8,
+        0x09 int8, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64).
+
+    Shape
+    -----
+    The ``ndim`` sizes stored in the header.
+
+    Raises
+    ------
+    DataError
+        Bad magic number, unknown type code, zero dimensions, a header or data section
+        shorter than announced, or bytes beyond the announced data.
+    """
+    if len(data) < 4:
+        raise DataError(f"{source}: {len(data)} bytes is too short for an IDX file (the magic "
+                        "number alone is 4 bytes). The file is truncated: download it again.")
+    if data[0] != 0 or data[1] != 0:
+        raise DataError(f"{source}: bad magic number 0x{data[:4].hex()}; an IDX file starts "
+                        "with two zero bytes (0x0000<type><ndim>). This is not an IDX file, "
+                        "or it is still compressed in a format other than gzip.")
+    code, ndim = data[2], data[3]
+    if code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02x} ({np.dtype(d).name})" for c, d in IDX_DTYPES.items())
+        raise DataError(f"{source}: unknown IDX type code 0x{code:02x}; expected one of "
+                        f"{known}.")
+    if ndim == 0:
+        raise DataError(f"{source}: the header declares 0 dimensions; expected 1 (labels) or "
+                        "3 (images).")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{source}: truncated header: {ndim} dimensions need {header} header "
+                        f"bytes, the file has {len(data)}. Download it again.")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    dtype = np.dtype(IDX_DTYPES[code])
+    count = math.prod(shape)
+    expected, actual = count * dtype.itemsize, len(data) - header
+    described = f"{'x'.join(map(str, shape))} {dtype.name} = {expected} data bytes"
+    if actual < expected:
+        raise DataError(f"{source}: truncated: the header announces {described}, the file "
+                        f"holds {actual}. Delete it and download it again.")
+    if actual > expected:
+        raise DataError(f"{source}: {actual - expected} unexpected bytes after the data: the "
+                        f"header announces {described}, the file holds {actual}. The file is "
+                        "corrupt or its header is wrong.")
+    values = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(shape)
+    return values.astype(dtype.newbyteorder("="))
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (raw or gzip-compressed); see :func:`parse_idx`."""
+    return parse_idx(read_maybe_gzip(path), source=str(path))
+
+
+def load_idx_pair(images_path: str | Path, labels_path: str | Path, *,
+                  num_classes: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Read one split of an MNIST-style set: a 3-D uint8 image file and a 1-D uint8 label file.
+
+    Returns
+    -------
+    images : numpy.ndarray
+        uint8, with a channel axis added.
+    labels : numpy.ndarray
+        int64 in ``[0, num_classes)``.
+
+    Shape
+    -----
+    images ``(N, 1, H, W)``; labels ``(N,)``.
+    """
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(f"{images_path}: expected an image file (uint8, 3 dimensions N x H x "
+                        f"W), got {images.dtype} with shape {images.shape}. Are the image and "
+                        "label files swapped?")
+    if labels.ndim != 1 or labels.dtype != np.uint8:
+        raise DataError(f"{labels_path}: expected a label file (uint8, 1 dimension), got "
+                        f"{labels.dtype} with shape {labels.shape}. Are the image and label "
+                        "files swapped?")
+    if images.shape[0] != labels.shape[0]:
+        raise DataError(f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
+                        f"{labels.shape[0]} labels; the two files must come from the same "
+                        "split.")
+    if labels.size and int(labels.max()) >= num_classes:
+        raise DataError(f"{labels_path}: label {int(labels.max())} is out of range; expected "
+                        f"0 .. {num_classes - 1}.")
+    return images[:, None], labels.astype(np.int64)
+
+
+def find_idx_file(directory: str | Path, stem: str) -> Path | None:
+    """``directory/stem`` or ``stem.gz``, also with the ``.idx`` spelling some mirrors use."""
+    directory = Path(directory)
+    dotted = stem.replace("-idx", ".idx")
+    for name in (stem, stem + ".gz", dotted, dotted + ".gz"):
+        if (directory / name).is_file():
+            return directory / name
+    return None
+
+
+def load_idx_dir(directory: str | Path, split: str = "train", *,
+                 hint: str = "") -> tuple[np.ndarray, np.ndarray]:
+    """Read the ``"train"`` or ``"test"`` split from a directory of standard IDX file names.
+
+    ``hint`` is appended to the error raised when a file is missing (how to get it).
+
+    Shape
+    -----
+    images ``(N, 1, 28, 28)`` uint8; labels ``(N,)`` int64.
+    """
+    if split not in IDX_FILES:
+        raise ValueError(f"split must be one of {sorted(IDX_FILES)}, got {split!r}.")
+    paths = []
+    for stem in IDX_FILES[split]:
+        path = find_idx_file(directory, stem)
+        if path is None:
+            raise DataError(f"{directory}: no {stem} or {stem}.gz found. {hint}".rstrip())
+        paths.append(path)
+    return load_idx_pair(*paths)
