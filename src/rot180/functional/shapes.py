@@ -31,6 +31,7 @@ __all__ = [
     "as_tuple",
     "conv_output_size",
     "conv_output_shape",
+    "pool_output_size",
     "stride_remainder",
     "transposed_output_size",
     "resolve_padding",
@@ -81,6 +82,22 @@ def conv_output_size(i: int, k: int, s: int = 1, p_lo: int = 0, p_hi: int | None
     """
     p_hi = p_lo if p_hi is None else p_hi
     return (i + p_lo + p_hi - d * (k - 1) - 1) // s + 1
+
+
+def pool_output_size(i: int, k: int, s: int, p: int = 0, ceil_mode: bool = False) -> int:
+    """Output size of a pooling window sweep (symmetric padding ``p``), as PyTorch.
+
+    Floor mode is :func:`conv_output_size`. ``ceil_mode`` rounds up instead, keeping a last,
+    partial window only if it starts inside the input or the low padding:
+    ``o = ceil((i + 2p - k) / s) + 1``, minus one when ``(o - 1) s >= i + p``.
+
+    >>> pool_output_size(5, 2, 2), pool_output_size(5, 2, 2, ceil_mode=True)
+    (2, 3)
+    """
+    if not ceil_mode:
+        return conv_output_size(i, k, s, p)
+    o = -(-(i + 2 * p - k) // s) + 1
+    return o - 1 if (o - 1) * s >= i + p else o
 
 
 def stride_remainder(i: int, k: int, s: int = 1, p_lo: int = 0, p_hi: int | None = None,

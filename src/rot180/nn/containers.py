@@ -1,4 +1,4 @@
-"""Containers: ``Sequential`` chains modules; ``Residual`` adds a block to its shortcut."""
+"""Containers: ``Sequential`` chains modules; ``Identity`` passes them through."""
 
 from __future__ import annotations
 

@@ -1,0 +1,502 @@
+r"""N-d max and average pooling (1, 2 or 3 spatial dimensions) and their backward rules.
+
+Notation (per spatial dimension)
+--------------------------------
+``i, k, s, p``  input size, window (kernel) size, stride, symmetric padding
+``o``           output size, :func:`rot180.functional.shapes.pool_output_size`
+``q, t``        output position, offset inside the window (``0 <= t < k``)
+
+Window ``q`` covers the padded cells ``q*s + t``, i.e. input cells ``q*s - p + t``. Pooling is a
+layer without weights whose output ``q`` is wired to the cells of its window only, so its
+backward pass is the MLP rule again: each input cell collects the deltas of the outputs it
+feeds, times the local derivative.
+
+* Max: ``y[q] = x[m(q)]`` with ``m(q)`` the (first) argmax of the window, so
+  ``dy[q]/dx[m] = [m == m(q)]`` and ``dx[m] = sum_{q : m(q) = m} dy[q]``. The sum matters when
+  windows overlap (``s < k``): one cell can be the maximum of several windows.
+* Average: ``y[q] = (1/c(q)) sum_t x[q*s - p + t]``, so ``dx[m] = sum_{q, t : q*s-p+t = m}
+  dy[q] / c(q)``: every delta is spread evenly over its window. ``c(q) = k`` when padding cells
+  count (``count_include_pad=True``), else the number of real input cells in the window.
+
+Both forward passes (and the average backward) loop over the ``k^d`` window offsets ``t``,
+never over positions: for each offset, ``xp[..., t::s]`` (one strided view) holds that
+window cell of every window at once. The max backward scatters with plain fancy indexing, one
+group of mutually disjoint windows at a time (or with ``np.bincount``, which sums colliding
+indices, when the window geometry is not given); never ``np.add.at``.
+
+Conventions as PyTorch: max pooling pads with ``-inf`` and never selects a padding cell,
+picks the **first** maximum in row-major window order on ties (and the last NaN, since NaN
+propagates), and returns flat indices into each input plane; padding must be at most half the
+kernel, so every window holds at least one real cell.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _validation as V
+from .shapes import as_tuple, pool_output_size
+
+__all__ = [
+    "max_pool",
+    "max_pool_grad",
+    "avg_pool",
+    "avg_pool_grad",
+    "adaptive_avg_pool",
+    "adaptive_avg_pool_grad",
+    "global_avg_pool",
+    "global_avg_pool_grad",
+]
+
+Size = int | Sequence[int]
+
+
+@dataclass(frozen=True)
+class _PoolSpec:
+    """A validated pooling configuration for one input shape."""
+
+    nd: int
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    spatial: tuple[int, ...]
+    out: tuple[int, ...]
+
+    @property
+    def extent(self) -> tuple[int, ...]:
+        """Padded cells the windows touch: ``(o-1)s + k`` per dimension."""
+        return tuple((o - 1) * s + k for o, s, k in zip(self.out, self.stride, self.kernel,
+                                                         strict=True))
+
+    @property
+    def disjoint(self) -> bool:
+        """No input cell lies in two windows."""
+        return all(s >= k for s, k in zip(self.stride, self.kernel, strict=True))
+
+    def views(self, xp: np.ndarray) -> list[np.ndarray]:
+        """One strided view of ``xp`` per window offset ``t`` (row-major order)."""
+        return [xp[(Ellipsis, *(slice(t, t + (o - 1) * s + 1, s)
+                                for t, o, s in zip(ts, self.out, self.stride, strict=True)))]
+                for ts in itertools.product(*(range(k) for k in self.kernel))]
+
+    def padded(self, x: np.ndarray, fill: float) -> np.ndarray:
+        """``x`` padded by ``p`` low and up to the extent high (cropping unreached cells)."""
+        ext = self.extent
+        if all(p == 0 for p in self.padding) and all(
+                e <= i for e, i in zip(ext, self.spatial, strict=True)):
+            return x
+        xp = np.full(x.shape[:-self.nd] + ext, fill, x.dtype)
+        inner = tuple(min(i, e - p) for i, e, p in zip(self.spatial, ext, self.padding,
+                                                         strict=True))
+        dst = tuple(slice(p, p + n) for p, n in zip(self.padding, inner, strict=True))
+        xp[(Ellipsis, *dst)] = x[(Ellipsis, *(slice(0, n) for n in inner))]
+        return xp
+
+    def unpad(self, dxp: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        """Inverse of :meth:`padded` for gradients: crop the padding, zero-fill unreached cells."""
+        if dxp.shape == shape and not any(self.padding):
+            return dxp
+        dx = np.zeros(shape, dxp.dtype)
+        inner = tuple(min(i, e - p) for i, e, p in zip(self.spatial, self.extent, self.padding,
+                                                         strict=True))
+        src = tuple(slice(p, p + n) for p, n in zip(self.padding, inner, strict=True))
+        dx[(Ellipsis, *(slice(0, n) for n in inner))] = dxp[(Ellipsis, *src)]
+        return dx
+
+    def window_starts(self, ax: int) -> np.ndarray:
+        """Input coordinate ``q*s - p`` of every window's first cell along spatial axis ``ax``."""
+        return np.arange(self.out[ax]) * self.stride[ax] - self.padding[ax]
+
+    def along(self, ax: int, v: np.ndarray) -> np.ndarray:
+        """Reshape a per-window vector of axis ``ax`` to broadcast over the spatial output."""
+        return v.reshape((-1,) + (1,) * (self.nd - 1 - ax))
+
+
+def _spatial_dims(kernel_size: object, ndim: int, op: str) -> int:
+    """``len(kernel_size)`` for a sequence, else every axis after (N, C)."""
+    if isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str):
+        nd = len(kernel_size)
+    else:
+        nd = ndim - 2
+    if nd not in (1, 2, 3):
+        raise ValueError(
+            f"{op}: expected 1, 2 or 3 spatial dimensions, got {nd} (from kernel_size="
+            f"{kernel_size!r} and a {ndim}-D input). Pass x of shape (N, C, *spatial), or a "
+            "kernel_size tuple with one entry per spatial dimension."
+        )
+    return nd
+
+
+def _spec(shape: tuple[int, ...], kernel_size: Size, stride: Size | None, padding: Size,
+          ceil_mode: bool, op: str) -> _PoolSpec:
+    nd = _spatial_dims(kernel_size, len(shape), op)
+    if len(shape) < nd + 1:
+        raise ValueError(
+            f"{op}: expected an input of at least {nd + 1} dimensions (C, *spatial) for a "
+            f"{nd}-D window, got {len(shape)}-D shape {shape}."
+        )
+    if any(n < 1 for n in shape):
+        raise ValueError(f"{op}: input must have no zero-size axis, got shape {shape}.")
+    k = V.positive_tuple(kernel_size, nd, "kernel_size")
+    s = k if stride is None else V.positive_tuple(stride, nd, "stride")
+    p = as_tuple(padding, nd, "padding")  # type: ignore[arg-type]
+    for pj, kj in zip(p, k, strict=True):
+        if pj < 0 or pj > kj // 2:
+            raise ValueError(
+                f"{op}: padding must be between 0 and half the kernel size, got padding={p} "
+                f"for kernel_size={k}. Each window must hold at least one input cell; use "
+                "padding <= kernel_size // 2."
+            )
+    spatial = tuple(shape[-nd:])
+    for ax, (i, kj, pj) in enumerate(zip(spatial, k, p, strict=True)):
+        if i + 2 * pj < kj:
+            raise ValueError(
+                f"{op}: the window is larger than the padded input along spatial axis {ax}: "
+                f"kernel {kj} > input {i} + 2 * padding {pj}. Use a smaller kernel_size or "
+                "a larger input."
+            )
+    if not isinstance(ceil_mode, bool | np.bool_):
+        raise TypeError(f"{op}: ceil_mode must be a bool, got {type(ceil_mode).__name__}.")
+    out = tuple(pool_output_size(i, kj, sj, pj, bool(ceil_mode))
+                for i, kj, sj, pj in zip(spatial, k, s, p, strict=True))
+    return _PoolSpec(nd, k, s, p, spatial, out)
+
+
+def max_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
+             *, ceil_mode: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Max pooling over the last 1, 2 or 3 axes; returns the output and the argmax indices.
+
+    ``y[..., q] = max_t xp[..., q*s + t]`` with ``xp`` padded by ``-inf``. ``argmax[..., q]`` is
+    the flat index, within its input plane ``x[n, c]`` (unpadded, C order), of the cell chosen:
+    the first maximum of the window in row-major order, as ``torch.nn.functional.max_pool{1,2,
+    3}d(..., return_indices=True)``.
+
+    Args:
+        x: input, float32 or float64.
+        kernel_size: window size, an int or one int per spatial dimension. An int pools every
+            axis after the first two ``(N, C)``; a tuple pools the last ``len(kernel_size)``.
+        stride: default ``kernel_size`` (non-overlapping windows); smaller values overlap.
+        padding: cells of ``-inf`` on both sides, at most ``kernel_size // 2``.
+        ceil_mode: round the output size up (PyTorch's ``ceil_mode``).
+
+    Shape:
+        - x: ``(*lead, *i)``, usually ``(N, C, *i)``
+        - y, argmax (int64): ``(*lead, *o)``, ``o = floor((i + 2p - k) / s) + 1`` (see
+          :func:`rot180.functional.shapes.pool_output_size` for ``ceil_mode``)
+
+    >>> import numpy as np
+    >>> y, idx = max_pool(np.array([[[1.0, 3.0, 3.0, 2.0]]]), 2, stride=1)
+    >>> y, idx
+    (array([[[3., 3., 3.]]]), array([[[1, 1, 2]]]))
+    """
+    x = V.float_array(x, "x")
+    sp = _spec(x.shape, kernel_size, stride, padding, ceil_mode, "max_pool")
+    xp = sp.padded(x, -np.inf)
+    views = sp.views(xp)
+    y = views[0].copy()
+    for v in views[1:]:
+        np.maximum(y, v, out=y)
+    # Offset of the first maximum: the number of leading offsets that miss it. Counting with
+    # boolean arithmetic is several times faster than masked writes (np.copyto(where=...)).
+    n_off = len(views)
+    win = np.zeros(y.shape, np.uint8 if n_off <= 256 else np.int32)
+    if n_off > 1:
+        missed = views[0] != y
+        win += missed
+        for v in views[1:-1]:
+            missed &= v != y
+            win += missed
+    nan = np.isnan(y)
+    if nan.any():  # NaN propagates: PyTorch keeps the last NaN of the window
+        for t, v in enumerate(views):
+            win[nan & np.isnan(v)] = t
+    # Flat index = (window start + offset, in input coordinates) . step, the C-order steps.
+    step = np.array([int(np.prod(sp.spatial[ax + 1:])) for ax in range(sp.nd)], np.int64)
+    offsets = np.array(list(itertools.product(*(range(k) for k in sp.kernel))), np.int64)
+    idx = (offsets @ step)[win]
+    for ax in range(sp.nd):
+        idx += sp.along(ax, sp.window_starts(ax) * step[ax])
+    if xp is not x:
+        # A window whose real cells are all -inf ties with its -inf padding; PyTorch then
+        # reports the window's first real cell, which a padding cell must not shadow.
+        lost = np.isneginf(y) & ~nan
+        if lost.any():
+            first = sum(sp.along(ax, np.maximum(sp.window_starts(ax), 0) * step[ax])
+                        for ax in range(sp.nd))
+            idx = np.where(lost, first, idx)
+    return y, idx
+
+
+def max_pool_grad(dy: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int],
+                  kernel_size: Size | None = None, stride: Size | None = None,
+                  padding: Size = 0, *, ceil_mode: bool = False) -> np.ndarray:
+    """Input gradient of :func:`max_pool`: route each delta to the argmax of its window.
+
+    ``dx[..., m] = sum_{q : argmax[..., q] = m} dy[..., q]``: a cell that is the maximum of
+    several overlapping windows receives the sum of their deltas; every other cell gets zero.
+
+    Args:
+        dy: delta of the pooled output.
+        argmax: the indices returned by :func:`max_pool`.
+        input_shape: the forward input's shape.
+        kernel_size, stride, padding, ceil_mode: the forward pooling's arguments. Optional,
+            but they make the scatter faster and are checked against the shapes: outputs are
+            split into ``prod ceil(k/s)`` interleaved groups whose windows are disjoint, so each
+            group scatters with plain fancy indexing (one group when ``s >= k``). Without them
+            the deltas are summed by ``np.bincount`` (in float64, cast back to ``dy.dtype``) and
+            every axis after ``(N, C)`` is taken as spatial.
+
+    Shape:
+        - dy, argmax: ``(*lead, *o)``
+        - output: ``input_shape = (*lead, *i)``
+    """
+    op = "max_pool_grad"
+    dy = V.float_array(dy, "dy")
+    shape = _shape_arg(input_shape, op)
+    if kernel_size is None:
+        nd = _spatial_dims(kernel_size, len(shape), op)
+        expect = dy.shape if dy.ndim == len(shape) and dy.shape[:-nd] == shape[:-nd] else None
+    else:
+        sp = _spec(shape, kernel_size, stride, padding, ceil_mode, op)
+        nd, expect = sp.nd, shape[:-sp.nd] + sp.out
+    if not isinstance(argmax, np.ndarray) or not np.issubdtype(argmax.dtype, np.integer):
+        raise TypeError(
+            f"{op}: argmax must be an integer numpy array (the indices max_pool returned), got "
+            f"{getattr(argmax, 'dtype', type(argmax).__name__)}."
+        )
+    if dy.shape != expect or argmax.shape != dy.shape:
+        raise ValueError(
+            f"{op}: dy {dy.shape} and argmax {argmax.shape} must have the pooled output's shape"
+            f"{'' if expect is None else ' ' + str(expect)} for input_shape {shape} (the same "
+            f"leading axes, then {nd} spatial). Pass the indices max_pool returned, the forward "
+            "input's shape and the same pooling arguments."
+        )
+    plane = int(np.prod(shape[-nd:]))
+    if argmax.size and (argmax.min() < 0 or argmax.max() >= plane):
+        raise ValueError(
+            f"{op}: argmax entries must lie in [0, {plane}) (flat indices within one input "
+            f"plane of shape {shape[-nd:]}), got range [{argmax.min()}, {argmax.max()}]."
+        )
+    planes = int(np.prod(shape[:-nd]))
+    out = dy.shape[-nd:]
+    # Indices into the whole flattened input: plane n*C + c starts at (n*C + c) * plane.
+    flat = argmax.reshape(planes, *out) + (np.arange(planes, dtype=np.int64) * plane).reshape(
+        (planes,) + (1,) * nd)
+    if kernel_size is None:
+        dx = np.bincount(flat.ravel(), weights=dy.ravel(), minlength=planes * plane)
+        return dx.astype(dy.dtype, copy=False).reshape(shape)
+    # Windows q and q' can share a cell only if |q_j - q'_j| < ceil(k_j / s_j) on every axis,
+    # so outputs with equal q mod ceil(k/s) have disjoint windows and distinct argmax indices.
+    # A buffered fancy-index `+=` is exact when indices are distinct (np.add.at is not needed).
+    dx = np.zeros(planes * plane, dy.dtype)
+    dyp = dy.reshape(planes, *out)
+    period = tuple(-(-k // s) for k, s in zip(sp.kernel, sp.stride, strict=True))
+    for first, r in enumerate(itertools.product(*(range(m) for m in period))):
+        sel = (slice(None), *(slice(rj, None, m) for rj, m in zip(r, period, strict=True)))
+        if first == 0:
+            dx[flat[sel].ravel()] = dyp[sel].ravel()
+        else:
+            dx[flat[sel].ravel()] += dyp[sel].ravel()
+    return dx.reshape(shape)
+
+
+def _divisor(sp: _PoolSpec, count_include_pad: bool) -> np.ndarray | int:
+    """Cells each window averages over, as PyTorch: ``k`` clipped to the padded input, or the
+    real input cells only (``count_include_pad=False``). An int when every window agrees."""
+    div: np.ndarray | int = 1
+    for ax, (i, k, p) in enumerate(zip(sp.spatial, sp.kernel, sp.padding, strict=True)):
+        lo = sp.window_starts(ax)
+        hi = np.minimum(lo + k, i + p)
+        if not count_include_pad:
+            lo, hi = np.maximum(lo, 0), np.minimum(hi, i)
+        n = hi - lo
+        div = div * (int(n[0]) if (n == n[0]).all() else sp.along(ax, n))
+    return div
+
+
+def avg_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
+             *, ceil_mode: bool = False, count_include_pad: bool = True) -> np.ndarray:
+    """Average pooling over the last 1, 2 or 3 axes, as ``torch.nn.functional.avg_pool{1,2,3}d``.
+
+    ``y[..., q] = (1 / c(q)) sum_t xp[..., q*s + t]`` with ``xp`` zero-padded; ``c(q) = k``
+    (clipped to the padded input in ``ceil_mode``), or with ``count_include_pad=False`` the
+    number of real input cells in the window.
+
+    Args: as :func:`max_pool` (padding cells are zeros), plus ``count_include_pad``.
+
+    Shape:
+        - x: ``(*lead, *i)``, usually ``(N, C, *i)``
+        - output: ``(*lead, *o)``, ``o = floor((i + 2p - k) / s) + 1``
+    """
+    x = V.float_array(x, "x")
+    sp = _spec(x.shape, kernel_size, stride, padding, ceil_mode, "avg_pool")
+    views = sp.views(sp.padded(x, 0.0))
+    y = views[0].copy()
+    for v in views[1:]:
+        y += v
+    div = _divisor(sp, count_include_pad)
+    y /= np.asarray(div, x.dtype) if isinstance(div, np.ndarray) else div
+    return y
+
+
+def avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int], kernel_size: Size,
+                  stride: Size | None = None, padding: Size = 0, *, ceil_mode: bool = False,
+                  count_include_pad: bool = True) -> np.ndarray:
+    """Input gradient of :func:`avg_pool`: spread ``dy[q] / c(q)`` over every cell of window q.
+
+    ``dx[m] = sum_{q, t : q*s - p + t = m} dy[q] / c(q)``; overlapping windows add up, and
+    deltas landing on padding cells are dropped.
+
+    Shape:
+        - dy: ``(*lead, *o)``
+        - output: ``input_shape = (*lead, *i)``
+    """
+    op = "avg_pool_grad"
+    dy = V.float_array(dy, "dy")
+    shape = _shape_arg(input_shape, op)
+    sp = _spec(shape, kernel_size, stride, padding, ceil_mode, op)
+    expect = shape[:-sp.nd] + sp.out
+    if dy.shape != expect:
+        raise ValueError(
+            f"{op}: dy has shape {dy.shape} but pooling input_shape {shape} gives {expect}. "
+            "Pass the forward input's shape and the same pooling arguments."
+        )
+    div = _divisor(sp, count_include_pad)
+    g = dy / (np.asarray(div, dy.dtype) if isinstance(div, np.ndarray) else div)
+    dxp = np.zeros(shape[:-sp.nd] + sp.extent, dy.dtype)
+    for v in sp.views(dxp):
+        v += g
+    return sp.unpad(dxp, shape)
+
+
+def _shape_arg(input_shape: object, op: str) -> tuple[int, ...]:
+    if isinstance(input_shape, np.ndarray) or not isinstance(input_shape, Sequence):
+        raise TypeError(
+            f"{op}: input_shape must be a tuple of ints, got {type(input_shape).__name__}. "
+            "Pass x.shape of the forward input."
+        )
+    return tuple(int(v) for v in input_shape)
+
+
+# -- adaptive average pooling --------------------------------------------------------------------
+# Output cell q of an adaptive pool of size o over i cells averages the cells
+# [floor(q i / o), ceil((q + 1) i / o)), as PyTorch. The pool is separable: one (o, i) averaging
+# matrix A per axis, y = A x along that axis, and its backward is the transpose, dx = A^T dy.
+
+def _adaptive_matrix(i: int, o: int, dtype: np.dtype) -> np.ndarray:
+    q = np.arange(o)
+    lo, hi = (q * i) // o, -((-(q + 1) * i) // o)
+    m = np.arange(i)
+    inside = (m >= lo[:, None]) & (m < hi[:, None])
+    return (inside / (hi - lo)[:, None]).astype(dtype)
+
+
+def _adaptive_sizes(spatial: tuple[int, ...], output_size: object, op: str) -> tuple[int, ...]:
+    nd = len(spatial)
+    if isinstance(output_size, Sequence) and not isinstance(output_size, str):
+        if len(output_size) != nd:
+            raise ValueError(
+                f"{op}: output_size must have one entry per spatial dimension ({nd}), got "
+                f"{tuple(output_size)!r}."
+            )
+        # None keeps that dimension's input size, as PyTorch.
+        sizes = tuple(i if o is None else o for i, o in zip(spatial, output_size, strict=True))
+    else:
+        sizes = (output_size,) * nd  # type: ignore[assignment]
+    return V.positive_tuple(sizes, nd, "output_size")
+
+
+def adaptive_avg_pool(x: np.ndarray, output_size: int | Sequence[int | None]) -> np.ndarray:
+    """Adaptive average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool{1,2,3}d``.
+
+    Output cell ``q`` averages input cells ``floor(q i / o) <= m < ceil((q+1) i / o)`` of each
+    axis. An int ``output_size`` pools every axis after ``(N, C)``; a tuple the last
+    ``len(output_size)`` axes (``None`` entries keep the input size).
+
+    Shape:
+        - x: ``(*lead, *i)``; output: ``(*lead, *o)``
+    """
+    op = "adaptive_avg_pool"
+    x = V.float_array(x, "x")
+    nd = _spatial_dims(output_size, x.ndim, op)
+    if x.ndim < nd + 1 or any(n < 1 for n in x.shape):
+        raise ValueError(
+            f"{op}: expected an input (*lead, *spatial) with {nd} spatial axes and no zero-size "
+            f"axis, got shape {x.shape}."
+        )
+    out = _adaptive_sizes(x.shape[-nd:], output_size, op)
+    if all(o == 1 for o in out):
+        return global_avg_pool(x, nd=nd)
+    y = x
+    for ax, (i, o) in enumerate(zip(x.shape[-nd:], out, strict=True)):
+        if o != i:
+            a = _adaptive_matrix(i, o, x.dtype)
+            y = np.swapaxes(np.swapaxes(y, ax - nd, -1) @ a.T, ax - nd, -1)
+    return np.ascontiguousarray(y) if y is not x else x.copy()
+
+
+def adaptive_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
+    """Input gradient of :func:`adaptive_avg_pool`: ``dx = A^T dy`` along every pooled axis.
+
+    No spatial-axis count is needed: an axis whose size did not change was pooled by the
+    identity (or not at all), so only axes where ``dy`` and ``input_shape`` differ are expanded.
+
+    Shape:
+        - dy: ``(*lead, *o)``; output: ``input_shape = (*lead, *i)``
+    """
+    op = "adaptive_avg_pool_grad"
+    dy = V.float_array(dy, "dy")
+    shape = _shape_arg(input_shape, op)
+    if dy.ndim != len(shape) or any(n < 1 for n in shape):
+        raise ValueError(
+            f"{op}: dy {dy.shape} must have as many axes as input_shape {shape} (the forward "
+            "input's shape, no zero-size axis)."
+        )
+    dx = dy
+    for ax in range(dy.ndim):
+        i, o = shape[ax], dy.shape[ax]
+        if o != i:
+            a = _adaptive_matrix(i, o, dy.dtype)
+            dx = np.swapaxes(np.swapaxes(dx, ax, -1) @ a, ax, -1)
+    return np.ascontiguousarray(dx) if dx is not dy else dy.copy()
+
+
+def global_avg_pool(x: np.ndarray, *, nd: int | None = None) -> np.ndarray:
+    """Mean over the spatial axes, keeping them as size 1 (``AdaptiveAvgPool{nd}d(1)``).
+
+    ``nd`` spatial axes are pooled: by default every axis after ``(N, C)``.
+
+    Shape:
+        - x: ``(*lead, *i)``; output: ``(*lead, 1, ..., 1)``
+    """
+    x = V.float_array(x, "x")
+    nd = x.ndim - 2 if nd is None else nd
+    if not 1 <= nd < x.ndim:
+        raise ValueError(
+            f"global_avg_pool: expected x (N, C, *spatial) with at least one spatial axis, got "
+            f"shape {x.shape} (nd={nd}). Pass nd= for an unbatched input."
+        )
+    return x.mean(axis=tuple(range(x.ndim - nd, x.ndim)), keepdims=True)
+
+
+def global_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
+    """Input gradient of :func:`global_avg_pool`: ``dy / (number of pooled cells)`` everywhere.
+
+    Shape:
+        - dy: ``(*lead, 1, ..., 1)``; output: ``input_shape = (*lead, *i)``
+    """
+    op = "global_avg_pool_grad"
+    dy = V.float_array(dy, "dy")
+    shape = _shape_arg(input_shape, op)
+    if dy.ndim != len(shape) or any(d not in (1, n) for d, n in zip(dy.shape, shape,
+                                                                    strict=True)):
+        raise ValueError(
+            f"{op}: dy {dy.shape} does not broadcast to input_shape {shape}; expected the "
+            "input's shape with the pooled axes set to 1."
+        )
+    count = int(np.prod(shape)) // max(dy.size, 1)
+    return np.broadcast_to(dy / count, shape).copy()

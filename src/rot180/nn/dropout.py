@@ -1,0 +1,74 @@
+"""``Dropout``: inverted dropout with a mask drawn from an explicit numpy ``Generator``."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .init import RNG, make_rng
+from .module import Module
+
+__all__ = ["Dropout"]
+
+
+class Dropout(Module):
+    """Inverted dropout: in training, zero each element with probability ``p`` and scale the
+    survivors by ``1 / (1 - p)``, so the expected output equals the input; identity in eval mode.
+
+    ``y = x * mask`` with ``mask = [u >= p] / (1 - p)``, ``u ~ U[0, 1)`` drawn from ``rng`` in
+    the input's dtype; backward is ``dx = dy * mask`` (the same mask). The generator is the
+    layer's own, so a seed reproduces every mask of a run (PyTorch's masks come from its own
+    generator and cannot be matched).
+
+    Args:
+        p: probability of zeroing an element, in ``[0, 1]``.
+        rng: a numpy ``Generator`` (used as is, shared if you share it), an int seed, or
+            ``None`` for fresh entropy (not reproducible).
+
+    Shape:
+        - input: any; output: same
+    """
+
+    def __init__(self, p: float = 0.5, *, rng: RNG = None) -> None:
+        super().__init__()
+        if isinstance(p, bool) or not isinstance(p, int | float | np.integer | np.floating):
+            raise TypeError(f"Dropout: p must be a number in [0, 1], got {type(p).__name__}.")
+        if not 0 <= p <= 1:
+            raise ValueError(
+                f"Dropout: dropout probability has to be between 0 and 1, but got p={p}."
+            )
+        self.p = float(p)
+        self.rng = make_rng(rng)
+        self._mask: np.ndarray | None = None
+        self._ran = False
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
+            raise TypeError(
+                f"Dropout: expected a float32 or float64 numpy array, got "
+                f"{getattr(x, 'dtype', type(x).__name__)}."
+            )
+        self._ran = True
+        if not self.training or self.p == 0:
+            self._mask = None
+            return x
+        if self.p == 1:
+            self._mask = np.zeros_like(x)
+        else:
+            keep = self.rng.random(x.shape, dtype=x.dtype) >= self.p
+            self._mask = keep * x.dtype.type(1 / (1 - self.p))
+        return x * self._mask
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        if not self._ran:
+            raise RuntimeError("Dropout.backward called before forward: run forward(x) first.")
+        if self._mask is None:
+            return dy
+        if np.shape(dy) != self._mask.shape:
+            raise ValueError(
+                f"Dropout.backward: dy has shape {np.shape(dy)} but the forward input had "
+                f"{self._mask.shape}."
+            )
+        return dy * self._mask
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"

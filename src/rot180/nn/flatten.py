@@ -1,0 +1,49 @@
+"""``Flatten``: merge a range of axes into one; backward restores the shape."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .module import Module
+
+__all__ = ["Flatten"]
+
+
+class Flatten(Module):
+    """Flatten axes ``start_dim`` to ``end_dim`` (inclusive; negative counts from the end) into
+    one, as ``torch.nn.Flatten``. A reshape moves no value, so ``dx`` is ``dy`` reshaped back.
+
+    Shape:
+        - input: ``(*a, n_start, ..., n_end, *b)``; output: ``(*a, n_start * ... * n_end, *b)``
+    """
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        for name, v in (("start_dim", start_dim), ("end_dim", end_dim)):
+            if isinstance(v, bool) or not isinstance(v, int | np.integer):
+                raise TypeError(f"Flatten: {name} must be an int, got {type(v).__name__} {v!r}.")
+        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self._shape: tuple[int, ...] | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"Flatten: expected a numpy array, got {type(x).__name__}.")
+        nd = max(x.ndim, 1)  # a 0-d input flattens to shape (1,), as torch
+        start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + nd if self.end_dim < 0 else self.end_dim
+        if not (0 <= start < nd and 0 <= end < nd) or start > end:
+            raise ValueError(
+                f"Flatten: start_dim={self.start_dim} and end_dim={self.end_dim} must be valid "
+                f"axes of the {x.ndim}-D input (shape {x.shape}) with start_dim <= end_dim."
+            )
+        self._shape = x.shape
+        shape = x.shape if x.ndim else (1,)
+        return x.reshape(shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self._shape is None:
+            raise RuntimeError("Flatten.backward called before forward: run forward(x) first.")
+        return np.reshape(dy, self._shape)
+
+    def extra_repr(self) -> str:
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -1,0 +1,175 @@
+"""Batch normalisation layers ``BatchNorm1d``, ``BatchNorm2d``, ``BatchNorm3d``.
+
+Training normalises with the batch's own statistics and updates the running ones; evaluation
+normalises with the running statistics. The backward rule is derived in
+:mod:`rot180.functional.normalization`. Names match ``torch.nn.BatchNorm*d``'s ``state_dict``:
+parameters ``weight``, ``bias``; buffers ``running_mean``, ``running_var`` and
+``num_batches_tracked`` (an int64 0-d array).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..functional import normalization as F
+from .module import Module, Parameter
+
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
+
+
+class _BatchNorm(Module):
+    """Batch normalisation over channel axis 1, as ``torch.nn.BatchNorm{1,2,3}d``.
+
+    ``y = weight * (x - mean) / sqrt(var + eps) + bias`` per channel. In training (or always,
+    when ``track_running_stats=False``) ``mean`` and the biased ``var`` are the batch's, over
+    every axis but 1, and the running statistics move towards them::
+
+        running_mean = (1 - momentum) running_mean + momentum mean
+        running_var  = (1 - momentum) running_var  + momentum var * M / (M - 1)
+
+    with the **unbiased** variance (``M`` values per channel), as PyTorch; ``momentum=None``
+    uses the cumulative average (factor ``1 / num_batches_tracked``). In eval mode the running
+    statistics are constants, so the backward rule is ``dx = dy * weight / sqrt(var + eps)``.
+
+    Args:
+        num_features: ``C``, the number of channels.
+        eps: added to the variance for stability.
+        momentum: weight of the new batch in the running statistics, or ``None``.
+        affine: learn ``weight`` (init 1) and ``bias`` (init 0).
+        track_running_stats: keep running statistics (buffers) for eval mode.
+        dtype: float32 (default) or float64.
+
+    Shape:
+        - input: see the subclass; output: same
+    """
+
+    _ndims: tuple[int, ...]
+    _layout: str
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, *,
+                 dtype: type | np.dtype = np.float32) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if isinstance(num_features, bool) or not isinstance(num_features, int | np.integer) \
+                or num_features < 1:
+            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}.")
+        if not eps > 0:
+            raise ValueError(f"{name}: eps must be > 0, got {eps!r}.")
+        if momentum is not None and not 0 <= momentum <= 1:
+            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}.")
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+        if dt not in (np.float32, np.float64):
+            raise TypeError(f"{name}: dtype must be float32 or float64, got {dt}.")
+        self.num_features = int(num_features)
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        c = self.num_features
+        if self.affine:
+            self.weight = Parameter(np.ones(c, dt))
+            self.bias = Parameter(np.zeros(c, dt))
+        else:
+            self.weight = self.bias = None
+        if self.track_running_stats:
+            self.register_buffer("running_mean", np.zeros(c, dt))
+            self.register_buffer("running_var", np.ones(c, dt))
+            self.register_buffer("num_batches_tracked", np.array(0, np.int64))
+        self._cache: tuple | None = None
+
+    def reset_running_stats(self) -> None:
+        if self.track_running_stats:
+            self.running_mean[...] = 0
+            self.running_var[...] = 1
+            self.num_batches_tracked[...] = 0
+
+    def _check_input(self, x: object) -> np.ndarray:
+        name = type(self).__name__
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}.")
+        if x.ndim not in self._ndims:
+            raise ValueError(
+                f"{name}: expected {' or '.join(f'{d}D' for d in self._ndims)} input "
+                f"{self._layout}, got {x.ndim}D input of shape {x.shape}."
+            )
+        if x.shape[1] != self.num_features:
+            raise ValueError(
+                f"{name}: expected {self.num_features} channels on axis 1, got shape {x.shape}."
+            )
+        ref = self.weight.data if self.affine else (
+            self.running_mean if self.track_running_stats else None)
+        if ref is not None and x.dtype != ref.dtype:
+            raise TypeError(
+                f"{name}: input dtype {x.dtype} does not match the layer's {ref.dtype}. Cast the "
+                f"input with x.astype(np.{ref.dtype}) or the layer with layer.astype(...)."
+            )
+        return x
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x)
+        w = self.weight.data if self.affine else None
+        b = self.bias.data if self.affine else None
+        use_batch = self.training or not self.track_running_stats
+        if use_batch:
+            m = x.size // x.shape[1]
+            if self.training and m <= 1:
+                raise ValueError(
+                    f"{type(self).__name__}: expected more than 1 value per channel when "
+                    f"training, got input of shape {x.shape}. Use a batch of at least 2 or "
+                    "eval mode."
+                )
+            mean, var = F.batch_stats(x)
+            if self.training and self.track_running_stats:
+                self._update_running(mean, var, m)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y, xh, r = F.batch_norm(x, mean, var, w, b, eps=self.eps)
+        self._cache = (xh, r, use_batch)
+        return y
+
+    def _update_running(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
+        self.num_batches_tracked += 1
+        f = (1 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+        unbiased = var * (m / (m - 1))
+        # In place, so references to the buffers (and the state_dict order) stay valid.
+        self.running_mean *= 1 - f
+        self.running_mean += f * mean
+        self.running_var *= 1 - f
+        self.running_var += f * unbiased
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward: run forward(x) first."
+            )
+        xh, r, use_batch = self._cache
+        w = self.weight.data if self.affine else None
+        dx, dw, db = F.batch_norm_grad(dy, xh, r, w, batch_statistics=use_batch)
+        if self.affine:
+            self.weight.grad += dw
+            self.bias.grad += db
+        return dx
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    __doc__ = (_BatchNorm.__doc__ or "").replace(
+        "see the subclass", "``(N, C)`` or ``(N, C, L)``")
+    _ndims = (2, 3)
+    _layout = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    __doc__ = (_BatchNorm.__doc__ or "").replace("see the subclass", "``(N, C, H, W)``")
+    _ndims = (4,)
+    _layout = "(N, C, H, W)"
+
+
+class BatchNorm3d(_BatchNorm):
+    __doc__ = (_BatchNorm.__doc__ or "").replace("see the subclass", "``(N, C, D, H, W)``")
+    _ndims = (5,)
+    _layout = "(N, C, D, H, W)"

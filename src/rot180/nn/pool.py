@@ -1,0 +1,253 @@
+"""Pooling layers: ``MaxPool{1,2,3}d``, ``AvgPool{1,2,3}d``, ``AdaptiveAvgPool{1,2,3}d``.
+
+No parameters. Max pooling remembers the argmax of every window in forward and routes each delta
+there in backward (the first maximum on ties, as PyTorch); average pooling spreads each delta
+evenly over its window. See :mod:`rot180.functional.pool` for the rules.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..functional import pool as P
+from ..functional.shapes import as_tuple
+from .module import Module
+
+__all__ = [
+    "MaxPool1d", "MaxPool2d", "MaxPool3d",
+    "AvgPool1d", "AvgPool2d", "AvgPool3d",
+    "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "GlobalAvgPool2d",
+]
+
+IntOrTuple = int | Sequence[int]
+
+
+class _Pool(Module):
+    """Shared argument checks and input checks; ``_nd`` spatial dimensions."""
+
+    _nd: int
+
+    def __init__(self, kernel_size: IntOrTuple, stride: IntOrTuple | None, padding: IntOrTuple,
+                 ceil_mode: bool) -> None:
+        super().__init__()
+        nd, name = self._nd, type(self).__name__
+        self.kernel_size = as_tuple(kernel_size, nd, "kernel_size")
+        self.stride = self.kernel_size if stride is None else as_tuple(stride, nd, "stride")
+        self.padding = as_tuple(padding, nd, "padding")
+        if any(v < 1 for v in self.kernel_size + self.stride):
+            raise ValueError(
+                f"{name}: kernel_size and stride must be >= 1, got kernel_size={kernel_size!r}, "
+                f"stride={stride!r}."
+            )
+        if any(p < 0 or p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            raise ValueError(
+                f"{name}: pad should be at most half of kernel size (and >= 0), got "
+                f"padding={self.padding} for kernel_size={self.kernel_size}."
+            )
+        if not isinstance(ceil_mode, bool):
+            raise TypeError(f"{name}: ceil_mode must be a bool, got {ceil_mode!r}.")
+        self.ceil_mode = ceil_mode
+        self._cache: tuple | None = None
+
+    def _check_input(self, x: object) -> np.ndarray:
+        name, nd = type(self).__name__, self._nd
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}.")
+        if x.ndim not in (nd + 1, nd + 2):
+            raise ValueError(
+                f"{name}: expected input of shape (N, C, *{nd} spatial) or unbatched "
+                f"(C, *{nd} spatial), got {x.ndim}-D shape {x.shape}."
+            )
+        return x
+
+    def _cached(self) -> tuple:
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward: run forward(x) first."
+            )
+        return self._cache
+
+    @property
+    def _kw(self) -> dict:
+        return {"stride": self.stride, "padding": self.padding, "ceil_mode": self.ceil_mode}
+
+    def extra_repr(self) -> str:
+        s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        return s + (", ceil_mode=True" if self.ceil_mode else "")
+
+
+class _MaxPoolNd(_Pool):
+    """Max pooling over ``_nd`` spatial axes; caches the argmax indices.
+
+    Args:
+        kernel_size: window size, an int or one int per spatial dimension.
+        stride: default ``kernel_size``; smaller values give overlapping windows.
+        padding: ``-inf`` cells on both sides, at most ``kernel_size // 2``.
+        ceil_mode: round the output size up, as PyTorch.
+
+    Shape:
+        - input: ``(N, C, *i)`` or ``(C, *i)``
+        - output: ``(N, C, *o)``, ``o = floor((i + 2p - k) / s) + 1``
+    """
+
+    def __init__(self, kernel_size: IntOrTuple, stride: IntOrTuple | None = None,
+                 padding: IntOrTuple = 0, ceil_mode: bool = False) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x)
+        y, idx = P.max_pool(x, self.kernel_size, **self._kw)
+        self._cache = (idx, x.shape)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        idx, shape = self._cached()
+        return P.max_pool_grad(dy, idx, shape, self.kernel_size, **self._kw)
+
+
+class _AvgPoolNd(_Pool):
+    """Average pooling over ``_nd`` spatial axes.
+
+    Args:
+        kernel_size, stride, padding, ceil_mode: as max pooling (padding cells are zeros).
+        count_include_pad: divide by the whole window (default, as PyTorch) or only by the
+            real input cells in it.
+
+    Shape:
+        - input: ``(N, C, *i)`` or ``(C, *i)``
+        - output: ``(N, C, *o)``, ``o = floor((i + 2p - k) / s) + 1``
+    """
+
+    def __init__(self, kernel_size: IntOrTuple, stride: IntOrTuple | None = None,
+                 padding: IntOrTuple = 0, ceil_mode: bool = False,
+                 count_include_pad: bool = True) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode)
+        if not isinstance(count_include_pad, bool):
+            raise TypeError(
+                f"{type(self).__name__}: count_include_pad must be a bool, got "
+                f"{count_include_pad!r}."
+            )
+        self.count_include_pad = count_include_pad
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = self._check_input(x)
+        y = P.avg_pool(x, self.kernel_size, count_include_pad=self.count_include_pad,
+                       **self._kw)
+        self._cache = (x.shape,)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        (shape,) = self._cached()
+        return P.avg_pool_grad(dy, shape, self.kernel_size,
+                               count_include_pad=self.count_include_pad, **self._kw)
+
+    def extra_repr(self) -> str:
+        s = super().extra_repr()
+        return s + ("" if self.count_include_pad else ", count_include_pad=False")
+
+
+class MaxPool1d(_MaxPoolNd):
+    __doc__ = _MaxPoolNd.__doc__
+    _nd = 1
+
+
+class MaxPool2d(_MaxPoolNd):
+    __doc__ = _MaxPoolNd.__doc__
+    _nd = 2
+
+
+class MaxPool3d(_MaxPoolNd):
+    __doc__ = _MaxPoolNd.__doc__
+    _nd = 3
+
+
+class AvgPool1d(_AvgPoolNd):
+    __doc__ = _AvgPoolNd.__doc__
+    _nd = 1
+
+
+class AvgPool2d(_AvgPoolNd):
+    __doc__ = _AvgPoolNd.__doc__
+    _nd = 2
+
+
+class AvgPool3d(_AvgPoolNd):
+    __doc__ = _AvgPoolNd.__doc__
+    _nd = 3
+
+
+class _AdaptiveAvgPoolNd(Module):
+    """Adaptive average pooling to ``output_size``, as ``torch.nn.AdaptiveAvgPool{nd}d``.
+
+    Output cell ``q`` of an axis of ``i`` cells averages cells ``floor(q i / o)`` up to
+    ``ceil((q+1) i / o) - 1``; ``output_size=1`` is global average pooling.
+
+    Args:
+        output_size: an int or one entry per spatial dimension; ``None`` keeps that axis.
+
+    Shape:
+        - input: ``(N, C, *i)`` or ``(C, *i)``; output: ``(N, C, *output_size)``
+    """
+
+    _nd: int
+
+    def __init__(self, output_size: int | Sequence[int | None]) -> None:
+        super().__init__()
+        nd, name = self._nd, type(self).__name__
+        sizes = (output_size,) * nd if not isinstance(output_size, Sequence) else output_size
+        if len(sizes) != nd or any(
+                o is not None and (isinstance(o, bool) or not isinstance(o, int | np.integer)
+                                   or o < 1) for o in sizes):
+            raise ValueError(
+                f"{name}: output_size must be a positive int or {nd} entries each a positive "
+                f"int or None, got {output_size!r}."
+            )
+        self.output_size = tuple(None if o is None else int(o) for o in sizes)
+        self._cache: tuple | None = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        name, nd = type(self).__name__, self._nd
+        if not isinstance(x, np.ndarray):
+            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}.")
+        if x.ndim not in (nd + 1, nd + 2):
+            raise ValueError(
+                f"{name}: expected input of shape (N, C, *{nd} spatial) or unbatched "
+                f"(C, *{nd} spatial), got {x.ndim}-D shape {x.shape}."
+            )
+        y = P.adaptive_avg_pool(x, self.output_size)
+        self._cache = (x.shape,)
+        return y
+
+    def backward(self, dy: np.ndarray) -> np.ndarray:
+        if self._cache is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.backward called before forward: run forward(x) first."
+            )
+        return P.adaptive_avg_pool_grad(dy, self._cache[0])
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveAvgPool1d(_AdaptiveAvgPoolNd):
+    __doc__ = _AdaptiveAvgPoolNd.__doc__
+    _nd = 1
+
+
+class AdaptiveAvgPool2d(_AdaptiveAvgPoolNd):
+    __doc__ = _AdaptiveAvgPoolNd.__doc__
+    _nd = 2
+
+
+class AdaptiveAvgPool3d(_AdaptiveAvgPoolNd):
+    __doc__ = _AdaptiveAvgPoolNd.__doc__
+    _nd = 3
+
+
+class GlobalAvgPool2d(AdaptiveAvgPool2d):
+    """``AdaptiveAvgPool2d(1)``: the mean of every channel plane, kept as ``(N, C, 1, 1)``."""
+
+    def __init__(self) -> None:
+        super().__init__(1)
