@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/rot180 check
+	$(VENV)/bin/rot180 train
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -1,0 +1,206 @@
+"""Checkpoints: safetensors tensors plus JSON metadata, written atomically. No pickle.
+
+File layout (one ``.safetensors`` file):
+
+- the model's ``state_dict`` under its PyTorch names (``"0.weight"``, ...), so
+  ``safetensors.torch.load_file(path)`` loads into the equivalent ``torch.nn.Module``
+  (drop the ``optimizer.`` entries, or pass ``strict=False``);
+- the optimizer's arrays under ``"optimizer.<param index>.<name>"``;
+- the safetensors header metadata ``{"rot180": <JSON>}`` holding everything else: model name and
+  config, the optimizer's scalar state and hyper-parameters, epoch, step, RNG state, and any
+  user metadata.
+
+Writing goes to a temporary file in the same directory, is flushed and fsync'ed, then renamed over
+the target (``os.replace`` is atomic on POSIX), and the directory is fsync'ed: a crash at any
+moment leaves either the old checkpoint or the new one, never a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
+           "atomic_write_bytes"]
+
+_OPT_PREFIX = "optimizer."
+_FORMAT = "rot180-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, corrupt, truncated, of the wrong format or inconsistent."""
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns."""
+
+    path: Path
+    model_state: dict[str, np.ndarray]
+    optimizer_state: dict[str, Any] | None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def build_model(self) -> Any:
+        """Rebuild the model from ``meta["model"]`` and ``meta["model_config"]`` and load it."""
+        from ..models import build_model
+
+        name = self.meta.get("model")
+        if not name:
+            raise CheckpointError(
+                f"{self.path}: checkpoint records no model name, so the model cannot be rebuilt. "
+                "Build the model yourself and call model.load_state_dict(ckpt.model_state)."
+            )
+        model = build_model(name, **self.meta.get("model_config", {}))
+        dtype = next(iter(self.model_state.values())).dtype if self.model_state else None
+        if dtype is not None and dtype in (np.float32, np.float64):
+            model.astype(dtype)
+        model.load_state_dict(self.model_state)
+        return model
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: temp file, fsync, rename, fsync the directory.
+
+    On any failure (a full disk, say) the temporary file is removed and the previous file at
+    ``path``, if any, is left untouched.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be fsync'ed
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _split_optimizer_state(state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict]:
+    """Move every ndarray of an optimizer ``state_dict`` out into a flat tensor dict."""
+    tensors: dict[str, np.ndarray] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for idx, entry in state.get("state", {}).items():
+        scalars[str(idx)] = {}
+        for name, value in entry.items():
+            if isinstance(value, np.ndarray):
+                tensors[f"{_OPT_PREFIX}{idx}.{name}"] = value
+            else:
+                scalars[str(idx)][name] = value.item() if isinstance(value, np.generic) else value
+    rest = {k: v for k, v in state.items() if k != "state"}
+    return tensors, {"scalars": scalars, **rest}
+
+
+def _join_optimizer_state(tensors: dict[str, np.ndarray], info: dict) -> dict[str, Any]:
+    state: dict[int, dict[str, Any]] = {}
+    for idx, scalars in info.get("scalars", {}).items():
+        state[int(idx)] = dict(scalars)
+    for key, value in tensors.items():
+        idx, name = key[len(_OPT_PREFIX):].split(".", 1)
+        state.setdefault(int(idx), {})[name] = value
+    return {"state": state, **{k: v for k, v in info.items() if k != "scalars"}}
+
+
+def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, /,
+                    **meta: Any) -> Path:
+    """Save ``model`` (and ``optimizer``) to ``path`` as safetensors + JSON metadata, atomically.
+
+    ``meta`` must be JSON-serialisable (e.g. ``epoch=3, step=1200, model="lenet5"``).
+    """
+    from safetensors.numpy import save as st_save
+
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    header: dict[str, Any] = {"format": _FORMAT, **meta}
+    if optimizer is not None:
+        opt_tensors, opt_info = _split_optimizer_state(optimizer.state_dict())
+        tensors.update({k: np.ascontiguousarray(v) for k, v in opt_tensors.items()})
+        header["optimizer"] = opt_info
+        header["optimizer_class"] = type(optimizer).__name__
+    try:
+        text = json.dumps(header, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"save_checkpoint: metadata must be JSON-serialisable (ints, floats, strings, lists, "
+            f"dicts): {exc}."
+        ) from None
+    atomic_write_bytes(path, st_save(tensors, metadata={"rot180": text}))
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`; never executes code from the file.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt or not a rot180 checkpoint.
+    """
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file. Check the path.") from None
+    except IsADirectoryError:
+        raise CheckpointError(
+            f"{path}: is a directory; pass the checkpoint file inside it (e.g. {path}/last.safetensors)."
+        ) from None
+    try:
+        tensors = st_load(raw)
+        header = _read_metadata(raw)
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
+        raise CheckpointError(
+            f"{path}: not a valid safetensors checkpoint (corrupt or truncated?): {exc}"
+        ) from None
+    if header.get("format") != _FORMAT:
+        raise CheckpointError(
+            f"{path}: not a rot180 checkpoint (metadata format {header.get('format')!r}, "
+            f"expected {_FORMAT!r})."
+        )
+    model_state = {k: v for k, v in tensors.items() if not k.startswith(_OPT_PREFIX)}
+    opt = None
+    if "optimizer" in header:
+        opt_tensors = {k: v for k, v in tensors.items() if k.startswith(_OPT_PREFIX)}
+        opt = _join_optimizer_state(opt_tensors, header.pop("optimizer"))
+    return Checkpoint(path, model_state, opt, header)
+
+
+def _read_metadata(raw: bytes) -> dict[str, Any]:
+    """Parse the ``rot180`` JSON entry of a safetensors header (the 8-byte length + JSON)."""
+    if len(raw) < 8:
+        raise ValueError("file shorter than the 8-byte safetensors header length")
+    n = int.from_bytes(raw[:8], "little")
+    if n > len(raw) - 8:
+        raise ValueError(f"header length {n} exceeds file size {len(raw)}")
+    header = json.loads(raw[8:8 + n].decode("utf-8"))
+    meta = header.get("__metadata__") or {}
+    if "rot180" not in meta:
+        return {}
+    value = json.loads(meta["rot180"])
+    if not isinstance(value, dict):
+        raise ValueError("rot180 metadata is not a JSON object")
+    return value
