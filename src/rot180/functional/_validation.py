@@ -20,7 +20,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def float_array(a: object, name: str) -> np.ndarray:
     """Return ``a`` as an ndarray of float32 or float64, never converting between them."""
     if not isinstance(a, np.ndarray):
-        if isinstance(a, list | tuple) or np.isscalar(a):
+        # a str is a numpy "scalar" too; it must not reach the dtype message below
+        if isinstance(a, list | tuple) or (np.isscalar(a) and not isinstance(a, str | bytes)):
             a = np.asarray(a)
         else:
             raise TypeError(
@@ -52,14 +53,17 @@ def positive_int(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
     if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}.")
+        raise ValueError(f"{name} must be >= 1, got {value}. Pass a positive int.")
     return int(value)
 
 
 def positive_tuple(value: object, nd: int, name: str) -> tuple[int, ...]:
     out = shapes.as_tuple(value, nd, name)  # type: ignore[arg-type]
     if any(v < 1 for v in out):
-        raise ValueError(f"{name} must be >= 1 in every dimension, got {value!r}.")
+        raise ValueError(
+            f"{name} must be >= 1 in every dimension, got {value!r}. Pass a positive int or "
+            f"a tuple of {nd} positive ints."
+        )
     return out
 
 
@@ -120,6 +124,11 @@ def input_shape_for(spec: ConvSpec, x_shape: tuple[int, ...], name: str, op: str
             f"(C_in, *spatial) to match a {nd}-D kernel, got {len(x_shape)}-D shape {x_shape}."
         )
     c = x_shape[-nd - 1]
+    if c % spec.groups:
+        raise ValueError(
+            f"{op}: channel mismatch: groups={spec.groups} must divide the input channels, got "
+            f"C_in={c} ({name} shape {x_shape}). Choose groups dividing both C_in and C_out."
+        )
     if c != spec.in_channels:
         raise ValueError(
             f"{op}: channel mismatch: {name} has C_in={c} channels (shape {x_shape}) but weight "
@@ -140,34 +149,46 @@ def input_shape_for(spec: ConvSpec, x_shape: tuple[int, ...], name: str, op: str
 
 
 def resolve_input_shape(spec: ConvSpec, input_shape: object, dz_shape: tuple[int, ...],
-                        op: str) -> tuple[int, ...]:
-    """Turn ``input_shape`` (full or spatial only) into a full shape matching ``dz``."""
+                        op: str, name: str = "input_shape") -> tuple[int, ...]:
+    """Turn ``input_shape`` (full or spatial only) into a full shape matching ``dz``.
+
+    ``name`` is how the shape is called in messages: ``"x.shape"`` where the caller passed
+    ``x`` itself rather than a shape.
+    """
     if isinstance(input_shape, np.ndarray) or not isinstance(input_shape, Sequence):
         raise TypeError(
-            f"{op}: input_shape must be a tuple of ints, got {type(input_shape).__name__}. "
+            f"{op}: {name} must be a tuple of ints, got {type(input_shape).__name__}. "
             "Pass x.shape of the forward input."
         )
+    for v in input_shape:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(
+                f"{op}: {name} must be a tuple of ints, got {type(v).__name__} {v!r} in "
+                f"{tuple(input_shape)!r}. Pass x.shape of the forward input."
+            )
+    fix = ("Pass the forward input's shape, x.shape." if name == "input_shape" else
+           f"{name} and dz must come from the same forward pass.")
     shp = tuple(int(v) for v in input_shape)
     batch = dz_shape[:-spec.nd - 1]
     if len(shp) == spec.nd:
         shp = batch + (spec.in_channels,) + shp
     elif len(shp) != len(dz_shape):
         raise ValueError(
-            f"{op}: input_shape {shp} has {len(shp)} entries; expected {len(dz_shape)} (the "
+            f"{op}: {name} {shp} has {len(shp)} entries; expected {len(dz_shape)} (the "
             f"forward input's full shape) or {spec.nd} (its spatial sizes) for dz of shape "
-            f"{dz_shape}."
+            f"{dz_shape}. {fix}"
         )
     if shp[:-spec.nd - 1] != batch:
         raise ValueError(
-            f"{op}: input_shape batch {shp[:-spec.nd - 1]} does not match dz batch {batch}."
+            f"{op}: {name} batch {shp[:-spec.nd - 1]} does not match dz batch {batch}. {fix}"
         )
-    spatial = input_shape_for(spec, shp, "input_shape", op)
+    spatial = input_shape_for(spec, shp, name, op)
     expect = spec.output_spatial(spatial)
     if expect != tuple(dz_shape[-spec.nd:]):
         raise ValueError(
-            f"{op}: input_shape {shp} cannot have produced dz of shape {dz_shape}: with kernel "
+            f"{op}: {name} {shp} cannot have produced dz of shape {dz_shape}: with kernel "
             f"{spec.kernel}, stride {spec.stride}, padding {spec.padding} and dilation "
-            f"{spec.dilation} it gives spatial output {expect}. Pass the forward input's shape."
+            f"{spec.dilation} it gives spatial output {expect}. {fix}"
         )
     return shp
 
@@ -177,13 +198,17 @@ def dz_for(spec: ConvSpec, dz: np.ndarray, op: str) -> None:
     if dz.ndim not in (spec.nd + 1, spec.nd + 2):
         raise ValueError(
             f"{op}: expected dz of {spec.nd + 2} dimensions (N, C_out, *spatial) or "
-            f"{spec.nd + 1}, got {dz.ndim}-D shape {dz.shape}."
+            f"{spec.nd + 1} (C_out, *spatial) to match a {spec.nd}-D kernel, got {dz.ndim}-D "
+            f"shape {dz.shape}."
         )
     c = dz.shape[-spec.nd - 1]
     if c != spec.out_channels:
+        # a rank-(nd+1) delta is read as unbatched: say so, it may be a batched one missing an axis
+        layout = "(N, C_out, *spatial)" if dz.ndim == spec.nd + 2 else "unbatched (C_out, *spatial)"
         raise ValueError(
-            f"{op}: channel mismatch: dz has {c} channels (shape {dz.shape}) but the weight "
-            f"has C_out={spec.out_channels}. dz must be the gradient of this layer's output."
+            f"{op}: channel mismatch: dz has {c} channels (shape {dz.shape}, read as {layout}) "
+            f"but the weight has C_out={spec.out_channels}. dz must be the gradient of this "
+            "layer's output."
         )
 
 
@@ -193,4 +218,10 @@ def weight_shape_arg(weight_shape: object, op: str) -> tuple[int, ...]:
             f"{op}: weight_shape must be a tuple of ints, got {type(weight_shape).__name__}. "
             "Pass w.shape."
         )
+    for v in weight_shape:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(
+                f"{op}: weight_shape must be a tuple of ints, got {type(v).__name__} {v!r} in "
+                f"{tuple(weight_shape)!r}. Pass w.shape."
+            )
     return tuple(int(v) for v in weight_shape)

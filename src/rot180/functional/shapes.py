@@ -169,14 +169,20 @@ def resolve_padding(padding: int | str | Sequence, kernel: Sequence[int], dilati
     if isinstance(padding, Sequence) and any(
         isinstance(p, Sequence) and not isinstance(p, str) for p in padding
     ):
+        fix = "Pass one int or one (low, high) pair per spatial dimension."
         if len(padding) != nd:
             raise ValueError(
                 f"padding must have one entry per spatial dimension ({nd}), got {len(padding)} "
-                f"entries {tuple(padding)!r}."
+                f"entries {tuple(padding)!r}. {fix}"
             )
         pairs = []
-        for p in padding:
+        for ax, p in enumerate(padding):
             if isinstance(p, Sequence) and not isinstance(p, str):
+                if len(p) != 2:
+                    raise ValueError(
+                        f"padding pairs must be (low, high), got {tuple(p)!r} for spatial axis "
+                        f"{ax} in {tuple(padding)!r}. {fix}"
+                    )
                 lo, hi = as_tuple(p, 2, "padding pair")
             else:
                 (lo,) = as_tuple(p, 1, "padding")
