@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import fields
 
-from ..train.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer
+from ..train.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, TrainingDiverged
 
 HELP = "train a CNN (default: LeNet-5 on the embedded 5,000 MNIST digits)"
 
@@ -29,7 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--download", action="store_true",
-                   help="fetch missing files of mnist/fashion-mnist/kmnist/cifar10 (SHA-256 checked)")
+                   help="fetch missing files of mnist/fashion-mnist/kmnist/cifar10 "
+                        "(SHA-256 checked)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
     p.add_argument("--out", default=d.out, help="output directory (default: %(default)s)")
@@ -49,7 +51,11 @@ def run(args: argparse.Namespace) -> int:
           f"seed={cfg.seed} -> {cfg.out}")
     if args.resume:
         trainer.resume()
-    history = trainer.fit()
+    try:
+        history = trainer.fit()
+    except TrainingDiverged as err:  # an outcome, not a bug: no traceback, the message says why
+        print(f"rot180: error: {err}", file=sys.stderr)
+        return 1
     best = max(history, key=lambda r: r["val_acc"]) if history else None
     if best is not None:
         print(f"best held-out accuracy {best['val_acc']:.2%} (epoch {best['epoch']}); "

@@ -58,8 +58,11 @@ class Checkpoint:
                 "Build the model yourself and call model.load_state_dict(ckpt.model_state)."
             )
         model = build_model(name, **self.meta.get("model_config", {}))
-        dtype = next(iter(self.model_state.values())).dtype if self.model_state else None
-        if dtype is not None and dtype in (np.float32, np.float64):
+        # The first *floating* entry: safetensors returns tensors in no fixed order, and an
+        # integer buffer (BatchNorm's num_batches_tracked) says nothing about the dtype.
+        dtype = next((v.dtype for v in self.model_state.values()
+                      if v.dtype in (np.float32, np.float64)), None)
+        if dtype is not None:
             model.astype(dtype)
         model.load_state_dict(self.model_state)
         return model
@@ -125,6 +128,11 @@ def _join_optimizer_state(tensors: dict[str, np.ndarray], info: dict) -> dict[st
     return {"state": state, **{k: v for k, v in info.items() if k != "scalars"}}
 
 
+def _contiguous(a: np.ndarray) -> np.ndarray:
+    # Not np.ascontiguousarray: it turns 0-d arrays (BatchNorm's num_batches_tracked) into 1-d.
+    return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+
+
 def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, /,
                     **meta: Any) -> Path:
     """Save ``model`` (and ``optimizer``) to ``path`` as safetensors + JSON metadata, atomically.
@@ -133,11 +141,11 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, 
     """
     from safetensors.numpy import save as st_save
 
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.state_dict().items()}
+    tensors = {k: _contiguous(v) for k, v in model.state_dict().items()}
     header: dict[str, Any] = {"format": _FORMAT, **meta}
     if optimizer is not None:
         opt_tensors, opt_info = _split_optimizer_state(optimizer.state_dict())
-        tensors.update({k: np.ascontiguousarray(v) for k, v in opt_tensors.items()})
+        tensors.update({k: _contiguous(v) for k, v in opt_tensors.items()})
         header["optimizer"] = opt_info
         header["optimizer_class"] = type(optimizer).__name__
     try:
@@ -167,7 +175,8 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointError(f"{path}: no such checkpoint file. Check the path.") from None
     except IsADirectoryError:
         raise CheckpointError(
-            f"{path}: is a directory; pass the checkpoint file inside it (e.g. {path}/last.safetensors)."
+            f"{path}: is a directory; pass the checkpoint file inside it "
+            f"(e.g. {path}/last.safetensors)."
         ) from None
     try:
         tensors = st_load(raw)

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from .. import optim
+from ..data import Dataset, load_dataset
 from ..models import build_model
 from ..nn import Module, SoftmaxCrossEntropy
 from . import metrics as M
-from ..data import Dataset, load_dataset
 from .checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "evaluate_model"]
@@ -221,10 +221,13 @@ class Trainer:
             loss = self.loss.forward(logits, yb)
             if not math.isfinite(loss):
                 bar.close()
+                kept = (f"The last good checkpoint, {self.out / 'last.safetensors'} (epoch "
+                        f"{self.epoch}), is kept." if self.epoch else
+                        "No checkpoint was written: it diverged in the first epoch.")
                 raise TrainingDiverged(
                     f"loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}); last "
-                    f"finite mean loss {tot_loss / max(seen, 1):.4f}. The last good checkpoint "
-                    f"is kept in {self.out}. Try a smaller learning rate (--lr {cfg.lr / 10:g})."
+                    f"finite mean loss {tot_loss / max(seen, 1):.4f}. {kept} Try a smaller "
+                    f"learning rate (--lr {cfg.lr / 10:g})."
                 )
             self.opt.zero_grad()
             self.model.backward(self.loss.backward())
