@@ -20,7 +20,7 @@ from . import __version__
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("train", "evaluate", "predict", "check", "explain")
+_COMMANDS = ("train", "evaluate", "predict", "check", "explain", "saliency")
 
 
 def build_parser() -> argparse.ArgumentParser:
