@@ -214,8 +214,8 @@ def test_resume_refuses_another_model_or_a_best_checkpoint(tmp_path) -> None:
     fit(config(tmp_path, epochs=1))
     other = Trainer(config(tmp_path, model="resnet_small", epochs=1), progress=False,
                     log=lambda s: None)
-    with pytest.raises(ValueError, match="holds model 'lenet5', but this run trains "
-                                         "'resnet_small'"):
+    with pytest.raises(ValueError, match="written by a run with other settings "
+                                         r"\(model: saved 'lenet5', now 'resnet_small'\)"):
         other.resume()
     same = Trainer(config(tmp_path, epochs=1), progress=False, log=lambda s: None)
     with pytest.raises(ValueError, match="has no optimizer state"):

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from dataclasses import fields
 
-from ..train.trainer import OPTIMIZERS, SCHEDULES, TrainConfig, Trainer, TrainingDiverged
+from ..train.trainer import (
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    Trainer,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 
 HELP = "train a CNN (default: LeNet-5 on the embedded 5,000 MNIST digits)"
 
@@ -56,9 +64,28 @@ def run(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:  # an outcome, not a bug: no traceback, the message says why
         print(f"rot180: error: {err}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as stop:
+        print(f"rot180: {stop}\nresume with: {resume_command(cfg)}", file=sys.stderr)
+        return 130
     best = max(history, key=lambda r: r["val_acc"]) if history else None
     if best is not None:
         print(f"best held-out accuracy {best['val_acc']:.2%} (epoch {best['epoch']}); "
               f"checkpoints in {cfg.out}/best.safetensors and last.safetensors; "
               f"curves in {cfg.out}/curves.png")
     return 0
+
+
+def resume_command(cfg: TrainConfig) -> str:
+    """The shell command that continues this run: its non-default options plus ``--resume``."""
+    default = TrainConfig()
+    words = ["rot180", "train"]
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if value == getattr(default, f.name) and f.name != "out":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else {"augment": "--no-augment"}.get(f.name, ""))
+        elif value is not None:
+            words += [flag, str(value)]
+    return shlex.join([w for w in words if w] + ["--resume"])

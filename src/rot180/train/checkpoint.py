@@ -155,7 +155,14 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, 
             f"save_checkpoint: metadata must be JSON-serialisable (ints, floats, strings, lists, "
             f"dicts): {exc}."
         ) from None
-    atomic_write_bytes(path, st_save(tensors, metadata={"rot180": text}))
+    try:
+        atomic_write_bytes(path, st_save(tensors, metadata={"rot180": text}))
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"could not write checkpoint {path}: {exc.strerror or exc}. Nothing was "
+            "replaced: the previous checkpoint at that path, if any, is intact. Free some disk "
+            "space (or choose another --out) and try again."
+        ) from exc
     return Path(path)
 
 

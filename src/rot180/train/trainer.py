@@ -6,11 +6,21 @@ from a numpy ``Generator`` whose state is saved in the checkpoint; the optimizer
 state are saved with it; and the computation is deterministic for a given machine and thread
 count. A run resumed from the checkpoint at the end of epoch ``e`` therefore replays epochs
 ``e+1, ...`` exactly as the uninterrupted run computed them.
+
+Faults: SIGINT (Ctrl-C) and SIGTERM stop the run after the current step and write
+``last.safetensors`` *mid-epoch*: it also records the generator state at the start of the epoch,
+the number of batches done and the running sums, so ``--resume`` replays the epoch's shuffle,
+skips the batches already seen and continues with the very same numbers. A NaN or infinite loss
+stops the run (:class:`TrainingDiverged`) without overwriting the last good checkpoint. Every
+checkpoint is written atomically, so a ``kill -9`` or a full disk never damages the previous one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -26,7 +36,7 @@ from ..nn import Module, SoftmaxCrossEntropy
 from . import metrics as M
 from .checkpoint import load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "evaluate_model"]
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate_model"]
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
@@ -34,6 +44,18 @@ SCHEDULES = ("none", "step", "cosine")
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT or SIGTERM stopped the run; a resumable checkpoint was written first."""
+
+    def __init__(self, message: str, checkpoint: Path) -> None:
+        super().__init__(message)
+        self.checkpoint = checkpoint
+
+
+# Fields that may differ between a run and its resumption: where files go, and how they are read.
+_RESUME_FREE = ("out", "data_root", "download")
 
 
 @dataclass
@@ -151,6 +173,26 @@ class Trainer:
         self.step = 0
         self.history: list[dict] = []
         self.best_val_acc = -1.0
+        self._epoch_start_rng: dict | None = None  # generator state when this epoch began
+        self._partial: dict | None = None          # batches done and running sums, mid-epoch
+        self._stop: str | None = None              # name of the signal that asked us to stop
+        self._check_input_size()
+
+    def _check_input_size(self) -> None:
+        """Run one held-out image through the model so a size mismatch fails early and clearly."""
+        x = self.val_set.images[:1]
+        try:
+            self.model.eval()
+            self.model.forward(np.zeros(x.shape, self.dtype))
+        except ValueError as exc:
+            raise ValueError(
+                f"model {self.cfg.model!r} cannot take the {x.shape[1:]} images of "
+                f"{self.cfg.data!r} ({exc}). Choose a model made for this image size "
+                "(lenet5: 28x28 digits; vgg_small and resnet_small: 32x32 images, "
+                "resnet_small also smaller ones)."
+            ) from None
+        finally:
+            self.model.train()
 
     # -- checkpoint state ---------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
@@ -170,6 +212,8 @@ class Trainer:
             "module_rng_states": {k: g.bit_generator.state
                                   for k, g in _generators(self.model).items()},
             "scheduler": self.sched.state_dict() if self.sched is not None else None,
+            "partial_epoch": self._partial,
+            "epoch_start_rng_state": self._epoch_start_rng if self._partial else None,
         }
 
     def save(self, name: str) -> Path:
@@ -181,10 +225,15 @@ class Trainer:
         path = Path(path) if path is not None else self.out / "last.safetensors"
         ckpt = load_checkpoint(path)
         meta = ckpt.meta
-        if meta.get("model") != self.cfg.model:
+        saved = meta.get("config", {})
+        ours = asdict(self.cfg)
+        differ = [f"{k}: saved {saved.get(k)!r}, now {ours[k]!r}" for k in ours
+                  if k not in _RESUME_FREE and saved.get(k) != ours[k]]
+        if differ:
             raise ValueError(
-                f"--resume: {path} holds model {meta.get('model')!r}, but this run trains "
-                f"{self.cfg.model!r}. Pass the same --model, or a different --out."
+                f"--resume: {path} was written by a run with other settings ("
+                + "; ".join(differ) + "). Resume with the same options, or train afresh "
+                "with a different --out."
             )
         if ckpt.optimizer_state is None:
             raise ValueError(
@@ -202,7 +251,12 @@ class Trainer:
         self.step = int(meta["step"])
         self.history = list(meta["history"])
         self.best_val_acc = float(meta["best_val_acc"])
-        self.log(f"resumed from {path} at epoch {self.epoch} (step {self.step})")
+        self._partial = meta.get("partial_epoch")
+        where = f"epoch {self.epoch}"
+        if self._partial:
+            self._epoch_start_rng = meta["epoch_start_rng_state"]
+            where = f"epoch {self.epoch + 1}, batch {self._partial['batches']}"
+        self.log(f"resumed from {path} at {where} (step {self.step})")
 
     # -- the loop -----------------------------------------------------------------------------
     def evaluate(self, data: Dataset, batch: int = 500) -> tuple[float, float, np.ndarray]:
@@ -210,28 +264,37 @@ class Trainer:
         return evaluate_model(self.model, data, self.loss, batch=batch, dtype=self.dtype)
 
     def train_epoch(self) -> EpochResult:
+        """One pass over the training set, then the held-out score.
+
+        Resumes mid-epoch when the checkpoint was written by an interruption: the generator is
+        put back to its state at the start of the epoch, so the same permutation and
+        augmentations are drawn, and the batches already trained on are drawn and skipped.
+        """
         cfg = self.cfg
         self.model.train()
         t0 = time.perf_counter()
-        tot_loss = tot_correct = seen = 0.0
+        if self._partial:
+            self.rng.bit_generator.state = self._epoch_start_rng
+            done, tot_loss = int(self._partial["batches"]), float(self._partial["loss_sum"])
+            tot_correct, seen = float(self._partial["correct"]), float(self._partial["seen"])
+        else:
+            self._epoch_start_rng = copy.deepcopy(self.rng.bit_generator.state)
+            done, tot_loss, tot_correct, seen = 0, 0.0, 0.0, 0.0
         bar = _progress(self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.epochs}",
                         self.progress)
-        for x, yb in self.loader:
-            logits = self.model.forward(x)
-            loss = self.loss.forward(logits, yb)
-            if not math.isfinite(loss):
-                bar.close()
-                kept = (f"The last good checkpoint, {self.out / 'last.safetensors'} (epoch "
-                        f"{self.epoch}), is kept." if self.epoch else
-                        "No checkpoint was written: it diverged in the first epoch.")
-                raise TrainingDiverged(
-                    f"loss became {loss} at step {self.step + 1} (epoch {self.epoch + 1}); last "
-                    f"finite mean loss {tot_loss / max(seen, 1):.4f}. {kept} Try a smaller "
-                    f"learning rate (--lr {cfg.lr / 10:g})."
-                )
-            self.opt.zero_grad()
-            self.model.backward(self.loss.backward())
-            self.opt.step()
+        bar.update(done)
+        for i, (x, yb) in enumerate(self.loader):
+            if i < done:
+                continue  # trained on before the interruption: drawn only to replay the rng
+            with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below
+                logits = self.model.forward(x)
+                loss = self.loss.forward(logits, yb)
+                if not math.isfinite(loss):
+                    bar.close()
+                    self._diverged(f"loss became {loss}", tot_loss / max(seen, 1))
+                self.opt.zero_grad()
+                self.model.backward(self.loss.backward())
+                self.opt.step()
             if self.sched is not None:
                 self.sched.step()
             self.step += 1
@@ -241,31 +304,82 @@ class Trainer:
             seen += n
             bar.update(1)
             bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.3f}")
+            if self._stop is not None and i + 1 < self.steps_per_epoch:
+                bar.close()
+                self._interrupt({"batches": i + 1, "loss_sum": tot_loss,
+                                 "correct": tot_correct, "seen": seen})
         bar.close()
+        self._partial = None
         train_seconds = time.perf_counter() - t0
-        val_loss, val_acc, _ = self.evaluate(self.val_set)
+        with np.errstate(over="ignore", invalid="ignore"):
+            val_loss, val_acc, _ = self.evaluate(self.val_set)
+        if not math.isfinite(val_loss):
+            self._diverged(f"held-out loss became {val_loss} after the epoch",
+                           tot_loss / max(seen, 1))
         self.epoch += 1
         return EpochResult(self.epoch, tot_loss / seen, tot_correct / seen, val_loss, val_acc,
-                           time.perf_counter() - t0, seen / train_seconds)
+                           time.perf_counter() - t0, seen / max(train_seconds, 1e-9))
+
+    def _diverged(self, what: str, last_loss: float) -> None:
+        kept = (f"The last good checkpoint, {self.out / 'last.safetensors'} (epoch "
+                f"{self.epoch}), is kept." if self.epoch else
+                "No checkpoint was written: it diverged in the first epoch.")
+        raise TrainingDiverged(
+            f"{what} at step {self.step + 1} (epoch {self.epoch + 1}); last finite mean loss "
+            f"{last_loss:.4f}. {kept} Try a smaller learning rate (--lr {self.cfg.lr / 10:g})."
+        )
+
+    def _interrupt(self, partial: dict) -> None:
+        self._partial = partial
+        path = self.save("last")
+        self._partial = None
+        raise TrainingInterrupted(
+            f"{self._stop} received: stopped at step {self.step} (epoch {self.epoch + 1}, "
+            f"batch {partial['batches']} of {self.steps_per_epoch}); saved {path}.", path)
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self):
+        """While training, SIGINT/SIGTERM ask for a clean stop after the current step."""
+        def ask(signum: int, _frame: object) -> None:
+            self._stop = signal.Signals(signum).name
+
+        self._stop = None
+        try:
+            old = {s: signal.signal(s, ask) for s in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not the main thread: signals cannot be caught here
+            old = {}
+        try:
+            yield
+        finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
 
     def fit(self) -> list[dict]:
         """Run the remaining epochs; write metrics.csv, curves.png and checkpoints each epoch."""
         self.out.mkdir(parents=True, exist_ok=True)
-        while self.epoch < self.cfg.epochs:
-            r = self.train_epoch()
-            self.history.append(r.row())
-            self.log(
-                f"epoch {r.epoch:3d}/{self.cfg.epochs}  loss {r.train_loss:.4f}  "
-                f"acc {r.train_acc:6.2%}  val_loss {r.val_loss:.4f}  val_acc {r.val_acc:6.2%}  "
-                f"{r.seconds:5.1f}s  {r.images_per_s:,.0f} img/s"
-            )
-            if r.val_acc > self.best_val_acc:
-                self.best_val_acc = r.val_acc
-                self.save("best")
-            self.save("last")
-            M.write_metrics_csv(self.out / "metrics.csv", self.history)
-            M.plot_curves(self.history, self.out / "curves.png")
+        with self._stop_on_signals():
+            while self.epoch < self.cfg.epochs:
+                self._run_epoch()
         return self.history
+
+    def _run_epoch(self) -> None:
+        r = self.train_epoch()
+        self.history.append(r.row())
+        self.log(
+            f"epoch {r.epoch:3d}/{self.cfg.epochs}  loss {r.train_loss:.4f}  "
+            f"acc {r.train_acc:6.2%}  val_loss {r.val_loss:.4f}  val_acc {r.val_acc:6.2%}  "
+            f"{r.seconds:5.1f}s  {r.images_per_s:,.0f} img/s"
+        )
+        if r.val_acc > self.best_val_acc:
+            self.best_val_acc = r.val_acc
+            self.save("best")
+        self.save("last")
+        M.write_metrics_csv(self.out / "metrics.csv", self.history)
+        M.plot_curves(self.history, self.out / "curves.png")
+        if self._stop is not None:  # the signal came in the epoch's last step: it is saved
+            path = self.out / "last.safetensors"
+            raise TrainingInterrupted(
+                f"{self._stop} received: stopped after epoch {self.epoch}; saved {path}.", path)
 
 
 def evaluate_model(model: Module, data: Dataset, loss: SoftmaxCrossEntropy | None = None, *,
