@@ -2,11 +2,32 @@
 PyTorch.
 
 The heart is :mod:`rot180.functional`: ``conv`` and its gradients, where the input gradient is the
-full correlation of the output delta with the kernel rotated by 180 degrees.
+full correlation of the output delta with the kernel rotated by 180 degrees. Around it:
+:mod:`rot180.nn` (layers with forward/backward), :mod:`rot180.optim`, :mod:`rot180.data`,
+:mod:`rot180.models`, :mod:`rot180.train` and :mod:`rot180.explain`.
 """
+
+from typing import Any
 
 from . import functional
 from .gradcheck import gradcheck
 
 __version__ = "0.1.0"
-__all__ = ["functional", "gradcheck", "__version__"]
+__all__ = ["CheckpointError", "DataError", "functional", "gradcheck", "load_checkpoint",
+           "save_checkpoint", "__version__"]
+
+# Loaded on first use, so that ``import rot180`` stays as light as numpy.
+_LAZY = {
+    "save_checkpoint": "rot180.train.checkpoint",
+    "load_checkpoint": "rot180.train.checkpoint",
+    "CheckpointError": "rot180.train.checkpoint",
+    "DataError": "rot180.data.errors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'rot180' has no attribute {name!r}")
