@@ -65,7 +65,8 @@ def read_cifar_binary(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one binary batch file; see :func:`parse_cifar_binary`."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file.")
+        raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}; "
+                        "expected a CIFAR-10 batch file.")
     return parse_cifar_binary(path.read_bytes(), source=str(path))
 
 
@@ -108,7 +109,8 @@ def read_cifar_python(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one python-version batch file; see :func:`parse_cifar_python`."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file.")
+        raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}; "
+                        "expected a CIFAR-10 batch file.")
     return parse_cifar_python(path.read_bytes(), source=str(path))
 
 

@@ -39,11 +39,17 @@ def read_maybe_gzip(path: str | Path) -> bytes:
 
     Detection is by content, not by the ``.gz`` suffix, so a renamed file still reads.
     """
+    if not isinstance(path, str | Path):
+        raise TypeError(f"path must be a str or pathlib.Path, got {type(path).__name__}.")
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
         raise DataError(f"{path}: no such file.") from exc
+    except IsADirectoryError as exc:
+        raise DataError(f"{path}: is a directory; expected an IDX file.") from exc
+    except PermissionError as exc:
+        raise DataError(f"{path}: permission denied; make the file readable.") from exc
     if data[:2] != _GZIP_MAGIC:
         return data
     try:

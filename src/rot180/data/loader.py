@@ -36,6 +36,8 @@ def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
+        if rng is not None and rng < 0:
+            raise ValueError(f"rng seed must be >= 0, got {rng}. Pass a non-negative int.")
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got "
                     f"{type(rng).__name__}.")
@@ -45,9 +47,19 @@ def _check_pair(images: np.ndarray, labels: np.ndarray) -> None:
     if not isinstance(images, np.ndarray) or not isinstance(labels, np.ndarray):
         raise TypeError("images and labels must be numpy arrays, got "
                         f"{type(images).__name__} and {type(labels).__name__}.")
+    if labels.dtype.kind not in "iu":
+        raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}. "
+                        "Convert them with labels.astype(np.int64) after checking they are "
+                        "whole numbers.")
     if labels.ndim != 1 or images.ndim < 1 or images.shape[0] != labels.shape[0]:
         raise ValueError(f"images {images.shape} and labels {labels.shape} must share the "
                          "first dimension N, and labels must be 1-D (N,).")
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
+    return bool(value)
 
 
 def _check_batch_size(batch_size: object) -> int:
@@ -72,6 +84,7 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle:
     """
     _check_pair(images, labels)
     batch_size = _check_batch_size(batch_size)
+    shuffle, drop_last = _flag(shuffle, "shuffle"), _flag(drop_last, "drop_last")
     n = labels.shape[0]
     order = as_generator(rng).permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n
@@ -125,17 +138,20 @@ class DataLoader:
         _check_pair(images, labels)
         if images.ndim != 4:
             raise ValueError(f"images must be 4-D (N, C, H, W), got shape {images.shape}.")
+        if images.shape[0] == 0:
+            raise ValueError("DataLoader got no images (N = 0); pass at least one sample.")
         if augment is not None and not callable(augment):
             raise TypeError(f"augment must be callable (images, rng) -> images, got "
                             f"{type(augment).__name__}.")
         self.images, self.labels = images, labels.astype(np.int64, copy=False)
         self.batch_size = _check_batch_size(batch_size)
-        self.shuffle, self.drop_last = bool(shuffle), bool(drop_last)
+        self.shuffle, self.drop_last = _flag(shuffle, "shuffle"), _flag(drop_last, "drop_last")
         self.rng = as_generator(rng)
         self.augment = augment
         self.mean, self.std, self.max_value = mean, std, max_value
-        self.dtype = np.dtype(dtype)
-        normalize(images[:1], mean=mean, std=std, max_value=max_value, dtype=self.dtype)
+        # Checks mean, std, max_value and dtype now rather than at the first batch.
+        self.dtype = normalize(images[:1], mean=mean, std=std, max_value=max_value,
+                               dtype=dtype).dtype
 
     def __len__(self) -> int:
         """Batches per epoch."""

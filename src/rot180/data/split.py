@@ -53,6 +53,13 @@ def split_indices(labels: np.ndarray, *, test_size: int | float, seed: int = 0,
     if isinstance(test_size, bool) or not isinstance(test_size, int | float | np.integer):
         raise TypeError(f"test_size must be an int count or a float fraction, got "
                         f"{type(test_size).__name__}.")
+    if isinstance(test_size, float) and not np.isfinite(test_size):
+        raise ValueError(f"test_size must be finite, got {test_size!r}. Pass a count or a "
+                         "fraction in (0, 1).")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}.")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}.")
     count = int(round(test_size * n)) if isinstance(test_size, float) else int(test_size)
     if not 1 <= count < n:
         raise ValueError(f"test_size must leave at least one sample on each side: got "

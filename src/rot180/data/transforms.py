@@ -7,8 +7,10 @@ gives the same output bit for bit. None has a Python loop over images.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -25,10 +27,37 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 def _check_images(images: object) -> np.ndarray:
     if not isinstance(images, np.ndarray):
         raise TypeError(f"images must be a numpy array, got {type(images).__name__}.")
+    if images.dtype.kind not in "iuf":
+        raise TypeError(f"images must have an integer or float dtype (uint8 as stored), got "
+                        f"{images.dtype}. Convert them with images.astype(np.uint8).")
     if images.ndim != 4:
         raise ValueError(f"images must be 4-D (N, C, H, W), got shape {images.shape}. Add a "
                          "channel axis with images[:, None] for grey images.")
     return images
+
+
+def _int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}.")
+    return int(value)
+
+
+def _real(value: object, name: str) -> float:
+    """A finite real number (NaN would pass every range test and spread silently)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}.")
+    return float(value)
+
+
+def _max_value(value: object) -> float:
+    out = _real(value, "max_value")
+    if out <= 0:
+        raise ValueError(f"max_value must be positive (255 for 8-bit images), got {value!r}.")
+    return out
 
 
 def _check_rng(rng: object) -> np.random.Generator:
@@ -40,7 +69,13 @@ def _check_rng(rng: object) -> np.random.Generator:
 
 def _per_channel(value: float | Sequence[float], channels: int, name: str,
                  dtype: np.dtype) -> np.ndarray:
-    arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    try:
+        arr = np.asarray(value, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number or a sequence of numbers, got "
+                        f"{type(value).__name__} {value!r}.") from None
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} must be finite, got {value!r}.")
     if arr.size not in (1, channels):
         raise ValueError(f"{name} needs 1 or {channels} values (one per channel), got "
                          f"{arr.size}.")
@@ -71,9 +106,14 @@ def normalize(images: np.ndarray, *, mean: float | Sequence[float] = MNIST_MEAN,
     ``(N, C, H, W)`` in and out.
     """
     images = _check_images(images)
-    dtype = np.dtype(dtype)
-    if dtype not in _FLOATS:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}.")
+    max_value = _max_value(max_value)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype not in _FLOATS:
+        raise TypeError(f"dtype must be float32 or float64, got {dtype}. Pass np.float32 or "
+                        "np.float64.")
     std_arr = _per_channel(std, images.shape[1], "std", dtype)
     if np.any(std_arr <= 0):
         raise ValueError(f"std must be positive, got {std!r}.")
@@ -96,7 +136,11 @@ def channel_stats(images: np.ndarray, *, max_value: float = 255.0
     images ``(N, C, H, W)``; two tuples of ``C`` floats.
     """
     images = _check_images(images)
+    max_value = _max_value(max_value)
     n, c = images.shape[:2]
+    if 0 in images.shape:
+        raise ValueError(f"channel_stats needs at least one pixel per channel, got shape "
+                         f"{images.shape}.")
     total = np.zeros(c)
     squares = np.zeros(c)
     for start in range(0, n, 4096):
@@ -122,9 +166,11 @@ def random_crop(images: np.ndarray, rng: np.random.Generator, *, size: int | tup
     ``(N, C, H, W)`` -> ``(N, C, h, w)`` with ``(h, w) = size``, ``h <= H + 2p``, ``w <= W + 2p``.
     """
     images, rng = _check_images(images), _check_rng(rng)
-    h, w = (size, size) if isinstance(size, int) else size
-    if padding < 0:
-        raise ValueError(f"padding must be >= 0, got {padding}.")
+    pair = (size, size) if isinstance(size, Integral) else size
+    if not isinstance(pair, Sequence) or len(pair) != 2:
+        raise TypeError(f"size must be an int or a pair (h, w) of ints, got {size!r}.")
+    h, w = (_int(v, "size", 1) for v in pair)
+    padding = _int(padding, "padding", 0)
     n, _, height, width = images.shape
     room_y, room_x = height + 2 * padding - h, width + 2 * padding - w
     if h < 1 or w < 1 or room_y < 0 or room_x < 0:
@@ -147,8 +193,7 @@ def random_shift(images: np.ndarray, rng: np.random.Generator, *, max_shift: int
     ``(N, C, H, W)`` in and out; dtype kept.
     """
     images = _check_images(images)
-    if max_shift < 0:
-        raise ValueError(f"max_shift must be >= 0, got {max_shift}.")
+    max_shift = _int(max_shift, "max_shift", 0)
     return random_crop(images, rng, size=images.shape[2:], padding=max_shift)
 
 
@@ -160,6 +205,7 @@ def random_hflip(images: np.ndarray, rng: np.random.Generator, *, p: float = 0.5
     ``(N, C, H, W)`` in and out; dtype kept; always a new array.
     """
     images, rng = _check_images(images), _check_rng(rng)
+    p = _real(p, "p")
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must lie in [0, 1], got {p}.")
     flip = rng.random(images.shape[0]) < p
@@ -179,6 +225,11 @@ class Augmentation:
 
     max_shift: int = 0
     hflip: bool = False
+
+    def __post_init__(self) -> None:
+        _int(self.max_shift, "max_shift", 0)
+        if not isinstance(self.hflip, bool):
+            raise TypeError(f"hflip must be True or False, got {self.hflip!r}.")
 
     def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = random_shift(images, rng, max_shift=self.max_shift) if self.max_shift else images

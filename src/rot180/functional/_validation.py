@@ -3,12 +3,19 @@
 Messages follow one pattern: what was expected, what was received, and how to fix it.
 ``TypeError`` is for a wrong kind of thing (dtype, Python type), ``ValueError`` for a wrong value
 (shape, size, range).
+
+Array arguments may also be (nested) lists, tuples or Python scalars: they are converted with
+``np.asarray``, so Python floats become float64 and ints are refused like int arrays. Every check
+is O(1) (shapes, dtypes, scalars) except :func:`all_finite`, which scans values and is used only
+on small arrays where a NaN is a user error (loss targets), never on activations.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Real
 
 import numpy as np
 
@@ -22,7 +29,13 @@ def float_array(a: object, name: str) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         # a str is a numpy "scalar" too; it must not reach the dtype message below
         if isinstance(a, list | tuple) or (np.isscalar(a) and not isinstance(a, str | bytes)):
-            a = np.asarray(a)
+            try:
+                a = np.asarray(a)
+            except ValueError as exc:  # ragged nesting
+                raise ValueError(
+                    f"{name} must be a rectangular array, got a ragged {type(a).__name__} "
+                    f"({exc}). Pass a numpy array."
+                ) from None
         else:
             raise TypeError(
                 f"{name} must be a numpy array, got {type(a).__name__}. "
@@ -34,6 +47,67 @@ def float_array(a: object, name: str) -> np.ndarray:
             f"Convert it with {name}.astype(np.float32) (or np.float64)."
         )
     return a
+
+
+def real_scalar(value: object, name: str, op: str, *, low: float | None = None,
+                high: float | None = None, low_open: bool = False) -> float:
+    """A finite real hyperparameter in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__} "
+                        f"{value!r}.")
+    out = float(value)
+    below = low is not None and (out <= low if low_open else out < low)
+    if not math.isfinite(out) or below or (high is not None and out > high):
+        bounds = "".join(f" and {b}" for b in (
+            None if low is None else f"{'>' if low_open else '>='} {low}",
+            None if high is None else f"<= {high}") if b)
+        raise ValueError(f"{op}: {name} must be finite{bounds}, got {value!r}.")
+    return out
+
+
+def option(value: object, options: Sequence[str], name: str, op: str) -> str:
+    """One of the strings ``options``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{op}: {name} must be a str, one of {tuple(options)}, got "
+                        f"{type(value).__name__} {value!r}.")
+    if value not in options:
+        raise ValueError(f"{op}: {name} must be one of {tuple(options)}, got {value!r}.")
+    return value
+
+
+def axis_arg(axis: object, ndim: int, op: str) -> int:
+    """An axis index valid for an array of ``ndim`` dimensions (negative counts from the end)."""
+    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
+        raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__} {axis!r}.")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{op}: axis {axis} is out of range for a {ndim}-D array; pass an "
+                         f"axis in [{-ndim}, {ndim - 1}].")
+    return int(axis)
+
+
+def shape_arg(value: object, name: str, op: str) -> tuple[int, ...]:
+    """A shape argument (e.g. ``input_shape``): a tuple of positive ints."""
+    if isinstance(value, np.ndarray | str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"{op}: {name} must be a tuple of ints, got {type(value).__name__}. "
+                        "Pass x.shape of the forward input.")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, int | np.integer):
+            raise TypeError(f"{op}: {name} must be a tuple of ints, got {type(v).__name__} "
+                            f"{v!r} in {tuple(value)!r}. Pass x.shape of the forward input.")
+    shape = tuple(int(v) for v in value)
+    if any(v < 1 for v in shape):
+        raise ValueError(f"{op}: {name} must have no zero-size or negative axis, got {shape}. "
+                         "Pass x.shape of the forward input.")
+    return shape
+
+
+def all_finite(a: np.ndarray, name: str, op: str) -> None:
+    """Refuse NaN or infinite values (a full scan: for small arrays such as loss targets)."""
+    if not np.isfinite(a).all():
+        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
+        raise ValueError(f"{op}: {name} must be finite, got {bad} NaN or infinite value(s) in "
+                         f"shape {a.shape}. Check the data (e.g. with np.isfinite) before the "
+                         "loss.")
 
 
 def same_dtype(**arrays: np.ndarray | None) -> np.dtype:

@@ -65,14 +65,8 @@ def relu_grad(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, dy, dy.dtype.type(0))
 
 
-def _slope(negative_slope: object) -> float:
-    if isinstance(negative_slope, bool) or not isinstance(negative_slope, int | float | np.floating
-                                                          | np.integer):
-        raise TypeError(
-            f"negative_slope must be a real number, got {type(negative_slope).__name__} "
-            f"{negative_slope!r}."
-        )
-    return float(negative_slope)
+def _slope(negative_slope: object, op: str) -> float:
+    return V.real_scalar(negative_slope, "negative_slope", op)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
@@ -82,7 +76,7 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
         - x: any; output: same
     """
     x = V.float_array(x, "x")
-    a = x.dtype.type(_slope(negative_slope))
+    a = x.dtype.type(_slope(negative_slope, "leaky_relu"))
     return np.where(x > 0, x, x * a)
 
 
@@ -94,7 +88,7 @@ def leaky_relu_grad(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01)
         - dy, x: same shape; output: same
     """
     dy, x = _pair(dy, x, "x", "leaky_relu_grad")
-    a = dy.dtype.type(_slope(negative_slope))
+    a = dy.dtype.type(_slope(negative_slope, "leaky_relu_grad"))
     return np.where(x > 0, dy, dy * a)
 
 

@@ -29,10 +29,10 @@ def _check_features(a: np.ndarray, n: int, name: str, what: str, op: str) -> Non
 
 def _weight(w: object, op: str) -> np.ndarray:
     w = V.float_array(w, "w")
-    if w.ndim != 2:
+    if w.ndim != 2 or 0 in w.shape:
         raise ValueError(
-            f"{op}: weight must be 2-D (out_features, in_features), got {w.ndim}-D shape "
-            f"{w.shape}."
+            f"{op}: weight must be 2-D (out_features, in_features) with no zero-size axis, got "
+            f"{w.ndim}-D shape {w.shape}."
         )
     return w
 
@@ -108,7 +108,7 @@ def linear_grad_bias(dy: np.ndarray) -> np.ndarray:
         - dy: ``(*, out_features)``; output: ``(out_features,)``
     """
     dy = V.float_array(dy, "dy")
-    if dy.ndim < 1:
+    if dy.ndim < 1 or dy.shape[-1] == 0:
         raise ValueError(
             f"linear_grad_bias: expected dy of shape (*, out_features), got {dy.shape}."
         )

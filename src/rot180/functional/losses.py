@@ -16,9 +16,18 @@ Since ``sum_c t_c = 1``, ``dL/dx_c = f(x)_c - t_c``: the softmax minus the targe
 Mean squared error
 ------------------
 ``L = mean((o - t)^2)`` over every element, so ``dL/do = 2 (o - t) / numel``.
+
+Bad values
+----------
+Targets (class indices or probabilities) are checked in full: a NaN or out-of-range label is a
+data error that would otherwise surface as a NaN loss far from its cause. Logits and outputs are
+not scanned: a NaN or infinity there means training diverged, and it propagates to a NaN loss
+(without floating-point warnings) for the trainer to report with the step and learning rate.
 """
 
 from __future__ import annotations
+
+from numbers import Real
 
 import numpy as np
 
@@ -46,9 +55,10 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     >>> np.exp(log_softmax(np.array([1000.0, 1000.0])))
     array([0.5, 0.5])
     """
-    x = V.float_array(x, "x")
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    x = _nonempty(x, axis, "log_softmax")
+    with np.errstate(invalid="ignore", over="ignore"):  # inf logits give NaN, as PyTorch
+        shifted = x - x.max(axis=axis, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -57,19 +67,33 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     Shape:
         - x: any; output: same shape and dtype, summing to 1 along ``axis``
     """
+    x = _nonempty(x, axis, "softmax")
+    with np.errstate(invalid="ignore", over="ignore"):  # inf logits give NaN, as PyTorch
+        e = np.exp(x - x.max(axis=axis, keepdims=True))
+        return e / e.sum(axis=axis, keepdims=True)
+
+
+def _nonempty(x: object, axis: object, op: str) -> np.ndarray:
     x = V.float_array(x, "x")
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    axis = V.axis_arg(axis, max(x.ndim, 1), op)
+    if x.ndim == 0 or x.shape[axis] == 0:
+        raise ValueError(f"{op}: expected x with at least one entry along axis {axis}, got "
+                         f"shape {x.shape}.")
+    return x
 
 
 def _reduction(reduction: str, op: str) -> str:
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"{op}: reduction must be one of {REDUCTIONS}, got {reduction!r}.")
-    return reduction
+    return V.option(reduction, REDUCTIONS, "reduction", op)
+
+
+def _nonempty_mean(red: str, n: int, shape: tuple[int, ...], op: str) -> None:
+    if red == "mean" and n == 0:
+        raise ValueError(f"{op}: the mean over an empty batch is undefined, got shape {shape}. "
+                         "Pass at least one sample, or reduction='sum'.")
 
 
 def _smoothing(label_smoothing: float, op: str) -> float:
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, int | float):
+    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real):
         raise TypeError(
             f"{op}: label_smoothing must be a float in [0, 1], got "
             f"{type(label_smoothing).__name__} {label_smoothing!r}."
@@ -79,8 +103,8 @@ def _smoothing(label_smoothing: float, op: str) -> float:
     return float(label_smoothing)
 
 
-def _target_distribution(logits: object, targets: object, label_smoothing: float, op: str
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def _target_distribution(logits: object, targets: object, label_smoothing: float, red: str,
+                         op: str) -> tuple[np.ndarray, np.ndarray]:
     """Validate; return the logits and the (smoothed) target distribution ``t``, both (N, C)."""
     x = V.float_array(logits, "logits")
     if x.ndim != 2 or x.shape[1] < 1:
@@ -90,7 +114,12 @@ def _target_distribution(logits: object, targets: object, label_smoothing: float
         )
     n, c = x.shape
     eps = _smoothing(label_smoothing, op)
-    t = np.asarray(targets)
+    try:
+        t = np.asarray(targets)
+    except ValueError:  # ragged nesting
+        raise ValueError(f"{op}: targets must be a rectangular array, got a ragged "
+                         f"{type(targets).__name__}. Pass a numpy array.") from None
+    _nonempty_mean(red, n, x.shape, op)
     if np.issubdtype(t.dtype, np.integer):
         if t.shape != (n,):
             raise ValueError(
@@ -112,6 +141,7 @@ def _target_distribution(logits: object, targets: object, label_smoothing: float
                 "Pass class indices as an integer array of shape (N,) instead."
             )
         V.same_dtype(logits=x, targets=t)
+        V.all_finite(t, "probability targets", op)
         dist = t.copy()
     else:
         raise TypeError(
@@ -149,8 +179,9 @@ def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray, *,
     """
     op = "softmax_cross_entropy"
     red = _reduction(reduction, op)
-    x, t = _target_distribution(logits, targets, label_smoothing, op)
-    per_sample = -(t * log_softmax(x, axis=1)).sum(axis=1)
+    x, t = _target_distribution(logits, targets, label_smoothing, red, op)
+    with np.errstate(invalid="ignore"):  # 0 * -inf for a -inf logit: NaN, not a warning
+        per_sample = -(t * log_softmax(x, axis=1)).sum(axis=1)
     if red == "none":
         return per_sample
     return np.asarray(per_sample.mean() if red == "mean" else per_sample.sum())
@@ -170,14 +201,15 @@ def softmax_cross_entropy_grad(logits: np.ndarray, targets: np.ndarray, *,
     """
     op = "softmax_cross_entropy_grad"
     red = _reduction(reduction, op)
-    x, t = _target_distribution(logits, targets, label_smoothing, op)
+    x, t = _target_distribution(logits, targets, label_smoothing, red, op)
     g = softmax(x, axis=1) - t
     if red == "mean" and len(x):
         g /= len(x)
     return g
 
 
-def _pair(outputs: object, targets: object, op: str) -> tuple[np.ndarray, np.ndarray]:
+def _pair(outputs: object, targets: object, red: str, op: str
+          ) -> tuple[np.ndarray, np.ndarray]:
     o = V.float_array(outputs, "outputs")
     t = V.float_array(targets, "targets")
     if o.shape != t.shape:
@@ -186,6 +218,8 @@ def _pair(outputs: object, targets: object, op: str) -> tuple[np.ndarray, np.nda
             "(no broadcasting, to catch an (N,) vs (N, 1) mix-up)."
         )
     V.same_dtype(outputs=o, targets=t)
+    _nonempty_mean(red, o.size, o.shape, op)
+    V.all_finite(t, "targets", op)
     return o, t
 
 
@@ -198,8 +232,9 @@ def mse(outputs: np.ndarray, targets: np.ndarray, *, reduction: str = "mean") ->
     """
     op = "mse"
     red = _reduction(reduction, op)
-    o, t = _pair(outputs, targets, op)
-    sq = (o - t) ** 2
+    o, t = _pair(outputs, targets, red, op)
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged output gives inf or NaN
+        sq = (o - t) ** 2
     if red == "none":
         return sq
     return np.asarray(sq.mean() if red == "mean" else sq.sum())
@@ -216,8 +251,9 @@ def mse_grad(outputs: np.ndarray, targets: np.ndarray, *, reduction: str = "mean
     """
     op = "mse_grad"
     red = _reduction(reduction, op)
-    o, t = _pair(outputs, targets, op)
-    g = 2 * (o - t)
+    o, t = _pair(outputs, targets, red, op)
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = 2 * (o - t)
     if red == "mean" and o.size:
         g /= o.size
     return g

@@ -44,6 +44,9 @@ def _check(x: np.ndarray, op: str) -> np.ndarray:
             f"{op}: expected x of shape (N, C, *spatial), got {x.ndim}-D shape {x.shape}. "
             "Add a batch axis with x[None]."
         )
+    if 0 in x.shape:
+        raise ValueError(f"{op}: expected x with no zero-size axis, got shape {x.shape}: "
+                         "statistics over no values are undefined.")
     return x
 
 
@@ -97,7 +100,15 @@ def batch_norm(x: np.ndarray, mean: np.ndarray, var: np.ndarray, weight: np.ndar
                 f"got {a.shape}."
             )
     V.same_dtype(x=x, **arrays)
-    r = 1 / np.sqrt(arrays["var"] + x.dtype.type(eps))
+    eps = V.real_scalar(eps, "eps", op, low=0.0, low_open=True)
+    var_eps = arrays["var"] + x.dtype.type(eps)
+    # O(C), not a scan of x. A negative variance is a caller's error; NaN (a diverged batch)
+    # is let through so that it reaches the loss, where the trainer reports it.
+    if (var_eps <= 0).any():
+        raise ValueError(f"{op}: var + eps must be positive, got min(var) = "
+                         f"{float(np.min(arrays['var']))} with eps={eps}. Pass a variance "
+                         "(>= 0), e.g. from batch_stats.")
+    r = 1 / np.sqrt(var_eps)
     xh = (x - _per_channel(arrays["mean"], x.ndim)) * _per_channel(r, x.ndim)
     y = xh if arrays["weight"] is None else xh * _per_channel(arrays["weight"], x.ndim)
     if arrays["bias"] is not None:
@@ -121,6 +132,9 @@ def batch_norm_grad(dy: np.ndarray, xh: np.ndarray, r: np.ndarray, weight: np.nd
     """
     op = "batch_norm_grad"
     dy = _check(dy, op)
+    if not isinstance(batch_statistics, bool | np.bool_):
+        raise TypeError(f"{op}: batch_statistics must be True or False, got "
+                        f"{type(batch_statistics).__name__} {batch_statistics!r}.")
     xh = V.float_array(xh, "xh")
     r = V.float_array(r, "r")
     if weight is not None:

@@ -268,7 +268,7 @@ def max_pool_grad(dy: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int]
             f"{op}: argmax must be an integer numpy array (the indices max_pool returned), got "
             f"{getattr(argmax, 'dtype', type(argmax).__name__)}."
         )
-    if dy.shape != expect or argmax.shape != dy.shape:
+    if dy.shape != expect or argmax.shape != dy.shape or 0 in dy.shape:
         raise ValueError(
             f"{op}: dy {dy.shape} and argmax {argmax.shape} must have the pooled output's shape"
             f"{'' if expect is None else ' ' + str(expect)} for input_shape {shape} (the same "
@@ -374,12 +374,7 @@ def avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int], kernel_size: Size,
 
 
 def _shape_arg(input_shape: object, op: str) -> tuple[int, ...]:
-    if isinstance(input_shape, np.ndarray) or not isinstance(input_shape, Sequence):
-        raise TypeError(
-            f"{op}: input_shape must be a tuple of ints, got {type(input_shape).__name__}. "
-            "Pass x.shape of the forward input."
-        )
-    return tuple(int(v) for v in input_shape)
+    return V.shape_arg(input_shape, "input_shape", op)
 
 
 # -- adaptive average pooling --------------------------------------------------------------------
@@ -451,10 +446,10 @@ def adaptive_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.nda
     op = "adaptive_avg_pool_grad"
     dy = V.float_array(dy, "dy")
     shape = _shape_arg(input_shape, op)
-    if dy.ndim != len(shape) or any(n < 1 for n in shape):
+    if dy.ndim != len(shape) or 0 in dy.shape:
         raise ValueError(
             f"{op}: dy {dy.shape} must have as many axes as input_shape {shape} (the forward "
-            "input's shape, no zero-size axis)."
+            "input's shape) and no zero-size axis. Pass the gradient of the pooled output."
         )
     dx = dy
     for ax in range(dy.ndim):
@@ -474,11 +469,15 @@ def global_avg_pool(x: np.ndarray, *, nd: int | None = None) -> np.ndarray:
         - x: ``(*lead, *i)``; output: ``(*lead, 1, ..., 1)``
     """
     x = V.float_array(x, "x")
-    nd = x.ndim - 2 if nd is None else nd
-    if not 1 <= nd < x.ndim:
+    if nd is None:
+        nd = x.ndim - 2
+    elif isinstance(nd, bool) or not isinstance(nd, int | np.integer):
+        raise TypeError(f"global_avg_pool: nd must be an int, got {type(nd).__name__} {nd!r}.")
+    if not 1 <= nd < x.ndim or any(n < 1 for n in x.shape):
         raise ValueError(
-            f"global_avg_pool: expected x (N, C, *spatial) with at least one spatial axis, got "
-            f"shape {x.shape} (nd={nd}). Pass nd= for an unbatched input."
+            f"global_avg_pool: expected x (N, C, *spatial) with at least one spatial axis and "
+            f"no zero-size axis, got shape {x.shape} (nd={nd}). Pass nd= for an unbatched "
+            "input."
         )
     return x.mean(axis=tuple(range(x.ndim - nd, x.ndim)), keepdims=True)
 

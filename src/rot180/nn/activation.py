@@ -10,24 +10,27 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import activations as A
+from . import _checks as C
 from .module import Module
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh"]
 
 
 class _Activation(Module):
-    """An element-wise function; ``_cache`` holds the array its backward needs."""
+    """An element-wise function; ``_cache`` holds the array its backward needs (the input or
+    the output: either has the output's shape and dtype, which ``dy`` must have)."""
 
     def __init__(self) -> None:
         super().__init__()
         self._cache: np.ndarray | None = None
 
-    def _cached(self) -> np.ndarray:
-        if self._cache is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward: run forward(x) first."
-            )
-        return self._cache
+    def _input(self, x: object) -> np.ndarray:
+        return C.check_input(x, type(self).__name__)
+
+    def _cached(self, dy: object) -> np.ndarray:
+        cache: np.ndarray = C.cached(self._cache, type(self).__name__)  # type: ignore[assignment]
+        C.check_grad(dy, type(self).__name__, cache.shape, cache.dtype)
+        return cache
 
 
 class ReLU(_Activation):
@@ -38,12 +41,12 @@ class ReLU(_Activation):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = A.relu(x)
+        y = A.relu(self._input(x))
         self._cache = x
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return A.relu_grad(dy, self._cached())
+        return A.relu_grad(dy, self._cached(dy))
 
 
 class LeakyReLU(_Activation):
@@ -55,21 +58,15 @@ class LeakyReLU(_Activation):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if isinstance(negative_slope, bool) or not isinstance(
-                negative_slope, int | float | np.integer | np.floating):
-            raise TypeError(
-                f"LeakyReLU: negative_slope must be a real number, got "
-                f"{type(negative_slope).__name__} {negative_slope!r}."
-            )
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = C.real(negative_slope, "negative_slope", "LeakyReLU")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = A.leaky_relu(x, self.negative_slope)
+        y = A.leaky_relu(self._input(x), self.negative_slope)
         self._cache = x
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return A.leaky_relu_grad(dy, self._cached(), self.negative_slope)
+        return A.leaky_relu_grad(dy, self._cached(dy), self.negative_slope)
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
@@ -83,12 +80,12 @@ class Sigmoid(_Activation):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = A.sigmoid(x)
+        y = A.sigmoid(self._input(x))
         self._cache = y
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return A.sigmoid_grad(dy, self._cached())
+        return A.sigmoid_grad(dy, self._cached(dy))
 
 
 class Tanh(_Activation):
@@ -99,9 +96,9 @@ class Tanh(_Activation):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = A.tanh(x)
+        y = A.tanh(self._input(x))
         self._cache = y
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return A.tanh_grad(dy, self._cached())
+        return A.tanh_grad(dy, self._cached(dy))

@@ -41,6 +41,7 @@ from ..functional.shapes import (
     resolve_padding,
     transposed_output_size,
 )
+from . import _checks as C
 from . import init
 from .module import Module, Parameter
 
@@ -49,14 +50,6 @@ __all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "
 IntOrTuple = int | Sequence[int]
 RNG = np.random.Generator | int | None
 _PADDING_STRINGS = ("valid", "same")
-
-
-def _positive(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}.")
-    return int(value)
 
 
 def _positive_tuple(value: object, nd: int, name: str) -> tuple[int, ...]:
@@ -77,10 +70,9 @@ class _ConvBase(Module):
                groups: int, bias: bool, padding_mode: str, dtype: type | np.dtype,
                rng: RNG) -> None:
         nd, name = self._nd, type(self).__name__
-        if isinstance(groups, bool) or not isinstance(groups, int | np.integer) or groups < 1:
-            raise ValueError(f"groups must be a positive integer, got {groups!r}.")
-        self.in_channels = _positive(in_channels, "in_channels")
-        self.out_channels = _positive(out_channels, "out_channels")
+        groups = C.positive_int(groups, "groups", name)
+        self.in_channels = C.positive_int(in_channels, "in_channels", name)
+        self.out_channels = C.positive_int(out_channels, "out_channels", name)
         if in_channels % groups:
             raise ValueError(
                 f"in_channels must be divisible by groups, got in_channels={in_channels}, "
@@ -95,7 +87,7 @@ class _ConvBase(Module):
         self.kernel_size = _positive_tuple(kernel_size, nd, "kernel_size")
         self.stride = _positive_tuple(stride, nd, "stride")
         self.dilation = _positive_tuple(dilation, nd, "dilation")
-        if padding_mode != "zeros":
+        if not isinstance(padding_mode, str) or padding_mode != "zeros":
             raise ValueError(
                 f"{name}: padding_mode={padding_mode!r} is not supported; only 'zeros' is "
                 "supported. For reflect/replicate/circular padding, np.pad the input first."
@@ -116,17 +108,20 @@ class _ConvBase(Module):
             self.padding: str | tuple = padding
         elif isinstance(padding, int | np.integer) and not isinstance(padding, bool):
             self.padding = (int(padding),) * nd
+        elif isinstance(padding, Sequence):
+            self.padding = tuple(padding)
         else:
-            self.padding = tuple(padding)  # type: ignore[arg-type]
+            raise TypeError(
+                f"{name}: padding must be an int, a tuple of {nd} ints or one of "
+                f"{_PADDING_STRINGS}, got {type(padding).__name__} {padding!r}."
+            )
         # Every form resolved once to (low, high) pairs; this also validates it.
         self._pads = resolve_padding(self.padding, self.kernel_size, self.dilation, self.stride)
-        dt = np.dtype(dtype)  # type: ignore[call-overload]
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"{name}: dtype must be float32 or float64, got {dt}.")
+        dt = C.float_dtype(dtype, name)
         a, b = ((in_channels, out_channels) if self._transposed
                 else (out_channels, in_channels))
         self.weight = Parameter(np.empty((a, b // groups, *self.kernel_size), dt))
-        self.bias = Parameter(np.empty(out_channels, dt)) if bias else None
+        self.bias = Parameter(np.empty(out_channels, dt)) if C.flag(bias, "bias", name) else None
         init.default_init_(self.weight, self.bias, rng=rng)
         self._cache: tuple | None = None
 
@@ -136,28 +131,18 @@ class _ConvBase(Module):
                 "groups": self.groups}
 
     def _check_input(self, x: object) -> np.ndarray:
-        name, nd = type(self).__name__, self._nd
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}.")
-        w = self.weight.data
-        if x.dtype != w.dtype:
-            raise TypeError(
-                f"{name}: input dtype {x.dtype} does not match the layer's {w.dtype}. Cast the "
-                f"input with x.astype(np.{w.dtype}) or the layer with layer.astype(...)."
-            )
-        if x.ndim not in (nd + 1, nd + 2) or x.shape[-nd - 1] != self.in_channels:
-            raise ValueError(
-                f"{name}: expected input of shape (N, {self.in_channels}, *{nd} spatial) or "
-                f"unbatched ({self.in_channels}, *{nd} spatial), got {x.shape}."
-            )
-        return x
+        nd, c = self._nd, self.in_channels
+        return C.check_input(
+            x, type(self).__name__, ndim=(nd + 1, nd + 2), channels=c, channel_axis=-nd - 1,
+            dtype=self.weight.data.dtype,
+            expected=f"input of shape (N, {c}, *{nd} spatial) or unbatched ({c}, *{nd} spatial)")
 
-    def _backward_cache(self) -> tuple:
-        if self._cache is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward: run forward(x) first."
-            )
-        return self._cache
+    def _backward_cache(self, dy: object, *, check_shape: bool) -> tuple:
+        """The forward cache (whose last entry is the output shape), after checking ``dy``."""
+        cache: tuple = C.cached(self._cache, type(self).__name__)  # type: ignore[assignment]
+        C.check_grad(dy, type(self).__name__, cache[-1] if check_shape else None,
+                     self.weight.data.dtype)
+        return cache[:-1]
 
     def _accumulate_bias(self, dy: np.ndarray) -> None:
         if self.bias is not None:
@@ -195,11 +180,13 @@ class _ConvNd(_ConvBase):
         x = self._check_input(x)
         b = None if self.bias is None else self.bias.data
         y = conv(x, self.weight.data, b, **self._kw)
-        self._cache = (x,)
+        self._cache = (x, y.shape)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        (x,) = self._backward_cache()
+        # No shape test here: conv_grad_input checks dy against the cached input shape completely
+        # ("cannot have produced dz"), before anything accumulates.
+        (x,) = self._backward_cache(dy, check_shape=False)
         w = self.weight.data
         dx = conv_grad_input(dy, w, x.shape, **self._kw)
         self.weight.grad += conv_grad_weight(x, dy, w.shape, **self._kw)
@@ -256,11 +243,13 @@ class _ConvTransposeNd(_ConvBase):
         y = conv_grad_input(xe, self.weight.data, out, **self._kw)
         if self.bias is not None:
             y += self.bias.data.reshape((-1,) + (1,) * nd)
-        self._cache = (xe, spatial_in)
+        self._cache = (xe, spatial_in, y.shape)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        xe, spatial_in = self._backward_cache()
+        # The shape is checked here: conv(dy, w) would accept a dy of another size and the crop
+        # below would hide it.
+        xe, spatial_in = self._backward_cache(dy, check_shape=True)
         w = self.weight.data
         dx = conv(dy, w, **self._kw)
         dx = dx[(Ellipsis, *(slice(0, i) for i in spatial_in))]

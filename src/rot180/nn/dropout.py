@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _checks as C
 from .init import RNG, make_rng
 from .module import Module
 
@@ -39,15 +40,11 @@ class Dropout(Module):
         self.p = float(p)
         self.rng = make_rng(rng)
         self._mask: np.ndarray | None = None
-        self._ran = False
+        self._out: tuple[tuple[int, ...], np.dtype] | None = None  # shape, dtype of the output
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-            raise TypeError(
-                f"Dropout: expected a float32 or float64 numpy array, got "
-                f"{getattr(x, 'dtype', type(x).__name__)}."
-            )
-        self._ran = True
+        x = C.check_input(x, "Dropout")
+        self._out = (x.shape, x.dtype)
         if not self.training or self.p == 0:
             self._mask = None
             return x
@@ -59,16 +56,9 @@ class Dropout(Module):
         return x * self._mask
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if not self._ran:
-            raise RuntimeError("Dropout.backward called before forward: run forward(x) first.")
-        if self._mask is None:
-            return dy
-        if np.shape(dy) != self._mask.shape:
-            raise ValueError(
-                f"Dropout.backward: dy has shape {np.shape(dy)} but the forward input had "
-                f"{self._mask.shape}."
-            )
-        return dy * self._mask
+        shape, dtype = C.cached(self._out, "Dropout")  # type: ignore[misc]
+        dy = C.check_grad(dy, "Dropout", shape, dtype)
+        return dy if self._mask is None else dy * self._mask
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

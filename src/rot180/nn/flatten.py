@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _checks as C
 from .module import Module
 
 __all__ = ["Flatten"]
@@ -23,11 +24,14 @@ class Flatten(Module):
             if isinstance(v, bool) or not isinstance(v, int | np.integer):
                 raise TypeError(f"Flatten: {name} must be an int, got {type(v).__name__} {v!r}.")
         self.start_dim, self.end_dim = int(start_dim), int(end_dim)
-        self._shape: tuple[int, ...] | None = None
+        self._shapes: tuple | None = None  # input shape, output shape, dtype
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         if not isinstance(x, np.ndarray):
-            raise TypeError(f"Flatten: expected a numpy array, got {type(x).__name__}.")
+            raise TypeError(
+                f"Flatten: expected a numpy array, got {type(x).__name__}. Convert it with "
+                "np.asarray(x, dtype=np.float32)."
+            )
         nd = max(x.ndim, 1)  # a 0-d input flattens to shape (1,), as torch
         start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
         end = self.end_dim + nd if self.end_dim < 0 else self.end_dim
@@ -36,14 +40,16 @@ class Flatten(Module):
                 f"Flatten: start_dim={self.start_dim} and end_dim={self.end_dim} must be valid "
                 f"axes of the {x.ndim}-D input (shape {x.shape}) with start_dim <= end_dim."
             )
-        self._shape = x.shape
         shape = x.shape if x.ndim else (1,)
-        return x.reshape(shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])
+        y = x.reshape(shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:])
+        self._shapes = (x.shape, y.shape, y.dtype)
+        return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self._shape is None:
-            raise RuntimeError("Flatten.backward called before forward: run forward(x) first.")
-        return np.reshape(dy, self._shape)
+        # dy's own shape is checked, not just its size: a reshape would silently accept a dy
+        # with the right number of elements in the wrong layout.
+        shape_in, shape_out, dtype = C.cached(self._shapes, "Flatten")  # type: ignore[misc]
+        return C.check_grad(dy, "Flatten", shape_out, dtype).reshape(shape_in)
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -93,8 +93,9 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-        elif isinstance(param, bool) or not isinstance(param, int | float):
-            raise ValueError(f"negative_slope {param!r} is not a valid number.")
+        elif (isinstance(param, bool) or not isinstance(param, int | float)
+              or not math.isfinite(param)):
+            raise ValueError(f"negative_slope {param!r} is not a valid number (a finite real).")
         else:
             slope = float(param)
         return math.sqrt(2.0 / (1 + slope**2))
@@ -151,6 +152,8 @@ def normal_(w: Target, mean: float = 0.0, std: float = 1.0, *, rng: RNG = None) 
 def constant_(w: Target, value: float) -> np.ndarray:
     """Fill with ``value``."""
     arr = _array(w)
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"constant_ needs a real number, got {type(value).__name__} {value!r}.")
     arr[...] = value
     return arr
 

@@ -5,25 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional.linear import linear, linear_grad_bias, linear_grad_input, linear_grad_weight
+from . import _checks as C
 from . import init
 from .module import Module, Parameter
 
 __all__ = ["Linear"]
-
-
-def _float_dtype(dtype: object, layer: str) -> np.dtype:
-    dt = np.dtype(dtype)  # type: ignore[call-overload]
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"{layer}: dtype must be float32 or float64, got {dt}.")
-    return dt
-
-
-def _features(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value}.")
-    return int(value)
 
 
 class Linear(Module):
@@ -52,31 +38,31 @@ class Linear(Module):
                  dtype: type | np.dtype = np.float32,
                  rng: np.random.Generator | int | None = None) -> None:
         super().__init__()
-        self.in_features = _features(in_features, "in_features")
-        self.out_features = _features(out_features, "out_features")
-        dt = _float_dtype(dtype, "Linear")
+        self.in_features = C.positive_int(in_features, "in_features", "Linear")
+        self.out_features = C.positive_int(out_features, "out_features", "Linear")
+        dt = C.float_dtype(dtype, "Linear")
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dt))
-        self.bias = Parameter(np.empty(self.out_features, dt)) if bias else None
+        self.bias = Parameter(np.empty(self.out_features, dt)) if C.flag(bias, "bias",
+                                                                          "Linear") else None
         init.default_init_(self.weight, self.bias, rng=rng)
         self._x: np.ndarray | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         w = self.weight.data
-        if isinstance(x, np.ndarray) and x.dtype != w.dtype and x.dtype.kind == "f":
-            raise TypeError(
-                f"Linear: input dtype {x.dtype} does not match the layer's {w.dtype}. Cast the "
-                f"input with x.astype(np.{w.dtype}) or the layer with .astype(np.{x.dtype})."
-            )
+        # The last axis (in_features) is checked by `linear`, whose message says how to flatten.
+        x = C.check_input(x, "Linear", dtype=w.dtype)
         y = linear(x, w, None if self.bias is None else self.bias.data)
         self._x = x
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self._x is None:
-            raise RuntimeError("Linear.backward called before forward: run forward(x) first.")
+        x = C.cached(self._x, "Linear")
         w = self.weight.data
+        # shape=None: linear_grad_input and linear_grad_weight below check dy against w and the
+        # cached x completely (last axis, then leading axes) before anything accumulates.
+        dy = C.check_grad(dy, "Linear", None, w.dtype)
         dx = linear_grad_input(dy, w)
-        self.weight.grad += linear_grad_weight(self._x, dy)
+        self.weight.grad += linear_grad_weight(x, dy)
         if self.bias is not None:
             self.bias.grad += linear_grad_bias(dy)
         return dx

@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..functional import normalization as F
+from . import _checks as C
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
@@ -51,21 +52,13 @@ class _BatchNorm(Module):
                  dtype: type | np.dtype = np.float32) -> None:
         super().__init__()
         name = type(self).__name__
-        if isinstance(num_features, bool) or not isinstance(num_features, int | np.integer) \
-                or num_features < 1:
-            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}.")
-        if not eps > 0:
-            raise ValueError(f"{name}: eps must be > 0, got {eps!r}.")
-        if momentum is not None and not 0 <= momentum <= 1:
-            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum!r}.")
-        dt = np.dtype(dtype)  # type: ignore[call-overload]
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"{name}: dtype must be float32 or float64, got {dt}.")
-        self.num_features = int(num_features)
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
+        self.num_features = C.positive_int(num_features, "num_features", name)
+        self.eps = C.real(eps, "eps", name, low=0.0, low_open=True)
+        self.momentum = (None if momentum is None
+                         else C.real(momentum, "momentum", name, low=0.0, high=1.0))
+        dt = C.float_dtype(dtype, name)
+        self.affine = C.flag(affine, "affine", name)
+        self.track_running_stats = C.flag(track_running_stats, "track_running_stats", name)
         c = self.num_features
         if self.affine:
             self.weight = Parameter(np.ones(c, dt))
@@ -85,26 +78,12 @@ class _BatchNorm(Module):
             self.num_batches_tracked[...] = 0
 
     def _check_input(self, x: object) -> np.ndarray:
-        name = type(self).__name__
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}.")
-        if x.ndim not in self._ndims:
-            raise ValueError(
-                f"{name}: expected {' or '.join(f'{d}D' for d in self._ndims)} input "
-                f"{self._layout}, got {x.ndim}D input of shape {x.shape}."
-            )
-        if x.shape[1] != self.num_features:
-            raise ValueError(
-                f"{name}: expected {self.num_features} channels on axis 1, got shape {x.shape}."
-            )
         ref = self.weight.data if self.affine else (
             self.running_mean if self.track_running_stats else None)
-        if ref is not None and x.dtype != ref.dtype:
-            raise TypeError(
-                f"{name}: input dtype {x.dtype} does not match the layer's {ref.dtype}. Cast the "
-                f"input with x.astype(np.{ref.dtype}) or the layer with layer.astype(...)."
-            )
-        return x
+        return C.check_input(
+            x, type(self).__name__, ndim=self._ndims, channels=self.num_features,
+            dtype=None if ref is None else ref.dtype,
+            expected=f"{' or '.join(f'{d}D' for d in self._ndims)} input {self._layout}")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
@@ -125,7 +104,7 @@ class _BatchNorm(Module):
         else:
             mean, var = self.running_mean, self.running_var
         y, xh, r = F.batch_norm(x, mean, var, w, b, eps=self.eps)
-        self._cache = (xh, r, use_batch)
+        self._cache = (xh, r, use_batch)  # xh has the output's shape and dtype
         return y
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
@@ -139,11 +118,8 @@ class _BatchNorm(Module):
         self.running_var += f * unbiased
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self._cache is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward: run forward(x) first."
-            )
-        xh, r, use_batch = self._cache
+        xh, r, use_batch = C.cached(self._cache, type(self).__name__)  # type: ignore[misc]
+        C.check_grad(dy, type(self).__name__, xh.shape, xh.dtype)
         w = self.weight.data if self.affine else None
         dx, dw, db = F.batch_norm_grad(dy, xh, r, w, batch_statistics=use_batch)
         if self.affine:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..functional import pool as P
 from ..functional.shapes import as_tuple
+from . import _checks as C
 from .module import Module
 
 __all__ = [
@@ -22,6 +23,20 @@ __all__ = [
 ]
 
 IntOrTuple = int | Sequence[int]
+
+
+def _check_input(x: object, name: str, nd: int) -> np.ndarray:
+    return C.check_input(x, name, ndim=(nd + 1, nd + 2),
+                         expected=f"input of shape (N, C, *{nd} spatial) or unbatched "
+                                  f"(C, *{nd} spatial)")
+
+
+def _cached(cache: tuple | None, dy: object, name: str) -> tuple:
+    """The forward cache less its last entry, the output ``(shape, dtype)``, after checking
+    ``dy`` against that output."""
+    cache = C.cached(cache, name)  # type: ignore[assignment]
+    C.check_grad(dy, name, *cache[-1])  # type: ignore[index]
+    return cache[:-1]  # type: ignore[index]
 
 
 class _Pool(Module):
@@ -52,22 +67,10 @@ class _Pool(Module):
         self._cache: tuple | None = None
 
     def _check_input(self, x: object) -> np.ndarray:
-        name, nd = type(self).__name__, self._nd
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}.")
-        if x.ndim not in (nd + 1, nd + 2):
-            raise ValueError(
-                f"{name}: expected input of shape (N, C, *{nd} spatial) or unbatched "
-                f"(C, *{nd} spatial), got {x.ndim}-D shape {x.shape}."
-            )
-        return x
+        return _check_input(x, type(self).__name__, self._nd)
 
-    def _cached(self) -> tuple:
-        if self._cache is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward: run forward(x) first."
-            )
-        return self._cache
+    def _cached(self, dy: object) -> tuple:
+        return _cached(self._cache, dy, type(self).__name__)
 
     @property
     def _kw(self) -> dict:
@@ -99,11 +102,11 @@ class _MaxPoolNd(_Pool):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
         y, idx = P.max_pool(x, self.kernel_size, **self._kw)
-        self._cache = (idx, x.shape)
+        self._cache = (idx, x.shape, (y.shape, y.dtype))
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        idx, shape = self._cached()
+        idx, shape = self._cached(dy)
         return P.max_pool_grad(dy, idx, shape, self.kernel_size, **self._kw)
 
 
@@ -135,11 +138,11 @@ class _AvgPoolNd(_Pool):
         x = self._check_input(x)
         y = P.avg_pool(x, self.kernel_size, count_include_pad=self.count_include_pad,
                        **self._kw)
-        self._cache = (x.shape,)
+        self._cache = (x.shape, (y.shape, y.dtype))
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        (shape,) = self._cached()
+        (shape,) = self._cached(dy)
         return P.avg_pool_grad(dy, shape, self.kernel_size,
                                count_include_pad=self.count_include_pad, **self._kw)
 
@@ -208,24 +211,15 @@ class _AdaptiveAvgPoolNd(Module):
         self._cache: tuple | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        name, nd = type(self).__name__, self._nd
-        if not isinstance(x, np.ndarray):
-            raise TypeError(f"{name}: expected a numpy array, got {type(x).__name__}.")
-        if x.ndim not in (nd + 1, nd + 2):
-            raise ValueError(
-                f"{name}: expected input of shape (N, C, *{nd} spatial) or unbatched "
-                f"(C, *{nd} spatial), got {x.ndim}-D shape {x.shape}."
-            )
+        x = _check_input(x, type(self).__name__, self._nd)
         y = P.adaptive_avg_pool(x, self.output_size)
-        self._cache = (x.shape,)
+        self._cache = (x.shape, (y.shape, y.dtype))
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        if self._cache is None:
-            raise RuntimeError(
-                f"{type(self).__name__}.backward called before forward: run forward(x) first."
-            )
-        return P.adaptive_avg_pool_grad(dy, self._cache[0])
+        # The shape test matters here: adaptive_avg_pool_grad accepts any output size.
+        (shape,) = _cached(self._cache, dy, type(self).__name__)
+        return P.adaptive_avg_pool_grad(dy, shape)
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"

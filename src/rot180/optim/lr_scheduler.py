@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
+from numbers import Integral
 from typing import Any
 
 from . import _validation as check
@@ -115,13 +116,14 @@ class LRScheduler:
         self._set_hyper(**{h: state_dict[h] for h in self._hyper})
         n = len(self.optimizer.param_groups)
         for name in ("base_lrs", "_last_lr"):
+            _require_list(self, state_dict, name)
             if len(state_dict[name]) != n:
                 raise ValueError(
                     f"{type(self).__name__} state has {len(state_dict[name])} {name}, the "
                     f"optimizer {n} param groups. Load a state saved with the same optimizer."
                 )
-        self.last_epoch = int(state_dict["last_epoch"])
-        self._step_count = int(state_dict["_step_count"])
+        self.last_epoch = _epoch(state_dict["last_epoch"])
+        self._step_count = check.non_negative_int(state_dict["_step_count"], "_step_count")
         self.base_lrs = [check.real(v, "base_lrs") for v in state_dict["base_lrs"]]
         self._last_lr = [check.real(v, "_last_lr") for v in state_dict["_last_lr"]]
 
@@ -340,6 +342,8 @@ class SequentialLR(LRScheduler):
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         _require_keys(self, state_dict, ("last_epoch", "_milestones", "_last_lr", "_schedulers"))
+        for name in ("_milestones", "_last_lr", "_schedulers"):
+            _require_list(self, state_dict, name)
         if len(state_dict["_schedulers"]) != len(self._schedulers):
             raise ValueError(
                 f"SequentialLR state has {len(state_dict['_schedulers'])} schedulers, this one "
@@ -347,8 +351,8 @@ class SequentialLR(LRScheduler):
             )
         for s, saved in zip(self._schedulers, state_dict["_schedulers"], strict=True):
             s.load_state_dict(saved)
-        self.last_epoch = int(state_dict["last_epoch"])
-        self._milestones = [int(m) for m in state_dict["_milestones"]]
+        self.last_epoch = _epoch(state_dict["last_epoch"])
+        self._milestones = [check.positive_int(m, "milestone") for m in state_dict["_milestones"]]
         self._last_lr = [check.real(v, "_last_lr") for v in state_dict["_last_lr"]]
 
     def __repr__(self) -> str:
@@ -387,3 +391,20 @@ def _require_keys(owner: object, state_dict: Mapping[str, Any], keys: Sequence[s
             f"{type(owner).__name__} state_dict lacks {missing}. Pass what "
             f"{type(owner).__name__}.state_dict() returned."
         )
+
+
+def _require_list(owner: object, state_dict: Mapping[str, Any], key: str) -> None:
+    if not isinstance(state_dict[key], list | tuple):
+        raise ValueError(
+            f"{type(owner).__name__} state_dict[{key!r}] must be a list, got "
+            f"{type(state_dict[key]).__name__}. Pass what {type(owner).__name__}.state_dict() "
+            "returned."
+        )
+
+
+def _epoch(value: object) -> int:
+    """A saved ``last_epoch``: an int >= -1 (-1: before the first step)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < -1:
+        raise ValueError(f"last_epoch must be an int >= -1, got {value!r}. Pass what "
+                         "state_dict() returned.")
+    return int(value)

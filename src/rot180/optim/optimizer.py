@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -197,7 +197,10 @@ class Optimizer:
         Raises
         ------
         ValueError
-            On a structural mismatch, an unknown or missing entry, or an array of the wrong shape.
+            On a malformed or mismatched structure, an unknown or missing entry, an array of the
+            wrong shape, or a non-finite value.
+        TypeError
+            On a state array that is not numeric.
         """
         if not isinstance(state_dict, Mapping) or not {"state", "param_groups"} <= set(
                 state_dict):
@@ -205,7 +208,20 @@ class Optimizer:
                 "optimizer state_dict must be a dict with keys 'state' and 'param_groups'. "
                 "Pass what Optimizer.state_dict() returned."
             )
-        saved_groups = list(state_dict["param_groups"])
+        saved_groups, saved_state = state_dict["param_groups"], state_dict["state"]
+        if not isinstance(saved_groups, list | tuple) or not all(
+                isinstance(g, Mapping) and isinstance(g.get("params"), list | tuple)
+                for g in saved_groups):
+            raise ValueError(
+                "optimizer state_dict['param_groups'] must be a list of dicts, each with a "
+                "'params' list of parameter indices. Pass what Optimizer.state_dict() returned."
+            )
+        if not isinstance(saved_state, Mapping) or not all(
+                isinstance(v, Mapping) for v in saved_state.values()):
+            raise ValueError(
+                "optimizer state_dict['state'] must map parameter indices to dicts of state "
+                "entries. Pass what Optimizer.state_dict() returned."
+            )
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(
                 "loaded state dict has a different number of parameter groups: expected "
@@ -232,10 +248,10 @@ class Optimizer:
             new["params"] = group["params"]
             new_groups.append(new)
             for idx, p in zip(saved["params"], group["params"], strict=True):
-                by_index[int(idx)] = (p, new)
+                by_index[_index(idx)] = (p, new)
         new_state = {}
-        for key, entry in state_dict["state"].items():
-            idx = int(key)
+        for key, entry in saved_state.items():
+            idx = _index(key)
             if idx not in by_index:
                 raise ValueError(
                     f"loaded state refers to parameter index {idx}, but the param groups hold "
@@ -267,12 +283,23 @@ class Optimizer:
                 out[k] = check.non_negative_int(int(v), k)
             else:
                 arr = np.asarray(v)
+                if arr.dtype.kind not in "iuf":
+                    raise TypeError(
+                        f"state '{k}' of parameter {idx}: expected a numeric array, got dtype "
+                        f"{arr.dtype}. Load a state_dict saved by Optimizer.state_dict()."
+                    )
                 if arr.shape != p.shape:
                     raise ValueError(
                         f"state '{k}' of parameter {idx}: expected shape {p.shape}, got "
                         f"{arr.shape}. Load a state_dict saved for the same model."
                     )
                 out[k] = np.array(arr, dtype=p.dtype, copy=True)
+                # A one-time scan at load: a NaN here would poison every later step silently.
+                if not np.isfinite(out[k]).all():
+                    raise ValueError(
+                        f"state '{k}' of parameter {idx} holds NaN or infinite values. The "
+                        "saved run had diverged: load an earlier checkpoint."
+                    )
         return out
 
     def __repr__(self) -> str:
@@ -298,6 +325,18 @@ def _checked_grad(p: Parameter) -> np.ndarray:
             "upcasts silently: cast the gradient to the parameter's dtype."
         )
     return grad
+
+
+def _index(key: object) -> int:
+    """A saved parameter index: an int, or its string form after a JSON round trip."""
+    if isinstance(key, str) and key.isdigit():
+        return int(key)
+    if isinstance(key, bool) or not isinstance(key, Integral) or key < 0:
+        raise ValueError(
+            f"loaded state refers to parameter index {key!r}; expected a non-negative int (or "
+            "its string form). Pass what Optimizer.state_dict() returned."
+        )
+    return int(key)
 
 
 def _reject_set(params: object) -> None:
