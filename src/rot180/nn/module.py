@@ -132,6 +132,8 @@ class Module:
             p.zero_grad()
 
     def train(self, mode: bool = True) -> Module:
+        if not isinstance(mode, bool | np.bool_):
+            raise TypeError(f"train(mode) expects a bool, got {type(mode).__name__} {mode!r}.")
         for _, mod in self.named_modules():
             object.__setattr__(mod, "training", bool(mode))
         return self
@@ -145,7 +147,12 @@ class Module:
         Gradients are reset to zeros of the new dtype; integer buffers (e.g. BatchNorm's
         ``num_batches_tracked``) keep their dtype, as in PyTorch.
         """
-        dt = np.dtype(dtype)
+        try:
+            dt = np.dtype(dtype)
+        except TypeError:
+            raise TypeError(
+                f"astype expects float32 or float64, got {dtype!r}. Pass np.float32 or np.float64."
+            ) from None
         if dt not in (np.float32, np.float64):
             raise TypeError(f"astype expects float32 or float64, got {dt}.")
         for p in self.parameters():
@@ -177,12 +184,23 @@ class Module:
         missing keys, unexpected keys (when ``strict``), and shape mismatches. Values are cast to
         each parameter's current dtype.
         """
+        if not isinstance(state, Mapping):
+            raise TypeError(
+                f"load_state_dict expects a mapping of names to arrays (e.g. model.state_dict() "
+                f"or safetensors' load_file), got {type(state).__name__}."
+            )
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         shapes = [
             f"{k}: expected shape {own[k].shape}, got {np.shape(state[k])}"
             for k in own if k in state and np.shape(state[k]) != own[k].shape
+        ]
+        kinds = [
+            f"{k}: expected a real number array, got dtype {np.asarray(state[k]).dtype}"
+            for k in own if k in state
+            and not (np.issubdtype(np.asarray(state[k]).dtype, np.floating)
+                     or np.issubdtype(np.asarray(state[k]).dtype, np.integer))
         ]
         problems = []
         if missing:
@@ -191,6 +209,8 @@ class Module:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         if shapes:
             problems.append("shape mismatches: " + "; ".join(shapes))
+        if kinds:
+            problems.append("wrong dtypes: " + "; ".join(kinds))
         if problems:
             raise StateDictError(
                 f"Cannot load state into {type(self).__name__}: " + " | ".join(problems)
