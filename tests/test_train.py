@@ -160,10 +160,10 @@ def _kill_mid_epoch_2(monkeypatch, t: Trainer) -> None:
 
 
 def _kill_after_epoch_1_checkpoint(monkeypatch, t: Trainer) -> None:
-    def plot(*args, **kwargs):                   # runs right after last.safetensors is written
+    def write_csv(*args, **kwargs):              # runs right after last.safetensors is written
         raise Killed
 
-    monkeypatch.setattr(trainer_mod.M, "plot_curves", plot)
+    monkeypatch.setattr(trainer_mod.M, "write_metrics_csv", write_csv)
 
 
 @pytest.mark.parametrize(("kill", "optimizer"), [(_kill_mid_epoch_2, "sgd"),
