@@ -1,57 +1,119 @@
-"""The one correlation engine behind forward and backward, plus padding and stretching.
+r"""The one correlation engine behind forward and backward, plus padding and stretching.
 
-Every convolution in rot180 (the forward pass, the input gradient and the kernel gradient) ends
-in :func:`correlate`: a stride-``s``, dilation-``d`` valid cross-correlation of a grouped input
-with a grouped kernel. It is realised as a gather (im2col through a strided view, then one
-matrix product per group); nothing is scattered or accumulated with ``np.add.at``.
+Every convolution in rot180 ends here, as a valid grouped **cross-correlation** computed as a
+gather: each output reads the inputs under its window. Nothing is scattered, there is no col2im
+and no ``np.add.at``. Three entry points:
+
+``correlate(x, w, stride, dilation)``
+    ``out[b, g, o, q] = sum_{c, t} w[g, o, c, t] * x[b, g, c, q*s + t*d]``: the forward pass.
+``correlate_stretched(dz, w, stride, pads, dilation)``
+    ``correlate(stretch_pad(dz, stride, pads), w, 1, dilation)``, the input gradient by the
+    rot180 rule, computed without materialising the inserted zeros (sub-pixel, below).
+``correlate_kernel(x, dz, kernel, stride, dilation)``
+    ``out[g, o, c, t] = sum_{b, q} dz[b, g, o, q] * x[b, g, c, q*s + t*d]``: the valid
+    correlation of the input with the delta as the kernel, i.e. the kernel gradient.
+
+How a correlation is realised (chosen per call from the shapes; all give the same sums):
+
+*im2col* (the general path)
+    Copy the windows of a chunk of the batch into ``cols[g, (c, t), (b, q)]`` through a strided
+    view, then one product ``w[g] @ cols[g]`` per chunk; a single pass moves the result into
+    the NC(D)HW output and adds the bias while the chunk is in cache. The kernel gradient
+    contracts the same ``cols`` with the delta instead: ``dw^T = cols @ dz^T``.
+*kn2row* (multiply first, then sum shifted slices; stride 1)
+    When a correlation has fewer output than input channels (the input gradient of any layer
+    that widens, e.g. RGB in), expanding the input ``k^D`` times is the expensive part. Instead
+    ``Y[b, g, t, o, m] = sum_c w[g, o, c, t] x[b, g, c, m]`` is one product of the stacked taps
+    with the *unexpanded* input, and ``out[b, g, o, q] = sum_t Y[b, g, t, o, q + t*d]``: every
+    output reads ``k^D`` shifted slices of ``Y`` (implicit GEMM with the sum over taps outside
+    the product). Positions outside the input are implicit zero padding and are not read, so
+    padding need not be materialised or multiplied. Chosen when ``C_out < C_in``.
+*pointwise* (every kernel size 1)
+    The windows are the (strided) input itself: one product, no expansion.
+
+Sub-pixel (polyphase) decomposition, in :func:`correlate_stretched`
+    Stretching inserts ``s - 1`` zeros between delta entries, so along each axis output
+    ``i = r + s*m`` meets non-zeros only through the taps ``t`` with
+    ``(r + t*d - low) % s == 0``: the sub-kernel ``w[t0::s/gcd(s, d)]``, dilation
+    ``d/gcd(s, d)``, reading ``dz[m + (r + t*d - low)/s]``. Each of the ``s^D`` phases is a
+    dense stride-1 correlation of the *unstretched* delta (:class:`Phase`), written into
+    ``out[..., r::s]``: the same sums without the ``1 - 1/s^D`` multiplications by zero.
+
+Batch folding (small images)
+    A correlation along the last axis of images stored batch-innermost, ``x'[..., w*B + b]``,
+    is a correlation of ``x'`` with dilation ``d*B``: shifting by whole multiples of ``B``
+    never mixes samples, and the zero padding at either end stays zero. When rows are short
+    (numpy copies and sums pay per row) and the whole batch fits in one chunk, the batch is
+    folded into the last axis, the same paths run on rows ``B`` times longer, and the result is
+    unfolded. Needs stride 1 along the last axis.
+
+Memory: expanded buffers are processed in batch chunks of about :data:`CHUNK_BYTES` and come
+from :func:`scratch`, so repeated calls reuse the same pages instead of page-faulting fresh
+allocations. float32 stays float32 throughout.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import math
+import threading
 from collections.abc import Sequence
+from itertools import product
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-# A small LRU of scratch buffers keyed by (shape, dtype). Large fresh allocations are served by
-# mmap and page-fault on first touch on every call; reusing them removes that cost. Buffers here
-# never escape this module: results are always fresh arrays.
-_SCRATCH: OrderedDict[tuple, np.ndarray] = OrderedDict()
-_SCRATCH_BYTES_MAX = 512 * 2**20
+# Expanded input (cols, or kn2row's Y) per batch chunk: large enough for efficient products,
+# small enough to stay in cache between the copy and the product (measured: 1-8 MiB all within
+# noise on the benchmark layers; 16 MiB is 5-15 % slower).
+CHUNK_BYTES = 4 * 2**20
+# kn2row instead of im2col when KN2ROW_RATIO * output channels < input channels.
+KN2ROW_RATIO = 1
+# Fold the batch into rows shorter than this (and only when the whole batch fits one chunk).
+FOLD_MAX_ROW = 32
+
+# One reusable flat buffer per (tag, dtype) and thread, grown to the largest request. Fresh
+# large allocations are served by mmap and page-fault on first touch on every call; reusing the
+# same pages removes that cost. A tag is never handed out twice at once, and nothing here
+# escapes this module: results are always fresh arrays.
+_SCRATCH = threading.local()
+_SCRATCH_KEEP_MAX = 64 * 2**20      # larger requests are not kept between calls
 
 
 def scratch(shape: tuple[int, ...], dtype: np.dtype, tag: str) -> np.ndarray:
-    key = (tag, shape, np.dtype(dtype).str)
-    buf = _SCRATCH.pop(key, None)
-    if buf is None:
-        buf = np.empty(shape, dtype)
-    _SCRATCH[key] = buf
-    total = sum(b.nbytes for b in _SCRATCH.values())
-    while total > _SCRATCH_BYTES_MAX and len(_SCRATCH) > 1:
-        _, old = _SCRATCH.popitem(last=False)
-        total -= old.nbytes
-    return buf
+    """An uninitialised ``shape`` buffer backed by memory reused across calls (per thread)."""
+    dtype = np.dtype(dtype)
+    size = math.prod(shape)
+    if size * dtype.itemsize > _SCRATCH_KEEP_MAX:
+        return np.empty(shape, dtype)
+    pool = _SCRATCH.__dict__.setdefault("pool", {})
+    buf = pool.get((tag, dtype.str))
+    if buf is None or buf.size < size:
+        buf = pool[(tag, dtype.str)] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
 
 
 def pad(x: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
     """Pad (positive) or crop (negative) the last ``len(pairs)`` axes with zeros.
 
-    Returns ``x`` itself when every pair is ``(0, 0)``.
+    Along an axis of size ``n`` the result has ``n + low + high`` cells and entry ``j`` lands at
+    ``low + j`` (entries cropped away are dropped). Returns ``x`` itself when nothing changes
+    and a view when only cropping.
     """
     if all(lo == 0 and hi == 0 for lo, hi in pairs):
         return x
     lead = x.ndim - len(pairs)
-    crop = tuple(slice(max(-lo, 0), n - max(-hi, 0))
-                 for n, (lo, hi) in zip(x.shape[lead:], pairs, strict=True))
-    x = x[(Ellipsis, *crop)]
+    src, dst, size = [], [], []
+    for n, (lo, hi) in zip(x.shape[lead:], pairs, strict=True):
+        start = min(max(-lo, 0), n)
+        stop = max(start, n - max(-hi, 0))
+        src.append(slice(start, stop))
+        dst.append(slice(max(lo, 0), max(lo, 0) + stop - start))
+        size.append(n + lo + hi)
     if all(lo <= 0 and hi <= 0 for lo, hi in pairs):
-        return x
-    grow = [(max(lo, 0), max(hi, 0)) for lo, hi in pairs]
-    out = np.zeros(x.shape[:lead] + tuple(n + lo + hi for n, (lo, hi) in
-                                          zip(x.shape[lead:], grow, strict=True)), x.dtype)
-    inner = tuple(slice(lo, lo + n) for n, (lo, _) in zip(x.shape[lead:], grow, strict=True))
-    out[(Ellipsis, *inner)] = x
+        return x[(Ellipsis, *src)]
+    out = np.zeros(x.shape[:lead] + tuple(size), x.dtype)
+    out[(Ellipsis, *dst)] = x[(Ellipsis, *src)]
     return out
 
 
@@ -61,7 +123,8 @@ def stretch_pad(dz: np.ndarray, stride: Sequence[int], pairs: Sequence[tuple[int
 
     Along one axis of size ``o`` the result has ``(o-1)s + 1 + low + high`` cells and entry
     ``j`` of ``dz`` lands at ``low + j s``; entries that a negative ``low``/``high`` crops away
-    are dropped.
+    are dropped. The engine never materialises this (see :func:`correlate_stretched`); it is
+    the definition the sub-pixel path is tested against.
     """
     if all(s == 1 for s in stride):
         return pad(dz, pairs)
@@ -79,41 +142,369 @@ def stretch_pad(dz: np.ndarray, stride: Sequence[int], pairs: Sequence[tuple[int
     return out
 
 
-def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int]
-              ) -> np.ndarray:
+class Phase(NamedTuple):
+    """One output phase along one axis: which outputs, and which taps read which inputs.
+
+    Outputs ``r, r + s, ...`` (``m`` of them) use taps ``t0 + j*t_step`` (``j < n_taps``);
+    output number ``q`` reads input position ``e0 + j*e_step + q`` through tap ``j``. A plain
+    stride-1 correlation is the single phase ``Phase(0, 1, o, 0, 1, k, 0, d)``.
+    """
+
+    r: int
+    s: int
+    m: int
+    t0: int
+    t_step: int
+    n_taps: int
+    e0: int
+    e_step: int
+
+
+def _phases(i: int, s: int, lo: int, d: int, k: int) -> list[Phase]:
+    """The ``s`` sub-pixel phases of one axis of ``correlate(stretch_pad(dz), w, 1, d)``.
+
+    ``e0`` is relative to the unpadded, unstretched delta (negative: reads padding).
+    """
+    step = s // math.gcd(s, d)
+    out = []
+    for r in range(s):
+        m = len(range(r, i, s))
+        t0 = next((t for t in range(min(step, k)) if (r + t * d - lo) % s == 0), None)
+        if t0 is None or m == 0:
+            out.append(Phase(r, s, m, 0, 1, 0, 0, 0))
+            continue
+        out.append(Phase(r, s, m, t0, step, len(range(t0, k, step)), (r + t0 * d - lo) // s,
+                         d // math.gcd(s, d)))
+    return out
+
+
+def _out_size(n: int, k: int, s: int, d: int) -> int:
+    return (n - d * (k - 1) - 1) // s + 1
+
+
+def _chunk(batch: int, bytes_per_sample: int) -> int:
+    return max(1, min(batch, CHUNK_BYTES // max(1, bytes_per_sample)))
+
+
+def _fold_ok(batch: int, last_stride: int, row: int, bytes_per_sample: int) -> bool:
+    return (batch > 1 and last_stride == 1 and row < FOLD_MAX_ROW
+            and batch * bytes_per_sample <= CHUNK_BYTES)
+
+
+def _expanded_bytes(w_shape: tuple[int, ...], in_sp: Sequence[int], out_sp: Sequence[int],
+                    dtype: np.dtype) -> int:
+    """Per sample: kn2row's ``Y`` (``k^D`` copies of the output channels at every input
+    position) or im2col's ``cols`` (of the input channels at every output position)."""
+    G, M, C = w_shape[:3]
+    if KN2ROW_RATIO * M < C:
+        return G * math.prod(w_shape[3:]) * M * math.prod(in_sp) * np.dtype(dtype).itemsize
+    return G * math.prod(w_shape[3:]) * C * math.prod(out_sp) * np.dtype(dtype).itemsize
+
+
+def _fold(a: np.ndarray) -> np.ndarray:
+    """``(B, G, C, *S)`` as one batch-innermost image ``(1, G, C, *S[:-1], S[-1]*B)``."""
+    f = np.ascontiguousarray(np.moveaxis(a, 0, -1))
+    return f.reshape(1, *a.shape[1:-1], a.shape[-1] * a.shape[0])
+
+
+def _unfold(f: np.ndarray, batch: int, out: np.ndarray | None) -> np.ndarray:
+    """Inverse of :func:`_fold`, written into ``out`` if given."""
+    v = np.moveaxis(f.reshape(*f.shape[1:-1], f.shape[-1] // batch, batch), -1, 0)
+    if out is None:
+        return np.ascontiguousarray(v)
+    np.copyto(out, v)
+    return out
+
+
+def _dilate_last(dilation: Sequence[int], batch: int) -> tuple[int, ...]:
+    return (*dilation[:-1], dilation[-1] * batch)
+
+
+# --- correlate: the forward pass --------------------------------------------------------------
+
+def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
+              out: np.ndarray | None = None, bias: np.ndarray | None = None) -> np.ndarray:
     """Valid grouped cross-correlation, the single engine of rot180.
+
+    ``out[b, g, o, q] = bias[g, o] + sum_{c, t} w[g, o, c, t] * x[b, g, c, q*s + t*d]``.
 
     Shape:
         - x: ``(B, G, C, *S)``, already padded
-        - w: ``(G, O, C, *k)``
-        - out: ``(B, G, O, *o)`` with ``o = floor((S - d(k-1) - 1) / s) + 1``
-
-    ``out[b, g, o, q] = sum_{c, t} w[g, o, c, t] * x[b, g, c, q*s + t*d]``.
+        - w: ``(G, M, C, *k)`` (``M`` output channels per group)
+        - bias: ``(G, M)`` or None
+        - out: ``(B, G, M, *o)`` with ``o = floor((S - d(k-1) - 1) / s) + 1``; if given, any
+          (e.g. strided) array of that shape is filled in place and returned.
     """
-    nd = len(stride)
     B, G, C = x.shape[:3]
-    O = w.shape[1]
-    S, k = x.shape[3:], w.shape[3:]
-    out_sp = tuple((n - d * (kk - 1) - 1) // s + 1
-                   for n, kk, s, d in zip(S, k, stride, dilation, strict=True))
-    K = int(np.prod(k))
-    P = int(np.prod(out_sp))
+    M, k = w.shape[1], w.shape[3:]
+    out_sp = tuple(_out_size(n, kk, s, d)
+                   for n, kk, s, d in zip(x.shape[3:], k, stride, dilation, strict=True))
+    pointwise = all(kk == 1 for kk in k)
+    expanded = _expanded_bytes(w.shape, x.shape[3:], out_sp, x.dtype)
+    if not pointwise and _fold_ok(B, stride[-1], out_sp[-1], expanded):
+        res = correlate(_fold(x), w, stride, _dilate_last(dilation, B), bias=bias)
+        return _unfold(res, B, out)
+    if out is None:
+        out = np.empty((B, G, M, *out_sp), x.dtype)
+    if pointwise:
+        _pointwise(x, w, stride, out)
+    elif all(s == 1 for s in stride) and KN2ROW_RATIO * M < C:
+        _kn2row(x, w, [[Phase(0, 1, o, 0, 1, kk, 0, d)] for o, kk, d in
+                       zip(out_sp, k, dilation, strict=True)], out)
+    else:
+        _im2col(x, w, stride, dilation, out, bias)
+        return out
+    if bias is not None:
+        out += bias.reshape(G, M, *(1,) * len(k))
+    return out
 
-    # im2col as a view: cols[g, c, t..., b, q...] = x[b, g, c, q*s + t*d].
+
+def _pointwise(x: np.ndarray, w: np.ndarray, stride: Sequence[int], out: np.ndarray) -> None:
+    B, G, C = x.shape[:3]
+    M = w.shape[1]
+    xs = x[(Ellipsis, *(slice(None, None, s) for s in stride))]
+    P = math.prod(out.shape[3:])
+    if not xs.flags.c_contiguous:
+        buf = scratch(xs.shape, x.dtype, "pointwise")
+        np.copyto(buf, xs)
+        xs = buf
+    wm = w.reshape(G, M, C)
+    if out.flags.c_contiguous:
+        np.matmul(wm, xs.reshape(B, G, C, P), out=out.reshape(B, G, M, P))
+    else:
+        out[...] = np.matmul(wm, xs.reshape(B, G, C, P)).reshape(out.shape)
+
+
+def _windows(x: np.ndarray, k: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+             out_sp: Sequence[int]) -> np.ndarray:
+    """Read-only strided view ``(G, C, *k, B, *o)`` of every window of ``x (B, G, C, *S)``:
+    ``view[g, c, t, b, q] = x[b, g, c, q*s + t*d]``."""
     sb, sg, sc = x.strides[:3]
     ss = x.strides[3:]
-    view = as_strided(
-        x,
-        shape=(G, C, *k, B, *out_sp),
+    B, G, C = x.shape[:3]
+    return as_strided(
+        x, shape=(G, C, *k, B, *out_sp),
         strides=(sg, sc, *(st * d for st, d in zip(ss, dilation, strict=True)), sb,
                  *(st * s for st, s in zip(ss, stride, strict=True))),
-        writeable=False,
-    )
-    cols = scratch((G, C * K, B * P), x.dtype, "cols")
-    np.copyto(cols.reshape(view.shape), view)
-    wmat = w.reshape(G, O, C * K)
-    prod = scratch((G, O, B * P), x.dtype, "prod")
-    np.matmul(wmat, cols, out=prod)
-    out = np.empty((B, G, O, *out_sp), x.dtype)
-    np.copyto(out, prod.reshape(G, O, B, *out_sp).transpose(2, 0, 1, *range(3, 3 + nd)))
+        writeable=False)
+
+
+def _gather(view: np.ndarray, b0: int, b1: int, dtype: np.dtype) -> np.ndarray:
+    """im2col of samples ``b0:b1`` of a :func:`_windows` view into a reused ``(G, C*K, n*P)``
+    buffer: row ``(c, t)``, column ``(b, q)``."""
+    G, C = view.shape[:2]
+    nd = (view.ndim - 3) // 2
+    k, o = view.shape[2:2 + nd], view.shape[3 + nd:]
+    n = b1 - b0
+    cols = scratch((G, C * math.prod(k), n * math.prod(o)), dtype, "cols")
+    np.copyto(cols.reshape(G, C, *k, n, *o), view[(slice(None),) * (2 + nd) + (slice(b0, b1),)])
+    return cols
+
+
+def _im2col(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
+            out: np.ndarray, bias: np.ndarray | None) -> None:
+    B, G, C = x.shape[:3]
+    M, k = w.shape[1], w.shape[3:]
+    out_sp = out.shape[3:]
+    K, P = math.prod(k), math.prod(out_sp)
+    wm = w.reshape(G, M, C * K)
+    nb = _chunk(B, G * C * K * P * x.dtype.itemsize)
+    view = _windows(x, k, stride, dilation, out_sp)
+    for b0 in range(0, B, nb):
+        b1 = min(B, b0 + nb)
+        n = b1 - b0
+        cols = _gather(view, b0, b1, x.dtype)
+        prod_ = scratch((G, M, n * P), x.dtype, "prod")
+        np.matmul(wm, cols, out=prod_)
+        # One wide product per chunk (measured as fast as one per sample, with fewer BLAS
+        # calls) lands as (G, M, n, P); one pass moves it into (n, G, M, P) plus the bias.
+        res = np.moveaxis(prod_.reshape(G, M, n, *out_sp), 2, 0)
+        if bias is None:
+            np.copyto(out[b0:b1], res)
+        else:
+            np.add(res, bias.reshape(G, M, *(1,) * len(k)), out=out[b0:b1])
+
+
+# --- kn2row: multiply first, then sum shifted slices ------------------------------------------
+
+def _kn2row(x: np.ndarray, w: np.ndarray, phases: Sequence[Sequence[Phase]], out: np.ndarray
+            ) -> None:
+    """``out[phase] = sum over the phase's taps of shifted slices of Y = (taps x w) @ x``.
+
+    ``phases`` holds the :class:`Phase` list of every axis; input positions a tap reads outside
+    ``x`` are implicit zero padding and are skipped.
+    """
+    B, G, C = x.shape[:3]
+    S = x.shape[3:]
+    M, k = w.shape[1], w.shape[3:]
+    nd, K, L = len(k), math.prod(k), math.prod(S)
+    # Taps stacked on the row axis: wstack[g, t*M + o, c] = w[g, o, c, t].
+    wstack = np.ascontiguousarray(
+        np.moveaxis(w.reshape(G, M, C, K), 3, 1)).reshape(G, K * M, C)
+    xf = np.ascontiguousarray(x).reshape(B, G, C, L)
+    nb = _chunk(B, G * K * M * L * x.dtype.itemsize)
+    for b0 in range(0, B, nb):
+        b1 = min(B, b0 + nb)
+        y = scratch((b1 - b0, G, K * M, L), x.dtype, "kn2row")
+        np.matmul(wstack, xf[b0:b1], out=y)
+        y = y.reshape(b1 - b0, G, *k, M, *S)
+        for combo in product(*phases):
+            dst = out[(slice(b0, b1), Ellipsis, *(slice(p.r, None, p.s) for p in combo))]
+            # Summing into a contiguous buffer, then one strided copy, is ~3x faster than
+            # summing into a strided phase of the output.
+            acc = dst if dst.flags.c_contiguous else scratch(dst.shape, x.dtype, "kn2row_acc")
+            inside = all(p.e0 >= 0 and p.e0 + p.e_step * (p.n_taps - 1) + p.m <= size
+                         for p, size in zip(combo, S, strict=True))
+            if any(p.n_taps == 0 for p in combo):
+                acc[...] = 0
+            elif inside:                        # one reduction over a view of all taps
+                np.sum(_tap_view(y, combo), axis=tuple(range(2, 2 + nd)), out=acc)
+            else:
+                _sum_clipped(y, combo, acc)
+            if acc is not dst:
+                np.copyto(dst, acc)
+
+
+def _tap_view(y: np.ndarray, combo: Sequence[Phase]) -> np.ndarray:
+    """``(n, G, *taps, M, *m)`` view of ``y (n, G, *k, M, *S)`` in which stepping along a tap
+    axis moves to the phase's next tap *and* shifts the input window with it."""
+    nd = len(combo)
+    tap_st, pos_st = y.strides[2:2 + nd], y.strides[3 + nd:]
+    first = y[(slice(None), slice(None), *(p.t0 for p in combo), slice(None),
+               *(slice(p.e0, p.e0 + p.m) for p in combo))]
+    return as_strided(
+        first, shape=(*first.shape[:2], *(p.n_taps for p in combo), *first.shape[2:]),
+        strides=(*first.strides[:2],
+                 *(p.t_step * ts + p.e_step * ps
+                   for p, ts, ps in zip(combo, tap_st, pos_st, strict=True)),
+                 *first.strides[2:]),
+        writeable=False)
+
+
+def _sum_clipped(y: np.ndarray, combo: Sequence[Phase], acc: np.ndarray) -> None:
+    """Tap by tap, add the part of each shifted window that lies inside ``y``."""
+    S = y.shape[3 + len(combo):]
+    acc[...] = 0
+    for js in product(*(range(p.n_taps) for p in combo)):
+        tap, src, dst = [], [], []
+        for p, j, size in zip(combo, js, S, strict=True):
+            e = p.e0 + j * p.e_step             # input position read by output 0 via tap j
+            lo, hi = max(0, -e), min(p.m, size - e)
+            tap.append(p.t0 + j * p.t_step)
+            src.append(slice(e + lo, e + hi))
+            dst.append(slice(lo, hi))
+        if all(sl.start < sl.stop for sl in dst):
+            part = acc[(Ellipsis, *dst)]
+            np.add(part, y[(slice(None), slice(None), *tap, slice(None), *src)], out=part)
+
+
+# --- correlate_stretched: the input gradient --------------------------------------------------
+
+def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
+                        pairs: Sequence[tuple[int, int]], dilation: Sequence[int]
+                        ) -> np.ndarray:
+    """``correlate(stretch_pad(dz, stride, pairs), w, 1, dilation)`` without the zeros.
+
+    Sub-pixel decomposition (module docstring): one dense stride-1 correlation of ``dz`` with a
+    sub-kernel per output phase.
+
+    Shape:
+        - dz: ``(B, G, C, *o)``
+        - w: ``(G, M, C, *k)``
+        - output: ``(B, G, M, *i)``, ``i = (o-1)s + 1 + low + high - d(k-1)``
+    """
+    B, k = dz.shape[0], w.shape[3:]
+    i_sp = tuple((o - 1) * s + 1 + lo + hi - d * (kk - 1) for o, s, (lo, hi), d, kk in
+                 zip(dz.shape[3:], stride, pairs, dilation, k, strict=True))
+    expanded = _expanded_bytes(w.shape, dz.shape[3:], i_sp, dz.dtype)
+    if not all(kk == 1 for kk in k) and _fold_ok(B, stride[-1], i_sp[-1], expanded):
+        (lo, hi) = pairs[-1]
+        res = _stretched(_fold(dz), w, stride, (*pairs[:-1], (lo * B, hi * B)),
+                         _dilate_last(dilation, B), implicit_pad=True)
+        return _unfold(res, B, None)
+    return _stretched(dz, w, stride, pairs, dilation,
+                      implicit_pad=any(s > 1 for s in stride))
+
+
+def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
+               pairs: Sequence[tuple[int, int]], dilation: Sequence[int], implicit_pad: bool
+               ) -> np.ndarray:
+    """:func:`correlate_stretched` after the folding decision.
+
+    ``implicit_pad``: let kn2row skip the padding rather than multiply it. Worth it when each
+    phase has few taps (strided) or rows are long (folded); otherwise the padded input and one
+    reduction over all taps is faster than adding clipped windows tap by tap.
+    """
+    B, G, C = dz.shape[:3]
+    M, k = w.shape[1], w.shape[3:]
+    o_sp = dz.shape[3:]
+    i_sp = tuple((o - 1) * s + 1 + lo + hi - d * (kk - 1) for o, s, (lo, hi), d, kk in
+                 zip(o_sp, stride, pairs, dilation, k, strict=True))
+    out = np.empty((B, G, M, *i_sp), dz.dtype)
+    axes = [_phases(i, s, lo, d, kk)
+            for i, s, (lo, _), d, kk in zip(i_sp, stride, pairs, dilation, k, strict=True)]
+    if implicit_pad and KN2ROW_RATIO * M < C and not all(kk == 1 for kk in k):
+        _kn2row(dz, w, axes, out)
+        return out
+    if all(s == 1 for s in stride):
+        return correlate(pad(dz, pairs), w, (1,) * len(stride), dilation, out=out)
+    # Pad dz once so that every phase reads a plain window of it; shift e0 accordingly.
+    lows = [max([0] + [-p.e0 for p in ph if p.n_taps]) for ph in axes]
+    highs = [max([0] + [p.e0 + p.e_step * (p.n_taps - 1) + p.m - o for p in ph if p.n_taps])
+             for ph, o in zip(axes, o_sp, strict=True)]
+    dzp = pad(dz, list(zip(lows, highs, strict=True)))
+    axes = [[p._replace(e0=p.e0 + lo) for p in ph] for ph, lo in zip(axes, lows, strict=True)]
+    for combo in product(*axes):
+        dst = out[(Ellipsis, *(slice(p.r, None, p.s) for p in combo))]
+        if any(p.n_taps == 0 or p.m == 0 for p in combo):
+            dst[...] = 0
+            continue
+        src = dzp[(Ellipsis, *(slice(p.e0, p.e0 + p.m + p.e_step * (p.n_taps - 1))
+                               for p in combo))]
+        sub = w[(Ellipsis, *(slice(p.t0, None, p.t_step) for p in combo))]
+        correlate(src, sub, (1,) * len(stride), tuple(p.e_step for p in combo), out=dst)
     return out
+
+
+# --- correlate_kernel: the kernel gradient ----------------------------------------------------
+
+def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
+                     stride: Sequence[int], dilation: Sequence[int]) -> np.ndarray:
+    """Valid correlation of ``x`` with the delta ``dz`` as kernel: the kernel gradient.
+
+    ``out[g, o, c, t] = sum_{b, q} dz[b, g, o, q] * x[b, g, c, q*s + t*d]``: the delta's taps
+    ``q`` sit ``s`` apart on ``x`` (the stride is the delta's dilation) and neighbouring outputs
+    ``t`` sit ``d`` apart (the dilation is the output's stride). It contracts the same windows
+    :func:`correlate` gathers, over the batch and the positions instead of the channels.
+
+    Shape:
+        - x: ``(B, G, C, *S)``, padded and cropped so that ``S = (o-1)s + d(k-1) + 1``
+        - dz: ``(B, G, M, *o)``
+        - output: ``(G, M, C, *kernel)``
+    """
+    B, G, C = x.shape[:3]
+    M, o_sp = dz.shape[2], dz.shape[3:]
+    k = tuple(kernel)
+    K, P = math.prod(k), math.prod(o_sp)
+    item = x.dtype.itemsize
+    if _fold_ok(B, stride[-1], o_sp[-1], G * C * K * P * item):
+        return correlate_kernel(_fold(x), _fold(dz), k, stride, _dilate_last(dilation, B))
+    nb = _chunk(B, G * C * K * P * item)
+    view = _windows(x, k, stride, dilation, o_sp)
+    # The product is formed transposed, dw^T = cols @ dz^T: BLAS runs this shape (long
+    # contraction, small output) faster than dz @ cols^T.
+    acc = np.empty((G, C * K, M), x.dtype)
+    for b0 in range(0, B, nb):
+        b1 = min(B, b0 + nb)
+        n = b1 - b0
+        cols = _gather(view, b0, b1, x.dtype)
+        dzt = scratch((G, M, n, P), x.dtype, "dzt")
+        np.copyto(dzt, dz[b0:b1].reshape(n, G, M, P).transpose(1, 2, 0, 3))
+        dzt = dzt.reshape(G, M, n * P).swapaxes(1, 2)
+        if b0 == 0:
+            np.matmul(cols, dzt, out=acc)
+        else:
+            part = scratch((G, C * K, M), x.dtype, "part")
+            np.matmul(cols, dzt, out=part)
+            acc += part
+    return np.ascontiguousarray(acc.swapaxes(1, 2)).reshape(G, M, C, *k)

@@ -41,7 +41,10 @@ With a true convolution forward (``flip=True``, ``z = x * w`` with the kernel fl
 forward kernel is ``rot180(w)``, so the backward rule correlates with ``rot180(rot180(w)) = w``
 itself, a true convolution with ``rot180(w)``: both views are one fact.
 
-All three functions finish in the same engine, :func:`rot180.functional._engine.correlate`.
+All three functions finish in the same engine, :mod:`rot180.functional._engine`: the forward
+pass and the input gradient in its ``correlate`` (the input gradient through
+``correlate_stretched``, which skips the zeros the stretching inserts), the kernel gradient in
+``correlate_kernel``, which contracts the same input windows over batch and positions.
 See ``docs/derivation.md`` for the worked 3x3 by 2x2 example.
 """
 
@@ -139,10 +142,9 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: i
     g = spec.groups
     xp = _engine.pad(xb, spec.padding)
     xp = xp.reshape(xp.shape[0], g, xp.shape[1] // g, *xp.shape[2:])
-    z = _engine.correlate(xp, _grouped_kernel(w, g), spec.stride, spec.dilation)
+    bg = None if b is None else b.reshape(g, -1)
+    z = _engine.correlate(xp, _grouped_kernel(w, g), spec.stride, spec.dilation, bias=bg)
     z = z.reshape(z.shape[0], spec.out_channels, *z.shape[3:])
-    if b is not None:
-        z += b.reshape((-1,) + (1,) * spec.nd)
     return z if x.ndim == spec.nd + 2 else z[0]
 
 
@@ -174,12 +176,13 @@ def conv_grad_input(dz: np.ndarray, w: np.ndarray, input_shape: Sequence[int], *
     shp = V.resolve_input_shape(spec, input_shape, dz.shape, op)
     nd, g = spec.nd, spec.groups
     pads = grad_input_padding(shp[-nd:], spec.kernel, spec.stride, spec.padding, spec.dilation)
-    u = _engine.stretch_pad(_batched(dz, nd), spec.stride, pads)
-    u = u.reshape(u.shape[0], g, u.shape[1] // g, *u.shape[2:])
+    dzb = _batched(dz, nd)
+    dzb = dzb.reshape(dzb.shape[0], g, dzb.shape[1] // g, *dzb.shape[2:])
     wr = w if flip else rot180(w)
     # (g, C_out/g, C_in/g, *k) -> (g, C_in/g, C_out/g, *k): input channels become outputs.
     wt = _grouped_kernel(wr, g).swapaxes(1, 2)
-    dx = _engine.correlate(u, wt, (1,) * nd, spec.dilation)
+    # = correlate(stretch_pad(dz, stride, pads), wt, 1, dilation), skipping the inserted zeros.
+    dx = _engine.correlate_stretched(dzb, wt, spec.stride, pads, spec.dilation)
     return dx.reshape(shp)
 
 
@@ -219,13 +222,12 @@ def conv_grad_weight(x: np.ndarray, dz: np.ndarray, weight_shape: Sequence[int],
                                         spec.dilation, strict=True)
     )
     xp = _engine.pad(xb, pads)
-    n, cg, og = xp.shape[0], spec.in_channels // g, spec.out_channels // g
-    ax = tuple(range(3, 3 + nd))
-    # Roles: batch <- C_in/g, contraction channels <- N, kernel <- dz, output <- the taps t.
-    xr = xp.reshape(n, g, cg, *xp.shape[2:]).transpose(2, 1, 0, *ax)
-    dr = dzb.reshape(n, g, og, *dzb.shape[2:]).transpose(1, 2, 0, *ax)
-    dw = _engine.correlate(xr, dr, spec.dilation, spec.stride)      # (C_in/g, g, C_out/g, *k)
-    dw = dw.transpose(1, 2, 0, *ax).reshape(wshape)
+    n = xp.shape[0]
+    xg = xp.reshape(n, g, xp.shape[1] // g, *xp.shape[2:])
+    dzg = dzb.reshape(n, g, dzb.shape[1] // g, *dzb.shape[2:])
+    # dz is the kernel (dilated by s), the output is sampled with stride d; (g, C_out/g, C_in/g, *k)
+    dw = _engine.correlate_kernel(xg, dzg, spec.kernel, spec.stride, spec.dilation)
+    dw = dw.reshape(wshape)
     return rot180(dw) if flip else dw
 
 
