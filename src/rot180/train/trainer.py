@@ -65,7 +65,7 @@ class TrainConfig:
     model: str = "lenet5"
     data: str = "mnist5k"
     data_root: str | None = None
-    epochs: int = 12
+    epochs: int = 20
     batch_size: int = 64
     lr: float = 0.05
     optimizer: str = "sgd"
