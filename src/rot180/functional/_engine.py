@@ -48,20 +48,37 @@ Batch folding (small images)
     unfolded. Needs stride 1 along the last axis.
 
 Memory: expanded buffers are processed in batch chunks of about :data:`CHUNK_BYTES` and come
-from :func:`scratch`, so repeated calls reuse the same pages instead of page-faulting fresh
-allocations. float32 stays float32 throughout.
+from :func:`~rot180.functional._parallel.scratch` (per thread), so repeated calls reuse the
+same pages instead of page-faulting fresh allocations. float32 stays float32 throughout.
+
+Threads (:mod:`rot180.functional._parallel`): from :data:`PARALLEL_MIN_MACS` multiply-adds a
+call, its batch chunks (gather, product, output write; or kn2row's product and sums) run on as
+many Python threads as numpy's BLAS would use, each with single-threaded BLAS, so that the
+copies and sums run in parallel too, not only the products. A folded batch is split into one
+part per thread. Smaller calls run on the caller's thread, BLAS as the user set it. Chunks and
+parts come from the shapes and the thread count alone; each writes its own samples of the
+output, and kernel gradients are summed over chunks in chunk order, so results never depend on
+thread timing (and the pooled path gives the same bits as running its chunks one by one).
+
+Code: the im2col and 1x1 paths live in :mod:`._im2col`, kn2row in :mod:`._kn2row`, the thread
+pool and scratch buffers in :mod:`._parallel`; this module chooses between them.
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from itertools import product
-from typing import NamedTuple
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+
+from . import _parallel
+from ._im2col import im2col, im2col_kernel, pointwise
+from ._kn2row import Phase, kn2row
+from ._parallel import map_chunks
+
+__all__ = ["correlate", "correlate_stretched", "correlate_kernel", "pad", "stretch_pad",
+           "Phase"]
 
 # Expanded input (cols, or kn2row's Y) per batch chunk: large enough for efficient products,
 # small enough to stay in cache between the copy and the product (measured: 1-8 MiB all within
@@ -71,26 +88,10 @@ CHUNK_BYTES = 4 * 2**20
 KN2ROW_RATIO = 1
 # Fold the batch into rows shorter than this (and only when the whole batch fits one chunk).
 FOLD_MAX_ROW = 32
-
-# One reusable flat buffer per (tag, dtype) and thread, grown to the largest request. Fresh
-# large allocations are served by mmap and page-fault on first touch on every call; reusing the
-# same pages removes that cost. A tag is never handed out twice at once, and nothing here
-# escapes this module: results are always fresh arrays.
-_SCRATCH = threading.local()
-_SCRATCH_KEEP_MAX = 64 * 2**20      # larger requests are not kept between calls
-
-
-def scratch(shape: tuple[int, ...], dtype: np.dtype, tag: str) -> np.ndarray:
-    """An uninitialised ``shape`` buffer backed by memory reused across calls (per thread)."""
-    dtype = np.dtype(dtype)
-    size = math.prod(shape)
-    if size * dtype.itemsize > _SCRATCH_KEEP_MAX:
-        return np.empty(shape, dtype)
-    pool = _SCRATCH.__dict__.setdefault("pool", {})
-    buf = pool.get((tag, dtype.str))
-    if buf is None or buf.size < size:
-        buf = pool[(tag, dtype.str)] = np.empty(size, dtype)
-    return buf[:size].reshape(shape)
+# Run batch chunks on several threads (see _parallel) only from this many multiply-adds per
+# call. LeNet's layers (7.5M and 15M multiply-adds) make a faster training step without the
+# pool (9.4 ms against 10.1 ms); the benchmark's large layers (>= 500M) gain 10-60 %.
+PARALLEL_MIN_MACS = 5 * 10**7
 
 
 def pad(x: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -142,24 +143,6 @@ def stretch_pad(dz: np.ndarray, stride: Sequence[int], pairs: Sequence[tuple[int
     return out
 
 
-class Phase(NamedTuple):
-    """One output phase along one axis: which outputs, and which taps read which inputs.
-
-    Outputs ``r, r + s, ...`` (``m`` of them) use taps ``t0 + j*t_step`` (``j < n_taps``);
-    output number ``q`` reads input position ``e0 + j*e_step + q`` through tap ``j``. A plain
-    stride-1 correlation is the single phase ``Phase(0, 1, o, 0, 1, k, 0, d)``.
-    """
-
-    r: int
-    s: int
-    m: int
-    t0: int
-    t_step: int
-    n_taps: int
-    e0: int
-    e_step: int
-
-
 def _phases(i: int, s: int, lo: int, d: int, k: int) -> list[Phase]:
     """The ``s`` sub-pixel phases of one axis of ``correlate(stretch_pad(dz), w, 1, d)``.
 
@@ -184,6 +167,20 @@ def _out_size(n: int, k: int, s: int, d: int) -> int:
 
 def _chunk(batch: int, bytes_per_sample: int) -> int:
     return max(1, min(batch, CHUNK_BYTES // max(1, bytes_per_sample)))
+
+
+def _threads(macs: int) -> int:
+    """Threads for this call's batch chunks (:func:`._parallel.map_chunks`): 1 (the caller's,
+    BLAS as the user set it) below :data:`PARALLEL_MIN_MACS`."""
+    return _parallel.workers() if macs >= PARALLEL_MIN_MACS else 1
+
+
+def _fold_parts(batch: int, macs: int) -> list[tuple[int, int]]:
+    """A folded batch runs whole, or split into one part per thread: the parts of the batch,
+    from the shapes and the thread count only (never from timing)."""
+    n = min(_threads(macs), batch // 2)
+    step = -(-batch // max(n, 1))
+    return [(b, min(batch, b + step)) for b in range(0, batch, step)]
 
 
 def _fold_ok(batch: int, last_stride: int, row: int, bytes_per_sample: int) -> bool:
@@ -239,163 +236,45 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     M, k = w.shape[1], w.shape[3:]
     out_sp = tuple(_out_size(n, kk, s, d)
                    for n, kk, s, d in zip(x.shape[3:], k, stride, dilation, strict=True))
-    pointwise = all(kk == 1 for kk in k)
+    one_by_one = all(kk == 1 for kk in k)
     expanded = _expanded_bytes(w.shape, x.shape[3:], out_sp, x.dtype)
-    if not pointwise and _fold_ok(B, stride[-1], out_sp[-1], expanded):
-        res = correlate(_fold(x), w, stride, _dilate_last(dilation, B), bias=bias)
-        return _unfold(res, B, out)
+    macs = B * G * M * C * math.prod(k) * math.prod(out_sp)
+    if not one_by_one and _fold_ok(B, stride[-1], out_sp[-1], expanded):
+        parts = _fold_parts(B, macs)
+        if len(parts) == 1:
+            res = correlate(_fold(x), w, stride, _dilate_last(dilation, B), bias=bias)
+            return _unfold(res, B, out)
+        if out is None:
+            out = np.empty((B, G, M, *out_sp), x.dtype)
+        for _ in map_chunks(lambda p: correlate(x[p[0]:p[1]], w, stride, dilation,
+                                                out=out[p[0]:p[1]], bias=bias),
+                            parts, len(parts)):
+            pass
+        return out
     if out is None:
         out = np.empty((B, G, M, *out_sp), x.dtype)
-    if pointwise:
-        _pointwise(x, w, stride, out)
+    if one_by_one:                              # one product; in a region all the same
+        for _ in map_chunks(lambda _: pointwise(x, w, stride, out), [0], 1):
+            pass
     elif all(s == 1 for s in stride) and KN2ROW_RATIO * M < C:
         _kn2row(x, w, [[Phase(0, 1, o, 0, 1, kk, 0, d)] for o, kk, d in
-                       zip(out_sp, k, dilation, strict=True)], out)
+                       zip(out_sp, k, dilation, strict=True)], out, expanded)
     else:
-        _im2col(x, w, stride, dilation, out, bias)
+        nb = _chunk(B, expanded)
+        im2col(x, w, stride, dilation, out, bias, nb, _threads(macs))
         return out
     if bias is not None:
         out += bias.reshape(G, M, *(1,) * len(k))
     return out
 
 
-def _pointwise(x: np.ndarray, w: np.ndarray, stride: Sequence[int], out: np.ndarray) -> None:
+def _kn2row(x: np.ndarray, w: np.ndarray, phases: list[list[Phase]], out: np.ndarray,
+            expanded: int) -> None:
+    """kn2row in batch chunks of ``expanded`` bytes per sample; threads from the work."""
     B, G, C = x.shape[:3]
-    M = w.shape[1]
-    xs = x[(Ellipsis, *(slice(None, None, s) for s in stride))]
-    P = math.prod(out.shape[3:])
-    if not xs.flags.c_contiguous:
-        buf = scratch(xs.shape, x.dtype, "pointwise")
-        np.copyto(buf, xs)
-        xs = buf
-    wm = w.reshape(G, M, C)
-    if out.flags.c_contiguous:
-        np.matmul(wm, xs.reshape(B, G, C, P), out=out.reshape(B, G, M, P))
-    else:
-        out[...] = np.matmul(wm, xs.reshape(B, G, C, P)).reshape(out.shape)
-
-
-def _windows(x: np.ndarray, k: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
-             out_sp: Sequence[int]) -> np.ndarray:
-    """Read-only strided view ``(G, C, *k, B, *o)`` of every window of ``x (B, G, C, *S)``:
-    ``view[g, c, t, b, q] = x[b, g, c, q*s + t*d]``."""
-    sb, sg, sc = x.strides[:3]
-    ss = x.strides[3:]
-    B, G, C = x.shape[:3]
-    return as_strided(
-        x, shape=(G, C, *k, B, *out_sp),
-        strides=(sg, sc, *(st * d for st, d in zip(ss, dilation, strict=True)), sb,
-                 *(st * s for st, s in zip(ss, stride, strict=True))),
-        writeable=False)
-
-
-def _gather(view: np.ndarray, b0: int, b1: int, dtype: np.dtype) -> np.ndarray:
-    """im2col of samples ``b0:b1`` of a :func:`_windows` view into a reused ``(G, C*K, n*P)``
-    buffer: row ``(c, t)``, column ``(b, q)``."""
-    G, C = view.shape[:2]
-    nd = (view.ndim - 3) // 2
-    k, o = view.shape[2:2 + nd], view.shape[3 + nd:]
-    n = b1 - b0
-    cols = scratch((G, C * math.prod(k), n * math.prod(o)), dtype, "cols")
-    np.copyto(cols.reshape(G, C, *k, n, *o), view[(slice(None),) * (2 + nd) + (slice(b0, b1),)])
-    return cols
-
-
-def _im2col(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
-            out: np.ndarray, bias: np.ndarray | None) -> None:
-    B, G, C = x.shape[:3]
-    M, k = w.shape[1], w.shape[3:]
-    out_sp = out.shape[3:]
-    K, P = math.prod(k), math.prod(out_sp)
-    wm = w.reshape(G, M, C * K)
-    nb = _chunk(B, G * C * K * P * x.dtype.itemsize)
-    view = _windows(x, k, stride, dilation, out_sp)
-    for b0 in range(0, B, nb):
-        b1 = min(B, b0 + nb)
-        n = b1 - b0
-        cols = _gather(view, b0, b1, x.dtype)
-        prod_ = scratch((G, M, n * P), x.dtype, "prod")
-        np.matmul(wm, cols, out=prod_)
-        # One wide product per chunk (measured as fast as one per sample, with fewer BLAS
-        # calls) lands as (G, M, n, P); one pass moves it into (n, G, M, P) plus the bias.
-        res = np.moveaxis(prod_.reshape(G, M, n, *out_sp), 2, 0)
-        if bias is None:
-            np.copyto(out[b0:b1], res)
-        else:
-            np.add(res, bias.reshape(G, M, *(1,) * len(k)), out=out[b0:b1])
-
-
-# --- kn2row: multiply first, then sum shifted slices ------------------------------------------
-
-def _kn2row(x: np.ndarray, w: np.ndarray, phases: Sequence[Sequence[Phase]], out: np.ndarray
-            ) -> None:
-    """``out[phase] = sum over the phase's taps of shifted slices of Y = (taps x w) @ x``.
-
-    ``phases`` holds the :class:`Phase` list of every axis; input positions a tap reads outside
-    ``x`` are implicit zero padding and are skipped.
-    """
-    B, G, C = x.shape[:3]
-    S = x.shape[3:]
-    M, k = w.shape[1], w.shape[3:]
-    nd, K, L = len(k), math.prod(k), math.prod(S)
-    # Taps stacked on the row axis: wstack[g, t*M + o, c] = w[g, o, c, t].
-    wstack = np.ascontiguousarray(
-        np.moveaxis(w.reshape(G, M, C, K), 3, 1)).reshape(G, K * M, C)
-    xf = np.ascontiguousarray(x).reshape(B, G, C, L)
-    nb = _chunk(B, G * K * M * L * x.dtype.itemsize)
-    for b0 in range(0, B, nb):
-        b1 = min(B, b0 + nb)
-        y = scratch((b1 - b0, G, K * M, L), x.dtype, "kn2row")
-        np.matmul(wstack, xf[b0:b1], out=y)
-        y = y.reshape(b1 - b0, G, *k, M, *S)
-        for combo in product(*phases):
-            dst = out[(slice(b0, b1), Ellipsis, *(slice(p.r, None, p.s) for p in combo))]
-            # Summing into a contiguous buffer, then one strided copy, is ~3x faster than
-            # summing into a strided phase of the output.
-            acc = dst if dst.flags.c_contiguous else scratch(dst.shape, x.dtype, "kn2row_acc")
-            inside = all(p.e0 >= 0 and p.e0 + p.e_step * (p.n_taps - 1) + p.m <= size
-                         for p, size in zip(combo, S, strict=True))
-            if any(p.n_taps == 0 for p in combo):
-                acc[...] = 0
-            elif inside:                        # one reduction over a view of all taps
-                np.sum(_tap_view(y, combo), axis=tuple(range(2, 2 + nd)), out=acc)
-            else:
-                _sum_clipped(y, combo, acc)
-            if acc is not dst:
-                np.copyto(dst, acc)
-
-
-def _tap_view(y: np.ndarray, combo: Sequence[Phase]) -> np.ndarray:
-    """``(n, G, *taps, M, *m)`` view of ``y (n, G, *k, M, *S)`` in which stepping along a tap
-    axis moves to the phase's next tap *and* shifts the input window with it."""
-    nd = len(combo)
-    tap_st, pos_st = y.strides[2:2 + nd], y.strides[3 + nd:]
-    first = y[(slice(None), slice(None), *(p.t0 for p in combo), slice(None),
-               *(slice(p.e0, p.e0 + p.m) for p in combo))]
-    return as_strided(
-        first, shape=(*first.shape[:2], *(p.n_taps for p in combo), *first.shape[2:]),
-        strides=(*first.strides[:2],
-                 *(p.t_step * ts + p.e_step * ps
-                   for p, ts, ps in zip(combo, tap_st, pos_st, strict=True)),
-                 *first.strides[2:]),
-        writeable=False)
-
-
-def _sum_clipped(y: np.ndarray, combo: Sequence[Phase], acc: np.ndarray) -> None:
-    """Tap by tap, add the part of each shifted window that lies inside ``y``."""
-    S = y.shape[3 + len(combo):]
-    acc[...] = 0
-    for js in product(*(range(p.n_taps) for p in combo)):
-        tap, src, dst = [], [], []
-        for p, j, size in zip(combo, js, S, strict=True):
-            e = p.e0 + j * p.e_step             # input position read by output 0 via tap j
-            lo, hi = max(0, -e), min(p.m, size - e)
-            tap.append(p.t0 + j * p.t_step)
-            src.append(slice(e + lo, e + hi))
-            dst.append(slice(lo, hi))
-        if all(sl.start < sl.stop for sl in dst):
-            part = acc[(Ellipsis, *dst)]
-            np.add(part, y[(slice(None), slice(None), *tap, slice(None), *src)], out=part)
+    M, K = w.shape[1], math.prod(w.shape[3:])
+    kn2row(x, w, phases, out, _chunk(B, expanded),
+           _threads(B * G * M * C * K * math.prod(x.shape[3:])))
 
 
 # --- correlate_stretched: the input gradient --------------------------------------------------
@@ -413,11 +292,17 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         - w: ``(G, M, C, *k)``
         - output: ``(B, G, M, *i)``, ``i = (o-1)s + 1 + low + high - d(k-1)``
     """
-    B, k = dz.shape[0], w.shape[3:]
+    B, G, C = dz.shape[:3]
+    k = w.shape[3:]
     i_sp = tuple((o - 1) * s + 1 + lo + hi - d * (kk - 1) for o, s, (lo, hi), d, kk in
                  zip(dz.shape[3:], stride, pairs, dilation, k, strict=True))
     expanded = _expanded_bytes(w.shape, dz.shape[3:], i_sp, dz.dtype)
     if not all(kk == 1 for kk in k) and _fold_ok(B, stride[-1], i_sp[-1], expanded):
+        parts = _fold_parts(B, B * G * C * math.prod(w.shape[1:]) * math.prod(dz.shape[3:]))
+        if len(parts) > 1:
+            return np.concatenate(list(map_chunks(
+                lambda p: correlate_stretched(dz[p[0]:p[1]], w, stride, pairs, dilation),
+                parts, len(parts))))
         (lo, hi) = pairs[-1]
         res = _stretched(_fold(dz), w, stride, (*pairs[:-1], (lo * B, hi * B)),
                          _dilate_last(dilation, B), implicit_pad=True)
@@ -444,7 +329,7 @@ def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     axes = [_phases(i, s, lo, d, kk)
             for i, s, (lo, _), d, kk in zip(i_sp, stride, pairs, dilation, k, strict=True)]
     if implicit_pad and KN2ROW_RATIO * M < C and not all(kk == 1 for kk in k):
-        _kn2row(dz, w, axes, out)
+        _kn2row(dz, w, axes, out, _expanded_bytes(w.shape, o_sp, i_sp, dz.dtype))
         return out
     if all(s == 1 for s in stride):
         return correlate(pad(dz, pairs), w, (1,) * len(stride), dilation, out=out)
@@ -488,23 +373,16 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     K, P = math.prod(k), math.prod(o_sp)
     item = x.dtype.itemsize
     if _fold_ok(B, stride[-1], o_sp[-1], G * C * K * P * item):
-        return correlate_kernel(_fold(x), _fold(dz), k, stride, _dilate_last(dilation, B))
-    nb = _chunk(B, G * C * K * P * item)
-    view = _windows(x, k, stride, dilation, o_sp)
-    # The product is formed transposed, dw^T = cols @ dz^T: BLAS runs this shape (long
-    # contraction, small output) faster than dz @ cols^T.
-    acc = np.empty((G, C * K, M), x.dtype)
-    for b0 in range(0, B, nb):
-        b1 = min(B, b0 + nb)
-        n = b1 - b0
-        cols = _gather(view, b0, b1, x.dtype)
-        dzt = scratch((G, M, n, P), x.dtype, "dzt")
-        np.copyto(dzt, dz[b0:b1].reshape(n, G, M, P).transpose(1, 2, 0, 3))
-        dzt = dzt.reshape(G, M, n * P).swapaxes(1, 2)
-        if b0 == 0:
-            np.matmul(cols, dzt, out=acc)
-        else:
-            part = scratch((G, C * K, M), x.dtype, "part")
-            np.matmul(cols, dzt, out=part)
+        parts = _fold_parts(B, B * G * M * C * K * P)
+        if len(parts) == 1:
+            return correlate_kernel(_fold(x), _fold(dz), k, stride, _dilate_last(dilation, B))
+        # Partial kernel gradients of the parts, summed in part order (not completion order).
+        sums = map_chunks(lambda p: correlate_kernel(x[p[0]:p[1]], dz[p[0]:p[1]], k, stride,
+                                                     dilation), parts, len(parts))
+        acc = next(sums)
+        for part in sums:
             acc += part
+        return acc
+    acc = im2col_kernel(x, dz, k, stride, dilation, _chunk(B, G * C * K * P * item),
+                        _threads(B * G * M * C * K * P))
     return np.ascontiguousarray(acc.swapaxes(1, 2)).reshape(G, M, C, *k)
