@@ -299,3 +299,52 @@ def weight_shape_arg(weight_shape: object, op: str) -> tuple[int, ...]:
                 f"{tuple(weight_shape)!r}. Pass w.shape."
             )
     return tuple(int(v) for v in weight_shape)
+
+
+# -- the three public signatures, checked in one place for the fast path and the oracles ------
+
+def conv_args(x: object, w: object, b: object, *, stride: object, padding: object,
+              dilation: object, groups: object, op: str
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, ConvSpec]:
+    """Checks of ``conv(x, w, b, ...)``; returns the arrays and the resolved spec."""
+    x = float_array(x, "x")
+    w = float_array(w, "w")
+    b = None if b is None else float_array(b, "b")
+    same_dtype(x=x, w=w, b=b)
+    spec = weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
+                       groups=groups, op=op)
+    input_shape_for(spec, x.shape, "x", op)
+    if b is not None and b.shape != (spec.out_channels,):
+        raise ValueError(
+            f"{op}: bias must have shape (C_out,) = ({spec.out_channels},), got {b.shape}."
+        )
+    return x, w, b, spec
+
+
+def grad_input_args(dz: object, w: object, input_shape: object, *, stride: object,
+                    padding: object, dilation: object, groups: object, op: str
+                    ) -> tuple[np.ndarray, np.ndarray, ConvSpec, tuple[int, ...]]:
+    """Checks of ``conv_grad_input(dz, w, input_shape, ...)``; returns the full input shape."""
+    dz = float_array(dz, "dz")
+    w = float_array(w, "w")
+    same_dtype(dz=dz, w=w)
+    spec = weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
+                       groups=groups, op=op)
+    dz_for(spec, dz, op)
+    return dz, w, spec, resolve_input_shape(spec, input_shape, dz.shape, op)
+
+
+def grad_weight_args(x: object, dz: object, weight_shape: object, *, stride: object,
+                     padding: object, dilation: object, groups: object, op: str
+                     ) -> tuple[np.ndarray, np.ndarray, ConvSpec, tuple[int, ...]]:
+    """Checks of ``conv_grad_weight(x, dz, weight_shape, ...)``; returns the weight shape."""
+    x = float_array(x, "x")
+    dz = float_array(dz, "dz")
+    same_dtype(x=x, dz=dz)
+    wshape = weight_shape_arg(weight_shape, op)
+    spec = weight_spec(wshape, stride=stride, padding=padding, dilation=dilation,
+                       groups=groups, op=op)
+    input_shape_for(spec, x.shape, "x", op)
+    dz_for(spec, dz, op)
+    resolve_input_shape(spec, x.shape, dz.shape, op, name="x.shape")
+    return x, dz, spec, wshape

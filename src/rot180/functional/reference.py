@@ -81,19 +81,8 @@ def conv_direct(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, st
         - b: ``(C_out,)``
         - output: ``(N, C_out, *o)``, ``o = floor((i + p_lo + p_hi - d(k-1) - 1) / s) + 1``
     """
-    op = "conv_direct"
-    x = V.float_array(x, "x")
-    w = V.float_array(w, "w")
-    if b is not None:
-        b = V.float_array(b, "b")
-    V.same_dtype(x=x, w=w, b=b)
-    spec = V.weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups, op=op)
-    V.input_shape_for(spec, x.shape, "x", op)
-    if b is not None and b.shape != (spec.out_channels,):
-        raise ValueError(
-            f"{op}: bias must have shape (C_out,) = ({spec.out_channels},), got {b.shape}."
-        )
+    x, w, b, spec = V.conv_args(x, w, b, stride=stride, padding=padding, dilation=dilation,
+                                groups=groups, op="conv_direct")
     wk = _flip_spatial(w) if flip else w
     xb = x if x.ndim == spec.nd + 2 else x[None]
     xp = _pad(xb, spec.padding)
@@ -124,14 +113,9 @@ def conv_grad_input_direct(dz: np.ndarray, w: np.ndarray, input_shape: Sequence[
         - input_shape: the forward input's full shape ``(N, C_in, *i)``, or just ``i``
         - output: ``input_shape``
     """
-    op = "conv_grad_input_direct"
-    dz = V.float_array(dz, "dz")
-    w = V.float_array(w, "w")
-    V.same_dtype(dz=dz, w=w)
-    spec = V.weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups, op=op)
-    V.dz_for(spec, dz, op)
-    shp = V.resolve_input_shape(spec, input_shape, dz.shape, op)
+    dz, w, spec, shp = V.grad_input_args(dz, w, input_shape, stride=stride, padding=padding,
+                                         dilation=dilation, groups=groups,
+                                         op="conv_grad_input_direct")
     wk = _flip_spatial(w) if flip else w
     dzb = dz if dz.ndim == spec.nd + 2 else dz[None]
     spatial = shp[-spec.nd:]
@@ -161,16 +145,9 @@ def conv_grad_weight_direct(x: np.ndarray, dz: np.ndarray, weight_shape: Sequenc
         - weight_shape: ``(C_out, C_in / groups, *k)``
         - output: ``weight_shape``
     """
-    op = "conv_grad_weight_direct"
-    x = V.float_array(x, "x")
-    dz = V.float_array(dz, "dz")
-    V.same_dtype(x=x, dz=dz)
-    wshape = V.weight_shape_arg(weight_shape, op)
-    spec = V.weight_spec(wshape, stride=stride, padding=padding, dilation=dilation,
-                         groups=groups, op=op)
-    V.input_shape_for(spec, x.shape, "x", op)
-    V.dz_for(spec, dz, op)
-    V.resolve_input_shape(spec, x.shape, dz.shape, op)
+    x, dz, spec, wshape = V.grad_weight_args(x, dz, weight_shape, stride=stride,
+                                             padding=padding, dilation=dilation, groups=groups,
+                                             op="conv_grad_weight_direct")
     xb = x if x.ndim == spec.nd + 2 else x[None]
     dzb = dz if dz.ndim == spec.nd + 2 else dz[None]
     xp = _pad(xb, spec.padding)
