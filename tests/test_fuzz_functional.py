@@ -25,18 +25,15 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-import re
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rot180.functional as F
+from _fuzzing import CaseCounter, raises
 from conftest import ConvConfig, conv_configs
 from rot180.functional.reference import (
     conv_direct,
@@ -44,42 +41,8 @@ from rot180.functional.reference import (
     conv_grad_weight_direct,
 )
 
-CASES: Counter[str] = Counter()
-BUDGET: dict[str, int] = {}
-
-
-def fuzz(max_examples: int, /, **strategies: Any) -> Callable:
-    """``given(**strategies)`` run on ``n`` derandomized examples, each counted in ``CASES``."""
-    def deco(test: Callable) -> Callable:
-        BUDGET[test.__name__] = max_examples
-
-        @functools.wraps(test)
-        def counted(*args: Any, **kwargs: Any) -> None:
-            CASES[test.__name__] += 1
-            test(*args, **kwargs)
-
-        return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                        suppress_health_check=[HealthCheck.too_slow,
-                                               HealthCheck.data_too_large])(
-            given(**strategies)(counted))
-    return deco
-
-
-# Messages that only numpy or Python itself would write: a check was missed.
-LEAKED = re.compile(
-    r"could not broadcast|operands could not|truth value of an array|invalid literal|not "
-    r"supported between|object is not|cannot reshape|setting an array element|zero-size array|"
-    r"out of bounds|could not convert|unpack|has no attribute|unhashable|cannot be interpreted")
-
-
-def raises(exc: type[Exception], call: Callable[[], object]) -> None:
-    """``call()`` raises ``exc`` (exactly that class or a subclass) with a message of ours."""
-    with pytest.raises(Exception) as info:
-        call()
-    err = info.value
-    assert isinstance(err, exc) and not isinstance(err, IndexError), (
-        f"expected {exc.__name__}, got {type(err).__name__}: {err}")
-    assert str(err) and not LEAKED.search(str(err)), f"numpy/Python message leaked: {err}"
+_COUNTER = CaseCounter()
+fuzz, CASES, BUDGET = _COUNTER.fuzz, _COUNTER.cases, _COUNTER.budget
 
 
 def close(a: np.ndarray, b: np.ndarray | torch.Tensor, dtype: np.dtype | None = None,

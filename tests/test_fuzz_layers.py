@@ -18,19 +18,15 @@ checks that each test ran its budget and prints the total with ``pytest -rP``.
 from __future__ import annotations
 
 import copy
-import functools
 import math
-import re
-from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _fuzzing import CaseCounter, raises
 from conftest import ConvConfig, conv_configs
 from rot180 import nn
 from rot180.functional.reference import (
@@ -40,42 +36,8 @@ from rot180.functional.reference import (
 )
 from rot180.optim import SGD, Adam, AdamW
 
-CASES: Counter[str] = Counter()
-BUDGET: dict[str, int] = {}
-
-
-def fuzz(max_examples: int, /, **strategies: Any) -> Callable:
-    """``given(**strategies)`` run on derandomized examples, each counted in ``CASES``."""
-    def deco(test: Callable) -> Callable:
-        BUDGET[test.__name__] = max_examples
-
-        @functools.wraps(test)
-        def counted(*args: Any, **kwargs: Any) -> None:
-            CASES[test.__name__] += 1
-            test(*args, **kwargs)
-
-        return settings(max_examples=max_examples, deadline=None, derandomize=True,
-                        database=None, suppress_health_check=[HealthCheck.too_slow,
-                                                              HealthCheck.data_too_large])(
-            given(**strategies)(counted))
-    return deco
-
-
-LEAKED = re.compile(
-    r"could not broadcast|operands could not|truth value of an array|invalid literal|not "
-    r"supported between|object is not|cannot reshape|setting an array element|zero-size array|"
-    r"out of bounds|could not convert|unpack|has no attribute|unhashable|cannot be interpreted")
-
-
-def raises(exc: type[Exception], call: Callable[[], object], match: str = "") -> None:
-    """``call()`` raises ``exc`` with a message of ours (containing ``match``)."""
-    with pytest.raises(Exception) as info:
-        call()
-    err = info.value
-    assert isinstance(err, exc) and not isinstance(err, IndexError), (
-        f"expected {exc.__name__}, got {type(err).__name__}: {err}")
-    assert str(err) and not LEAKED.search(str(err)), f"numpy/Python message leaked: {err}"
-    assert match in str(err), f"{match!r} not in {err}"
+_COUNTER = CaseCounter()
+fuzz, CASES, BUDGET = _COUNTER.fuzz, _COUNTER.cases, _COUNTER.budget
 
 
 def close(a: np.ndarray, b: np.ndarray | torch.Tensor, tol: float = 1e-10) -> None:
