@@ -41,7 +41,7 @@ def make_ours(batch: int, seed: int = 0):
         logits = model.forward(x)
         value = loss.forward(logits, y)
         opt.zero_grad()
-        model.backward(loss.backward())
+        model.backward_params(loss.backward())   # as PyTorch: no gradient for the data
         opt.step()
         return value
 

@@ -298,7 +298,7 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
                  zip(dz.shape[3:], stride, pairs, dilation, k, strict=True))
     expanded = _expanded_bytes(w.shape, dz.shape[3:], i_sp, dz.dtype)
     if not all(kk == 1 for kk in k) and _fold_ok(B, stride[-1], i_sp[-1], expanded):
-        parts = _fold_parts(B, B * G * C * math.prod(w.shape[1:]) * math.prod(dz.shape[3:]))
+        parts = _fold_parts(B, B * G * math.prod(w.shape[1:]) * math.prod(dz.shape[3:]))
         if len(parts) > 1:
             return np.concatenate(list(map_chunks(
                 lambda p: correlate_stretched(dz[p[0]:p[1]], w, stride, pairs, dilation),

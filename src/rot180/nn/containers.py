@@ -56,3 +56,12 @@ class Sequential(Module):
         for m in reversed(self._modules.values()):
             dy = m.backward(dy)
         return dy
+
+    def backward_params(self, dy: np.ndarray) -> None:
+        """:meth:`backward` without the first module's input delta (see
+        :meth:`Module.backward_params`): what a training step needs."""
+        mods = list(self._modules.values())
+        for m in reversed(mods[1:]):
+            dy = m.backward(dy)
+        if mods:
+            mods[0].backward_params(dy)

@@ -193,6 +193,12 @@ class _ConvNd(_ConvBase):
         self._accumulate_bias(dy)
         return dx
 
+    def backward_params(self, dy: np.ndarray) -> None:
+        """The kernel and bias gradients of :meth:`backward`, without ``conv_grad_input``."""
+        (x,) = self._backward_cache(dy, check_shape=True)
+        self.weight.grad += conv_grad_weight(x, dy, self.weight.data.shape, **self._kw)
+        self._accumulate_bias(dy)
+
 
 class _ConvTransposeNd(_ConvBase):
     _transposed = True

@@ -67,6 +67,15 @@ class Linear(Module):
             self.bias.grad += linear_grad_bias(dy)
         return dx
 
+    def backward_params(self, dy: np.ndarray) -> None:
+        """The weight and bias gradients of :meth:`backward`, without ``linear_grad_input``."""
+        x = C.cached(self._x, "Linear")
+        dy = C.check_grad(dy, "Linear", (*x.shape[:-1], self.out_features),
+                          self.weight.data.dtype)
+        self.weight.grad += linear_grad_weight(x, dy)
+        if self.bias is not None:
+            self.bias.grad += linear_grad_bias(dy)
+
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"bias={self.bias is not None}")

@@ -101,6 +101,17 @@ class Module:
     def backward(self, dy: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} must implement backward(dy).")
 
+    def backward_params(self, dy: np.ndarray) -> None:
+        """Accumulate the parameter gradients of ``backward(dy)``, without the input's delta.
+
+        For a module whose input is data (the first layer of a network), nothing uses the delta
+        of its input; PyTorch likewise skips the gradient of a tensor that does not require one.
+        Layers whose input delta costs real work (``Conv``, ``Linear``, ``Sequential``) skip
+        it; every other module runs :meth:`backward` and drops the result. The parameter
+        gradients are the same as ``backward(dy)``'s.
+        """
+        self.backward(dy)
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 

@@ -293,7 +293,7 @@ class Trainer:
                     bar.close()
                     self._diverged(f"loss became {loss}", tot_loss / max(seen, 1))
                 self.opt.zero_grad()
-                self.model.backward(self.loss.backward())
+                self.model.backward_params(self.loss.backward())
                 self.opt.step()
             if self.sched is not None:
                 self.sched.step()
