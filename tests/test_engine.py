@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import rot180.functional._direct as D
 import rot180.functional._engine as E
 from conftest import random_configs
 from rot180.functional import conv, conv_grad_bias, conv_grad_input, conv_grad_weight
@@ -22,25 +23,36 @@ from rot180.functional.reference import (
 )
 
 # Each setting pushes every threshold one way; names that an engine version lacks are skipped.
+# "D." names are the compiled helper's (rot180.functional._direct): the NumPy settings turn it
+# off so that their paths keep being tested, the "direct" ones force it onto every call.
+_NUMPY = {"D.ENABLED": False}
+_DIRECT = {"D.MIN_FILL": 0, "D.KERNEL_MAX_WEIGHTS": 10**9}
 KNOBS = {
     "default": {},
-    "tiny-chunks-im2col": {"CHUNK_BYTES": 1, "KN2ROW_RATIO": 10**9, "FOLD_MAX_ROW": 0,
+    "numpy-default": {**_NUMPY},
+    "direct": {**_DIRECT, "PARALLEL_MIN_MACS": 10**18},
+    "direct-threads": {**_DIRECT, "PARALLEL_MIN_MACS": 0},
+    "tiny-chunks-im2col": {**_NUMPY, "CHUNK_BYTES": 1, "KN2ROW_RATIO": 10**9, "FOLD_MAX_ROW": 0,
                            "PARALLEL_MIN_MACS": 0},
-    "tiny-chunks-kn2row": {"CHUNK_BYTES": 1, "KN2ROW_RATIO": 0, "FOLD_MAX_ROW": 0,
+    "tiny-chunks-kn2row": {**_NUMPY, "CHUNK_BYTES": 1, "KN2ROW_RATIO": 0, "FOLD_MAX_ROW": 0,
                            "PARALLEL_MIN_MACS": 0},
-    "one-chunk-fold-kn2row": {"CHUNK_BYTES": 2**40, "KN2ROW_RATIO": 0, "FOLD_MAX_ROW": 10**9,
-                              "PARALLEL_MIN_MACS": 10**18},
-    "one-chunk-fold-im2col": {"CHUNK_BYTES": 2**40, "KN2ROW_RATIO": 10**9,
+    "one-chunk-fold-kn2row": {**_NUMPY, "CHUNK_BYTES": 2**40, "KN2ROW_RATIO": 0,
                               "FOLD_MAX_ROW": 10**9, "PARALLEL_MIN_MACS": 10**18},
-    "serial": {"PARALLEL_MIN_MACS": 10**18},
+    "one-chunk-fold-im2col": {**_NUMPY, "CHUNK_BYTES": 2**40, "KN2ROW_RATIO": 10**9,
+                              "FOLD_MAX_ROW": 10**9, "PARALLEL_MIN_MACS": 10**18},
+    "serial": {**_NUMPY, "PARALLEL_MIN_MACS": 10**18},
 }
 
 
 @pytest.fixture(params=list(KNOBS))
 def knobs(request, monkeypatch):
-    for name, value in KNOBS[request.param].items():
-        if hasattr(E, name):
-            monkeypatch.setattr(E, name, value)
+    settings = KNOBS[request.param]
+    if "D.MIN_FILL" in settings and not D.ENABLED:
+        pytest.skip("the compiled helper rot180.functional._directc is not built or disabled")
+    for name, value in settings.items():
+        module, attr = (D, name[2:]) if name.startswith("D.") else (E, name)
+        if hasattr(module, attr):
+            monkeypatch.setattr(module, attr, value)
     return request.param
 
 

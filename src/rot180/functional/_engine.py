@@ -30,6 +30,12 @@ How a correlation is realised (chosen per call from the shapes; all give the sam
     padding need not be materialised or multiplied. Chosen when ``C_out < C_in``.
 *pointwise* (every kernel size 1)
     The windows are the (strided) input itself: one product, no expansion.
+*direct* (the optional compiled helper, :mod:`._direct`)
+    Loops over 16 samples at a time in vector lanes, no expansion at all. Taken for 1-D and
+    2-D calls whose batch fills at least 3/4 of its blocks of 16 (LeNet's and most training
+    batches): the forward pass, the stride-1 input gradient, and kernel gradients of at most
+    :data:`._direct.KERNEL_MAX_WEIGHTS` weights. Without the extension (no C compiler at
+    install, or ``ROT180_PURE_NUMPY=1``) the NumPy paths above do everything.
 
 Sub-pixel (polyphase) decomposition, in :func:`correlate_stretched`
     Stretching inserts ``s - 1`` zeros between delta entries, so along each axis output
@@ -60,8 +66,9 @@ parts come from the shapes and the thread count alone; each writes its own sampl
 output, and kernel gradients are summed over chunks in chunk order, so results never depend on
 thread timing (and the pooled path gives the same bits as running its chunks one by one).
 
-Code: the im2col and 1x1 paths live in :mod:`._im2col`, kn2row in :mod:`._kn2row`, the thread
-pool and scratch buffers in :mod:`._parallel`; this module chooses between them.
+Code: the im2col and 1x1 paths live in :mod:`._im2col`, kn2row in :mod:`._kn2row`, the direct
+loops in :mod:`._direct` (C in ``_directc.c``), the thread pool and scratch buffers in
+:mod:`._parallel`; this module chooses between them.
 """
 
 from __future__ import annotations
@@ -72,7 +79,7 @@ from itertools import product
 
 import numpy as np
 
-from . import _parallel
+from . import _direct, _parallel
 from ._im2col import im2col, im2col_kernel, pointwise
 from ._kn2row import Phase, kn2row
 from ._parallel import map_chunks
@@ -239,6 +246,11 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     one_by_one = all(kk == 1 for kk in k)
     expanded = _expanded_bytes(w.shape, x.shape[3:], out_sp, x.dtype)
     macs = B * G * M * C * math.prod(k) * math.prod(out_sp)
+    if not one_by_one and _direct.usable(B, len(k), x.dtype):
+        if out is None:
+            out = np.empty((B, G, M, *out_sp), x.dtype)
+        _direct.correlate(x, w, stride, dilation, out, bias, _threads(macs))
+        return out
     if not one_by_one and _fold_ok(B, stride[-1], out_sp[-1], expanded):
         parts = _fold_parts(B, macs)
         if len(parts) == 1:
@@ -297,6 +309,11 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     i_sp = tuple((o - 1) * s + 1 + lo + hi - d * (kk - 1) for o, s, (lo, hi), d, kk in
                  zip(dz.shape[3:], stride, pairs, dilation, k, strict=True))
     expanded = _expanded_bytes(w.shape, dz.shape[3:], i_sp, dz.dtype)
+    if _direct.usable(B, len(k), dz.dtype) and all(s == 1 for s in stride):
+        # The padded delta through the direct correlate. Strided layers keep the NumPy phases:
+        # through the helper each phase needs its own copy in and out (measured on the
+        # benchmark's stride-2 layer: 55 ms against 20).
+        return _stretched(dz, w, stride, pairs, dilation, implicit_pad=False)
     if not all(kk == 1 for kk in k) and _fold_ok(B, stride[-1], i_sp[-1], expanded):
         parts = _fold_parts(B, B * G * math.prod(w.shape[1:]) * math.prod(dz.shape[3:]))
         if len(parts) > 1:
@@ -372,6 +389,9 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     k = tuple(kernel)
     K, P = math.prod(k), math.prod(o_sp)
     item = x.dtype.itemsize
+    if (_direct.usable(B, len(k), x.dtype) and K > 1
+            and G * M * C * K <= _direct.KERNEL_MAX_WEIGHTS):
+        return _direct.correlate_kernel(x, dz, k, stride, dilation, _threads(B * G * M * C * K * P))
     if _fold_ok(B, stride[-1], o_sp[-1], G * C * K * P * item):
         parts = _fold_parts(B, B * G * M * C * K * P)
         if len(parts) == 1:

@@ -1,0 +1,478 @@
+/* Direct (loop) valid cross-correlation on batch-innermost blocks: the optional compiled helper
+ * of rot180's engine. See _direct.py for the layout, when it is used and why.
+ *
+ * Layout: 16 samples side by side in the innermost axis ("lanes"), so every multiply-add of a
+ * convolution is one vector operation over 16 samples, whatever the stride, dilation, image
+ * width or channel count (no remainders, no gathers):
+ *
+ *   x   (NB, G, C, H, W, 16)      dz, out  (NB, G, M, OH, OW, 16)      w, dw  (G, M, C, KH, KW)
+ *
+ *   correlate:        out[n, g, o, y, q, :] = bias[g, o] + sum_{c, ty, tx} w[g, o, c, ty, tx]
+ *                                               * x[n, g, c, y*sh + ty*dh, q*sw + tx*dw, :]
+ *   correlate_kernel: dw[g, o, c, ty, tx] = sum_{n, y, q, lane} dz[n, g, o, y, q, lane]
+ *                                               * x[n, g, c, y*sh + ty*dh, q*sw + tx*dw, lane]
+ *
+ * for blocks n0 <= n < n1, with the GIL released so that Python threads can run disjoint block
+ * ranges at once. Accumulators are register tiles of 4 output channels x 4 output columns
+ * (forward) or 4 output channels x up to 5 taps of a kernel row (kernel gradient). Every sum runs in an order fixed by
+ * the loops, never by threads or timing. The caller checks shapes; this file checks the sizes
+ * of the buffers against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh, sw, dh, dw).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One build, the widest vectors the running CPU has (GCC function multi-versioning). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+#define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MULTI
+#endif
+
+#define LANES 16 /* samples per vector; _direct.py's LANES must match */
+
+typedef float vf32 __attribute__((vector_size(LANES * sizeof(float))));
+typedef double vf64 __attribute__((vector_size(LANES * sizeof(double))));
+
+typedef struct {
+    Py_ssize_t G, C, H, W, M, KH, KW, OH, OW, sh, sw, dh, dw;
+} Dims;
+
+/* Unaligned vector load/store (numpy guarantees only element alignment). */
+#define LOAD(V, p) ({ V v_; memcpy(&v_, (p), sizeof(V)); v_; })
+#define STORE(V, p, v) do { V t_ = (v); memcpy((p), &t_, sizeof(V)); } while (0)
+
+/* Forward tile: OBc output channels x XBc output columns of one output row. */
+#define DEFINE_FWD_TILE(T, V, SUF, OBc, XBc)                                                   \
+    static inline __attribute__((always_inline)) void fwd_tile_##SUF##_##OBc##_##XBc(          \
+        const T *xg, const T *wo, T *oo, const T *bias, const Dims *d, Py_ssize_t y,           \
+        Py_ssize_t q0)                                                                         \
+    {                                                                                          \
+        const Py_ssize_t CK = d->C * d->KH * d->KW, HWL = d->H * d->W * LANES;                 \
+        V acc[OBc][XBc];                                                                       \
+        for (int j = 0; j < OBc; j++) {                                                        \
+            const T b_ = bias ? bias[j] : (T)0;                                                \
+            for (int i = 0; i < XBc; i++) acc[j][i] = (V){0} + b_;                             \
+        }                                                                                      \
+        for (Py_ssize_t c = 0; c < d->C; c++)                                                  \
+            for (Py_ssize_t ty = 0; ty < d->KH; ty++) {                                        \
+                const T *row = xg + c * HWL + (y * d->sh + ty * d->dh) * d->W * LANES;         \
+                const T *wr = wo + (c * d->KH + ty) * d->KW;                                   \
+                for (Py_ssize_t tx = 0; tx < d->KW; tx++) {                                    \
+                    V v[XBc];                                                                  \
+                    for (int i = 0; i < XBc; i++)                                              \
+                        v[i] = LOAD(V, row + ((q0 + i) * d->sw + tx * d->dw) * LANES);         \
+                    for (int j = 0; j < OBc; j++) {                                            \
+                        const T wv = wr[j * CK + tx];                                          \
+                        for (int i = 0; i < XBc; i++) acc[j][i] += wv * v[i];                  \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+        const Py_ssize_t plane = d->OH * d->OW * LANES;                                        \
+        for (int j = 0; j < OBc; j++)                                                          \
+            for (int i = 0; i < XBc; i++)                                                      \
+                STORE(V, oo + j * plane + (y * d->OW + q0 + i) * LANES, acc[j][i]);            \
+    }
+
+/* Kernel-gradient tile: OBc output channels x TBc neighbouring taps tx0.. of row ty. */
+#define DEFINE_KERN_TILE(T, V, SUF, OBc, TBc)                                                  \
+    static inline __attribute__((always_inline)) void kern_tile_##SUF##_##OBc##_##TBc(         \
+        const T *xc, const T *dzo, V *part, const Dims *d, Py_ssize_t ty, Py_ssize_t tx0,      \
+        Py_ssize_t y0, Py_ssize_t y1)                                                          \
+    {                                                                                          \
+        const Py_ssize_t plane = d->OH * d->OW * LANES, CK = d->C * d->KH * d->KW;             \
+        V acc[OBc][TBc];                                                                       \
+        for (int j = 0; j < OBc; j++)                                                          \
+            for (int i = 0; i < TBc; i++) acc[j][i] = (V){0};                                  \
+        for (Py_ssize_t y = y0; y < y1; y++) {                                                 \
+            const T *row = xc + (y * d->sh + ty * d->dh) * d->W * LANES;                       \
+            for (Py_ssize_t q = 0; q < d->OW; q++) {                                           \
+                V g_[OBc];                                                                     \
+                for (int j = 0; j < OBc; j++)                                                  \
+                    g_[j] = LOAD(V, dzo + j * plane + (y * d->OW + q) * LANES);                \
+                for (int i = 0; i < TBc; i++) {                                                \
+                    const V v = LOAD(V, row + (q * d->sw + (tx0 + i) * d->dw) * LANES);        \
+                    for (int j = 0; j < OBc; j++) acc[j][i] += g_[j] * v;                      \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        for (int j = 0; j < OBc; j++)                                                          \
+            for (int i = 0; i < TBc; i++) part[j * CK + i] += acc[j][i];                       \
+    }
+
+/* Row drivers for a block of OBc output channels (1-4): the forward walks the output row in
+ * tiles of 4 columns (then single columns); the kernel gradient walks a row of taps, up to 5
+ * at a time. */
+#define DEFINE_ROWS(T, V, SUF, OBc)                                                            \
+    static inline __attribute__((always_inline)) void fwd_rows_##SUF##_##OBc(                  \
+        const T *xg, const T *wo, T *oo, const T *bias, const Dims *d)                         \
+    {                                                                                          \
+        for (Py_ssize_t y = 0; y < d->OH; y++) {                                               \
+            Py_ssize_t q = 0;                                                                  \
+            for (; q + 4 <= d->OW; q += 4) fwd_tile_##SUF##_##OBc##_4(xg, wo, oo, bias, d, y, q);\
+            for (; q < d->OW; q++) fwd_tile_##SUF##_##OBc##_1(xg, wo, oo, bias, d, y, q);      \
+        }                                                                                      \
+    }                                                                                          \
+    static inline __attribute__((always_inline)) void kern_row_##SUF##_##OBc(                  \
+        const T *xc, const T *dzo, V *p, const Dims *d, Py_ssize_t ty, Py_ssize_t y0,          \
+        Py_ssize_t y1)                                                                         \
+    {                                                                                          \
+        for (Py_ssize_t tx = 0; tx < d->KW; tx += 5) {                                         \
+            switch (d->KW - tx < 5 ? d->KW - tx : 5) {                                         \
+            case 1: kern_tile_##SUF##_##OBc##_1(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
+            case 2: kern_tile_##SUF##_##OBc##_2(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
+            case 3: kern_tile_##SUF##_##OBc##_3(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
+            case 4: kern_tile_##SUF##_##OBc##_4(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
+            case 5: kern_tile_##SUF##_##OBc##_5(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+#define DEFINE_KERNELS(T, V, SUF)                                                              \
+    DEFINE_FWD_TILE(T, V, SUF, 1, 4)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 1, 1)                                                           \
+    DEFINE_KERN_TILE(T, V, SUF, 1, 1)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 1, 2)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 1, 3)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 1, 4)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 1, 5)                                                          \
+    DEFINE_ROWS(T, V, SUF, 1)                                                                  \
+    DEFINE_FWD_TILE(T, V, SUF, 2, 4)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 2, 1)                                                           \
+    DEFINE_KERN_TILE(T, V, SUF, 2, 1)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 2, 2)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 2, 3)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 2, 4)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 2, 5)                                                          \
+    DEFINE_ROWS(T, V, SUF, 2)                                                                  \
+    DEFINE_FWD_TILE(T, V, SUF, 3, 4)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 3, 1)                                                           \
+    DEFINE_KERN_TILE(T, V, SUF, 3, 1)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 3, 2)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 3, 3)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 3, 4)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 3, 5)                                                          \
+    DEFINE_ROWS(T, V, SUF, 3)                                                                  \
+    DEFINE_FWD_TILE(T, V, SUF, 4, 4)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 4, 1)                                                           \
+    DEFINE_KERN_TILE(T, V, SUF, 4, 1)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 4, 2)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 4, 3)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 4, 4)                                                          \
+    DEFINE_KERN_TILE(T, V, SUF, 4, 5)                                                          \
+    DEFINE_ROWS(T, V, SUF, 4)                                                                  \
+                                                                                               \
+    MULTI static void corr_##SUF(const T *x, const T *w, T *out, const T *bias, const Dims *d, \
+                                 Py_ssize_t n0, Py_ssize_t n1)                                 \
+    {                                                                                          \
+        const Py_ssize_t G = d->G, M = d->M, CK = d->C * d->KH * d->KW;                        \
+        const Py_ssize_t xs = d->C * d->H * d->W * LANES, os = d->OH * d->OW * LANES;          \
+        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+            for (Py_ssize_t g = 0; g < G; g++) {                                               \
+                const T *xg = x + (n * G + g) * xs;                                            \
+                T *og = out + (n * G + g) * M * os;                                            \
+                const T *wg = w + g * M * CK, *bg = bias ? bias + g * M : NULL;                \
+                Py_ssize_t o = 0;                                                              \
+                for (; o + 4 <= M; o += 4)                                                     \
+                    fwd_rows_##SUF##_4(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, d);   \
+                const T *wr = wg + o * CK, *br = bg ? bg + o : NULL;                           \
+                switch (M - o) {                                                               \
+                case 3: fwd_rows_##SUF##_3(xg, wr, og + o * os, br, d); break;                 \
+                case 2: fwd_rows_##SUF##_2(xg, wr, og + o * os, br, d); break;                 \
+                case 1: fwd_rows_##SUF##_1(xg, wr, og + o * os, br, d); break;                 \
+                }                                                                              \
+            }                                                                                  \
+    }                                                                                          \
+                                                                                               \
+    MULTI static void kern_##SUF(const T *x, const T *dz, T *dw, V *part, const Dims *d,       \
+                                 Py_ssize_t n0, Py_ssize_t n1)                                 \
+    {                                                                                          \
+        const Py_ssize_t G = d->G, M = d->M, C = d->C, KH = d->KH, KW = d->KW;                 \
+        const Py_ssize_t CK = C * KH * KW, NW = G * M * CK;                                    \
+        const Py_ssize_t xs = C * d->H * d->W * LANES, os = d->OH * d->OW * LANES;             \
+        /* Rows of output positions per pass: 4 channels' delta rows stay in L1 (16 KiB). */   \
+        const Py_ssize_t row_bytes = 4 * d->OW * (Py_ssize_t)sizeof(V);                        \
+        const Py_ssize_t yb = row_bytes >= 16384 ? 1 : 16384 / (row_bytes ? row_bytes : 1);    \
+        for (Py_ssize_t r = 0; r < NW; r++) part[r] = (V){0};                                  \
+        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+            for (Py_ssize_t g = 0; g < G; g++) {                                               \
+                const T *xg = x + (n * G + g) * xs;                                            \
+                const T *dzg = dz + (n * G + g) * M * os;                                      \
+                V *pg = part + g * M * CK;                                                     \
+                for (Py_ssize_t y0 = 0; y0 < d->OH; y0 += yb) {                                \
+                    const Py_ssize_t y1 = y0 + yb < d->OH ? y0 + yb : d->OH;                   \
+                    for (Py_ssize_t c = 0; c < C; c++)                                         \
+                        for (Py_ssize_t ty = 0; ty < KH; ty++) {                               \
+                            const T *xc = xg + c * d->H * d->W * LANES;                        \
+                            const Py_ssize_t t = (c * KH + ty) * KW;                           \
+                            Py_ssize_t o = 0;                                                  \
+                            for (; o + 4 <= M; o += 4)                                         \
+                                kern_row_##SUF##_4(xc, dzg + o * os, pg + o * CK + t, d, ty, y0, y1);\
+                            const T *zr = dzg + o * os;                                        \
+                            V *pr = pg + o * CK + t;                                           \
+                            switch (M - o) {                                                   \
+                            case 3: kern_row_##SUF##_3(xc, zr, pr, d, ty, y0, y1); break;      \
+                            case 2: kern_row_##SUF##_2(xc, zr, pr, d, ty, y0, y1); break;      \
+                            case 1: kern_row_##SUF##_1(xc, zr, pr, d, ty, y0, y1); break;      \
+                            }                                                                  \
+                        }                                                                      \
+                }                                                                              \
+            }                                                                                  \
+        for (Py_ssize_t r = 0; r < NW; r++) { /* lanes summed in a fixed order */              \
+            T s = 0;                                                                           \
+            for (int i = 0; i < LANES; i++) s += part[r][i];                                   \
+            dw[r] = s;                                                                         \
+        }                                                                                      \
+    }                                                                                          
+
+DEFINE_KERNELS(float, vf32, f32)
+DEFINE_KERNELS(double, vf64, f64)
+
+/* Packing into lanes and back: dst[n, r, l] = src[n*16 + l, r] (zero for samples >= B) and its
+ * inverse, in tiles of RT positions so that the 16 strided streams stay in L1. */
+#define RT 256
+#define DEFINE_PACK(T, SUF)                                                                    \
+    static void pack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R, Py_ssize_t n0,    \
+                           Py_ssize_t n1)                                                      \
+    {                                                                                          \
+        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+            for (Py_ssize_t r0 = 0; r0 < R; r0 += RT) {                                        \
+                const Py_ssize_t r1 = r0 + RT < R ? r0 + RT : R;                               \
+                T *d = dst + n * R * LANES;                                                    \
+                for (Py_ssize_t l = 0; l < LANES; l++) {                                       \
+                    const Py_ssize_t b = n * LANES + l;                                        \
+                    if (b < B) {                                                               \
+                        const T *s = src + b * R;                                              \
+                        for (Py_ssize_t r = r0; r < r1; r++) d[r * LANES + l] = s[r];          \
+                    } else {                                                                   \
+                        for (Py_ssize_t r = r0; r < r1; r++) d[r * LANES + l] = 0;             \
+                    }                                                                          \
+                }                                                                              \
+            }                                                                                  \
+    }                                                                                          \
+    static void unpack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R, Py_ssize_t n0,  \
+                             Py_ssize_t n1)                                                    \
+    {                                                                                          \
+        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+            for (Py_ssize_t r0 = 0; r0 < R; r0 += RT) {                                        \
+                const Py_ssize_t r1 = r0 + RT < R ? r0 + RT : R;                               \
+                const T *s = src + n * R * LANES;                                              \
+                for (Py_ssize_t l = 0; l < LANES && n * LANES + l < B; l++) {                  \
+                    T *d = dst + (n * LANES + l) * R;                                          \
+                    for (Py_ssize_t r = r0; r < r1; r++) d[r] = s[r * LANES + l];              \
+                }                                                                              \
+            }                                                                                  \
+    }
+
+DEFINE_PACK(float, f32)
+DEFINE_PACK(double, f64)
+
+/* --- Python glue ----------------------------------------------------------------------------- */
+
+static int parse_dims(PyObject *t, Dims *d)
+{
+    Py_ssize_t v[13];
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 13) {
+        PyErr_SetString(PyExc_ValueError, "dims must be a tuple of 13 ints");
+        return -1;
+    }
+    for (int i = 0; i < 13; i++) {
+        v[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, i));
+        if (v[i] == -1 && PyErr_Occurred()) return -1;
+        if (v[i] < (i >= 9 ? 1 : 0)) {
+            PyErr_SetString(PyExc_ValueError, "dims must be >= 0 (steps >= 1)");
+            return -1;
+        }
+    }
+    Dims r = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]};
+    if (r.OH > 0 && r.OW > 0 && r.KH > 0 && r.KW > 0 &&
+        ((r.OH - 1) * r.sh + (r.KH - 1) * r.dh >= r.H ||
+         (r.OW - 1) * r.sw + (r.KW - 1) * r.dw >= r.W)) {
+        PyErr_SetString(PyExc_ValueError, "windows reach outside the input");
+        return -1;
+    }
+    *d = r;
+    return 0;
+}
+
+/* A writable-if-asked C-contiguous buffer of exactly `count` items of format `kind`. */
+static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count,
+                      char kind, const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
+    const char *f = view->format ? view->format : "B";
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+    if (f[0] != kind || f[1] != '\0' || view->len != count * view->itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd items of format '%c'", name, count,
+                     kind);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* 'f' or 'd' from the format of x (anything else fails in get_buffer). */
+static char kind_of(PyObject *obj)
+{
+    Py_buffer v;
+    if (PyObject_GetBuffer(obj, &v, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return 0;
+    char k = v.format && v.format[0] && v.format[strlen(v.format) - 1] == 'd' ? 'd' : 'f';
+    PyBuffer_Release(&v);
+    return k;
+}
+
+static PyObject *py_correlate(PyObject *self, PyObject *args)
+{
+    PyObject *ox, *ow, *oout, *obias, *odims;
+    Py_ssize_t NB, n0, n1;
+    Dims d;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOOnnn", &ox, &ow, &oout, &obias, &odims, &NB, &n0, &n1))
+        return NULL;
+    if (parse_dims(odims, &d) < 0) return NULL;
+    if (n0 < 0 || n1 > NB || n0 > n1) {
+        PyErr_SetString(PyExc_ValueError, "bad block range");
+        return NULL;
+    }
+    char kind = kind_of(ox);
+    if (!kind) return NULL;
+    Py_buffer vx, vw, vo, vb;
+    vb.buf = NULL;
+    if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, kind, "x") < 0) return NULL;
+    if (get_buffer(ow, &vw, 0, d.G * d.M * d.C * d.KH * d.KW, kind, "w") < 0) goto fail_x;
+    if (get_buffer(oout, &vo, 1, NB * d.G * d.M * d.OH * d.OW * LANES, kind, "out") < 0)
+        goto fail_w;
+    if (obias != Py_None && get_buffer(obias, &vb, 0, d.G * d.M, kind, "bias") < 0) goto fail_o;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f')
+        corr_f32(vx.buf, vw.buf, vo.buf, vb.buf, &d, n0, n1);
+    else
+        corr_f64(vx.buf, vw.buf, vo.buf, vb.buf, &d, n0, n1);
+    Py_END_ALLOW_THREADS
+    if (vb.buf) PyBuffer_Release(&vb);
+    PyBuffer_Release(&vo);
+    PyBuffer_Release(&vw);
+    PyBuffer_Release(&vx);
+    Py_RETURN_NONE;
+fail_o:
+    PyBuffer_Release(&vo);
+fail_w:
+    PyBuffer_Release(&vw);
+fail_x:
+    PyBuffer_Release(&vx);
+    return NULL;
+}
+
+static PyObject *py_correlate_kernel(PyObject *self, PyObject *args)
+{
+    PyObject *ox, *odz, *odw, *odims;
+    Py_ssize_t NB, n0, n1;
+    Dims d;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOnnn", &ox, &odz, &odw, &odims, &NB, &n0, &n1))
+        return NULL;
+    if (parse_dims(odims, &d) < 0) return NULL;
+    if (n0 < 0 || n1 > NB || n0 > n1) {
+        PyErr_SetString(PyExc_ValueError, "bad block range");
+        return NULL;
+    }
+    char kind = kind_of(ox);
+    if (!kind) return NULL;
+    const Py_ssize_t nw = d.G * d.M * d.C * d.KH * d.KW;
+    Py_buffer vx, vz, vw;
+    if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, kind, "x") < 0) return NULL;
+    if (get_buffer(odz, &vz, 0, NB * d.G * d.M * d.OH * d.OW * LANES, kind, "dz") < 0)
+        goto fail_x;
+    if (get_buffer(odw, &vw, 1, nw, kind, "dw") < 0) goto fail_z;
+    size_t vsize = kind == 'd' ? sizeof(vf64) : sizeof(vf32);
+    /* Partial sums as whole vectors: aligned to the vector size (an aligned type). */
+    void *part = aligned_alloc(vsize, (size_t)(nw > 0 ? nw : 1) * vsize);
+    if (!part) {
+        PyErr_NoMemory();
+        goto fail_w;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f')
+        kern_f32(vx.buf, vz.buf, vw.buf, part, &d, n0, n1);
+    else
+        kern_f64(vx.buf, vz.buf, vw.buf, part, &d, n0, n1);
+    Py_END_ALLOW_THREADS
+    free(part);
+    PyBuffer_Release(&vw);
+    PyBuffer_Release(&vz);
+    PyBuffer_Release(&vx);
+    Py_RETURN_NONE;
+fail_w:
+    PyBuffer_Release(&vw);
+fail_z:
+    PyBuffer_Release(&vz);
+fail_x:
+    PyBuffer_Release(&vx);
+    return NULL;
+}
+
+/* pack(src, dst, B, R, n0, n1) and unpack(src, dst, B, R, n0, n1): blocks n0:n1. */
+static PyObject *py_pack_any(PyObject *args, int packing)
+{
+    PyObject *osrc, *odst;
+    Py_ssize_t B, R, n0, n1;
+    if (!PyArg_ParseTuple(args, "OOnnnn", &osrc, &odst, &B, &R, &n0, &n1)) return NULL;
+    const Py_ssize_t NB = (B + LANES - 1) / LANES;
+    if (B < 0 || R < 0 || n0 < 0 || n1 > NB || n0 > n1) {
+        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
+        return NULL;
+    }
+    char kind = kind_of(osrc);
+    if (!kind) return NULL;
+    Py_buffer vs, vd;
+    const Py_ssize_t plain = B * R, lanes = NB * R * LANES;
+    if (get_buffer(osrc, &vs, 0, packing ? plain : lanes, kind, "src") < 0) return NULL;
+    if (get_buffer(odst, &vd, 1, packing ? lanes : plain, kind, "dst") < 0) {
+        PyBuffer_Release(&vs);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f') {
+        if (packing) pack_f32(vs.buf, vd.buf, B, R, n0, n1);
+        else unpack_f32(vs.buf, vd.buf, B, R, n0, n1);
+    } else {
+        if (packing) pack_f64(vs.buf, vd.buf, B, R, n0, n1);
+        else unpack_f64(vs.buf, vd.buf, B, R, n0, n1);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&vd);
+    PyBuffer_Release(&vs);
+    Py_RETURN_NONE;
+}
+
+static PyObject *py_pack(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return py_pack_any(args, 1);
+}
+
+static PyObject *py_unpack(PyObject *self, PyObject *args)
+{
+    (void)self;
+    return py_pack_any(args, 0);
+}
+
+static PyMethodDef methods[] = {
+    {"pack", py_pack, METH_VARARGS,
+     "pack(src, dst, B, R, n0, n1): dst[n, r, l] = src[16n + l, r] for blocks n0:n1."},
+    {"unpack", py_unpack, METH_VARARGS,
+     "unpack(src, dst, B, R, n0, n1): dst[16n + l, r] = src[n, r, l] for blocks n0:n1."},
+    {"correlate", py_correlate, METH_VARARGS,
+     "correlate(x, w, out, bias, dims, NB, n0, n1): blocks n0:n1 of the valid correlation."},
+    {"correlate_kernel", py_correlate_kernel, METH_VARARGS,
+     "correlate_kernel(x, dz, dw, dims, NB, n0, n1): kernel gradient over blocks n0:n1."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_directc", "Direct correlation loops (see _direct.py).", -1,
+    methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__directc(void) { return PyModule_Create(&module); }
