@@ -92,25 +92,36 @@ def _dims(x_shape: Sequence[int], w_shape: Sequence[int], out_sp: Sequence[int],
 
 
 def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
-              out: np.ndarray, bias: np.ndarray | None, threads: int) -> None:
-    """``out[b, g, o, q] = bias[g, o] + sum_{c, t} w[g, o, c, t] x[b, g, c, q*s + t*d]``.
+              out: np.ndarray, bias: np.ndarray | None, threads: int,
+              pads: Sequence[tuple[int, int]] | None = None) -> None:
+    """``out[b, g, o, q] = bias[g, o] + sum_{c, t} w[g, o, c, t] xp[b, g, c, q*s + t*d]``
+    where ``xp`` is ``x`` zero-padded by ``pads`` (``(low, high)`` per spatial axis; negative
+    crops). The padding is written while packing, and taps that read only padding are skipped.
 
     Shape: as :func:`rot180.functional._engine.correlate` (``out`` may be strided).
     """
     nd = x.ndim - 3
+    pads = [(0, 0)] * nd if pads is None else list(pads)
+    if any(lo < 0 or hi < 0 for lo, hi in pads):   # crop first; the rest is padding
+        x = x[(Ellipsis, *(slice(max(0, -lo), n - max(0, -hi))
+                           for n, (lo, hi) in zip(x.shape[3:], pads, strict=True)))]
+        pads = [(max(0, lo), max(0, hi)) for lo, hi in pads]
     x = np.ascontiguousarray(_as_2d(x, nd))
     w = np.ascontiguousarray(_as_2d(w, nd))
     out2 = _as_2d(out, nd)
     stride, dilation = (1,) * (2 - nd) + tuple(stride), (1,) * (2 - nd) + tuple(dilation)
-    B = x.shape[0]
-    dims = _dims(x.shape, w.shape, out2.shape[3:], stride, dilation)
+    (pt, pb), (pl, pr) = [(0, 0)] * (2 - nd) + pads
+    B, G, C, H, W = x.shape
+    dims = (*_dims((B, G, C, pt + H + pb, pl + W + pr), w.shape, out2.shape[3:], stride,
+                   dilation), pt, pt + H, pl, pl + W)
     b_ = None if bias is None else np.ascontiguousarray(bias)
     per_out = math.prod(out2.shape[1:])
 
     def part(r: tuple[int, int]) -> None:
         b0, b1 = r[0] * LANES, min(B, r[1] * LANES)
-        xs = _pack(x[b0:b1], "direct_x")
-        blocks = xs.shape[0]
+        blocks = r[1] - r[0]
+        xs = scratch((blocks, G, C, pt + H + pb, pl + W + pr, LANES), x.dtype, "direct_x")
+        _directc.pack_padded(x[b0:b1], xs, b1 - b0, G * C, H, W, pt, pb, pl, pr, 0, blocks)
         res = scratch((blocks, *out2.shape[1:], LANES), x.dtype, "direct_out")
         _directc.correlate(xs, w, res, b_, dims, blocks, 0, blocks)
         dst = out2[b0:b1]

@@ -16,7 +16,8 @@
  * ranges at once. Accumulators are register tiles of 4 output channels x 4 output columns
  * (forward) or 4 output channels x up to 5 taps of a kernel row (kernel gradient). Every sum runs in an order fixed by
  * the loops, never by threads or timing. The caller checks shapes; this file checks the sizes
- * of the buffers against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh, sw, dh, dw).
+ * of the buffers against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh, sw, dh, dw), optionally
+ * followed by (r0, r1, c0, c1): the rows and columns of x that are not zero padding.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,6 +38,9 @@ typedef double vf64 __attribute__((vector_size(LANES * sizeof(double))));
 
 typedef struct {
     Py_ssize_t G, C, H, W, M, KH, KW, OH, OW, sh, sw, dh, dw;
+    /* Rows r0:r1 and columns c0:c1 of x may be non-zero; outside is zero padding, whose taps
+     * the forward skips (a whole kernel row, or a tap whose columns all fall in it). */
+    Py_ssize_t r0, r1, c0, c1;
 } Dims;
 
 /* Unaligned vector load/store (numpy guarantees only element alignment). */
@@ -55,11 +59,17 @@ typedef struct {
             const T b_ = bias ? bias[j] : (T)0;                                                \
             for (int i = 0; i < XBc; i++) acc[j][i] = (V){0} + b_;                             \
         }                                                                                      \
+        /* Taps that read only padding: rows [ty_lo, ty_hi), and per tap the tile's columns. */ \
+        Py_ssize_t ty_lo = 0, ty_hi = d->KH;                                                   \
+        while (ty_lo < ty_hi && y * d->sh + ty_lo * d->dh < d->r0) ty_lo++;                    \
+        while (ty_hi > ty_lo && y * d->sh + (ty_hi - 1) * d->dh >= d->r1) ty_hi--;             \
+        const Py_ssize_t first = q0 * d->sw, last = (q0 + XBc - 1) * d->sw;                    \
         for (Py_ssize_t c = 0; c < d->C; c++)                                                  \
-            for (Py_ssize_t ty = 0; ty < d->KH; ty++) {                                        \
+            for (Py_ssize_t ty = ty_lo; ty < ty_hi; ty++) {                                    \
                 const T *row = xg + c * HWL + (y * d->sh + ty * d->dh) * d->W * LANES;         \
                 const T *wr = wo + (c * d->KH + ty) * d->KW;                                   \
                 for (Py_ssize_t tx = 0; tx < d->KW; tx++) {                                    \
+                    if (last + tx * d->dw < d->c0 || first + tx * d->dw >= d->c1) continue;    \
                     V v[XBc];                                                                  \
                     for (int i = 0; i < XBc; i++)                                              \
                         v[i] = LOAD(V, row + ((q0 + i) * d->sw + tx * d->dw) * LANES);         \
@@ -268,24 +278,64 @@ DEFINE_KERNELS(double, vf64, f64)
 DEFINE_PACK(float, f32)
 DEFINE_PACK(double, f64)
 
+/* Packing with zero padding: src (B, CH, H, W) into dst (NB, CH, pt + H + pb, pl + W + pr, 16),
+ * so that the padded copy of the input is never made separately. */
+#define DEFINE_PACK_PAD(T, SUF)                                                                \
+    static void pack_pad_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t CH,              \
+                               Py_ssize_t H, Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pb,       \
+                               Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t n0, Py_ssize_t n1)     \
+    {                                                                                          \
+        const Py_ssize_t Hp = pt + H + pb, Wp = pl + W + pr;                                   \
+        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+            for (Py_ssize_t ch = 0; ch < CH; ch++)                                             \
+                for (Py_ssize_t yy = 0; yy < Hp; yy++) {                                       \
+                    T *d = dst + ((n * CH + ch) * Hp + yy) * Wp * LANES;                       \
+                    const Py_ssize_t y = yy - pt;                                              \
+                    if (y < 0 || y >= H) {                                                     \
+                        memset(d, 0, (size_t)(Wp * LANES) * sizeof(T));                        \
+                        continue;                                                              \
+                    }                                                                          \
+                    memset(d, 0, (size_t)(pl * LANES) * sizeof(T));                            \
+                    memset(d + (pl + W) * LANES, 0, (size_t)(pr * LANES) * sizeof(T));         \
+                    for (Py_ssize_t l = 0; l < LANES; l++) {                                   \
+                        const Py_ssize_t b = n * LANES + l;                                    \
+                        T *dl = d + pl * LANES + l;                                            \
+                        if (b < B) {                                                           \
+                            const T *s = src + ((b * CH + ch) * H + y) * W;                    \
+                            for (Py_ssize_t x = 0; x < W; x++) dl[x * LANES] = s[x];           \
+                        } else {                                                               \
+                            for (Py_ssize_t x = 0; x < W; x++) dl[x * LANES] = 0;              \
+                        }                                                                      \
+                    }                                                                          \
+                }                                                                              \
+    }
+
+DEFINE_PACK_PAD(float, f32)
+DEFINE_PACK_PAD(double, f64)
+
 /* --- Python glue ----------------------------------------------------------------------------- */
 
 static int parse_dims(PyObject *t, Dims *d)
 {
-    Py_ssize_t v[13];
-    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 13) {
-        PyErr_SetString(PyExc_ValueError, "dims must be a tuple of 13 ints");
+    Py_ssize_t v[17];
+    const Py_ssize_t n = PyTuple_Check(t) ? PyTuple_GET_SIZE(t) : 0;
+    if (n != 13 && n != 17) {
+        PyErr_SetString(PyExc_ValueError, "dims must be a tuple of 13 or 17 ints");
         return -1;
     }
-    for (int i = 0; i < 13; i++) {
+    for (int i = 0; i < n; i++) {
         v[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, i));
         if (v[i] == -1 && PyErr_Occurred()) return -1;
-        if (v[i] < (i >= 9 ? 1 : 0)) {
+        if (v[i] < (i >= 9 && i <= 12 ? 1 : 0)) {
             PyErr_SetString(PyExc_ValueError, "dims must be >= 0 (steps >= 1)");
             return -1;
         }
     }
-    Dims r = {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12]};
+    if (n == 13) { /* no padding information: every row and column may be non-zero */
+        v[13] = 0, v[14] = v[2], v[15] = 0, v[16] = v[3];
+    }
+    Dims r = {v[0],  v[1],  v[2],  v[3],  v[4],  v[5],  v[6],  v[7], v[8],
+              v[9],  v[10], v[11], v[12], v[13], v[14], v[15], v[16]};
     if (r.OH > 0 && r.OW > 0 && r.KH > 0 && r.KW > 0 &&
         ((r.OH - 1) * r.sh + (r.KH - 1) * r.dh >= r.H ||
          (r.OW - 1) * r.sw + (r.KW - 1) * r.dw >= r.W)) {
@@ -459,7 +509,44 @@ static PyObject *py_unpack(PyObject *self, PyObject *args)
     return py_pack_any(args, 0);
 }
 
+/* pack_padded(src, dst, B, CH, H, W, pt, pb, pl, pr, n0, n1): blocks n0:n1. */
+static PyObject *py_pack_padded(PyObject *self, PyObject *args)
+{
+    PyObject *osrc, *odst;
+    Py_ssize_t B, CH, H, W, pt, pb, pl, pr, n0, n1;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnn", &osrc, &odst, &B, &CH, &H, &W, &pt, &pb, &pl,
+                          &pr, &n0, &n1))
+        return NULL;
+    const Py_ssize_t NB = (B + LANES - 1) / LANES;
+    if (B < 0 || CH < 0 || H < 0 || W < 0 || pt < 0 || pb < 0 || pl < 0 || pr < 0 || n0 < 0 ||
+        n1 > NB || n0 > n1) {
+        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
+        return NULL;
+    }
+    char kind = kind_of(osrc);
+    if (!kind) return NULL;
+    Py_buffer vs, vd;
+    if (get_buffer(osrc, &vs, 0, B * CH * H * W, kind, "src") < 0) return NULL;
+    if (get_buffer(odst, &vd, 1, NB * CH * (pt + H + pb) * (pl + W + pr) * LANES, kind, "dst") <
+        0) {
+        PyBuffer_Release(&vs);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f')
+        pack_pad_f32(vs.buf, vd.buf, B, CH, H, W, pt, pb, pl, pr, n0, n1);
+    else
+        pack_pad_f64(vs.buf, vd.buf, B, CH, H, W, pt, pb, pl, pr, n0, n1);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&vd);
+    PyBuffer_Release(&vs);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
+    {"pack_padded", py_pack_padded, METH_VARARGS,
+     "pack_padded(src, dst, B, CH, H, W, pt, pb, pl, pr, n0, n1): pack with zero padding."},
     {"pack", py_pack, METH_VARARGS,
      "pack(src, dst, B, R, n0, n1): dst[n, r, l] = src[16n + l, r] for blocks n0:n1."},
     {"unpack", py_unpack, METH_VARARGS,

@@ -227,30 +227,37 @@ def _dilate_last(dilation: Sequence[int], batch: int) -> tuple[int, ...]:
 # --- correlate: the forward pass --------------------------------------------------------------
 
 def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
-              out: np.ndarray | None = None, bias: np.ndarray | None = None) -> np.ndarray:
+              out: np.ndarray | None = None, bias: np.ndarray | None = None,
+              pads: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
     """Valid grouped cross-correlation, the single engine of rot180.
 
-    ``out[b, g, o, q] = bias[g, o] + sum_{c, t} w[g, o, c, t] * x[b, g, c, q*s + t*d]``.
+    ``out[b, g, o, q] = bias[g, o] + sum_{c, t} w[g, o, c, t] * xp[b, g, c, q*s + t*d]``, with
+    ``xp = pad(x, pads)`` (``x`` itself when ``pads`` is None). The direct path pads while it
+    packs the input and skips taps that read only padding; the others pad first.
 
     Shape:
-        - x: ``(B, G, C, *S)``, already padded
+        - x: ``(B, G, C, *S)``
         - w: ``(G, M, C, *k)`` (``M`` output channels per group)
         - bias: ``(G, M)`` or None
-        - out: ``(B, G, M, *o)`` with ``o = floor((S - d(k-1) - 1) / s) + 1``; if given, any
-          (e.g. strided) array of that shape is filled in place and returned.
+        - out: ``(B, G, M, *o)`` with ``o = floor((S + low + high - d(k-1) - 1) / s) + 1``; if
+          given, any (e.g. strided) array of that shape is filled in place and returned.
     """
     B, G, C = x.shape[:3]
     M, k = w.shape[1], w.shape[3:]
+    sp = x.shape[3:] if pads is None else tuple(
+        n + lo + hi for n, (lo, hi) in zip(x.shape[3:], pads, strict=True))
     out_sp = tuple(_out_size(n, kk, s, d)
-                   for n, kk, s, d in zip(x.shape[3:], k, stride, dilation, strict=True))
+                   for n, kk, s, d in zip(sp, k, stride, dilation, strict=True))
     one_by_one = all(kk == 1 for kk in k)
-    expanded = _expanded_bytes(w.shape, x.shape[3:], out_sp, x.dtype)
     macs = B * G * M * C * math.prod(k) * math.prod(out_sp)
     if not one_by_one and _direct.usable(B, len(k), x.dtype):
         if out is None:
             out = np.empty((B, G, M, *out_sp), x.dtype)
-        _direct.correlate(x, w, stride, dilation, out, bias, _threads(macs))
+        _direct.correlate(x, w, stride, dilation, out, bias, _threads(macs), pads)
         return out
+    if pads is not None:
+        x = pad(x, pads)
+    expanded = _expanded_bytes(w.shape, x.shape[3:], out_sp, x.dtype)
     if not one_by_one and _fold_ok(B, stride[-1], out_sp[-1], expanded):
         parts = _fold_parts(B, macs)
         if len(parts) == 1:
@@ -349,7 +356,7 @@ def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         _kn2row(dz, w, axes, out, _expanded_bytes(w.shape, o_sp, i_sp, dz.dtype))
         return out
     if all(s == 1 for s in stride):
-        return correlate(pad(dz, pairs), w, (1,) * len(stride), dilation, out=out)
+        return correlate(dz, w, (1,) * len(stride), dilation, out=out, pads=pairs)
     # Pad dz once so that every phase reads a plain window of it; shift e0 accordingly.
     lows = [max([0] + [-p.e0 for p in ph if p.n_taps]) for ph in axes]
     highs = [max([0] + [p.e0 + p.e_step * (p.n_taps - 1) + p.m - o for p in ph if p.n_taps])

@@ -129,10 +129,10 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: i
         w = rot180(w)
     xb = _batched(x, spec.nd)
     g = spec.groups
-    xp = _engine.pad(xb, spec.padding)
-    xp = xp.reshape(xp.shape[0], g, xp.shape[1] // g, *xp.shape[2:])
+    xg = xb.reshape(xb.shape[0], g, xb.shape[1] // g, *xb.shape[2:])
     bg = None if b is None else b.reshape(g, -1)
-    z = _engine.correlate(xp, _grouped_kernel(w, g), spec.stride, spec.dilation, bias=bg)
+    z = _engine.correlate(xg, _grouped_kernel(w, g), spec.stride, spec.dilation, bias=bg,
+                          pads=spec.padding)
     z = z.reshape(z.shape[0], spec.out_channels, *z.shape[3:])
     return z if x.ndim == spec.nd + 2 else z[0]
 
