@@ -14,10 +14,11 @@
  *
  * for blocks n0 <= n < n1, with the GIL released so that Python threads can run disjoint block
  * ranges at once. Accumulators are register tiles of 4 output channels x 4 output columns
- * (forward) or 4 output channels x up to 5 taps of a kernel row (kernel gradient). Every sum runs in an order fixed by
- * the loops, never by threads or timing. The caller checks shapes; this file checks the sizes
- * of the buffers against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh, sw, dh, dw), optionally
- * followed by (r0, r1, c0, c1): the rows and columns of x that are not zero padding.
+ * (forward) or 4 output channels x up to 5 taps of a kernel row (kernel gradient). Every sum
+ * runs in an order fixed by the loops, never by threads or timing. The caller checks shapes;
+ * this file checks the sizes of the buffers against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh,
+ * sw, dh, dw), optionally followed by (r0, r1, c0, c1): the rows and columns of x that are not
+ * zero padding.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -212,21 +213,22 @@ typedef struct {
                 V *pg = part + g * M * CK;                                                     \
                 for (Py_ssize_t y0 = 0; y0 < d->OH; y0 += yb) {                                \
                     const Py_ssize_t y1 = y0 + yb < d->OH ? y0 + yb : d->OH;                   \
-                    for (Py_ssize_t c = 0; c < C; c++)                                         \
-                        for (Py_ssize_t ty = 0; ty < KH; ty++) {                               \
-                            const T *xc = xg + c * d->H * d->W * LANES;                        \
-                            const Py_ssize_t t = (c * KH + ty) * KW;                           \
-                            Py_ssize_t o = 0;                                                  \
-                            for (; o + 4 <= M; o += 4)                                         \
-                                kern_row_##SUF##_4(xc, dzg + o * os, pg + o * CK + t, d, ty, y0, y1);\
-                            const T *zr = dzg + o * os;                                        \
-                            V *pr = pg + o * CK + t;                                           \
-                            switch (M - o) {                                                   \
-                            case 3: kern_row_##SUF##_3(xc, zr, pr, d, ty, y0, y1); break;      \
-                            case 2: kern_row_##SUF##_2(xc, zr, pr, d, ty, y0, y1); break;      \
-                            case 1: kern_row_##SUF##_1(xc, zr, pr, d, ty, y0, y1); break;      \
+                    /* One block of output channels at a time: its delta rows stay in L1       \
+                     * while every (c, ty) of the input passes by. */                          \
+                    for (Py_ssize_t o = 0; o < M; o += 4) {                                    \
+                        const T *zr = dzg + o * os;                                            \
+                        for (Py_ssize_t c = 0; c < C; c++)                                     \
+                            for (Py_ssize_t ty = 0; ty < KH; ty++) {                           \
+                                const T *xc = xg + c * d->H * d->W * LANES;                    \
+                                V *pr = pg + o * CK + (c * KH + ty) * KW;                      \
+                                switch (M - o < 4 ? M - o : 4) {                               \
+                                case 4: kern_row_##SUF##_4(xc, zr, pr, d, ty, y0, y1); break;  \
+                                case 3: kern_row_##SUF##_3(xc, zr, pr, d, ty, y0, y1); break;  \
+                                case 2: kern_row_##SUF##_2(xc, zr, pr, d, ty, y0, y1); break;  \
+                                case 1: kern_row_##SUF##_1(xc, zr, pr, d, ty, y0, y1); break;  \
+                                }                                                              \
                             }                                                                  \
-                        }                                                                      \
+                    }                                                                          \
                 }                                                                              \
             }                                                                                  \
         for (Py_ssize_t r = 0; r < NW; r++) { /* lanes summed in a fixed order */              \
