@@ -241,54 +241,102 @@ typedef struct {
 DEFINE_KERNELS(float, vf32, f32)
 DEFINE_KERNELS(double, vf64, f64)
 
-/* Packing into lanes and back: dst[n, r, l] = src[n*16 + l, r] (zero for samples >= B) and its
- * inverse, in tiles of RT positions so that the 16 strided streams stay in L1. */
-#define RT 256
-#define DEFINE_PACK(T, SUF)                                                                    \
-    static void pack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R, Py_ssize_t n0,    \
-                           Py_ssize_t n1)                                                      \
+/* Packing into lanes and back: dst[n, r, l] = src[16n + l, r] (zero for samples >= B) and its
+ * inverse. 16 positions x 16 samples at a time are loaded as 16 vectors, transposed in registers
+ * (four butterfly stages: at stage s, rows i and i|s swap the elements whose column has bit s
+ * set, so element (i, e) ends at (e, i)), and stored as 16 vectors; the last R % 16 positions
+ * are moved one by one. */
+#define MASK_LO_1 {0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30}
+#define MASK_HI_1 {1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31}
+#define MASK_LO_2 {0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29}
+#define MASK_HI_2 {2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31}
+#define MASK_LO_4 {0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27}
+#define MASK_HI_4 {4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31}
+#define MASK_LO_8 {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}
+#define MASK_HI_8 {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}
+
+#define DEFINE_PACK(T, V, IV, SUF)                                                             \
+    static inline __attribute__((always_inline)) void transpose_##SUF(V *v)                    \
     {                                                                                          \
-        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
-            for (Py_ssize_t r0 = 0; r0 < R; r0 += RT) {                                        \
-                const Py_ssize_t r1 = r0 + RT < R ? r0 + RT : R;                               \
-                T *d = dst + n * R * LANES;                                                    \
-                for (Py_ssize_t l = 0; l < LANES; l++) {                                       \
-                    const Py_ssize_t b = n * LANES + l;                                        \
-                    if (b < B) {                                                               \
-                        const T *s = src + b * R;                                              \
-                        for (Py_ssize_t r = r0; r < r1; r++) d[r * LANES + l] = s[r];          \
-                    } else {                                                                   \
-                        for (Py_ssize_t r = r0; r < r1; r++) d[r * LANES + l] = 0;             \
-                    }                                                                          \
-                }                                                                              \
+        for (int i = 0; i < LANES; i++)                                                        \
+            if (!(i & 1)) {                                                                    \
+                const V a = v[i], b = v[i | 1];                                                \
+                v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_1);                                 \
+                v[i | 1] = __builtin_shuffle(a, b, (IV)MASK_HI_1);                             \
+            }                                                                                  \
+        for (int i = 0; i < LANES; i++)                                                        \
+            if (!(i & 2)) {                                                                    \
+                const V a = v[i], b = v[i | 2];                                                \
+                v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_2);                                 \
+                v[i | 2] = __builtin_shuffle(a, b, (IV)MASK_HI_2);                             \
+            }                                                                                  \
+        for (int i = 0; i < LANES; i++)                                                        \
+            if (!(i & 4)) {                                                                    \
+                const V a = v[i], b = v[i | 4];                                                \
+                v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_4);                                 \
+                v[i | 4] = __builtin_shuffle(a, b, (IV)MASK_HI_4);                             \
+            }                                                                                  \
+        for (int i = 0; i < LANES; i++)                                                        \
+            if (!(i & 8)) {                                                                    \
+                const V a = v[i], b = v[i | 8];                                                \
+                v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_8);                                 \
+                v[i | 8] = __builtin_shuffle(a, b, (IV)MASK_HI_8);                             \
             }                                                                                  \
     }                                                                                          \
-    static void unpack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R, Py_ssize_t n0,  \
-                             Py_ssize_t n1)                                                    \
+    MULTI static void pack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R,             \
+                                 Py_ssize_t n0, Py_ssize_t n1)                                 \
     {                                                                                          \
-        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
-            for (Py_ssize_t r0 = 0; r0 < R; r0 += RT) {                                        \
-                const Py_ssize_t r1 = r0 + RT < R ? r0 + RT : R;                               \
-                const T *s = src + n * R * LANES;                                              \
-                for (Py_ssize_t l = 0; l < LANES && n * LANES + l < B; l++) {                  \
-                    T *d = dst + (n * LANES + l) * R;                                          \
-                    for (Py_ssize_t r = r0; r < r1; r++) d[r] = s[r * LANES + l];              \
-                }                                                                              \
+        for (Py_ssize_t n = n0; n < n1; n++) {                                                 \
+            const Py_ssize_t full = B - n * LANES < LANES ? B - n * LANES : LANES;             \
+            const T *s = src + n * LANES * R;                                                  \
+            T *d = dst + n * R * LANES;                                                        \
+            Py_ssize_t r = 0;                                                                  \
+            for (; r + LANES <= R; r += LANES) {                                               \
+                V v[LANES];                                                                    \
+                for (int l = 0; l < LANES; l++)                                                \
+                    v[l] = l < full ? LOAD(V, s + l * R + r) : (V){0};                         \
+                transpose_##SUF(v);                                                            \
+                for (int i = 0; i < LANES; i++) STORE(V, d + (r + i) * LANES, v[i]);           \
             }                                                                                  \
-    }
+            for (; r < R; r++)                                                                 \
+                for (Py_ssize_t l = 0; l < LANES; l++)                                         \
+                    d[r * LANES + l] = l < full ? s[l * R + r] : (T)0;                         \
+        }                                                                                      \
+    }                                                                                          \
+    MULTI static void unpack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R,           \
+                                   Py_ssize_t n0, Py_ssize_t n1)                               \
+    {                                                                                          \
+        for (Py_ssize_t n = n0; n < n1; n++) {                                                 \
+            const Py_ssize_t full = B - n * LANES < LANES ? B - n * LANES : LANES;             \
+            const T *s = src + n * R * LANES;                                                  \
+            T *d = dst + n * LANES * R;                                                        \
+            Py_ssize_t r = 0;                                                                  \
+            for (; r + LANES <= R; r += LANES) {                                               \
+                V v[LANES];                                                                    \
+                for (int i = 0; i < LANES; i++) v[i] = LOAD(V, s + (r + i) * LANES);           \
+                transpose_##SUF(v);                                                            \
+                for (Py_ssize_t l = 0; l < full; l++) STORE(V, d + l * R + r, v[l]);           \
+            }                                                                                  \
+            for (; r < R; r++)                                                                 \
+                for (Py_ssize_t l = 0; l < full; l++) d[l * R + r] = s[r * LANES + l];         \
+        }                                                                                      \
+    }                                                                                          
 
-DEFINE_PACK(float, f32)
-DEFINE_PACK(double, f64)
+typedef int vi32 __attribute__((vector_size(LANES * sizeof(int))));
+typedef long long vi64 __attribute__((vector_size(LANES * sizeof(long long))));
+DEFINE_PACK(float, vf32, vi32, f32)
+DEFINE_PACK(double, vf64, vi64, f64)
 
 /* Packing with zero padding: src (B, CH, H, W) into dst (NB, CH, pt + H + pb, pl + W + pr, 16),
  * so that the padded copy of the input is never made separately. */
-#define DEFINE_PACK_PAD(T, SUF)                                                                \
-    static void pack_pad_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t CH,              \
-                               Py_ssize_t H, Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pb,       \
-                               Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t n0, Py_ssize_t n1)     \
+#define DEFINE_PACK_PAD(T, V, SUF)                                                             \
+    MULTI static void pack_pad_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t CH,        \
+                                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pb, \
+                                     Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t n0, Py_ssize_t n1)\
     {                                                                                          \
-        const Py_ssize_t Hp = pt + H + pb, Wp = pl + W + pr;                                   \
-        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+        const Py_ssize_t Hp = pt + H + pb, Wp = pl + W + pr, plane = CH * H * W;               \
+        for (Py_ssize_t n = n0; n < n1; n++) {                                                 \
+            const Py_ssize_t full = B - n * LANES < LANES ? B - n * LANES : LANES;             \
             for (Py_ssize_t ch = 0; ch < CH; ch++)                                             \
                 for (Py_ssize_t yy = 0; yy < Hp; yy++) {                                       \
                     T *d = dst + ((n * CH + ch) * Hp + yy) * Wp * LANES;                       \
@@ -299,21 +347,26 @@ DEFINE_PACK(double, f64)
                     }                                                                          \
                     memset(d, 0, (size_t)(pl * LANES) * sizeof(T));                            \
                     memset(d + (pl + W) * LANES, 0, (size_t)(pr * LANES) * sizeof(T));         \
-                    for (Py_ssize_t l = 0; l < LANES; l++) {                                   \
-                        const Py_ssize_t b = n * LANES + l;                                    \
-                        T *dl = d + pl * LANES + l;                                            \
-                        if (b < B) {                                                           \
-                            const T *s = src + ((b * CH + ch) * H + y) * W;                    \
-                            for (Py_ssize_t x = 0; x < W; x++) dl[x * LANES] = s[x];           \
-                        } else {                                                               \
-                            for (Py_ssize_t x = 0; x < W; x++) dl[x * LANES] = 0;              \
-                        }                                                                      \
+                    /* Sample l's row starts at s + l * plane. */                              \
+                    const T *s = src + n * LANES * plane + (ch * H + y) * W;                   \
+                    T *dr = d + pl * LANES;                                                    \
+                    Py_ssize_t x = 0;                                                          \
+                    for (; x + LANES <= W; x += LANES) {                                       \
+                        V v[LANES];                                                            \
+                        for (int l = 0; l < LANES; l++)                                        \
+                            v[l] = l < full ? LOAD(V, s + l * plane + x) : (V){0};             \
+                        transpose_##SUF(v);                                                    \
+                        for (int i = 0; i < LANES; i++) STORE(V, dr + (x + i) * LANES, v[i]);  \
                     }                                                                          \
+                    for (; x < W; x++)                                                         \
+                        for (Py_ssize_t l = 0; l < LANES; l++)                                 \
+                            dr[x * LANES + l] = l < full ? s[l * plane + x] : (T)0;            \
                 }                                                                              \
-    }
+        }                                                                                      \
+    }                                                                                          
 
-DEFINE_PACK_PAD(float, f32)
-DEFINE_PACK_PAD(double, f64)
+DEFINE_PACK_PAD(float, vf32, f32)
+DEFINE_PACK_PAD(double, vf64, f64)
 
 /* --- Python glue ----------------------------------------------------------------------------- */
 
