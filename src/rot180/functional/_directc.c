@@ -140,39 +140,22 @@ typedef struct {
         }                                                                                      \
     }
 
+/* Every tile and row driver for blocks of OBc output channels. */
+#define DEFINE_BLOCK(T, V, SUF, OBc)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, OBc, 4)                                                         \
+    DEFINE_FWD_TILE(T, V, SUF, OBc, 1)                                                         \
+    DEFINE_KERN_TILE(T, V, SUF, OBc, 1)                                                        \
+    DEFINE_KERN_TILE(T, V, SUF, OBc, 2)                                                        \
+    DEFINE_KERN_TILE(T, V, SUF, OBc, 3)                                                        \
+    DEFINE_KERN_TILE(T, V, SUF, OBc, 4)                                                        \
+    DEFINE_KERN_TILE(T, V, SUF, OBc, 5)                                                        \
+    DEFINE_ROWS(T, V, SUF, OBc)
+
 #define DEFINE_KERNELS(T, V, SUF)                                                              \
-    DEFINE_FWD_TILE(T, V, SUF, 1, 4)                                                           \
-    DEFINE_FWD_TILE(T, V, SUF, 1, 1)                                                           \
-    DEFINE_KERN_TILE(T, V, SUF, 1, 1)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 1, 2)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 1, 3)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 1, 4)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 1, 5)                                                          \
-    DEFINE_ROWS(T, V, SUF, 1)                                                                  \
-    DEFINE_FWD_TILE(T, V, SUF, 2, 4)                                                           \
-    DEFINE_FWD_TILE(T, V, SUF, 2, 1)                                                           \
-    DEFINE_KERN_TILE(T, V, SUF, 2, 1)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 2, 2)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 2, 3)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 2, 4)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 2, 5)                                                          \
-    DEFINE_ROWS(T, V, SUF, 2)                                                                  \
-    DEFINE_FWD_TILE(T, V, SUF, 3, 4)                                                           \
-    DEFINE_FWD_TILE(T, V, SUF, 3, 1)                                                           \
-    DEFINE_KERN_TILE(T, V, SUF, 3, 1)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 3, 2)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 3, 3)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 3, 4)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 3, 5)                                                          \
-    DEFINE_ROWS(T, V, SUF, 3)                                                                  \
-    DEFINE_FWD_TILE(T, V, SUF, 4, 4)                                                           \
-    DEFINE_FWD_TILE(T, V, SUF, 4, 1)                                                           \
-    DEFINE_KERN_TILE(T, V, SUF, 4, 1)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 4, 2)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 4, 3)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 4, 4)                                                          \
-    DEFINE_KERN_TILE(T, V, SUF, 4, 5)                                                          \
-    DEFINE_ROWS(T, V, SUF, 4)                                                                  \
+    DEFINE_BLOCK(T, V, SUF, 1)                                                                 \
+    DEFINE_BLOCK(T, V, SUF, 2)                                                                 \
+    DEFINE_BLOCK(T, V, SUF, 3)                                                                 \
+    DEFINE_BLOCK(T, V, SUF, 4)                                                                 \
                                                                                                \
     MULTI static void corr_##SUF(const T *x, const T *w, T *out, const T *bias, const Dims *d, \
                                  Py_ssize_t n0, Py_ssize_t n1)                                 \
@@ -236,7 +219,7 @@ typedef struct {
             for (int i = 0; i < LANES; i++) s += part[r][i];                                   \
             dw[r] = s;                                                                         \
         }                                                                                      \
-    }                                                                                          
+    }
 
 DEFINE_KERNELS(float, vf32, f32)
 DEFINE_KERNELS(double, vf64, f64)
@@ -255,53 +238,22 @@ DEFINE_KERNELS(double, vf64, f64)
 #define MASK_LO_8 {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23}
 #define MASK_HI_8 {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31}
 
+/* One stage of the 16 x 16 transpose: rows i and i|S swap the elements of columns with bit S. */
+#define BUTTERFLY(V, IV, S)                                                                    \
+    for (int i = 0; i < LANES; i++)                                                            \
+        if (!(i & S)) {                                                                        \
+            const V a = v[i], b = v[i | S];                                                    \
+            v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_##S);                                   \
+            v[i | S] = __builtin_shuffle(a, b, (IV)MASK_HI_##S);                               \
+        }
+
 #define DEFINE_PACK(T, V, IV, SUF)                                                             \
     static inline __attribute__((always_inline)) void transpose_##SUF(V *v)                    \
     {                                                                                          \
-        for (int i = 0; i < LANES; i++)                                                        \
-            if (!(i & 1)) {                                                                    \
-                const V a = v[i], b = v[i | 1];                                                \
-                v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_1);                                 \
-                v[i | 1] = __builtin_shuffle(a, b, (IV)MASK_HI_1);                             \
-            }                                                                                  \
-        for (int i = 0; i < LANES; i++)                                                        \
-            if (!(i & 2)) {                                                                    \
-                const V a = v[i], b = v[i | 2];                                                \
-                v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_2);                                 \
-                v[i | 2] = __builtin_shuffle(a, b, (IV)MASK_HI_2);                             \
-            }                                                                                  \
-        for (int i = 0; i < LANES; i++)                                                        \
-            if (!(i & 4)) {                                                                    \
-                const V a = v[i], b = v[i | 4];                                                \
-                v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_4);                                 \
-                v[i | 4] = __builtin_shuffle(a, b, (IV)MASK_HI_4);                             \
-            }                                                                                  \
-        for (int i = 0; i < LANES; i++)                                                        \
-            if (!(i & 8)) {                                                                    \
-                const V a = v[i], b = v[i | 8];                                                \
-                v[i] = __builtin_shuffle(a, b, (IV)MASK_LO_8);                                 \
-                v[i | 8] = __builtin_shuffle(a, b, (IV)MASK_HI_8);                             \
-            }                                                                                  \
-    }                                                                                          \
-    MULTI static void pack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R,             \
-                                 Py_ssize_t n0, Py_ssize_t n1)                                 \
-    {                                                                                          \
-        for (Py_ssize_t n = n0; n < n1; n++) {                                                 \
-            const Py_ssize_t full = B - n * LANES < LANES ? B - n * LANES : LANES;             \
-            const T *s = src + n * LANES * R;                                                  \
-            T *d = dst + n * R * LANES;                                                        \
-            Py_ssize_t r = 0;                                                                  \
-            for (; r + LANES <= R; r += LANES) {                                               \
-                V v[LANES];                                                                    \
-                for (int l = 0; l < LANES; l++)                                                \
-                    v[l] = l < full ? LOAD(V, s + l * R + r) : (V){0};                         \
-                transpose_##SUF(v);                                                            \
-                for (int i = 0; i < LANES; i++) STORE(V, d + (r + i) * LANES, v[i]);           \
-            }                                                                                  \
-            for (; r < R; r++)                                                                 \
-                for (Py_ssize_t l = 0; l < LANES; l++)                                         \
-                    d[r * LANES + l] = l < full ? s[l * R + r] : (T)0;                         \
-        }                                                                                      \
+        BUTTERFLY(V, IV, 1)                                                                    \
+        BUTTERFLY(V, IV, 2)                                                                    \
+        BUTTERFLY(V, IV, 4)                                                                    \
+        BUTTERFLY(V, IV, 8)                                                                    \
     }                                                                                          \
     MULTI static void unpack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R,           \
                                    Py_ssize_t n0, Py_ssize_t n1)                               \
@@ -320,7 +272,7 @@ DEFINE_KERNELS(double, vf64, f64)
             for (; r < R; r++)                                                                 \
                 for (Py_ssize_t l = 0; l < full; l++) d[l * R + r] = s[r * LANES + l];         \
         }                                                                                      \
-    }                                                                                          
+    }
 
 typedef int vi32 __attribute__((vector_size(LANES * sizeof(int))));
 typedef long long vi64 __attribute__((vector_size(LANES * sizeof(long long))));
@@ -363,7 +315,7 @@ DEFINE_PACK(double, vf64, vi64, f64)
                             dr[x * LANES + l] = l < full ? s[l * plane + x] : (T)0;            \
                 }                                                                              \
         }                                                                                      \
-    }                                                                                          
+    }
 
 DEFINE_PACK_PAD(float, vf32, f32)
 DEFINE_PACK_PAD(double, vf64, f64)
@@ -428,6 +380,18 @@ static char kind_of(PyObject *obj)
     return k;
 }
 
+/* The dims, the block range and the element kind ('f' or 'd') of a call; 0 with an error set. */
+static char checked_call(PyObject *odims, Dims *d, Py_ssize_t NB, Py_ssize_t n0, Py_ssize_t n1,
+                         PyObject *ox)
+{
+    if (parse_dims(odims, d) < 0) return 0;
+    if (n0 < 0 || n1 > NB || n0 > n1) {
+        PyErr_SetString(PyExc_ValueError, "bad block range");
+        return 0;
+    }
+    return kind_of(ox);
+}
+
 static PyObject *py_correlate(PyObject *self, PyObject *args)
 {
     PyObject *ox, *ow, *oout, *obias, *odims;
@@ -436,12 +400,7 @@ static PyObject *py_correlate(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOOnnn", &ox, &ow, &oout, &obias, &odims, &NB, &n0, &n1))
         return NULL;
-    if (parse_dims(odims, &d) < 0) return NULL;
-    if (n0 < 0 || n1 > NB || n0 > n1) {
-        PyErr_SetString(PyExc_ValueError, "bad block range");
-        return NULL;
-    }
-    char kind = kind_of(ox);
+    const char kind = checked_call(odims, &d, NB, n0, n1, ox);
     if (!kind) return NULL;
     Py_buffer vx, vw, vo, vb;
     vb.buf = NULL;
@@ -478,12 +437,7 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOnnn", &ox, &odz, &odw, &odims, &NB, &n0, &n1))
         return NULL;
-    if (parse_dims(odims, &d) < 0) return NULL;
-    if (n0 < 0 || n1 > NB || n0 > n1) {
-        PyErr_SetString(PyExc_ValueError, "bad block range");
-        return NULL;
-    }
-    char kind = kind_of(ox);
+    const char kind = checked_call(odims, &d, NB, n0, n1, ox);
     if (!kind) return NULL;
     const Py_ssize_t nw = d.G * d.M * d.C * d.KH * d.KW;
     Py_buffer vx, vz, vw;
@@ -540,10 +494,10 @@ static PyObject *py_pack_any(PyObject *args, int packing)
     }
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f') {
-        if (packing) pack_f32(vs.buf, vd.buf, B, R, n0, n1);
+        if (packing) pack_pad_f32(vs.buf, vd.buf, B, 1, 1, R, 0, 0, 0, 0, n0, n1);
         else unpack_f32(vs.buf, vd.buf, B, R, n0, n1);
     } else {
-        if (packing) pack_f64(vs.buf, vd.buf, B, R, n0, n1);
+        if (packing) pack_pad_f64(vs.buf, vd.buf, B, 1, 1, R, 0, 0, 0, 0, n0, n1);
         else unpack_f64(vs.buf, vd.buf, B, R, n0, n1);
     }
     Py_END_ALLOW_THREADS
