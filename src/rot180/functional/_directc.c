@@ -32,6 +32,13 @@
 #define MULTI
 #endif
 
+/* Whether the CPU has 32 vector registers (x86 AVX-512), for the wider forward tiles. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define WIDE_REGISTERS() __builtin_cpu_supports("avx512f")
+#else
+#define WIDE_REGISTERS() 0
+#endif
+
 #define LANES 16 /* samples per vector; _direct.py's LANES must match */
 
 typedef float vf32 __attribute__((vector_size(LANES * sizeof(float))));
@@ -151,11 +158,28 @@ typedef struct {
     DEFINE_KERN_TILE(T, V, SUF, OBc, 5)                                                        \
     DEFINE_ROWS(T, V, SUF, OBc)
 
+/* With 32 vector registers (AVX-512): tiles of 8 output channels x 3 columns, 24 accumulators.
+ * Measured, one thread: the benchmark's stride-2 forward 30.5 -> 26.7 ms, L3's 25.5 -> 23.9;
+ * same bits (each output's sum runs in the same order). */
+#define DEFINE_WIDE(T, V, SUF)                                                                 \
+    DEFINE_FWD_TILE(T, V, SUF, 8, 3)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 8, 1)                                                           \
+    static inline __attribute__((always_inline)) void fwd_rows_##SUF##_8(                      \
+        const T *xg, const T *wo, T *oo, const T *bias, const Dims *d)                         \
+    {                                                                                          \
+        for (Py_ssize_t y = 0; y < d->OH; y++) {                                               \
+            Py_ssize_t q = 0;                                                                  \
+            for (; q + 3 <= d->OW; q += 3) fwd_tile_##SUF##_8_3(xg, wo, oo, bias, d, y, q);    \
+            for (; q < d->OW; q++) fwd_tile_##SUF##_8_1(xg, wo, oo, bias, d, y, q);            \
+        }                                                                                      \
+    }
+
 #define DEFINE_KERNELS(T, V, SUF)                                                              \
     DEFINE_BLOCK(T, V, SUF, 1)                                                                 \
     DEFINE_BLOCK(T, V, SUF, 2)                                                                 \
     DEFINE_BLOCK(T, V, SUF, 3)                                                                 \
     DEFINE_BLOCK(T, V, SUF, 4)                                                                 \
+    DEFINE_WIDE(T, V, SUF)                                                                     \
                                                                                                \
     MULTI static void corr_##SUF(const T *x, const T *w, T *out, const T *bias, const Dims *d, \
                                  Py_ssize_t n0, Py_ssize_t n1)                                 \
@@ -168,6 +192,9 @@ typedef struct {
                 T *og = out + (n * G + g) * M * os;                                            \
                 const T *wg = w + g * M * CK, *bg = bias ? bias + g * M : NULL;                \
                 Py_ssize_t o = 0;                                                              \
+                if (WIDE_REGISTERS())                                                          \
+                    for (; o + 8 <= M; o += 8)                                                 \
+                        fwd_rows_##SUF##_8(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, d);\
                 for (; o + 4 <= M; o += 4)                                                     \
                     fwd_rows_##SUF##_4(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, d);   \
                 const T *wr = wg + o * CK, *br = bg ? bg + o : NULL;                           \
