@@ -20,8 +20,8 @@ The kernel gradient sums the same products over ``n, y, q`` and the lanes. The C
 gradient 4 channels x up to 5 taps) of accumulators in registers; packing into lanes and back
 (16 x 16 register transposes, zero padding written on the way) is done in C too. Spatial rank
 1 and 2 (1-D as height 1); anything else, or a build without the extension, uses the NumPy
-paths, which stay complete on their own: ``ROT180_PURE_NUMPY=1`` in the environment, or ``ENABLED = False``, turns the
-helper off, and the test suite runs the engine both ways.
+paths, which stay complete on their own: ``ROT180_PURE_NUMPY=1`` in the environment, or
+``ENABLED = False``, turns the helper off, and the test suite runs the engine both ways.
 
 Threads: blocks of 16 samples are split into contiguous ranges, one per thread (pack, correlate
 and unpack of a range run together, the GIL released); kernel gradients of the ranges are
