@@ -318,8 +318,9 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     expanded = _expanded_bytes(w.shape, dz.shape[3:], i_sp, dz.dtype)
     if _direct.usable(B, len(k), dz.dtype) and all(s == 1 for s in stride):
         # The padded delta through the direct correlate. Strided layers keep the NumPy phases:
-        # through the helper each phase needs its own copy in and out (measured on the
-        # benchmark's stride-2 layer: 55 ms against 20).
+        # through the helper (all phases from one packed copy) the benchmark's stride-2 input
+        # gradient took 33.8 ms against 22.7, as 1- and 2-tap sub-kernels run its loops at
+        # 20-37 GMAC/s against ~48 for 3x3 (BENCHMARKS.md).
         return _stretched(dz, w, stride, pairs, dilation, implicit_pad=False)
     if not all(kk == 1 for kk in k) and _fold_ok(B, stride[-1], i_sp[-1], expanded):
         parts = _fold_parts(B, B * G * math.prod(w.shape[1:]) * math.prod(dz.shape[3:]))
