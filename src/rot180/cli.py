@@ -20,7 +20,7 @@ from . import __version__
 
 __all__ = ["build_parser", "main"]
 
-_COMMANDS = ("train", "evaluate", "predict", "check", "explain", "saliency")
+_COMMANDS = ("train", "evaluate", "predict", "check", "explain", "saliency", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
