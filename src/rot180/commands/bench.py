@@ -21,6 +21,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -182,7 +183,6 @@ def _progress(items: list, desc: str) -> Iterable:
 def _thread_limit(threads: int | None):
     """A context that runs with ``threads`` BLAS threads (threadpoolctl), or changes nothing."""
     if threads is None:
-        from contextlib import nullcontext
         return nullcontext()
     if threads < 1:
         raise ValueError(f"--threads must be >= 1, got {threads}.")

@@ -96,17 +96,13 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
               out: np.ndarray, bias: np.ndarray | None, threads: int,
               pads: Sequence[tuple[int, int]] | None = None) -> None:
     """``out[b, g, o, q] = bias[g, o] + sum_{c, t} w[g, o, c, t] xp[b, g, c, q*s + t*d]``
-    where ``xp`` is ``x`` zero-padded by ``pads`` (``(low, high)`` per spatial axis; negative
-    crops). The padding is written while packing, and taps that read only padding are skipped.
+    where ``xp`` is ``x`` zero-padded by ``pads`` (``(low, high)`` per spatial axis, >= 0). The
+    padding is written while packing, and taps that read only padding are skipped.
 
     Shape: as :func:`rot180.functional._engine.correlate` (``out`` may be strided).
     """
     nd = x.ndim - 3
     pads = [(0, 0)] * nd if pads is None else list(pads)
-    if any(lo < 0 or hi < 0 for lo, hi in pads):   # crop first; the rest is padding
-        x = x[(Ellipsis, *(slice(max(0, -lo), n - max(0, -hi))
-                           for n, (lo, hi) in zip(x.shape[3:], pads, strict=True)))]
-        pads = [(max(0, lo), max(0, hi)) for lo, hi in pads]
     x = np.ascontiguousarray(_as_2d(x, nd))
     w = np.ascontiguousarray(_as_2d(w, nd))
     out2 = _as_2d(out, nd)

@@ -253,6 +253,10 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     if not one_by_one and _direct.usable(B, len(k), x.dtype):
         if out is None:
             out = np.empty((B, G, M, *out_sp), x.dtype)
+        if pads is not None and any(lo < 0 or hi < 0 for lo, hi in pads):
+            # Negative pads crop (a view); the helper writes only the zero padding.
+            x = pad(x, [(min(lo, 0), min(hi, 0)) for lo, hi in pads])
+            pads = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
         _direct.correlate(x, w, stride, dilation, out, bias, _threads(macs), pads)
         return out
     if pads is not None:

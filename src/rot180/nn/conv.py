@@ -187,15 +187,16 @@ class _ConvNd(_ConvBase):
         # No shape test here: conv_grad_input checks dy against the cached input shape completely
         # ("cannot have produced dz"), before anything accumulates.
         (x,) = self._backward_cache(dy, check_shape=False)
-        w = self.weight.data
-        dx = conv_grad_input(dy, w, x.shape, **self._kw)
-        self.weight.grad += conv_grad_weight(x, dy, w.shape, **self._kw)
-        self._accumulate_bias(dy)
+        dx = conv_grad_input(dy, self.weight.data, x.shape, **self._kw)
+        self._accumulate_params(x, dy)
         return dx
 
     def backward_params(self, dy: np.ndarray) -> None:
         """The kernel and bias gradients of :meth:`backward`, without ``conv_grad_input``."""
         (x,) = self._backward_cache(dy, check_shape=True)
+        self._accumulate_params(x, dy)
+
+    def _accumulate_params(self, x: np.ndarray, dy: np.ndarray) -> None:
         self.weight.grad += conv_grad_weight(x, dy, self.weight.data.shape, **self._kw)
         self._accumulate_bias(dy)
 

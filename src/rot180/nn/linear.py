@@ -62,9 +62,7 @@ class Linear(Module):
         # cached x completely (last axis, then leading axes) before anything accumulates.
         dy = C.check_grad(dy, "Linear", None, w.dtype)
         dx = linear_grad_input(dy, w)
-        self.weight.grad += linear_grad_weight(x, dy)
-        if self.bias is not None:
-            self.bias.grad += linear_grad_bias(dy)
+        self._accumulate_params(x, dy)
         return dx
 
     def backward_params(self, dy: np.ndarray) -> None:
@@ -72,6 +70,9 @@ class Linear(Module):
         x = C.cached(self._x, "Linear")
         dy = C.check_grad(dy, "Linear", (*x.shape[:-1], self.out_features),
                           self.weight.data.dtype)
+        self._accumulate_params(x, dy)
+
+    def _accumulate_params(self, x: np.ndarray, dy: np.ndarray) -> None:
         self.weight.grad += linear_grad_weight(x, dy)
         if self.bias is not None:
             self.bias.grad += linear_grad_bias(dy)
