@@ -232,3 +232,23 @@ def conv_configs(draw: Callable, **limits: Any) -> ConvConfig:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20160723)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One BLAS thread (and one PyTorch thread when the module uses torch) for a test module:
+    on a shared 2-core machine threads only wait for each other, and the trainer's bit-for-bit
+    repeats hold for a fixed thread count. Use with ``pytest.mark.usefixtures("one_thread")``."""
+    import sys
+
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    if torch is not None:
+        torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    if torch is not None:
+        torch.set_num_threads(before)
+

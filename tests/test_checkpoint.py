@@ -25,16 +25,7 @@ from rot180.train import Checkpoint, CheckpointError, load_checkpoint, save_chec
 from rot180.train import checkpoint as ckpt_mod
 from test_models import TWINS  # the PyTorch twins of the zoo, written independently there
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _batch(rng: np.random.Generator, n: int = 8, dtype=np.float32):

@@ -36,12 +36,7 @@ from rot180.train import trainer as trainer_mod
 FAULTS = {"injected": 0, "survived": 0}   # tallied for RELIABILITY.md
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(autouse=True)

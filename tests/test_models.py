@@ -20,16 +20,7 @@ from rot180.models import MODELS, build_model, lenet5, resnet_small, vgg_small
 TOL = 1e-10
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One BLAS / OpenMP thread: on a shared 2-core machine threads only wait for each other."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 # -- PyTorch twins ----------------------------------------------------------------------------

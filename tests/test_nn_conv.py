@@ -86,12 +86,7 @@ TRANSPOSED_CASES = [transposed_case(c, bias=i % 3 != 1) for i, c in enumerate(
 ALL_CASES = CONV_CASES + TRANSPOSED_CASES
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def torch_run(module: torch.nn.Module, x: np.ndarray, dy: np.ndarray):

@@ -23,14 +23,7 @@ N_TRAIN, N_VAL = 320, 160
 COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")   # all but seconds
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One BLAS thread: faster on a shared 2-core machine, and a fixed thread count (the
-    trainer promises bit-for-bit repeats for a given machine and thread count)."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 @pytest.fixture(autouse=True)
