@@ -18,6 +18,7 @@ import torch
 from safetensors.numpy import save_file as st_save_file
 from safetensors.torch import load_file as torch_load_file
 
+from _training import fill_disk_on_write
 from rot180 import optim
 from rot180.models import build_model, lenet5, resnet_small
 from rot180.nn import SoftmaxCrossEntropy, StateDictError
@@ -231,23 +232,7 @@ def test_failed_write_keeps_the_previous_checkpoint(tmp_path, monkeypatch, where
         raise KeyboardInterrupt
 
     if where == "write":
-        real_fdopen = os.fdopen
-
-        class FullDisk:
-            def __init__(self, f):
-                self.f = f
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.f.close()
-
-            def write(self, data):
-                self.f.write(data[: len(data) // 2])   # half of it lands, then the disk is full
-                disk_full()
-
-        monkeypatch.setattr(ckpt_mod.os, "fdopen", lambda *a, **k: FullDisk(real_fdopen(*a, **k)))
+        fill_disk_on_write(monkeypatch)   # half the file lands, then ENOSPC
         expected = OSError
     elif where == "fsync":
         monkeypatch.setattr(ckpt_mod.os, "fsync", disk_full)

@@ -8,9 +8,7 @@ looks it up); everything else is the real thing.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
-import os
 import signal
 import subprocess
 import sys
@@ -21,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _training import fill_disk_on_write, use_subsets
 from rot180.cli import main
 from rot180.train import (
     CheckpointError,
@@ -31,7 +30,6 @@ from rot180.train import (
     load_checkpoint,
     save_checkpoint,
 )
-from rot180.train import trainer as trainer_mod
 
 FAULTS = {"injected": 0, "survived": 0}   # tallied for RELIABILITY.md
 
@@ -41,15 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 @pytest.fixture(autouse=True)
 def small_data(monkeypatch):
-    real = trainer_mod.load_dataset
-
-    def first_few(name, *, split="train", **kwargs):
-        ds = real(name, split=split, **kwargs)
-        n = 256 if split == "train" else 128
-        pick = np.sort(np.random.default_rng(1).permutation(len(ds))[:n])
-        return dataclasses.replace(ds, images=ds.images[pick], labels=ds.labels[pick])
-
-    monkeypatch.setattr(trainer_mod, "load_dataset", first_few)
+    use_subsets(monkeypatch, 256, 128, seed=1)
 
 
 def cfg(out: Path, **kw) -> TrainConfig:
@@ -180,25 +170,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_pat
     t._run_epoch()   # two of three epochs done and saved
     good = load_checkpoint(tmp_path / "last.safetensors").model_state
 
-    import rot180.train.checkpoint as ck
-
-    real_fdopen = os.fdopen
-
-    class FullDisk:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, data):
-            self.f.write(data[: len(data) // 2])
-            raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(ck.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
+    fill_disk_on_write(monkeypatch)
     t2 = trainer(cfg(tmp_path, epochs=3))
     t2.resume()
     FAULTS["injected"] += 1

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _training import use_subsets
 from rot180.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint
 from rot180.train import metrics as M
 from rot180.train import trainer as trainer_mod
@@ -28,15 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 @pytest.fixture(autouse=True)
 def small_data(monkeypatch):
-    real = trainer_mod.load_dataset
-
-    def first_few(name, *, split="train", **kwargs):
-        ds = real(name, split=split, **kwargs)
-        n = N_TRAIN if split == "train" else N_VAL
-        pick = np.sort(np.random.default_rng(0).permutation(len(ds))[:n])   # all ten digits
-        return dataclasses.replace(ds, images=ds.images[pick], labels=ds.labels[pick])
-
-    monkeypatch.setattr(trainer_mod, "load_dataset", first_few)
+    use_subsets(monkeypatch, N_TRAIN, N_VAL, seed=0)   # seed 0's subsets hold all ten digits
 
 
 def config(out: Path, **changes) -> TrainConfig:

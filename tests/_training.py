@@ -1,0 +1,50 @@
+"""Shared by the training, checkpoint and fault tests: a smaller dataset and a full disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import os
+
+import numpy as np
+import pytest
+
+import rot180.train.checkpoint as checkpoint_mod
+import rot180.train.trainer as trainer_mod
+
+
+def use_subsets(monkeypatch: pytest.MonkeyPatch, n_train: int, n_val: int, seed: int) -> None:
+    """Make the trainer's ``load_dataset`` return a seeded random subset of each split."""
+    real = trainer_mod.load_dataset
+
+    def first_few(name, *, split="train", **kwargs):
+        ds = real(name, split=split, **kwargs)
+        n = n_train if split == "train" else n_val
+        pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
+        return dataclasses.replace(ds, images=ds.images[pick], labels=ds.labels[pick])
+
+    monkeypatch.setattr(trainer_mod, "load_dataset", first_few)
+
+
+class _FullDisk:
+    """A file object whose first write lands half its data, then fails with ENOSPC."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        self.f.write(data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def fill_disk_on_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoint writes run out of space half-way through the file."""
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(checkpoint_mod.os, "fdopen",
+                        lambda *a, **k: _FullDisk(real_fdopen(*a, **k)))
