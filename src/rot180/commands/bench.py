@@ -116,12 +116,7 @@ class BenchRow:
 def _median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+    return statistics.median(_timed(fn) for _ in range(repeats)) * 1e3
 
 
 def matmul_gflops(dtype: np.dtype, n: int = 1024, repeats: int = 7) -> float:

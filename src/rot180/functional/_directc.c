@@ -380,43 +380,35 @@ static int parse_dims(PyObject *t, Dims *d)
     return 0;
 }
 
-/* A writable-if-asked C-contiguous buffer of exactly `count` items of format `kind`. */
+/* A writable-if-asked C-contiguous buffer of exactly `count` items of format *kind ('f' or
+ * 'd'). The first buffer of a call passes *kind == 0 and sets it: float64 if its format says
+ * 'd', else float32 (anything but 'f' then fails). */
 static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count,
-                      char kind, const char *name)
+                      char *kind, const char *name)
 {
     int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
     if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
     const char *f = view->format ? view->format : "B";
     if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    if (f[0] != kind || f[1] != '\0' || view->len != count * view->itemsize) {
+    if (!*kind) *kind = f[0] == 'd' ? 'd' : 'f';
+    if (f[0] != *kind || f[1] != '\0' || view->len != count * view->itemsize) {
         PyErr_Format(PyExc_ValueError, "%s: expected %zd items of format '%c'", name, count,
-                     kind);
+                     *kind);
         PyBuffer_Release(view);
         return -1;
     }
     return 0;
 }
 
-/* 'f' or 'd' from the format of x (anything else fails in get_buffer). */
-static char kind_of(PyObject *obj)
+/* The dims and the block range of a call; -1 with an error set. */
+static int checked_call(PyObject *odims, Dims *d, Py_ssize_t NB, Py_ssize_t n0, Py_ssize_t n1)
 {
-    Py_buffer v;
-    if (PyObject_GetBuffer(obj, &v, PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0) return 0;
-    char k = v.format && v.format[0] && v.format[strlen(v.format) - 1] == 'd' ? 'd' : 'f';
-    PyBuffer_Release(&v);
-    return k;
-}
-
-/* The dims, the block range and the element kind ('f' or 'd') of a call; 0 with an error set. */
-static char checked_call(PyObject *odims, Dims *d, Py_ssize_t NB, Py_ssize_t n0, Py_ssize_t n1,
-                         PyObject *ox)
-{
-    if (parse_dims(odims, d) < 0) return 0;
+    if (parse_dims(odims, d) < 0) return -1;
     if (n0 < 0 || n1 > NB || n0 > n1) {
         PyErr_SetString(PyExc_ValueError, "bad block range");
-        return 0;
+        return -1;
     }
-    return kind_of(ox);
+    return 0;
 }
 
 static PyObject *py_correlate(PyObject *self, PyObject *args)
@@ -427,15 +419,15 @@ static PyObject *py_correlate(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOOnnn", &ox, &ow, &oout, &obias, &odims, &NB, &n0, &n1))
         return NULL;
-    const char kind = checked_call(odims, &d, NB, n0, n1, ox);
-    if (!kind) return NULL;
+    if (checked_call(odims, &d, NB, n0, n1) < 0) return NULL;
+    char kind = 0;
     Py_buffer vx, vw, vo, vb;
     vb.buf = NULL;
-    if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, kind, "x") < 0) return NULL;
-    if (get_buffer(ow, &vw, 0, d.G * d.M * d.C * d.KH * d.KW, kind, "w") < 0) goto fail_x;
-    if (get_buffer(oout, &vo, 1, NB * d.G * d.M * d.OH * d.OW * LANES, kind, "out") < 0)
+    if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, &kind, "x") < 0) return NULL;
+    if (get_buffer(ow, &vw, 0, d.G * d.M * d.C * d.KH * d.KW, &kind, "w") < 0) goto fail_x;
+    if (get_buffer(oout, &vo, 1, NB * d.G * d.M * d.OH * d.OW * LANES, &kind, "out") < 0)
         goto fail_w;
-    if (obias != Py_None && get_buffer(obias, &vb, 0, d.G * d.M, kind, "bias") < 0) goto fail_o;
+    if (obias != Py_None && get_buffer(obias, &vb, 0, d.G * d.M, &kind, "bias") < 0) goto fail_o;
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
         corr_f32(vx.buf, vw.buf, vo.buf, vb.buf, &d, n0, n1);
@@ -464,14 +456,14 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOOOnnn", &ox, &odz, &odw, &odims, &NB, &n0, &n1))
         return NULL;
-    const char kind = checked_call(odims, &d, NB, n0, n1, ox);
-    if (!kind) return NULL;
+    if (checked_call(odims, &d, NB, n0, n1) < 0) return NULL;
+    char kind = 0;
     const Py_ssize_t nw = d.G * d.M * d.C * d.KH * d.KW;
     Py_buffer vx, vz, vw;
-    if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, kind, "x") < 0) return NULL;
-    if (get_buffer(odz, &vz, 0, NB * d.G * d.M * d.OH * d.OW * LANES, kind, "dz") < 0)
+    if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, &kind, "x") < 0) return NULL;
+    if (get_buffer(odz, &vz, 0, NB * d.G * d.M * d.OH * d.OW * LANES, &kind, "dz") < 0)
         goto fail_x;
-    if (get_buffer(odw, &vw, 1, nw, kind, "dw") < 0) goto fail_z;
+    if (get_buffer(odw, &vw, 1, nw, &kind, "dw") < 0) goto fail_z;
     size_t vsize = kind == 'd' ? sizeof(vf64) : sizeof(vf32);
     /* Partial sums as whole vectors: aligned to the vector size (an aligned type). */
     void *part = aligned_alloc(vsize, (size_t)(nw > 0 ? nw : 1) * vsize);
@@ -510,12 +502,11 @@ static PyObject *py_pack_any(PyObject *args, int packing)
         PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
         return NULL;
     }
-    char kind = kind_of(osrc);
-    if (!kind) return NULL;
+    char kind = 0;
     Py_buffer vs, vd;
     const Py_ssize_t plain = B * R, lanes = NB * R * LANES;
-    if (get_buffer(osrc, &vs, 0, packing ? plain : lanes, kind, "src") < 0) return NULL;
-    if (get_buffer(odst, &vd, 1, packing ? lanes : plain, kind, "dst") < 0) {
+    if (get_buffer(osrc, &vs, 0, packing ? plain : lanes, &kind, "src") < 0) return NULL;
+    if (get_buffer(odst, &vd, 1, packing ? lanes : plain, &kind, "dst") < 0) {
         PyBuffer_Release(&vs);
         return NULL;
     }
@@ -560,12 +551,11 @@ static PyObject *py_pack_padded(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
         return NULL;
     }
-    char kind = kind_of(osrc);
-    if (!kind) return NULL;
+    char kind = 0;
     Py_buffer vs, vd;
-    if (get_buffer(osrc, &vs, 0, B * CH * H * W, kind, "src") < 0) return NULL;
-    if (get_buffer(odst, &vd, 1, NB * CH * (pt + H + pb) * (pl + W + pr) * LANES, kind, "dst") <
-        0) {
+    if (get_buffer(osrc, &vs, 0, B * CH * H * W, &kind, "src") < 0) return NULL;
+    const Py_ssize_t packed = NB * CH * (pt + H + pb) * (pl + W + pr) * LANES;
+    if (get_buffer(odst, &vd, 1, packed, &kind, "dst") < 0) {
         PyBuffer_Release(&vs);
         return NULL;
     }
