@@ -53,7 +53,6 @@ def _arrays(shape, c_out, k, stride, padding, dilation, groups, dtype, seed=0):
 @pytest.fixture
 def always_direct(monkeypatch):
     monkeypatch.setattr(D, "MIN_FILL", 0)
-    monkeypatch.setattr(D, "KERNEL_MAX_WEIGHTS", 10**9)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[str(c[0]) for c in CASES])
@@ -93,9 +92,90 @@ def test_lenet_layers_take_the_helper_by_default(monkeypatch) -> None:
         conv_grad_weight(x, dz, w.shape, **kw)
     assert calls == ["c", "c", "k"] * 2
     calls.clear()
-    x = np.ones((8, 3, 20, 20), np.float32)
-    conv(x, np.ones((4, 3, 3, 3), np.float32))  # half a block of 16 lanes: the NumPy paths
+    x = np.ones((8, 3, 20), np.float32)
+    conv(x, np.ones((4, 3, 3), np.float32))  # 1-D, half a block of 16 lanes: the NumPy paths
     assert calls == []
+
+
+def test_the_choice_of_bands() -> None:
+    assert D.bands(64, 32, 2) == 1                  # 4 whole blocks: nothing to gain
+    assert D.bands(8, 112, 2) == 4                  # 32 bands of 28 rows: one block a thread
+    assert D.bands(8, 112, 1) == 2                  # one block of 16 bands of 56 rows
+    assert D.bands(1, 28, 1) == 14                  # 14 bands of 2 rows (16 would also be 2)
+    assert D.bands(48, 8, 2) == 2                   # 3 blocks on 2 threads -> 6 of 4 rows
+    assert D.bands(8, 1, 2) == 0                    # one row (1-D): half a block, no helper
+    assert D.bands(3, 3, 1) == 0                    # at most 9 of 16 lanes
+
+
+def test_no_bands_when_switched_off(monkeypatch) -> None:
+    monkeypatch.setattr(D, "BANDS", False)
+    assert D.bands(8, 112, 2) == 0
+    assert D.bands(64, 32, 2) == 1
+
+
+# (input shape, C_out, kernel, stride, padding, dilation, groups): batches that fill their lanes
+# only in bands of output rows, with uneven last bands, strides, dilation, padding and groups.
+SMALL = [
+    ((8, 3, 30, 31), 5, 7, 2, 3, 1, 1),
+    ((1, 1, 28, 28), 6, 5, 1, 2, 1, 1),
+    ((2, 4, 13, 11), 3, 3, 1, 1, 2, 1),
+    ((3, 2, 17, 9), 4, 3, 2, 0, 1, 1),
+    ((5, 6, 20, 20), 6, (3, 2), (3, 1), (1, 2), (1, 2), 2),
+]
+
+
+@pytest.mark.parametrize("threads_min", [0, 10**18], ids=["pooled", "serial"])
+@pytest.mark.parametrize("case", SMALL, ids=[str(c[0]) for c in SMALL])
+def test_small_batches_in_bands_equal_the_direct_loops(case, threads_min, monkeypatch) -> None:
+    monkeypatch.setattr(E, "PARALLEL_MIN_MACS", threads_min)
+    x, w, b, dz, kw = _arrays(*case, np.float64)
+    assert D.bands(x.shape[0], dz.shape[2], 1) > 1
+    calls = []
+    real_c, real_k = D.correlate, D.correlate_kernel
+    monkeypatch.setattr(D, "correlate", lambda *a, **k: calls.append("c") or real_c(*a, **k))
+    monkeypatch.setattr(D, "correlate_kernel",
+                        lambda *a, **k: calls.append("k") or real_k(*a, **k))
+    np.testing.assert_allclose(conv(x, w, b, **kw), conv_direct(x, w, b, **kw), rtol=0,
+                               atol=1e-10)
+    np.testing.assert_allclose(conv_grad_weight(x, dz, w.shape, **kw),
+                               conv_grad_weight_direct(x, dz, w.shape, **kw), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(conv_grad_input(dz, w, x.shape, **kw),
+                               conv_grad_input_direct(dz, w, x.shape, **kw), rtol=0, atol=1e-10)
+    assert calls[:2] == ["c", "k"]
+
+
+def test_bands_give_the_bits_of_whole_samples(monkeypatch) -> None:
+    """Each output's sum runs in the same order whichever band computes it."""
+    x, w, b, dz, kw = _arrays((8, 3, 30, 31), 5, 7, 2, 3, 1, 1, np.float32)
+    monkeypatch.setattr(D, "MIN_FILL", 0)
+    banded = conv(x, w, b, **kw)
+    monkeypatch.setattr(D, "BANDS", False)
+    np.testing.assert_array_equal(conv(x, w, b, **kw), banded)
+
+
+@pytest.mark.parametrize("c_out", [1, 2, 3, 5, 8, 13, 20])
+@pytest.mark.parametrize("kernel", [(2, 1), (3, 3), (1, 4), (5, 5), (2, 7)])
+def test_every_register_tile_sums_what_the_loops_sum(c_out, kernel) -> None:
+    """Output channels in blocks of 8 / 4 and 1-3 left over, taps in tiles of 3 / 5 and the
+    rest, forward columns in tiles and the rest: float64 against the direct loops."""
+    x, w, b, dz, kw = _arrays((16, 3, 9, 13), c_out, kernel, 1, 1, 1, 1, np.float64, seed=c_out)
+    np.testing.assert_allclose(conv(x, w, b, **kw), conv_direct(x, w, b, **kw), rtol=0,
+                               atol=1e-10)
+    np.testing.assert_allclose(conv_grad_weight(x, dz, w.shape, **kw),
+                               conv_grad_weight_direct(x, dz, w.shape, **kw), rtol=0, atol=1e-9)
+
+
+def test_large_layers_take_the_helper_for_every_pass(monkeypatch) -> None:
+    x, w, b, dz, kw = _arrays((32, 32, 8, 8), 64, 3, 1, 1, 1, 1, np.float32)
+    calls = []
+    real_c, real_k = D.correlate, D.correlate_kernel
+    monkeypatch.setattr(D, "correlate", lambda *a, **k: calls.append("c") or real_c(*a, **k))
+    monkeypatch.setattr(D, "correlate_kernel",
+                        lambda *a, **k: calls.append("k") or real_k(*a, **k))
+    conv(x, w, b, **kw)
+    conv_grad_input(dz, w, x.shape, **kw)
+    conv_grad_weight(x, dz, w.shape, **kw)
+    assert calls == ["c", "c", "k"]
 
 
 @pytest.mark.parametrize("threads_min", [0, 10**18], ids=["pooled", "serial"])
@@ -124,15 +204,49 @@ def test_forward_bits_do_not_depend_on_the_thread_split(monkeypatch) -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pack_and_unpack_are_inverse(batch, dtype) -> None:
     a = np.random.default_rng(batch).standard_normal((batch, 3, 5)).astype(dtype)
-    p = D._pack(a, "test")
     blocks = -(-batch // D.LANES)
-    assert p.shape == (blocks, 3, 5, D.LANES)
+    p = np.empty((blocks, 3, 5, D.LANES), dtype)
+    D._directc.pack(a, p, batch, 15, 0, blocks)
     for b in range(blocks * D.LANES):
         expected = a[b] if b < batch else 0
         np.testing.assert_array_equal(p[b // D.LANES, ..., b % D.LANES], expected)
     back = np.empty_like(a)
     D._directc.unpack(p, back, batch, 15, 0, blocks)
     np.testing.assert_array_equal(back, a)
+
+
+@pytest.mark.parametrize(("batch", "s", "step", "hp", "pt", "pl", "pr"), [
+    (1, 1, 0, 12, 2, 1, 3), (3, 7, 2, 5, 1, 0, 0), (8, 4, 9, 13, 3, 3, 3), (5, 5, 3, 3, 0, 2, 0),
+])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bands_are_packed_and_unpacked(batch, s, step, hp, pt, pl, pr, dtype) -> None:
+    """Lane l of block n holds band v = 16n + l: sample v // s, padded rows (v % s) * step +
+    [0, hp), zeros outside the data; packing and unpacking any range of blocks."""
+    rng = np.random.default_rng(s)
+    a = rng.standard_normal((batch, 2, 10, 17)).astype(dtype)
+    padded = np.zeros((batch, 2, pt + 10 + s * step + hp, pl + 17 + pr), dtype)
+    padded[:, :, pt:pt + 10, pl:pl + 17] = a
+    nb = -(-batch * s // D.LANES)
+    for n0, n1 in [(0, nb), (nb - 1, nb)]:
+        p = np.full((n1 - n0, 2, hp, pl + 17 + pr, D.LANES), np.nan, dtype)
+        D._directc.pack_padded(a, p, batch, s, step, 2, 10, 17, hp, pt, pl, pr, n0, n1)
+        for v in range(n0 * D.LANES, n1 * D.LANES):
+            got = p[v // D.LANES - n0, ..., v % D.LANES]
+            if v >= batch * s:
+                np.testing.assert_array_equal(got, 0)
+            else:
+                j = v % s
+                np.testing.assert_array_equal(got, padded[v // s, :, j * step:j * step + hp])
+    # Unpacking: band v's rows r land on rows (v % s) * rows + r of sample v // s, when < oh.
+    rows, oh = 4, 4 * s - 2 if s > 1 else 4
+    res = rng.standard_normal((nb, 3, rows, 6, D.LANES)).astype(dtype)
+    out = np.full((batch, 3, oh, 6), np.nan, dtype)
+    D._directc.unpack_bands(res, out, batch, s, 3, rows * 6, oh * 6, 0, nb)
+    for v in range(batch * s):
+        j, band = v % s, res[v // D.LANES, ..., v % D.LANES]
+        keep = min(rows, oh - j * rows)
+        np.testing.assert_array_equal(out[v // s, :, j * rows:j * rows + keep], band[:, :keep])
+    assert not np.isnan(out).any()
 
 
 def test_the_extension_refuses_buffers_that_do_not_match() -> None:
@@ -153,6 +267,13 @@ def test_the_extension_refuses_buffers_that_do_not_match() -> None:
         D._directc.correlate(x, w, out[..., ::2], None, dims, 1, 0, 1)   # not contiguous
     with pytest.raises((ValueError, TypeError, BufferError)):
         D._directc.correlate(x, w, out.copy().view(np.int32), None, dims, 1, 0, 1)
+    src = np.zeros((2, 1, 5, 5), np.float32)
+    with pytest.raises(ValueError, match="bad sizes"):      # 2 samples x 9 bands: 2 blocks
+        D._directc.pack_padded(src, x, 2, 9, 1, 1, 5, 5, 5, 0, 0, 0, 0, 3)
+    with pytest.raises(ValueError, match="bad sizes"):      # 2 bands of 1 row cannot cover 3
+        D._directc.unpack_bands(out, src, 1, 2, 1, 1, 3, 0, 1)
+    with pytest.raises(ValueError, match="dst: expected"):
+        D._directc.pack_padded(src, x, 2, 1, 0, 1, 5, 5, 4, 0, 0, 0, 0, 1)
 
 
 def test_pure_numpy_switch() -> None:

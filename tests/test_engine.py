@@ -9,6 +9,8 @@ gradient with its definition: a correlation of the stretched, padded delta.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -22,16 +24,18 @@ from rot180.functional.reference import (
     conv_grad_weight_direct,
 )
 
-# Each setting pushes every threshold one way; names that an engine version lacks are skipped.
+# Each setting pushes every threshold one way (an unknown name fails: a renamed knob must not
+# silently stop being tested).
 # "D." names are the compiled helper's (rot180.functional._direct): the NumPy settings turn it
 # off so that their paths keep being tested, the "direct" ones force it onto every call.
 _NUMPY = {"D.ENABLED": False}
-_DIRECT = {"D.MIN_FILL": 0, "D.KERNEL_MAX_WEIGHTS": 10**9}
+_DIRECT = {"D.MIN_FILL": 0}
 KNOBS = {
     "default": {},
     "numpy-default": {**_NUMPY},
     "direct": {**_DIRECT, "PARALLEL_MIN_MACS": 10**18},
     "direct-threads": {**_DIRECT, "PARALLEL_MIN_MACS": 0},
+    "direct-whole-samples": {**_DIRECT, "D.BANDS": False, "PARALLEL_MIN_MACS": 0},
     "tiny-chunks-im2col": {**_NUMPY, "CHUNK_BYTES": 1, "KN2ROW_RATIO": 10**9, "FOLD_MAX_ROW": 0,
                            "PARALLEL_MIN_MACS": 0},
     "tiny-chunks-kn2row": {**_NUMPY, "CHUNK_BYTES": 1, "KN2ROW_RATIO": 0, "FOLD_MAX_ROW": 0,
@@ -51,9 +55,19 @@ def knobs(request, monkeypatch):
         pytest.skip("the compiled helper rot180.functional._directc is not built or disabled")
     for name, value in settings.items():
         module, attr = (D, name[2:]) if name.startswith("D.") else (E, name)
-        if hasattr(module, attr):
-            monkeypatch.setattr(module, attr, value)
+        assert hasattr(module, attr), f"no knob {name}"
+        monkeypatch.setattr(module, attr, value)
     return request.param
+
+
+@pytest.mark.skipif(os.environ.get("ROT180_REQUIRE_HELPER") != "1",
+                    reason="set by `make test` where a C compiler is found")
+def test_the_compiled_helper_was_built() -> None:
+    """Its build is optional (no compiler: NumPy only), so a C error would otherwise pass
+    silently with the helper's tests skipped."""
+    assert D._directc is not None, (
+        "rot180.functional._directc did not build although a C compiler is present; "
+        "`python setup.py build_ext --inplace` shows the compiler's errors")
 
 
 CONFIGS = random_configs(60, seed=2024)

@@ -16,12 +16,21 @@ width or channel count, and the loops need no gather and no remainder handling:
         + sum_{c, ty, tx} w[g, o, c, ty, tx] * xp[n, g, c, y*sh + ty*dh, q*sw + tx*dw, l]
 
 The kernel gradient sums the same products over ``n, y, q`` and the lanes. The C loops
-(``_directc.c``) keep 4 output channels x 4 columns (8 x 3 with AVX-512; for the kernel
-gradient 4 channels x up to 5 taps) of accumulators in registers; packing into lanes and back
-(16 x 16 register transposes, zero padding written on the way) is done in C too. Spatial rank
-1 and 2 (1-D as height 1); anything else, or a build without the extension, uses the NumPy
-paths, which stay complete on their own: ``ROT180_PURE_NUMPY=1`` in the environment, or
-``ENABLED = False``, turns the helper off, and the test suite runs the engine both ways.
+(``_directc.c``) keep tiles of accumulators in registers: forward 8 output channels x 3 columns
+with AVX-512 (4 x 4 otherwise; the last 1-3 channels 6-8 columns), kernel gradient 8 output
+channels x 3 taps of a kernel row with AVX-512 (4 x up to 5 otherwise), summed over chunks of
+output positions whose delta is first copied side by side (the delta planes lie a multiple of
+4 KiB apart, and eight streams at that distance evict each other from L1). Packing into lanes
+and back (16 x 16 register transposes, zero padding written on the way) is done in C too.
+Spatial rank 1 and 2 (1-D as height 1); anything else, or a build without the extension, uses
+the NumPy paths, which stay complete on their own: ``ROT180_PURE_NUMPY=1`` in the environment,
+or ``ENABLED = False``, turns the helper off, and the test suite runs the engine both ways.
+
+Small batches (:func:`bands`): a batch that leaves lanes empty is cut into bands of output rows,
+each band an independent problem of the same shape with its own rows of the input (the kernel's
+overlap read twice). Batch 8 of the benchmark's 224x224 RGB layer runs as 32 bands of 28 rows:
+forward 12.7 ms against 17-21 with im2col (2 threads). Packing and unpacking place each band
+directly; the sums per output are the same, so the bits are too.
 
 Threads: blocks of 16 samples are split into contiguous ranges, one per thread (pack, correlate
 and unpack of a range run together, the GIL released); kernel gradients of the ranges are
@@ -30,7 +39,6 @@ summed in range order, so results do not depend on thread timing.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
 
@@ -43,26 +51,52 @@ try:
 except ImportError:                             # built without a C compiler: NumPy only
     _directc = None
 
-__all__ = ["ENABLED", "usable", "correlate", "correlate_kernel"]
+__all__ = ["ENABLED", "bands", "usable", "correlate", "correlate_kernel"]
 
 LANES = 16                                      # must match _directc.c
 ENABLED = _directc is not None and os.environ.get("ROT180_PURE_NUMPY", "") in ("", "0")
-# Only when at least this fraction of the lanes hold samples (batch 8 fills half a block: the
-# NumPy paths are faster there).
+# Only when at least this fraction of the lanes hold samples, or bands of samples (batch 8 in
+# whole samples fills half a block: the NumPy paths are faster there).
 MIN_FILL = 0.75
-# The kernel gradient keeps one vector of partial sums per weight; beyond this many weights
-# they no longer fit in L2 and the BLAS route is faster (measured: 2,400 weights 0.28 ms against
-# 0.67; 147,456 weights 59 ms against 29).
-KERNEL_MAX_WEIGHTS = 4096
+# Whether a small batch may be cut into bands of output rows (:func:`bands`); False: whole
+# samples only (the tests run both).
+BANDS = True
 
 
-def usable(batch: int, nd: int, dtype: np.dtype) -> bool:
-    """Whether the helper takes a correlation of this batch size, spatial rank and dtype."""
+def bands(batch: int, rows: int, threads: int) -> int:
+    """How many bands of output rows each sample is cut into, 0 if none fills the lanes.
+
+    A small batch leaves lanes empty (batch 8: half of each vector); cutting each sample's
+    output rows into ``S`` bands, each computed from its own rows of the input (with the
+    kernel's overlap), makes ``batch * S`` independent problems of the same shape for the
+    lanes. Chosen from the shapes and the thread count only: the ``S`` whose bands fill at
+    least :data:`MIN_FILL` of their blocks of 16 and leave each thread the fewest output rows
+    (whole blocks per thread x rows per band), the smallest such ``S`` on a tie: whole
+    samples (``S = 1``) unless cutting shortens the busiest thread's work. (Each band also
+    packs the kernel's overlap of input rows again: cheap next to the multiply-adds, so not
+    counted.)
+    """
+    best, best_cost = 0, None
+    most = min(rows, LANES * max(threads, 1)) if BANDS else 1
+    for s in range(1, max(most, 1) + 1):
+        v = batch * s
+        blocks = -(-v // LANES)
+        if v / (LANES * blocks) < MIN_FILL:
+            continue
+        cost = -(-blocks // max(threads, 1)) * -(-rows // s)
+        if best_cost is None or cost < best_cost:
+            best, best_cost = s, cost
+    return best
+
+
+def usable(batch: int, nd: int, dtype: np.dtype, rows: int = 1) -> bool:
+    """Whether the helper takes a correlation of this batch size, spatial rank, dtype and
+    number of output rows (2-D; a small batch is cut into bands of rows, :func:`bands`)."""
     if not ENABLED or nd not in (1, 2) or batch < 1:
         return False
     if np.dtype(dtype) not in (np.float32, np.float64):
         return False
-    return batch / (LANES * -(-batch // LANES)) >= MIN_FILL
+    return bands(batch, rows if nd == 2 else 1, 1) > 0
 
 
 def _ranges(blocks: int, threads: int) -> list[tuple[int, int]]:
@@ -74,15 +108,6 @@ def _ranges(blocks: int, threads: int) -> list[tuple[int, int]]:
 def _as_2d(a: np.ndarray, nd: int) -> np.ndarray:
     """A 1-D correlation as a 2-D one of height 1 (a view)."""
     return a if nd == 2 else a[..., None, :]
-
-
-def _pack(a: np.ndarray, tag: str) -> np.ndarray:
-    """``a (b, *rest)`` into a reused ``(ceil(b/16), *rest, 16)`` lane buffer."""
-    b = a.shape[0]
-    blocks = -(-b // LANES)
-    dst = scratch((blocks, *a.shape[1:], LANES), a.dtype, tag)
-    _directc.pack(a, dst, b, math.prod(a.shape[1:]), 0, blocks)
-    return dst
 
 
 def _dims(x_shape: Sequence[int], w_shape: Sequence[int], out_sp: Sequence[int],
@@ -97,7 +122,8 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
               pads: Sequence[tuple[int, int]] | None = None) -> None:
     """``out[b, g, o, q] = bias[g, o] + sum_{c, t} w[g, o, c, t] xp[b, g, c, q*s + t*d]``
     where ``xp`` is ``x`` zero-padded by ``pads`` (``(low, high)`` per spatial axis, >= 0). The
-    padding is written while packing, and taps that read only padding are skipped.
+    padding is written while packing, and taps that read only padding are skipped. A small
+    batch runs in bands of output rows (:func:`bands`).
 
     Shape: as :func:`rot180.functional._engine.correlate` (``out`` may be strided).
     """
@@ -109,54 +135,74 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     stride, dilation = (1,) * (2 - nd) + tuple(stride), (1,) * (2 - nd) + tuple(dilation)
     (pt, pb), (pl, pr) = [(0, 0)] * (2 - nd) + pads
     B, G, C, H, W = x.shape
-    dims = (*_dims((B, G, C, pt + H + pb, pl + W + pr), w.shape, out2.shape[3:], stride,
-                   dilation), pt, pt + H, pl, pl + W)
+    M, KH = w.shape[1], w.shape[3]
+    OH, OW = out2.shape[3:]
+    s = bands(B, OH, threads)
+    rows = -(-OH // s)                          # output rows per band
+    if s == 1:                                  # whole samples: padding rows known, skipped
+        hp, r0, r1 = pt + H + pb, pt, pt + H
+    else:                                       # band j reads padded rows j*rows*sh + [0, hp)
+        hp = (rows - 1) * stride[0] + (KH - 1) * dilation[0] + 1
+        r0, r1 = 0, hp
+    dims = (*_dims((B, G, C, hp, pl + W + pr), w.shape, (rows, OW), stride, dilation),
+            r0, r1, pl, pl + W)
     b_ = None if bias is None else np.ascontiguousarray(bias)
-    per_out = math.prod(out2.shape[1:])
+    dst = out2 if out2.flags.c_contiguous else np.empty(out2.shape, x.dtype)
+    # Whole samples unpack as one flat run each; bands as G*M planes of OH*OW.
+    planes, band, plane = (1, G * M * OH * OW, G * M * OH * OW) if s == 1 else (
+        G * M, rows * OW, OH * OW)
 
     def part(r: tuple[int, int]) -> None:
-        b0, b1 = r[0] * LANES, min(B, r[1] * LANES)
-        blocks = r[1] - r[0]
-        xs = scratch((blocks, G, C, pt + H + pb, pl + W + pr, LANES), x.dtype, "direct_x")
-        _directc.pack_padded(x[b0:b1], xs, b1 - b0, G * C, H, W, pt, pb, pl, pr, 0, blocks)
-        res = scratch((blocks, *out2.shape[1:], LANES), x.dtype, "direct_out")
-        _directc.correlate(xs, w, res, b_, dims, blocks, 0, blocks)
-        dst = out2[b0:b1]
-        if dst.flags.c_contiguous:
-            _directc.unpack(res, dst, b1 - b0, per_out, 0, blocks)
-        else:                                   # a sub-pixel phase of a larger output
-            tmp = scratch(dst.shape, x.dtype, "direct_tmp")
-            _directc.unpack(res, tmp, b1 - b0, per_out, 0, blocks)
-            np.copyto(dst, tmp)
+        n0, n1 = r
+        xs = scratch((n1 - n0, G, C, hp, pl + W + pr, LANES), x.dtype, "direct_x")
+        _directc.pack_padded(x, xs, B, s, rows * stride[0], G * C, H, W, hp, pt, pl, pr,
+                             n0, n1)
+        res = scratch((n1 - n0, G, M, rows, OW, LANES), x.dtype, "direct_out")
+        _directc.correlate(xs, w, res, b_, dims, n1 - n0, 0, n1 - n0)
+        _directc.unpack_bands(res, dst, B, s, planes, band, plane, n0, n1)
 
-    for _ in map_chunks(part, _ranges(-(-B // LANES), threads), threads):
+    for _ in map_chunks(part, _ranges(-(-B * s // LANES), threads), threads):
         pass
+    if dst is not out2:                         # e.g. a sub-pixel phase of a larger output
+        np.copyto(out2, dst)
 
 
 def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
-                     stride: Sequence[int], dilation: Sequence[int], threads: int
-                     ) -> np.ndarray:
-    """``dw[g, o, c, t] = sum_{b, q} dz[b, g, o, q] x[b, g, c, q*s + t*d]``, shape
-    ``(G, M, C, *kernel)``; ``x`` cropped to exactly the positions the windows read."""
+                     stride: Sequence[int], dilation: Sequence[int], threads: int,
+                     pads: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
+    """``dw[g, o, c, t] = sum_{b, q} dz[b, g, o, q] xp[b, g, c, q*s + t*d]``, shape
+    ``(G, M, C, *kernel)``, where ``xp`` is ``x`` zero-padded by ``pads`` (``(low, high)`` per
+    spatial axis, >= 0; written while packing). A small batch runs in bands of output rows
+    (:func:`bands`); rows of the last band past the output have zero deltas and add nothing."""
     nd = x.ndim - 3
+    pads = [(0, 0)] * nd if pads is None else list(pads)
     x = np.ascontiguousarray(_as_2d(x, nd))
     dz = np.ascontiguousarray(_as_2d(dz, nd))
     k2 = (1,) * (2 - nd) + tuple(kernel)
     stride, dilation = (1,) * (2 - nd) + tuple(stride), (1,) * (2 - nd) + tuple(dilation)
-    B, G, C = x.shape[:3]
-    M = dz.shape[2]
-    dims = _dims(x.shape, (G, M, C, *k2), dz.shape[3:], stride, dilation)
+    (pt, pb), (pl, pr) = [(0, 0)] * (2 - nd) + pads
+    B, G, C, H, W = x.shape
+    M, OH, OW = dz.shape[2:]
+    s = bands(B, OH, threads)
+    rows = -(-OH // s)
+    hp = pt + H + pb if s == 1 else (rows - 1) * stride[0] + (k2[0] - 1) * dilation[0] + 1
+    wp = pl + W + pr
+    dims = _dims((B, G, C, hp, wp), (G, M, C, *k2), (rows, OW), stride, dilation)
+    zf = dz.reshape(B, G * M, OH, OW)
 
     def part(r: tuple[int, int]) -> np.ndarray:
-        b0, b1 = r[0] * LANES, min(B, r[1] * LANES)
-        xs = _pack(x[b0:b1], "direct_x")
-        zs = _pack(dz[b0:b1], "direct_dz")
+        n0, n1 = r
+        xs = scratch((n1 - n0, G * C, hp, wp, LANES), x.dtype, "direct_x")
+        _directc.pack_padded(x, xs, B, s, rows * stride[0], G * C, H, W, hp, pt, pl, pr,
+                             n0, n1)
+        zs = scratch((n1 - n0, G * M, rows, OW, LANES), x.dtype, "direct_dz")
+        _directc.pack_padded(zf, zs, B, s, rows, G * M, OH, OW, rows, 0, 0, 0, n0, n1)
         dw = np.empty((G, M, C, *k2), x.dtype)
-        _directc.correlate_kernel(xs, zs, dw, dims, xs.shape[0], 0, xs.shape[0])
+        _directc.correlate_kernel(xs, zs, dw, dims, n1 - n0, 0, n1 - n0)
         return dw
 
     # Partial gradients of the ranges, summed in range order (not completion order).
-    parts = map_chunks(part, _ranges(-(-B // LANES), threads), threads)
+    parts = map_chunks(part, _ranges(-(-B * s // LANES), threads), threads)
     acc = next(parts)
     for p in parts:
         acc += p

@@ -13,9 +13,11 @@
  *                                               * x[n, g, c, y*sh + ty*dh, q*sw + tx*dw, lane]
  *
  * for blocks n0 <= n < n1, with the GIL released so that Python threads can run disjoint block
- * ranges at once. Accumulators are register tiles of 4 output channels x 4 output columns
- * (forward) or 4 output channels x up to 5 taps of a kernel row (kernel gradient). Every sum
- * runs in an order fixed by the loops, never by threads or timing. The caller checks shapes;
+ * ranges at once. Accumulators are register tiles: forward 8 output channels x 3 output columns
+ * with AVX-512, else 4 x 4; kernel gradient 8 output channels x 3 taps of a kernel row with
+ * AVX-512, else 4 x up to 5. A lane may hold a band of a sample's rows rather than a whole
+ * sample (pack_padded, unpack_bands): the loops do not know. Every sum runs in an order fixed
+ * by the loops, never by threads or timing. The caller checks shapes;
  * this file checks the sizes of the buffers against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh,
  * sw, dh, dw), optionally followed by (r0, r1, c0, c1): the rows and columns of x that are not
  * zero padding.
@@ -28,8 +30,13 @@
 /* One build, the widest vectors the running CPU has (GCC function multi-versioning). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
 #define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define TARGET_V4 __attribute__((target("arch=x86-64-v4")))
+#define HAVE_V4 1
+#define CPU_V4() __builtin_cpu_supports("x86-64-v4")
 #else
 #define MULTI
+#define TARGET_V4
+#define HAVE_V4 0
 #endif
 
 /* Whether the CPU has 32 vector registers (x86 AVX-512), for the wider forward tiles. */
@@ -40,9 +47,19 @@
 #endif
 
 #define LANES 16 /* samples per vector; _direct.py's LANES must match */
+/* KEEP_x(g): keep g in a register. In the kernel gradient's 8 x 3 tiles GCC otherwise re-reads
+ * each delta vector as a memory operand of all three multiply-adds that use it (24 vector loads
+ * for 24 multiply-adds instead of 8 + 3), which ties the loop to the load ports: measured 37
+ * against 50 GMAC/s (one thread, L3's shape). Only where a vector is one register (AVX-512,
+ * float32, the TARGET_V4 build of that loop). */
+#define KEEP_f32(g) (void)0
+#define KEEP_f64(g) (void)0
+#define KEEP_f32v4(g) __asm__("" : "+v"(g))
 
 typedef float vf32 __attribute__((vector_size(LANES * sizeof(float))));
 typedef double vf64 __attribute__((vector_size(LANES * sizeof(double))));
+typedef int vi32 __attribute__((vector_size(LANES * sizeof(int))));
+typedef long long vi64 __attribute__((vector_size(LANES * sizeof(long long))));
 
 typedef struct {
     Py_ssize_t G, C, H, W, M, KH, KW, OH, OW, sh, sw, dh, dw;
@@ -62,6 +79,7 @@ typedef struct {
         Py_ssize_t q0)                                                                         \
     {                                                                                          \
         const Py_ssize_t CK = d->C * d->KH * d->KW, HWL = d->H * d->W * LANES;                 \
+        const Py_ssize_t plane = d->OH * d->OW * LANES;                                        \
         V acc[OBc][XBc];                                                                       \
         for (int j = 0; j < OBc; j++) {                                                        \
             const T b_ = bias ? bias[j] : (T)0;                                                \
@@ -87,92 +105,45 @@ typedef struct {
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
-        const Py_ssize_t plane = d->OH * d->OW * LANES;                                        \
         for (int j = 0; j < OBc; j++)                                                          \
             for (int i = 0; i < XBc; i++)                                                      \
                 STORE(V, oo + j * plane + (y * d->OW + q0 + i) * LANES, acc[j][i]);            \
-    }
-
-/* Kernel-gradient tile: OBc output channels x TBc neighbouring taps tx0.. of row ty. */
-#define DEFINE_KERN_TILE(T, V, SUF, OBc, TBc)                                                  \
-    static inline __attribute__((always_inline)) void kern_tile_##SUF##_##OBc##_##TBc(         \
-        const T *xc, const T *dzo, V *part, const Dims *d, Py_ssize_t ty, Py_ssize_t tx0,      \
-        Py_ssize_t y0, Py_ssize_t y1)                                                          \
-    {                                                                                          \
-        const Py_ssize_t plane = d->OH * d->OW * LANES, CK = d->C * d->KH * d->KW;             \
-        V acc[OBc][TBc];                                                                       \
-        for (int j = 0; j < OBc; j++)                                                          \
-            for (int i = 0; i < TBc; i++) acc[j][i] = (V){0};                                  \
-        for (Py_ssize_t y = y0; y < y1; y++) {                                                 \
-            const T *row = xc + (y * d->sh + ty * d->dh) * d->W * LANES;                       \
-            for (Py_ssize_t q = 0; q < d->OW; q++) {                                           \
-                V g_[OBc];                                                                     \
-                for (int j = 0; j < OBc; j++)                                                  \
-                    g_[j] = LOAD(V, dzo + j * plane + (y * d->OW + q) * LANES);                \
-                for (int i = 0; i < TBc; i++) {                                                \
-                    const V v = LOAD(V, row + (q * d->sw + (tx0 + i) * d->dw) * LANES);        \
-                    for (int j = 0; j < OBc; j++) acc[j][i] += g_[j] * v;                      \
-                }                                                                              \
-            }                                                                                  \
-        }                                                                                      \
-        for (int j = 0; j < OBc; j++)                                                          \
-            for (int i = 0; i < TBc; i++) part[j * CK + i] += acc[j][i];                       \
-    }
-
-/* Row drivers for a block of OBc output channels (1-4): the forward walks the output row in
- * tiles of 4 columns (then single columns); the kernel gradient walks a row of taps, up to 5
- * at a time. */
-#define DEFINE_ROWS(T, V, SUF, OBc)                                                            \
-    static inline __attribute__((always_inline)) void fwd_rows_##SUF##_##OBc(                  \
-        const T *xg, const T *wo, T *oo, const T *bias, const Dims *d)                         \
-    {                                                                                          \
-        for (Py_ssize_t y = 0; y < d->OH; y++) {                                               \
-            Py_ssize_t q = 0;                                                                  \
-            for (; q + 4 <= d->OW; q += 4) fwd_tile_##SUF##_##OBc##_4(xg, wo, oo, bias, d, y, q);\
-            for (; q < d->OW; q++) fwd_tile_##SUF##_##OBc##_1(xg, wo, oo, bias, d, y, q);      \
-        }                                                                                      \
-    }                                                                                          \
-    static inline __attribute__((always_inline)) void kern_row_##SUF##_##OBc(                  \
-        const T *xc, const T *dzo, V *p, const Dims *d, Py_ssize_t ty, Py_ssize_t y0,          \
-        Py_ssize_t y1)                                                                         \
-    {                                                                                          \
-        for (Py_ssize_t tx = 0; tx < d->KW; tx += 5) {                                         \
-            switch (d->KW - tx < 5 ? d->KW - tx : 5) {                                         \
-            case 1: kern_tile_##SUF##_##OBc##_1(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
-            case 2: kern_tile_##SUF##_##OBc##_2(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
-            case 3: kern_tile_##SUF##_##OBc##_3(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
-            case 4: kern_tile_##SUF##_##OBc##_4(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
-            case 5: kern_tile_##SUF##_##OBc##_5(xc, dzo, p + tx, d, ty, tx, y0, y1); break;    \
-            }                                                                                  \
-        }                                                                                      \
     }
 
 /* Every tile and row driver for blocks of OBc output channels. */
 #define DEFINE_BLOCK(T, V, SUF, OBc)                                                           \
     DEFINE_FWD_TILE(T, V, SUF, OBc, 4)                                                         \
     DEFINE_FWD_TILE(T, V, SUF, OBc, 1)                                                         \
-    DEFINE_KERN_TILE(T, V, SUF, OBc, 1)                                                        \
-    DEFINE_KERN_TILE(T, V, SUF, OBc, 2)                                                        \
-    DEFINE_KERN_TILE(T, V, SUF, OBc, 3)                                                        \
-    DEFINE_KERN_TILE(T, V, SUF, OBc, 4)                                                        \
-    DEFINE_KERN_TILE(T, V, SUF, OBc, 5)                                                        \
-    DEFINE_ROWS(T, V, SUF, OBc)
+    DEFINE_ROWS_X(T, V, SUF, OBc, 4)
 
-/* With 32 vector registers (AVX-512): tiles of 8 output channels x 3 columns, 24 accumulators.
- * Measured, one thread: the benchmark's stride-2 forward 30.5 -> 26.7 ms, L3's 25.5 -> 23.9;
- * same bits (each output's sum runs in the same order). */
-#define DEFINE_WIDE(T, V, SUF)                                                                 \
-    DEFINE_FWD_TILE(T, V, SUF, 8, 3)                                                           \
-    DEFINE_FWD_TILE(T, V, SUF, 8, 1)                                                           \
-    static inline __attribute__((always_inline)) void fwd_rows_##SUF##_8(                      \
+/* Rows of tiles of OBc channels x XBc columns (then single columns). */
+#define DEFINE_ROWS_X(T, V, SUF, OBc, XBc)                                                     \
+    static inline __attribute__((always_inline)) void fwd_rows_##SUF##_##OBc##x##XBc(          \
         const T *xg, const T *wo, T *oo, const T *bias, const Dims *d)                         \
     {                                                                                          \
         for (Py_ssize_t y = 0; y < d->OH; y++) {                                               \
             Py_ssize_t q = 0;                                                                  \
-            for (; q + 3 <= d->OW; q += 3) fwd_tile_##SUF##_8_3(xg, wo, oo, bias, d, y, q);    \
-            for (; q < d->OW; q++) fwd_tile_##SUF##_8_1(xg, wo, oo, bias, d, y, q);            \
+            for (; q + XBc <= d->OW; q += XBc)                                                 \
+                fwd_tile_##SUF##_##OBc##_##XBc(xg, wo, oo, bias, d, y, q);                     \
+            for (; q < d->OW; q++) fwd_tile_##SUF##_##OBc##_1(xg, wo, oo, bias, d, y, q);      \
         }                                                                                      \
     }
+
+/* With 32 vector registers (AVX-512): tiles of 8 output channels x 3 columns, 24 accumulators.
+ * Measured, one thread: the benchmark's stride-2 forward 30.5 -> 26.7 ms, L3's 25.5 -> 23.9;
+ * same bits (each output's sum runs in the same order). The last 1-3 channels take 8 columns
+ * at a time (8-24 accumulators): 3 channels from 64 with a 4x4 kernel, batch 8 in bands,
+ * 13.6 -> X ms. */
+#define DEFINE_WIDE(T, V, SUF)                                                                 \
+    DEFINE_FWD_TILE(T, V, SUF, 8, 3)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 8, 1)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 3, 6)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 2, 8)                                                           \
+    DEFINE_FWD_TILE(T, V, SUF, 1, 8)                                                           \
+    DEFINE_ROWS_X(T, V, SUF, 8, 3)                                                             \
+    DEFINE_ROWS_X(T, V, SUF, 3, 6)                                                             \
+    DEFINE_ROWS_X(T, V, SUF, 2, 8)                                                             \
+    DEFINE_ROWS_X(T, V, SUF, 1, 8)
 
 #define DEFINE_KERNELS(T, V, SUF)                                                              \
     DEFINE_BLOCK(T, V, SUF, 1)                                                                 \
@@ -186,70 +157,177 @@ typedef struct {
     {                                                                                          \
         const Py_ssize_t G = d->G, M = d->M, CK = d->C * d->KH * d->KW;                        \
         const Py_ssize_t xs = d->C * d->H * d->W * LANES, os = d->OH * d->OW * LANES;          \
+        const int wide = WIDE_REGISTERS();                                                     \
         for (Py_ssize_t n = n0; n < n1; n++)                                                   \
             for (Py_ssize_t g = 0; g < G; g++) {                                               \
                 const T *xg = x + (n * G + g) * xs;                                            \
                 T *og = out + (n * G + g) * M * os;                                            \
                 const T *wg = w + g * M * CK, *bg = bias ? bias + g * M : NULL;                \
                 Py_ssize_t o = 0;                                                              \
-                if (WIDE_REGISTERS())                                                          \
+                if (wide)                                                                      \
                     for (; o + 8 <= M; o += 8)                                                 \
-                        fwd_rows_##SUF##_8(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, d);\
+                        fwd_rows_##SUF##_8x3(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, \
+                                             d);                                               \
                 for (; o + 4 <= M; o += 4)                                                     \
-                    fwd_rows_##SUF##_4(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, d);   \
+                    fwd_rows_##SUF##_4x4(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, d); \
                 const T *wr = wg + o * CK, *br = bg ? bg + o : NULL;                           \
-                switch (M - o) {                                                               \
-                case 3: fwd_rows_##SUF##_3(xg, wr, og + o * os, br, d); break;                 \
-                case 2: fwd_rows_##SUF##_2(xg, wr, og + o * os, br, d); break;                 \
-                case 1: fwd_rows_##SUF##_1(xg, wr, og + o * os, br, d); break;                 \
+                T *orr = og + o * os;                                                          \
+                switch (wide ? M - o : 0) { /* the last 1-3 channels: more columns a tile */   \
+                case 3: fwd_rows_##SUF##_3x6(xg, wr, orr, br, d); break;                       \
+                case 2: fwd_rows_##SUF##_2x8(xg, wr, orr, br, d); break;                       \
+                case 1: fwd_rows_##SUF##_1x8(xg, wr, orr, br, d); break;                       \
+                }                                                                              \
+                switch (wide ? 0 : M - o) {                                                    \
+                case 3: fwd_rows_##SUF##_3x4(xg, wr, orr, br, d); break;                       \
+                case 2: fwd_rows_##SUF##_2x4(xg, wr, orr, br, d); break;                       \
+                case 1: fwd_rows_##SUF##_1x4(xg, wr, orr, br, d); break;                       \
                 }                                                                              \
             }                                                                                  \
-    }                                                                                          \
-                                                                                               \
-    MULTI static void kern_##SUF(const T *x, const T *dz, T *dw, V *part, const Dims *d,       \
-                                 Py_ssize_t n0, Py_ssize_t n1)                                 \
-    {                                                                                          \
-        const Py_ssize_t G = d->G, M = d->M, C = d->C, KH = d->KH, KW = d->KW;                 \
-        const Py_ssize_t CK = C * KH * KW, NW = G * M * CK;                                    \
-        const Py_ssize_t xs = C * d->H * d->W * LANES, os = d->OH * d->OW * LANES;             \
-        /* Rows of output positions per pass: 4 channels' delta rows stay in L1 (16 KiB). */   \
-        const Py_ssize_t row_bytes = 4 * d->OW * (Py_ssize_t)sizeof(V);                        \
-        const Py_ssize_t yb = row_bytes >= 16384 ? 1 : 16384 / (row_bytes ? row_bytes : 1);    \
-        for (Py_ssize_t r = 0; r < NW; r++) part[r] = (V){0};                                  \
-        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
-            for (Py_ssize_t g = 0; g < G; g++) {                                               \
-                const T *xg = x + (n * G + g) * xs;                                            \
-                const T *dzg = dz + (n * G + g) * M * os;                                      \
-                V *pg = part + g * M * CK;                                                     \
-                for (Py_ssize_t y0 = 0; y0 < d->OH; y0 += yb) {                                \
-                    const Py_ssize_t y1 = y0 + yb < d->OH ? y0 + yb : d->OH;                   \
-                    /* One block of output channels at a time: its delta rows stay in L1       \
-                     * while every (c, ty) of the input passes by. */                          \
-                    for (Py_ssize_t o = 0; o < M; o += 4) {                                    \
-                        const T *zr = dzg + o * os;                                            \
-                        for (Py_ssize_t c = 0; c < C; c++)                                     \
-                            for (Py_ssize_t ty = 0; ty < KH; ty++) {                           \
-                                const T *xc = xg + c * d->H * d->W * LANES;                    \
-                                V *pr = pg + o * CK + (c * KH + ty) * KW;                      \
-                                switch (M - o < 4 ? M - o : 4) {                               \
-                                case 4: kern_row_##SUF##_4(xc, zr, pr, d, ty, y0, y1); break;  \
-                                case 3: kern_row_##SUF##_3(xc, zr, pr, d, ty, y0, y1); break;  \
-                                case 2: kern_row_##SUF##_2(xc, zr, pr, d, ty, y0, y1); break;  \
-                                case 1: kern_row_##SUF##_1(xc, zr, pr, d, ty, y0, y1); break;  \
-                                }                                                              \
-                            }                                                                  \
-                    }                                                                          \
-                }                                                                              \
-            }                                                                                  \
-        for (Py_ssize_t r = 0; r < NW; r++) { /* lanes summed in a fixed order */              \
-            T s = 0;                                                                           \
-            for (int i = 0; i < LANES; i++) s += part[r][i];                                   \
-            dw[r] = s;                                                                         \
-        }                                                                                      \
     }
 
 DEFINE_KERNELS(float, vf32, f32)
 DEFINE_KERNELS(double, vf64, f64)
+
+/* The sum of a vector's 16 lanes as a tree, in a fixed order: halves, quarters, ... */
+#define DEFINE_HSUM(T, V, IV, SUF)                                                             \
+    static inline __attribute__((always_inline)) T hsum_##SUF(V v)                             \
+    {                                                                                          \
+        v += __builtin_shuffle(v, (IV){8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7});  \
+        v += __builtin_shuffle(v, (IV){4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3});        \
+        v += __builtin_shuffle(v, (IV){2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1});        \
+        v += __builtin_shuffle(v, (IV){1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0});        \
+        return v[0];                                                                           \
+    }
+DEFINE_HSUM(float, vf32, vi32, f32)
+DEFINE_HSUM(double, vf64, vi64, f64)
+
+/* Kernel-gradient tile: OBc output channels x TBc neighbouring taps of one kernel row, summed
+ * over a chunk of output positions (rows y0:y1 x columns q0:q1) and added to the partial sums
+ * part[j * CK + i] (one vector of lanes per weight). xr: the input row under output row 0 for
+ * the first tap; zb: the chunk's delta, position-major with the OBc channels' vectors side by
+ * side (a copy: the delta planes themselves sit a multiple of 4 KiB apart, and OBc streams
+ * at such a distance evict each other from L1). */
+#define DEFINE_GRAD_TILE(T, V, SUF, OBc, TBc)                                                  \
+    static inline __attribute__((always_inline)) void grad_tile_##SUF##_##OBc##_##TBc(         \
+        const T *xr, const V *zb, V *part, const Dims *d, Py_ssize_t y0, Py_ssize_t y1,        \
+        Py_ssize_t q0, Py_ssize_t q1)                                                          \
+    {                                                                                          \
+        const Py_ssize_t CK = d->C * d->KH * d->KW;                                            \
+        V acc[OBc][TBc];                                                                       \
+        for (int j = 0; j < OBc; j++)                                                          \
+            for (int i = 0; i < TBc; i++) acc[j][i] = (V){0};                                  \
+        for (Py_ssize_t y = y0; y < y1; y++) {                                                 \
+            const T *row = xr + y * d->sh * d->W * LANES;                                      \
+            for (Py_ssize_t q = q0; q < q1; q++, zb += OBc) {                                  \
+                V v[TBc];                                                                      \
+                for (int i = 0; i < TBc; i++)                                                  \
+                    v[i] = LOAD(V, row + (q * d->sw + i * d->dw) * LANES);                     \
+                for (int j = 0; j < OBc; j++) {                                                \
+                    V g_ = zb[j];                                                              \
+                    KEEP_##SUF(g_);                                                    \
+                    for (int i = 0; i < TBc; i++) acc[j][i] += g_ * v[i];                      \
+                }                                                                              \
+            }                                                                                  \
+        }                                                                                      \
+        for (int j = 0; j < OBc; j++)                                                          \
+            for (int i = 0; i < TBc; i++) part[j * CK + i] += acc[j][i];                       \
+    }
+
+/* Taps per tile: 3 with blocks of 8 channels (24 accumulators), else up to 5 (<= 20). */
+#define GRAD_TAPS(OBc) ((OBc) == 8 ? 3 : 5)
+
+#define DEFINE_GRAD(T, V, SUF, OBc)                                                            \
+    DEFINE_GRAD_TILE(T, V, SUF, OBc, 1)                                                        \
+    DEFINE_GRAD_TILE(T, V, SUF, OBc, 2)                                                        \
+    DEFINE_GRAD_TILE(T, V, SUF, OBc, 3)                                                        \
+    DEFINE_GRAD_TILE(T, V, SUF, OBc, 4)                                                        \
+    DEFINE_GRAD_TILE(T, V, SUF, OBc, 5)                                                        \
+    /* Output channels o:o+OBc of one block: for each chunk of positions, its delta copied     \
+     * into zb, then every input channel and tap; part holds the OBc x CK partial sums. */     \
+    static inline __attribute__((always_inline)) void grad_block_##SUF##_##OBc(                \
+        const T *xg, const T *dzo, V *part, V *zb, const Dims *d)                              \
+    {                                                                                          \
+        const Py_ssize_t OW = d->OW, plane = d->OH * OW * LANES, HWL = d->H * d->W * LANES;    \
+        const Py_ssize_t K = d->KH * d->KW, per = GRAD_CHUNK_BYTES / (OBc * sizeof(V));        \
+        const Py_ssize_t qb = OW < per ? OW : per, rb = OW < per ? per / OW : 1;               \
+        for (Py_ssize_t y0 = 0; y0 < d->OH; y0 += rb)                                          \
+            for (Py_ssize_t q0 = 0; q0 < OW; q0 += qb) {                                       \
+                const Py_ssize_t y1 = y0 + rb < d->OH ? y0 + rb : d->OH;                       \
+                const Py_ssize_t q1 = q0 + qb < OW ? q0 + qb : OW;                             \
+                V *z = zb;                                                                     \
+                for (Py_ssize_t y = y0; y < y1; y++)                                           \
+                    for (Py_ssize_t q = q0; q < q1; q++)                                       \
+                        for (int j = 0; j < OBc; j++)                                          \
+                            *z++ = LOAD(V, dzo + j * plane + (y * OW + q) * LANES);            \
+                for (Py_ssize_t c = 0; c < d->C; c++)                                          \
+                    for (Py_ssize_t ty = 0; ty < d->KH; ty++) {                                \
+                        const T *xr = xg + c * HWL + ty * d->dh * d->W * LANES;                \
+                        V *pr = part + c * K + ty * d->KW;                                     \
+                        for (Py_ssize_t tx = 0; tx < d->KW; tx += GRAD_TAPS(OBc)) {            \
+                            const T *xt = xr + tx * d->dw * LANES;                             \
+                            const Py_ssize_t left = d->KW - tx;                                \
+                            switch (left < GRAD_TAPS(OBc) ? left : GRAD_TAPS(OBc)) {           \
+                            case 5: grad_tile_##SUF##_##OBc##_5(xt, zb, pr + tx, d, y0, y1,    \
+                                                                q0, q1); break;                \
+                            case 4: grad_tile_##SUF##_##OBc##_4(xt, zb, pr + tx, d, y0, y1,    \
+                                                                q0, q1); break;                \
+                            case 3: grad_tile_##SUF##_##OBc##_3(xt, zb, pr + tx, d, y0, y1,    \
+                                                                q0, q1); break;                \
+                            case 2: grad_tile_##SUF##_##OBc##_2(xt, zb, pr + tx, d, y0, y1,    \
+                                                                q0, q1); break;                \
+                            case 1: grad_tile_##SUF##_##OBc##_1(xt, zb, pr + tx, d, y0, y1,    \
+                                                                q0, q1); break;                \
+                            }                                                                  \
+                        }                                                                      \
+                    }                                                                          \
+            }                                                                                  \
+    }
+
+/* A chunk of positions: its delta copy (positions x OBc vectors) in this many bytes of L1. */
+#define GRAD_CHUNK_BYTES 16384
+
+#define DEFINE_GRAD_ALL(T, V, SUF, ATTR)                                                       \
+    DEFINE_GRAD(T, V, SUF, 1)                                                                  \
+    DEFINE_GRAD(T, V, SUF, 2)                                                                  \
+    DEFINE_GRAD(T, V, SUF, 3)                                                                  \
+    DEFINE_GRAD(T, V, SUF, 4)                                                                  \
+    DEFINE_GRAD(T, V, SUF, 8)                                                                  \
+    /* part: 8 * CK vectors, zb: GRAD_CHUNK_BYTES. Per block of samples and of output         \
+     * channels, the lanes of the partial sums are summed (fixed order) into dw. */            \
+    ATTR static void kern_##SUF(const T *x, const T *dz, T *dw, V *part, V *zb, const Dims *d, \
+                                 Py_ssize_t n0, Py_ssize_t n1)                                 \
+    {                                                                                          \
+        const Py_ssize_t G = d->G, M = d->M, C = d->C, CK = C * d->KH * d->KW;                 \
+        const Py_ssize_t HWL = d->H * d->W * LANES, plane = d->OH * d->OW * LANES;             \
+        const int wide = WIDE_REGISTERS();                                                     \
+        for (Py_ssize_t r = 0; r < G * M * CK; r++) dw[r] = 0;                                 \
+        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+            for (Py_ssize_t g = 0; g < G; g++) {                                               \
+                const T *xg = x + (n * G + g) * C * HWL, *dzg = dz + (n * G + g) * M * plane;  \
+                for (Py_ssize_t o = 0; o < M;) {                                               \
+                    const Py_ssize_t ob = wide && M - o >= 8 ? 8 : M - o >= 4 ? 4 : M - o;     \
+                    for (Py_ssize_t r = 0; r < ob * CK; r++) part[r] = (V){0};                 \
+                    const T *dzo = dzg + o * plane;                                            \
+                    switch (ob) {                                                              \
+                    case 8: grad_block_##SUF##_8(xg, dzo, part, zb, d); break;                 \
+                    case 4: grad_block_##SUF##_4(xg, dzo, part, zb, d); break;                 \
+                    case 3: grad_block_##SUF##_3(xg, dzo, part, zb, d); break;                 \
+                    case 2: grad_block_##SUF##_2(xg, dzo, part, zb, d); break;                 \
+                    case 1: grad_block_##SUF##_1(xg, dzo, part, zb, d); break;                 \
+                    }                                                                          \
+                    T *dwo = dw + (g * M + o) * CK;                                            \
+                    for (Py_ssize_t r = 0; r < ob * CK; r++) dwo[r] += hsum_##SUF(part[r]);    \
+                    o += ob;                                                                   \
+                }                                                                              \
+            }                                                                                  \
+    }
+
+DEFINE_GRAD_ALL(float, vf32, f32, MULTI)
+DEFINE_GRAD_ALL(double, vf64, f64, MULTI)
+#if HAVE_V4
+DEFINE_HSUM(float, vf32, vi32, f32v4)
+DEFINE_GRAD_ALL(float, vf32, f32v4, TARGET_V4)
+#endif
 
 /* Packing into lanes and back: dst[n, r, l] = src[16n + l, r] (zero for samples >= B) and its
  * inverse. 16 positions x 16 samples at a time are loaded as 16 vectors, transposed in registers
@@ -282,64 +360,93 @@ DEFINE_KERNELS(double, vf64, f64)
         BUTTERFLY(V, IV, 4)                                                                    \
         BUTTERFLY(V, IV, 8)                                                                    \
     }                                                                                          \
-    MULTI static void unpack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t R,           \
-                                   Py_ssize_t n0, Py_ssize_t n1)                               \
+    MULTI static void unpack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t S,        \
+                                   Py_ssize_t CH, Py_ssize_t R, Py_ssize_t OH, Py_ssize_t n0,  \
+                                   Py_ssize_t n1)                                              \
     {                                                                                          \
+        /* Lane l of block n is band v = 16n + l: sample v / S, band rows (v % S) R + [0, R)   \
+         * of each of its CH planes of OH rows (R and OH counted in elements here).            */ \
+        const Py_ssize_t nv = B * S;                                                           \
         for (Py_ssize_t n = n0; n < n1; n++) {                                                 \
-            const Py_ssize_t full = B - n * LANES < LANES ? B - n * LANES : LANES;             \
-            const T *s = src + n * R * LANES;                                                  \
-            T *d = dst + n * LANES * R;                                                        \
-            Py_ssize_t r = 0;                                                                  \
-            for (; r + LANES <= R; r += LANES) {                                               \
-                V v[LANES];                                                                    \
-                for (int i = 0; i < LANES; i++) v[i] = LOAD(V, s + (r + i) * LANES);           \
-                transpose_##SUF(v);                                                            \
-                for (Py_ssize_t l = 0; l < full; l++) STORE(V, d + l * R + r, v[l]);           \
+            T *base[LANES];                                                                    \
+            Py_ssize_t len[LANES];                                                             \
+            for (int l = 0; l < LANES; l++) {                                                  \
+                const Py_ssize_t v = n * LANES + l, r0 = (v % S) * R;                          \
+                base[l] = v < nv ? dst + (v / S) * CH * OH + r0 : NULL;                        \
+                len[l] = v < nv ? (OH - r0 < R ? OH - r0 : R) : 0;                             \
             }                                                                                  \
-            for (; r < R; r++)                                                                 \
-                for (Py_ssize_t l = 0; l < full; l++) d[l * R + r] = s[r * LANES + l];         \
+            for (Py_ssize_t ch = 0; ch < CH; ch++) {                                           \
+                const T *s = src + ((n - n0) * CH + ch) * R * LANES;                           \
+                Py_ssize_t r = 0;                                                              \
+                for (; r + LANES <= R; r += LANES) {                                           \
+                    V v[LANES];                                                                \
+                    for (int i = 0; i < LANES; i++) v[i] = LOAD(V, s + (r + i) * LANES);       \
+                    transpose_##SUF(v);                                                        \
+                    for (int l = 0; l < LANES; l++) {                                          \
+                        T *d = base[l] + ch * OH + r;                                          \
+                        if (r + LANES <= len[l]) STORE(V, d, v[l]);                            \
+                        else                                                                   \
+                            for (Py_ssize_t i = 0; i < len[l] - r; i++) d[i] = v[l][i];        \
+                    }                                                                          \
+                }                                                                              \
+                for (; r < R; r++)                                                             \
+                    for (int l = 0; l < LANES; l++)                                            \
+                        if (r < len[l]) base[l][ch * OH + r] = s[r * LANES + l];               \
+            }                                                                                  \
         }                                                                                      \
     }
 
-typedef int vi32 __attribute__((vector_size(LANES * sizeof(int))));
-typedef long long vi64 __attribute__((vector_size(LANES * sizeof(long long))));
 DEFINE_PACK(float, vf32, vi32, f32)
 DEFINE_PACK(double, vf64, vi64, f64)
 
-/* Packing with zero padding: src (B, CH, H, W) into dst (NB, CH, pt + H + pb, pl + W + pr, 16),
- * so that the padded copy of the input is never made separately. */
+/* Packing with zero padding, in row bands: src (B, CH, H, W) into dst (NB, CH, Hp, pl + W + pr,
+ * 16), so that the padded copy of the input is never made separately. Lane l of block n is band
+ * v = 16n + l: sample v / S, whose padded rows (v % S) step + [0, Hp) it holds (padded row p is
+ * row p - pt of src; rows outside src, and lanes past the last band, are zeros). S = 1, step = 0
+ * is plain packing of whole samples. */
 #define DEFINE_PACK_PAD(T, V, SUF)                                                             \
-    MULTI static void pack_pad_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t CH,        \
-                                     Py_ssize_t H, Py_ssize_t W, Py_ssize_t pt, Py_ssize_t pb, \
-                                     Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t n0, Py_ssize_t n1)\
+    MULTI static void pack_pad_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t S,         \
+                                     Py_ssize_t step, Py_ssize_t CH, Py_ssize_t H,             \
+                                     Py_ssize_t W, Py_ssize_t Hp, Py_ssize_t pt, Py_ssize_t pl,\
+                                     Py_ssize_t pr, Py_ssize_t n0, Py_ssize_t n1)               \
     {                                                                                          \
-        const Py_ssize_t Hp = pt + H + pb, Wp = pl + W + pr, plane = CH * H * W;               \
+        const Py_ssize_t Wp = pl + W + pr, plane = CH * H * W, nv = B * S;                     \
         for (Py_ssize_t n = n0; n < n1; n++) {                                                 \
-            const Py_ssize_t full = B - n * LANES < LANES ? B - n * LANES : LANES;             \
+            const T *base[LANES];                                                              \
+            Py_ssize_t y0[LANES];                                                              \
+            for (int l = 0; l < LANES; l++) {                                                  \
+                const Py_ssize_t v = n * LANES + l;                                            \
+                base[l] = v < nv ? src + (v / S) * plane : NULL;                               \
+                y0[l] = (v % S) * step - pt;                                                   \
+            }                                                                                  \
             for (Py_ssize_t ch = 0; ch < CH; ch++)                                             \
                 for (Py_ssize_t yy = 0; yy < Hp; yy++) {                                       \
-                    T *d = dst + ((n * CH + ch) * Hp + yy) * Wp * LANES;                       \
-                    const Py_ssize_t y = yy - pt;                                              \
-                    if (y < 0 || y >= H) {                                                     \
+                    T *d = dst + (((n - n0) * CH + ch) * Hp + yy) * Wp * LANES;                \
+                    const T *s[LANES];                                                         \
+                    int any = 0;                                                               \
+                    for (int l = 0; l < LANES; l++) {                                          \
+                        const Py_ssize_t y = y0[l] + yy;                                       \
+                        s[l] = base[l] && y >= 0 && y < H ? base[l] + (ch * H + y) * W : NULL; \
+                        any |= s[l] != NULL;                                                   \
+                    }                                                                          \
+                    if (!any) {                                                                \
                         memset(d, 0, (size_t)(Wp * LANES) * sizeof(T));                        \
                         continue;                                                              \
                     }                                                                          \
                     memset(d, 0, (size_t)(pl * LANES) * sizeof(T));                            \
                     memset(d + (pl + W) * LANES, 0, (size_t)(pr * LANES) * sizeof(T));         \
-                    /* Sample l's row starts at s + l * plane. */                              \
-                    const T *s = src + n * LANES * plane + (ch * H + y) * W;                   \
                     T *dr = d + pl * LANES;                                                    \
                     Py_ssize_t x = 0;                                                          \
                     for (; x + LANES <= W; x += LANES) {                                       \
                         V v[LANES];                                                            \
                         for (int l = 0; l < LANES; l++)                                        \
-                            v[l] = l < full ? LOAD(V, s + l * plane + x) : (V){0};             \
+                            v[l] = s[l] ? LOAD(V, s[l] + x) : (V){0};                          \
                         transpose_##SUF(v);                                                    \
                         for (int i = 0; i < LANES; i++) STORE(V, dr + (x + i) * LANES, v[i]);  \
                     }                                                                          \
                     for (; x < W; x++)                                                         \
-                        for (Py_ssize_t l = 0; l < LANES; l++)                                 \
-                            dr[x * LANES + l] = l < full ? s[l * plane + x] : (T)0;            \
+                        for (int l = 0; l < LANES; l++)                                        \
+                            dr[x * LANES + l] = s[l] ? s[l][x] : (T)0;                         \
                 }                                                                              \
         }                                                                                      \
     }
@@ -461,37 +568,45 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args)
     const Py_ssize_t nw = d.G * d.M * d.C * d.KH * d.KW;
     Py_buffer vx, vz, vw;
     if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, &kind, "x") < 0) return NULL;
-    if (get_buffer(odz, &vz, 0, NB * d.G * d.M * d.OH * d.OW * LANES, &kind, "dz") < 0)
-        goto fail_x;
-    if (get_buffer(odw, &vw, 1, nw, &kind, "dw") < 0) goto fail_z;
-    size_t vsize = kind == 'd' ? sizeof(vf64) : sizeof(vf32);
-    /* Partial sums as whole vectors: aligned to the vector size (an aligned type). */
-    void *part = aligned_alloc(vsize, (size_t)(nw > 0 ? nw : 1) * vsize);
+    if (get_buffer(odz, &vz, 0, NB * d.G * d.M * d.OH * d.OW * LANES, &kind, "dz") < 0) {
+        PyBuffer_Release(&vx);
+        return NULL;
+    }
+    if (get_buffer(odw, &vw, 1, nw, &kind, "dw") < 0) {
+        PyBuffer_Release(&vz);
+        PyBuffer_Release(&vx);
+        return NULL;
+    }
+    const size_t vsize = kind == 'd' ? sizeof(vf64) : sizeof(vf32);
+    /* Partial sums of 8 output channels (aligned: whole vectors), then the delta chunk. */
+    const Py_ssize_t np_ = 8 * d.C * d.KH * d.KW;
+    void *part = aligned_alloc(vsize, (size_t)np_ * vsize + GRAD_CHUNK_BYTES);
     if (!part) {
-        PyErr_NoMemory();
-        goto fail_w;
+        PyBuffer_Release(&vw);
+        PyBuffer_Release(&vz);
+        PyBuffer_Release(&vx);
+        return PyErr_NoMemory();
     }
     Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        kern_f32(vx.buf, vz.buf, vw.buf, part, &d, n0, n1);
+#if HAVE_V4
+    if (kind == 'f' && CPU_V4())
+        kern_f32v4(vx.buf, vz.buf, vw.buf, part, (vf32 *)part + np_, &d, n0, n1);
     else
-        kern_f64(vx.buf, vz.buf, vw.buf, part, &d, n0, n1);
+#endif
+    if (kind == 'f')
+        kern_f32(vx.buf, vz.buf, vw.buf, part, (vf32 *)part + np_, &d, n0, n1);
+    else
+        kern_f64(vx.buf, vz.buf, vw.buf, part, (vf64 *)part + np_, &d, n0, n1);
     Py_END_ALLOW_THREADS
     free(part);
     PyBuffer_Release(&vw);
     PyBuffer_Release(&vz);
     PyBuffer_Release(&vx);
     Py_RETURN_NONE;
-fail_w:
-    PyBuffer_Release(&vw);
-fail_z:
-    PyBuffer_Release(&vz);
-fail_x:
-    PyBuffer_Release(&vx);
-    return NULL;
 }
 
-/* pack(src, dst, B, R, n0, n1) and unpack(src, dst, B, R, n0, n1): blocks n0:n1. */
+/* pack(src, dst, B, R, n0, n1) and unpack(src, dst, B, R, n0, n1): blocks n0:n1, which are all
+ * the lane buffer holds (as for pack_padded and unpack_bands). */
 static PyObject *py_pack_any(PyObject *args, int packing)
 {
     PyObject *osrc, *odst;
@@ -504,7 +619,7 @@ static PyObject *py_pack_any(PyObject *args, int packing)
     }
     char kind = 0;
     Py_buffer vs, vd;
-    const Py_ssize_t plain = B * R, lanes = NB * R * LANES;
+    const Py_ssize_t plain = B * R, lanes = (n1 - n0) * R * LANES;
     if (get_buffer(osrc, &vs, 0, packing ? plain : lanes, &kind, "src") < 0) return NULL;
     if (get_buffer(odst, &vd, 1, packing ? lanes : plain, &kind, "dst") < 0) {
         PyBuffer_Release(&vs);
@@ -512,11 +627,11 @@ static PyObject *py_pack_any(PyObject *args, int packing)
     }
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f') {
-        if (packing) pack_pad_f32(vs.buf, vd.buf, B, 1, 1, R, 0, 0, 0, 0, n0, n1);
-        else unpack_f32(vs.buf, vd.buf, B, R, n0, n1);
+        if (packing) pack_pad_f32(vs.buf, vd.buf, B, 1, 0, 1, 1, R, 1, 0, 0, 0, n0, n1);
+        else unpack_f32(vs.buf, vd.buf, B, 1, 1, R, R, n0, n1);
     } else {
-        if (packing) pack_pad_f64(vs.buf, vd.buf, B, 1, 1, R, 0, 0, 0, 0, n0, n1);
-        else unpack_f64(vs.buf, vd.buf, B, R, n0, n1);
+        if (packing) pack_pad_f64(vs.buf, vd.buf, B, 1, 0, 1, 1, R, 1, 0, 0, 0, n0, n1);
+        else unpack_f64(vs.buf, vd.buf, B, 1, 1, R, R, n0, n1);
     }
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&vd);
@@ -536,34 +651,67 @@ static PyObject *py_unpack(PyObject *self, PyObject *args)
     return py_pack_any(args, 0);
 }
 
-/* pack_padded(src, dst, B, CH, H, W, pt, pb, pl, pr, n0, n1): blocks n0:n1. */
+/* pack_padded(src, dst, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1): blocks n0:n1 of the
+ * bands of pack_pad. */
 static PyObject *py_pack_padded(PyObject *self, PyObject *args)
 {
     PyObject *osrc, *odst;
-    Py_ssize_t B, CH, H, W, pt, pb, pl, pr, n0, n1;
+    Py_ssize_t B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnn", &osrc, &odst, &B, &CH, &H, &W, &pt, &pb, &pl,
-                          &pr, &n0, &n1))
+    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnn", &osrc, &odst, &B, &S, &step, &CH, &H, &W, &Hp,
+                          &pt, &pl, &pr, &n0, &n1))
         return NULL;
-    const Py_ssize_t NB = (B + LANES - 1) / LANES;
-    if (B < 0 || CH < 0 || H < 0 || W < 0 || pt < 0 || pb < 0 || pl < 0 || pr < 0 || n0 < 0 ||
-        n1 > NB || n0 > n1) {
+    const Py_ssize_t NB = B > 0 && S > 0 ? (B * S + LANES - 1) / LANES : 0;
+    if (B < 0 || S < 1 || step < 0 || CH < 0 || H < 0 || W < 0 || Hp < 0 || pt < 0 || pl < 0 ||
+        pr < 0 || n0 < 0 || n1 > NB || n0 > n1) {
         PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
         return NULL;
     }
     char kind = 0;
     Py_buffer vs, vd;
     if (get_buffer(osrc, &vs, 0, B * CH * H * W, &kind, "src") < 0) return NULL;
-    const Py_ssize_t packed = NB * CH * (pt + H + pb) * (pl + W + pr) * LANES;
+    const Py_ssize_t packed = (n1 - n0) * CH * Hp * (pl + W + pr) * LANES;
     if (get_buffer(odst, &vd, 1, packed, &kind, "dst") < 0) {
         PyBuffer_Release(&vs);
         return NULL;
     }
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
-        pack_pad_f32(vs.buf, vd.buf, B, CH, H, W, pt, pb, pl, pr, n0, n1);
+        pack_pad_f32(vs.buf, vd.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1);
     else
-        pack_pad_f64(vs.buf, vd.buf, B, CH, H, W, pt, pb, pl, pr, n0, n1);
+        pack_pad_f64(vs.buf, vd.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&vd);
+    PyBuffer_Release(&vs);
+    Py_RETURN_NONE;
+}
+
+/* unpack_bands(src, dst, B, S, CH, R, OH, n0, n1): blocks n0:n1 of the bands of unpack. */
+static PyObject *py_unpack_bands(PyObject *self, PyObject *args)
+{
+    PyObject *osrc, *odst;
+    Py_ssize_t B, S, CH, R, OH, n0, n1;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOnnnnnnn", &osrc, &odst, &B, &S, &CH, &R, &OH, &n0, &n1))
+        return NULL;
+    const Py_ssize_t NB = B > 0 && S > 0 ? (B * S + LANES - 1) / LANES : 0;
+    if (B < 0 || S < 1 || CH < 0 || R < 0 || OH < 0 || S * R < OH || n0 < 0 || n1 > NB ||
+        n0 > n1) {
+        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
+        return NULL;
+    }
+    char kind = 0;
+    Py_buffer vs, vd;
+    if (get_buffer(osrc, &vs, 0, (n1 - n0) * CH * R * LANES, &kind, "src") < 0) return NULL;
+    if (get_buffer(odst, &vd, 1, B * CH * OH, &kind, "dst") < 0) {
+        PyBuffer_Release(&vs);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f')
+        unpack_f32(vs.buf, vd.buf, B, S, CH, R, OH, n0, n1);
+    else
+        unpack_f64(vs.buf, vd.buf, B, S, CH, R, OH, n0, n1);
     Py_END_ALLOW_THREADS
     PyBuffer_Release(&vd);
     PyBuffer_Release(&vs);
@@ -572,11 +720,14 @@ static PyObject *py_pack_padded(PyObject *self, PyObject *args)
 
 static PyMethodDef methods[] = {
     {"pack_padded", py_pack_padded, METH_VARARGS,
-     "pack_padded(src, dst, B, CH, H, W, pt, pb, pl, pr, n0, n1): pack with zero padding."},
+     "pack_padded(src, dst, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1): pack row bands of "
+     "the zero-padded input."},
+    {"unpack_bands", py_unpack_bands, METH_VARARGS,
+     "unpack_bands(src, dst, B, S, CH, R, OH, n0, n1): unpack row bands into (B, CH, OH)."},
     {"pack", py_pack, METH_VARARGS,
-     "pack(src, dst, B, R, n0, n1): dst[n, r, l] = src[16n + l, r] for blocks n0:n1."},
+     "pack(src, dst, B, R, n0, n1): dst[n - n0, r, l] = src[16n + l, r] for blocks n0:n1."},
     {"unpack", py_unpack, METH_VARARGS,
-     "unpack(src, dst, B, R, n0, n1): dst[16n + l, r] = src[n, r, l] for blocks n0:n1."},
+     "unpack(src, dst, B, R, n0, n1): dst[16n + l, r] = src[n - n0, r, l] for blocks n0:n1."},
     {"correlate", py_correlate, METH_VARARGS,
      "correlate(x, w, out, bias, dims, NB, n0, n1): blocks n0:n1 of the valid correlation."},
     {"correlate_kernel", py_correlate_kernel, METH_VARARGS,

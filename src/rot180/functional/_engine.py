@@ -33,9 +33,10 @@ How a correlation is realised (chosen per call from the shapes; all give the sam
 *direct* (the optional compiled helper, :mod:`._direct`)
     Loops over 16 samples at a time in vector lanes, no expansion at all. Taken for 1-D and
     2-D calls whose batch fills at least 3/4 of its blocks of 16 (LeNet's and most training
-    batches): the forward pass, the stride-1 input gradient, and kernel gradients of at most
-    :data:`._direct.KERNEL_MAX_WEIGHTS` weights. Without the extension (no C compiler at
-    install, or ``ROT180_PURE_NUMPY=1``) the NumPy paths above do everything.
+    batches), or does so once each sample is cut into bands of output rows (batch 8 of a
+    224x224 image: 4 bands each; a single image: 14-32): the forward pass, the stride-1 input
+    gradient and the kernel gradient. Without the extension (no C compiler at install, or
+    ``ROT180_PURE_NUMPY=1``) the NumPy paths above do everything.
 
 Sub-pixel (polyphase) decomposition, in :func:`correlate_stretched`
     Stretching inserts ``s - 1`` zeros between delta entries, so along each axis output
@@ -250,7 +251,7 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
                    for n, kk, s, d in zip(sp, k, stride, dilation, strict=True))
     one_by_one = all(kk == 1 for kk in k)
     macs = B * G * M * C * math.prod(k) * math.prod(out_sp)
-    if not one_by_one and _direct.usable(B, len(k), x.dtype):
+    if not one_by_one and _direct.usable(B, len(k), x.dtype, out_sp[0]):
         if out is None:
             out = np.empty((B, G, M, *out_sp), x.dtype)
         if pads is not None and any(lo < 0 or hi < 0 for lo, hi in pads):
@@ -320,7 +321,7 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     i_sp = tuple((o - 1) * s + 1 + lo + hi - d * (kk - 1) for o, s, (lo, hi), d, kk in
                  zip(dz.shape[3:], stride, pairs, dilation, k, strict=True))
     expanded = _expanded_bytes(w.shape, dz.shape[3:], i_sp, dz.dtype)
-    if _direct.usable(B, len(k), dz.dtype) and all(s == 1 for s in stride):
+    if _direct.usable(B, len(k), dz.dtype, i_sp[0]) and all(s == 1 for s in stride):
         # The padded delta through the direct correlate. Strided layers keep the NumPy phases:
         # through the helper (all phases from one packed copy) the benchmark's stride-2 input
         # gradient took 33.8 ms against 22.7, as 1- and 2-tap sub-kernels run its loops at
@@ -383,16 +384,19 @@ def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
 # --- correlate_kernel: the kernel gradient ----------------------------------------------------
 
 def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
-                     stride: Sequence[int], dilation: Sequence[int]) -> np.ndarray:
+                     stride: Sequence[int], dilation: Sequence[int],
+                     pads: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
     """Valid correlation of ``x`` with the delta ``dz`` as kernel: the kernel gradient.
 
-    ``out[g, o, c, t] = sum_{b, q} dz[b, g, o, q] * x[b, g, c, q*s + t*d]``: the delta's taps
-    ``q`` sit ``s`` apart on ``x`` (the stride is the delta's dilation) and neighbouring outputs
-    ``t`` sit ``d`` apart (the dilation is the output's stride). It contracts the same windows
-    :func:`correlate` gathers, over the batch and the positions instead of the channels.
+    ``out[g, o, c, t] = sum_{b, q} dz[b, g, o, q] * xp[b, g, c, q*s + t*d]``, ``xp = pad(x,
+    pads)`` (``x`` itself when ``pads`` is None): the delta's taps ``q`` sit ``s`` apart on
+    ``xp`` (the stride is the delta's dilation) and neighbouring outputs ``t`` sit ``d`` apart
+    (the dilation is the output's stride). It contracts the same windows :func:`correlate`
+    gathers, over the batch and the positions instead of the channels. The direct path pads
+    while it packs; the others pad first.
 
     Shape:
-        - x: ``(B, G, C, *S)``, padded and cropped so that ``S = (o-1)s + d(k-1) + 1``
+        - x: ``(B, G, C, *S)``, padded and cropped by ``pads`` to ``(o-1)s + d(k-1) + 1``
         - dz: ``(B, G, M, *o)``
         - output: ``(G, M, C, *kernel)``
     """
@@ -401,9 +405,14 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     k = tuple(kernel)
     K, P = math.prod(k), math.prod(o_sp)
     item = x.dtype.itemsize
-    if (_direct.usable(B, len(k), x.dtype) and K > 1
-            and G * M * C * K <= _direct.KERNEL_MAX_WEIGHTS):
-        return _direct.correlate_kernel(x, dz, k, stride, dilation, _threads(B * G * M * C * K * P))
+    if _direct.usable(B, len(k), x.dtype, o_sp[0]) and K > 1:
+        if pads is not None and any(lo < 0 or hi < 0 for lo, hi in pads):
+            x = pad(x, [(min(lo, 0), min(hi, 0)) for lo, hi in pads])   # crop: a view
+            pads = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+        return _direct.correlate_kernel(x, dz, k, stride, dilation,
+                                        _threads(B * G * M * C * K * P), pads)
+    if pads is not None:
+        x = pad(x, pads)
     if _fold_ok(B, stride[-1], o_sp[-1], G * C * K * P * item):
         parts = _fold_parts(B, B * G * M * C * K * P)
         if len(parts) == 1:

@@ -197,12 +197,11 @@ def conv_grad_weight(x: np.ndarray, dz: np.ndarray, weight_shape: Sequence[int],
         for i, k, s, (lo, hi), d in zip(xb.shape[2:], spec.kernel, spec.stride, spec.padding,
                                         spec.dilation, strict=True)
     )
-    xp = _engine.pad(xb, pads)
-    n = xp.shape[0]
-    xg = xp.reshape(n, g, xp.shape[1] // g, *xp.shape[2:])
+    n = xb.shape[0]
+    xg = xb.reshape(n, g, xb.shape[1] // g, *xb.shape[2:])
     dzg = dzb.reshape(n, g, dzb.shape[1] // g, *dzb.shape[2:])
     # dz is the kernel (dilated by s), the output is sampled with stride d; (g, C_out/g, C_in/g, *k)
-    dw = _engine.correlate_kernel(xg, dzg, spec.kernel, spec.stride, spec.dilation)
+    dw = _engine.correlate_kernel(xg, dzg, spec.kernel, spec.stride, spec.dilation, pads)
     dw = dw.reshape(wshape)
     return rot180(dw) if flip else dw
 
