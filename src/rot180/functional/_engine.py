@@ -44,7 +44,10 @@ Sub-pixel (polyphase) decomposition, in :func:`correlate_stretched`
     ``(r + t*d - low) % s == 0``: the sub-kernel ``w[t0::s/gcd(s, d)]``, dilation
     ``d/gcd(s, d)``, reading ``dz[m + (r + t*d - low)/s]``. Each of the ``s^D`` phases is a
     dense stride-1 correlation of the *unstretched* delta (:class:`Phase`), written into
-    ``out[..., r::s]``: the same sums without the ``1 - 1/s^D`` multiplications by zero.
+    ``out[..., r::s]``: the same sums without the ``1 - 1/s^D`` multiplications by zero. For
+    the helper the phases can also be stacked into one correlation with ``s^D`` times the
+    output channels, each sub-kernel placed in a common kernel (:func:`_stacked`), where few
+    of that kernel's taps are zeros (7x7 stride 2: 49 of 64).
 
 Batch folding (small images)
     A correlation along the last axis of images stored batch-innermost, ``x'[..., w*B + b]``,
@@ -96,6 +99,9 @@ CHUNK_BYTES = 4 * 2**20
 KN2ROW_RATIO = 1
 # Fold the batch into rows shorter than this (and only when the whole batch fits one chunk).
 FOLD_MAX_ROW = 32
+# Stack the sub-pixel phases of a strided input gradient into one correlation for the helper
+# when at least this fraction of the stacked kernel's taps are real (see _stacked).
+STACK_MIN_FILL = 0.7
 # Run batch chunks on several threads (see _parallel) only from this many multiply-adds per
 # call. LeNet's layers (7.5M and 15M multiply-adds) make a faster training step without the
 # pool (9.4 ms against 10.1 ms); the benchmark's large layers (>= 500M) gain 10-60 %.
@@ -322,11 +328,12 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
                  zip(dz.shape[3:], stride, pairs, dilation, k, strict=True))
     expanded = _expanded_bytes(w.shape, dz.shape[3:], i_sp, dz.dtype)
     if _direct.usable(B, len(k), dz.dtype, i_sp[0]) and all(s == 1 for s in stride):
-        # The padded delta through the direct correlate. Strided layers keep the NumPy phases:
-        # through the helper (all phases from one packed copy) the benchmark's stride-2 input
-        # gradient took 33.8 ms against 22.7, as 1- and 2-tap sub-kernels run its loops at
-        # 20-37 GMAC/s against ~48 for 3x3 (BENCHMARKS.md).
+        # The padded delta through the direct correlate.
         return _stretched(dz, w, stride, pairs, dilation, implicit_pad=False)
+    if any(s > 1 for s in stride):
+        out = _stacked(dz, w, stride, pairs, dilation, i_sp)
+        if out is not None:
+            return out
     if not all(kk == 1 for kk in k) and _fold_ok(B, stride[-1], i_sp[-1], expanded):
         parts = _fold_parts(B, B * G * math.prod(w.shape[1:]) * math.prod(dz.shape[3:]))
         if len(parts) > 1:
@@ -339,6 +346,63 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         return _unfold(res, B, None)
     return _stretched(dz, w, stride, pairs, dilation,
                       implicit_pad=any(s > 1 for s in stride))
+
+
+def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
+             pairs: Sequence[tuple[int, int]], dilation: Sequence[int], i_sp: Sequence[int]
+             ) -> np.ndarray | None:
+    """The sub-pixel phases stacked into one correlation through the helper, or None.
+
+    When every phase reads the delta with step 1, phase ``r`` is a correlation with taps at
+    offsets ``e0_r + j`` from ``dz``'s start: placing each sub-kernel at ``e0_r - E`` (``E`` the
+    smallest offset) in a common ``U``-tap kernel makes all ``s^D`` phases one correlation of
+    ``dz`` with ``s^D * M`` output channels, whose channel block ``r`` is phase ``r``
+    (depth-to-space afterwards). Taps outside a sub-kernel multiply zeros, so this is taken only
+    where at least :data:`STACK_MIN_FILL` of the stacked taps are real (7x7 stride 2: 49 of 64;
+    3x3 stride 2: 9 of 16, not taken) and the helper takes the batch. Measured (2 threads):
+    the benchmark's 224x224 RGB input gradient 16.3 ms against 23.0 with NumPy's phases.
+    """
+    B, G, C = dz.shape[:3]
+    M, k, nd = w.shape[1], w.shape[3:], len(stride)
+    axes = [_phases(i, s, lo, d, kk)
+            for i, s, (lo, _), d, kk in zip(i_sp, stride, pairs, dilation, k, strict=True)]
+    plan = []                                   # per axis: (E, U, Q)
+    for ph in axes:
+        live = [p for p in ph if p.n_taps and p.m]
+        if not live or any(p.e_step != 1 for p in live):
+            return None
+        e = min(p.e0 for p in live)
+        plan.append((e, max(p.e0 - e + p.n_taps for p in live), max(p.m for p in ph)))
+    real = math.prod(sum(p.n_taps for p in ph if p.m) for ph in axes)
+    stacked = math.prod(stride) * math.prod(u for _, u, _ in plan)
+    if real < STACK_MIN_FILL * stacked or not _direct.usable(B, nd, dz.dtype, plan[0][2]):
+        return None
+    combos = list(product(*axes))
+    wc = np.zeros((G, len(combos) * M, C, *(u for _, u, _ in plan)), w.dtype)
+    for i, combo in enumerate(combos):
+        if all(p.n_taps and p.m for p in combo):
+            taps = [slice(p.e0 - e, p.e0 - e + p.n_taps)
+                    for p, (e, _, _) in zip(combo, plan, strict=True)]
+            wc[(slice(None), slice(i * M, (i + 1) * M), slice(None), *taps)] = w[
+                (Ellipsis, *(slice(p.t0, p.t0 + p.t_step * p.n_taps, p.t_step) for p in combo))]
+    pads = [(-e, e + q + u - 1 - o) for (e, u, q), o in zip(plan, dz.shape[3:], strict=True)]
+    q_sp = tuple(q for _, _, q in plan)
+    z = correlate(dz, wc, (1,) * nd, (1,) * nd, pads=pads).reshape(B, G, len(combos), M, *q_sp)
+    out = np.empty((B, G, M, *i_sp), dz.dtype)
+
+    def place(b: tuple[int, int]) -> None:     # depth-to-space of samples b[0]:b[1]
+        for i, combo in enumerate(combos):
+            dst = out[(slice(*b), Ellipsis, *(slice(p.r, None, p.s) for p in combo))]
+            if all(p.n_taps and p.m for p in combo):
+                dst[...] = z[(slice(*b), slice(None), i, slice(None),
+                              *(slice(0, p.m) for p in combo))]
+            else:
+                dst[...] = 0
+
+    parts = _fold_parts(B, B * G * M * C * real * math.prod(q_sp))
+    for _ in map_chunks(place, parts, len(parts)):
+        pass
+    return out
 
 
 def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
@@ -427,3 +491,4 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     acc = im2col_kernel(x, dz, k, stride, dilation, _chunk(B, G * C * K * P * item),
                         _threads(B * G * M * C * K * P))
     return np.ascontiguousarray(acc.swapaxes(1, 2)).reshape(G, M, C, *k)
+
