@@ -32,7 +32,7 @@
 #define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define TARGET_V4 __attribute__((target("arch=x86-64-v4")))
 #define HAVE_V4 1
-#define CPU_V4() __builtin_cpu_supports("x86-64-v4")
+#define CPU_V4() (!narrow_only && __builtin_cpu_supports("x86-64-v4"))
 #else
 #define MULTI
 #define TARGET_V4
@@ -41,12 +41,15 @@
 
 /* Whether the CPU has 32 vector registers (x86 AVX-512), for the wider forward tiles. */
 #if defined(__GNUC__) && defined(__x86_64__)
-#define WIDE_REGISTERS() __builtin_cpu_supports("avx512f")
+#define WIDE_REGISTERS() (!narrow_only && __builtin_cpu_supports("avx512f"))
 #else
 #define WIDE_REGISTERS() 0
 #endif
 
 #define LANES 16 /* samples per vector; _direct.py's LANES must match */
+
+/* Set by narrow(True): the tiles of CPUs without AVX-512 even where it is present (tests). */
+static int narrow_only = 0;
 /* KEEP_x(g): keep g in a register. In the kernel gradient's 8 x 3 tiles GCC otherwise re-reads
  * each delta vector as a memory operand of all three multiply-adds that use it (24 vector loads
  * for 24 multiply-adds instead of 8 + 3), which ties the loop to the load ports: measured 37
@@ -718,7 +721,19 @@ static PyObject *py_unpack_bands(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_narrow(PyObject *self, PyObject *arg)
+{
+    (void)self;
+    const int v = PyObject_IsTrue(arg);
+    if (v < 0) return NULL;
+    PyObject *was = PyBool_FromLong(narrow_only);
+    narrow_only = v;
+    return was;
+}
+
 static PyMethodDef methods[] = {
+    {"narrow", py_narrow, METH_O,
+     "narrow(flag) -> previous: use only the tiles of CPUs without AVX-512 (for tests)."},
     {"pack_padded", py_pack_padded, METH_VARARGS,
      "pack_padded(src, dst, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1): pack row bands of "
      "the zero-padded input."},
