@@ -12,7 +12,7 @@ setup(
         Extension(
             "rot180.functional._directc",
             sources=["src/rot180/functional/_directc.c"],
-            extra_compile_args=["-O3"],
+            extra_compile_args=["-O3", "-Werror=implicit-function-declaration"],
             optional=True,
         )
     ]

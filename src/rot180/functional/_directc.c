@@ -117,10 +117,11 @@ typedef struct {
 #define DEFINE_BLOCK(T, V, SUF, OBc)                                                           \
     DEFINE_FWD_TILE(T, V, SUF, OBc, 4)                                                         \
     DEFINE_FWD_TILE(T, V, SUF, OBc, 1)                                                         \
-    DEFINE_ROWS_X(T, V, SUF, OBc, 4)
+    DEFINE_ROWS_X(T, V, SUF, OBc, 4, 1)
 
-/* Rows of tiles of OBc channels x XBc columns (then single columns). */
-#define DEFINE_ROWS_X(T, V, SUF, OBc, XBc)                                                     \
+/* Rows of tiles of OBc channels x XBc columns, then XB2 columns, then single columns (LeNet's
+ * 14-wide input gradient in 8-column tiles alone ran 6 of 14 columns one by one). */
+#define DEFINE_ROWS_X(T, V, SUF, OBc, XBc, XB2)                                                \
     static inline __attribute__((always_inline)) void fwd_rows_##SUF##_##OBc##x##XBc(          \
         const T *xg, const T *wo, T *oo, const T *bias, const Dims *d)                         \
     {                                                                                          \
@@ -128,6 +129,8 @@ typedef struct {
             Py_ssize_t q = 0;                                                                  \
             for (; q + XBc <= d->OW; q += XBc)                                                 \
                 fwd_tile_##SUF##_##OBc##_##XBc(xg, wo, oo, bias, d, y, q);                     \
+            for (; q + XB2 <= d->OW; q += XB2)                                                 \
+                fwd_tile_##SUF##_##OBc##_##XB2(xg, wo, oo, bias, d, y, q);                     \
             for (; q < d->OW; q++) fwd_tile_##SUF##_##OBc##_1(xg, wo, oo, bias, d, y, q);      \
         }                                                                                      \
     }
@@ -143,10 +146,10 @@ typedef struct {
     DEFINE_FWD_TILE(T, V, SUF, 3, 6)                                                           \
     DEFINE_FWD_TILE(T, V, SUF, 2, 8)                                                           \
     DEFINE_FWD_TILE(T, V, SUF, 1, 8)                                                           \
-    DEFINE_ROWS_X(T, V, SUF, 8, 3)                                                             \
-    DEFINE_ROWS_X(T, V, SUF, 3, 6)                                                             \
-    DEFINE_ROWS_X(T, V, SUF, 2, 8)                                                             \
-    DEFINE_ROWS_X(T, V, SUF, 1, 8)
+    DEFINE_ROWS_X(T, V, SUF, 8, 3, 1)                                                          \
+    DEFINE_ROWS_X(T, V, SUF, 3, 6, 4)                                                          \
+    DEFINE_ROWS_X(T, V, SUF, 2, 8, 4)                                                          \
+    DEFINE_ROWS_X(T, V, SUF, 1, 8, 4)
 
 #define DEFINE_KERNELS(T, V, SUF)                                                              \
     DEFINE_BLOCK(T, V, SUF, 1)                                                                 \
