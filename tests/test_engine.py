@@ -33,8 +33,10 @@ _DIRECT = {"D.MIN_FILL": 0}
 KNOBS = {
     "default": {},
     "numpy-default": {**_NUMPY},
-    "direct": {**_DIRECT, "STACK_MIN_FILL": 0, "PARALLEL_MIN_MACS": 10**18},
-    "direct-threads": {**_DIRECT, "STACK_MIN_FILL": 0, "PARALLEL_MIN_MACS": 0},
+    "direct": {**_DIRECT, "STACK_MIN_FILL": 0, "STACK_MIN_TAPS": 0,
+               "PARALLEL_MIN_MACS": 10**18},
+    "direct-threads": {**_DIRECT, "STACK_MIN_FILL": 0, "STACK_MIN_TAPS": 0,
+                       "PARALLEL_MIN_MACS": 0},
     "direct-whole-samples": {**_DIRECT, "D.BANDS": False, "STACK_MIN_FILL": 2,
                              "PARALLEL_MIN_MACS": 0},
     "tiny-chunks-im2col": {**_NUMPY, "CHUNK_BYTES": 1, "KN2ROW_RATIO": 10**9, "FOLD_MAX_ROW": 0,

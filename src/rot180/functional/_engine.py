@@ -99,9 +99,11 @@ CHUNK_BYTES = 4 * 2**20
 KN2ROW_RATIO = 1
 # Fold the batch into rows shorter than this (and only when the whole batch fits one chunk).
 FOLD_MAX_ROW = 32
-# Stack the sub-pixel phases of a strided input gradient into one correlation for the helper
-# when at least this fraction of the stacked kernel's taps are real (see _stacked).
-STACK_MIN_FILL = 0.7
+# Stack the sub-pixel phases of a strided input gradient into one correlation when at least
+# this fraction of the stacked kernel's taps are real and the stacked kernel has at least this
+# many taps, or just one (a 1x1 correlation: one product). See _stacked, measured there.
+STACK_MIN_FILL = 0.45
+STACK_MIN_TAPS = 9
 # Run batch chunks on several threads (see _parallel) only from this many multiply-adds per
 # call. LeNet's layers (7.5M and 15M multiply-adds) make a faster training step without the
 # pool (9.4 ms against 10.1 ms); the benchmark's large layers (>= 500M) gain 10-60 %.
@@ -357,10 +359,15 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     offsets ``e0_r + j`` from ``dz``'s start: placing each sub-kernel at ``e0_r - E`` (``E`` the
     smallest offset) in a common ``U``-tap kernel makes all ``s^D`` phases one correlation of
     ``dz`` with ``s^D * M`` output channels, whose channel block ``r`` is phase ``r``
-    (depth-to-space afterwards). Taps outside a sub-kernel multiply zeros, so this is taken only
-    where at least :data:`STACK_MIN_FILL` of the stacked taps are real (7x7 stride 2: 49 of 64;
-    3x3 stride 2: 9 of 16, not taken) and the helper takes the batch. Measured (2 threads):
-    the benchmark's 224x224 RGB input gradient 16.3 ms against 23.0 with NumPy's phases.
+    (depth-to-space afterwards). Taps outside a sub-kernel multiply zeros, and the helper's
+    loops are slow on kernels of few taps, so this is taken only where at least
+    :data:`STACK_MIN_FILL` of the stacked taps are real, the stacked kernel has at least
+    :data:`STACK_MIN_TAPS` taps or exactly one (then it is one product), and the helper takes
+    the batch. Measured, 2 threads, ms, stacked / NumPy's phases (fill, stacked taps): 7x7
+    stride 2 from RGB, the benchmark's L6, 15.4 / 19.7 (0.77, 16); 11x11 stride 4 from RGB
+    27.0 / 37.9 (0.47, 16); 5x5 stride 2, 32 channels 13.8 / 19.4 (0.69, 9); 5x5 stride 2 from
+    RGB 10.9 / 10.8; 2x2 stride 2 3.7 / 5.9 (1, 1). Not taken: 4x4 stride 2, 64 channels
+    14.6 / 12.8 (1, 4); 3x3 stride 2, the benchmark's L4, 26.4 / 21.1 (0.56, 4).
     """
     B, G, C = dz.shape[:3]
     M, k, nd = w.shape[1], w.shape[3:], len(stride)
@@ -374,8 +381,10 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         e = min(p.e0 for p in live)
         plan.append((e, max(p.e0 - e + p.n_taps for p in live), max(p.m for p in ph)))
     real = math.prod(sum(p.n_taps for p in ph if p.m) for ph in axes)
-    stacked = math.prod(stride) * math.prod(u for _, u, _ in plan)
-    if real < STACK_MIN_FILL * stacked or not _direct.usable(B, nd, dz.dtype, plan[0][2]):
+    taps = math.prod(u for _, u, _ in plan)
+    stacked = math.prod(stride) * taps
+    if taps > 1 and (real < STACK_MIN_FILL * stacked or taps < STACK_MIN_TAPS
+                     or not _direct.usable(B, nd, dz.dtype, plan[0][2])):
         return None
     combos = list(product(*axes))
     wc = np.zeros((G, len(combos) * M, C, *(u for _, u, _ in plan)), w.dtype)
