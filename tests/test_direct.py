@@ -55,15 +55,30 @@ def always_direct(monkeypatch):
     monkeypatch.setattr(D, "MIN_FILL", 0)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[str(c[0]) for c in CASES])
-def test_float64_equals_the_direct_loops(case, always_direct) -> None:
-    x, w, b, dz, kw = _arrays(*case, np.float64)
+@pytest.fixture
+def calls(monkeypatch) -> list[str]:
+    """The helper's calls, in order: "c" for a correlation, "k" for a kernel gradient."""
+    seen: list[str] = []
+    real_c, real_k = D.correlate, D.correlate_kernel
+    monkeypatch.setattr(D, "correlate", lambda *a, **k: seen.append("c") or real_c(*a, **k))
+    monkeypatch.setattr(D, "correlate_kernel",
+                        lambda *a, **k: seen.append("k") or real_k(*a, **k))
+    return seen
+
+
+def _assert_equals_the_direct_loops(x, w, b, dz, kw) -> None:
+    """Forward, input and kernel gradient (float64) against the direct-loop oracles."""
     np.testing.assert_allclose(conv(x, w, b, **kw), conv_direct(x, w, b, **kw), rtol=0,
                                atol=1e-10)
     np.testing.assert_allclose(conv_grad_input(dz, w, x.shape, **kw),
                                conv_grad_input_direct(dz, w, x.shape, **kw), rtol=0, atol=1e-10)
     np.testing.assert_allclose(conv_grad_weight(x, dz, w.shape, **kw),
                                conv_grad_weight_direct(x, dz, w.shape, **kw), rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c[0]) for c in CASES])
+def test_float64_equals_the_direct_loops(case, always_direct) -> None:
+    _assert_equals_the_direct_loops(*_arrays(*case, np.float64))
 
 
 @pytest.mark.parametrize("case", CASES, ids=[str(c[0]) for c in CASES])
@@ -79,13 +94,9 @@ def test_float32_agrees_with_the_numpy_engine(case, always_direct, monkeypatch) 
         np.testing.assert_allclose(a, r, rtol=0, atol=2e-5 * max(1.0, np.abs(r).max()))
 
 
-def test_lenet_layers_take_the_helper_by_default(monkeypatch) -> None:
+def test_lenet_layers_take_the_helper_by_default(calls) -> None:
     arrays = [_arrays(*case, np.float32) for case in CASES[:2]]
-    calls = []
-    real_c, real_k = D.correlate, D.correlate_kernel
-    monkeypatch.setattr(D, "correlate", lambda *a, **k: calls.append("c") or real_c(*a, **k))
-    monkeypatch.setattr(D, "correlate_kernel",
-                        lambda *a, **k: calls.append("k") or real_k(*a, **k))
+    calls.clear()                               # _arrays ran a forward pass to size dz
     for x, w, b, dz, kw in arrays:
         conv(x, w, b, **kw)
         conv_grad_input(dz, w, x.shape, **kw)
@@ -126,22 +137,14 @@ SMALL = [
 
 @pytest.mark.parametrize("threads_min", [0, 10**18], ids=["pooled", "serial"])
 @pytest.mark.parametrize("case", SMALL, ids=[str(c[0]) for c in SMALL])
-def test_small_batches_in_bands_equal_the_direct_loops(case, threads_min, monkeypatch) -> None:
+def test_small_batches_in_bands_equal_the_direct_loops(case, threads_min, calls,
+                                                       monkeypatch) -> None:
     monkeypatch.setattr(E, "PARALLEL_MIN_MACS", threads_min)
     x, w, b, dz, kw = _arrays(*case, np.float64)
     assert D.bands(x.shape[0], dz.shape[2], 1) > 1
-    calls = []
-    real_c, real_k = D.correlate, D.correlate_kernel
-    monkeypatch.setattr(D, "correlate", lambda *a, **k: calls.append("c") or real_c(*a, **k))
-    monkeypatch.setattr(D, "correlate_kernel",
-                        lambda *a, **k: calls.append("k") or real_k(*a, **k))
-    np.testing.assert_allclose(conv(x, w, b, **kw), conv_direct(x, w, b, **kw), rtol=0,
-                               atol=1e-10)
-    np.testing.assert_allclose(conv_grad_weight(x, dz, w.shape, **kw),
-                               conv_grad_weight_direct(x, dz, w.shape, **kw), rtol=0, atol=1e-9)
-    np.testing.assert_allclose(conv_grad_input(dz, w, x.shape, **kw),
-                               conv_grad_input_direct(dz, w, x.shape, **kw), rtol=0, atol=1e-10)
-    assert calls[:2] == ["c", "k"]
+    calls.clear()                               # _arrays ran a forward pass to size dz
+    _assert_equals_the_direct_loops(x, w, b, dz, kw)
+    assert calls[0] == "c" and calls[-1] == "k"  # forward, (input gradient,) kernel gradient
 
 
 def test_bands_give_the_bits_of_whole_samples(monkeypatch) -> None:
@@ -177,13 +180,9 @@ def test_every_register_tile_sums_what_the_loops_sum(c_out, kernel, dtype, tiles
                                atol=10 * tol)
 
 
-def test_large_layers_take_the_helper_for_every_pass(monkeypatch) -> None:
+def test_large_layers_take_the_helper_for_every_pass(calls) -> None:
     x, w, b, dz, kw = _arrays((32, 32, 8, 8), 64, 3, 1, 1, 1, 1, np.float32)
-    calls = []
-    real_c, real_k = D.correlate, D.correlate_kernel
-    monkeypatch.setattr(D, "correlate", lambda *a, **k: calls.append("c") or real_c(*a, **k))
-    monkeypatch.setattr(D, "correlate_kernel",
-                        lambda *a, **k: calls.append("k") or real_k(*a, **k))
+    calls.clear()                               # _arrays ran a forward pass to size dz
     conv(x, w, b, **kw)
     conv_grad_input(dz, w, x.shape, **kw)
     conv_grad_weight(x, dz, w.shape, **kw)
