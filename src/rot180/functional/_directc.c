@@ -137,9 +137,9 @@ typedef struct {
 
 /* With 32 vector registers (AVX-512): tiles of 8 output channels x 3 columns, 24 accumulators.
  * Measured, one thread: the benchmark's stride-2 forward 30.5 -> 26.7 ms, L3's 25.5 -> 23.9;
- * same bits (each output's sum runs in the same order). The last 1-3 channels take 8 columns
- * at a time (8-24 accumulators): 3 channels from 64 with a 4x4 kernel, batch 8 in bands,
- * 13.6 -> X ms. */
+ * same bits (each output's sum runs in the same order). The last 1-3 channels take 6-8 columns
+ * at a time (3 x 6, 2 x 8, 1 x 8: 18, 16, 8 accumulators; 3 x 8 spills registers): 3 channels
+ * from 64 with a 4x4 kernel, batch 8 in bands, whole call 13.6 -> 12.1 ms. */
 #define DEFINE_WIDE(T, V, SUF)                                                                 \
     DEFINE_FWD_TILE(T, V, SUF, 8, 3)                                                           \
     DEFINE_FWD_TILE(T, V, SUF, 8, 1)                                                           \
