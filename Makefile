@@ -17,10 +17,13 @@ $(STAMP): pyproject.toml setup.py src/rot180/functional/_directc.c
 run: $(STAMP)
 	$(VENV)/bin/rot180 train
 
-# With a C compiler on the machine the optional helper must have built (its build failing is
-# otherwise silent: the NumPy engine takes over and the helper's tests skip).
+# With a C compiler and Python's headers on the machine the optional helper must have built (its
+# build failing is otherwise silent: the NumPy engine takes over and the helper's tests skip).
+HAVE_CC := $(shell command -v cc >/dev/null 2>&1 && echo 1)
 test: $(STAMP)
-	ROT180_REQUIRE_HELPER=$$(command -v cc >/dev/null 2>&1 && echo 1) $(PY) -m pytest -q
+	ROT180_REQUIRE_HELPER=$$([ -n "$(HAVE_CC)" ] && $(PY) -c "import os, sysconfig; \
+	print(int(os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))))") \
+	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff
