@@ -64,7 +64,7 @@ def knobs(request, monkeypatch):
 
 
 @pytest.mark.skipif(os.environ.get("ROT180_REQUIRE_HELPER") != "1",
-                    reason="set by `make test` where a C compiler is found")
+                    reason="set by `make test` where a C compiler and Python's headers are found")
 def test_the_compiled_helper_was_built() -> None:
     """Its build is optional (no compiler: NumPy only), so a C error would otherwise pass
     silently with the helper's tests skipped."""
