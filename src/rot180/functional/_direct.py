@@ -44,7 +44,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._parallel import map_chunks, scratch
+from ._parallel import run_chunks, scratch, sum_chunks
 
 try:
     from . import _directc
@@ -161,8 +161,7 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         _directc.correlate(xs, w, res, b_, dims, n1 - n0, 0, n1 - n0)
         _directc.unpack_bands(res, dst, B, s, planes, band, plane, n0, n1)
 
-    for _ in map_chunks(part, _ranges(-(-B * s // LANES), threads), threads):
-        pass
+    run_chunks(part, _ranges(-(-B * s // LANES), threads), threads)
     if dst is not out2:                         # e.g. a sub-pixel phase of a larger output
         np.copyto(out2, dst)
 
@@ -201,9 +200,6 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
         _directc.correlate_kernel(xs, zs, dw, dims, n1 - n0, 0, n1 - n0)
         return dw
 
-    # Partial gradients of the ranges, summed in range order (not completion order).
-    parts = map_chunks(part, _ranges(-(-B * s // LANES), threads), threads)
-    acc = next(parts)
-    for p in parts:
-        acc += p
+    # Partial gradients of the ranges, summed in range order.
+    acc = sum_chunks(part, _ranges(-(-B * s // LANES), threads), threads)
     return acc.reshape(G, M, C, *kernel)

@@ -86,7 +86,7 @@ import numpy as np
 from . import _direct, _parallel
 from ._im2col import im2col, im2col_kernel, pointwise
 from ._kn2row import Phase, kn2row
-from ._parallel import map_chunks
+from ._parallel import map_chunks, run_chunks, sum_chunks
 
 __all__ = ["correlate", "correlate_stretched", "correlate_kernel", "pad", "stretch_pad",
            "Phase"]
@@ -278,16 +278,13 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
             return _unfold(res, B, out)
         if out is None:
             out = np.empty((B, G, M, *out_sp), x.dtype)
-        for _ in map_chunks(lambda p: correlate(x[p[0]:p[1]], w, stride, dilation,
-                                                out=out[p[0]:p[1]], bias=bias),
-                            parts, len(parts)):
-            pass
+        run_chunks(lambda p: correlate(x[p[0]:p[1]], w, stride, dilation,
+                                       out=out[p[0]:p[1]], bias=bias), parts, len(parts))
         return out
     if out is None:
         out = np.empty((B, G, M, *out_sp), x.dtype)
     if one_by_one:                              # one product; in a region all the same
-        for _ in map_chunks(lambda _: pointwise(x, w, stride, out), [0], 1):
-            pass
+        run_chunks(lambda _: pointwise(x, w, stride, out), [0], 1)
     elif all(s == 1 for s in stride) and KN2ROW_RATIO * M < C:
         _kn2row(x, w, [[Phase(0, 1, o, 0, 1, kk, 0, d)] for o, kk, d in
                        zip(out_sp, k, dilation, strict=True)], out, expanded)
@@ -409,8 +406,7 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
                 dst[...] = 0
 
     parts = _fold_parts(B, B * G * M * C * real * math.prod(q_sp))
-    for _ in map_chunks(place, parts, len(parts)):
-        pass
+    run_chunks(place, parts, len(parts))
     return out
 
 
@@ -490,13 +486,9 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
         parts = _fold_parts(B, B * G * M * C * K * P)
         if len(parts) == 1:
             return correlate_kernel(_fold(x), _fold(dz), k, stride, _dilate_last(dilation, B))
-        # Partial kernel gradients of the parts, summed in part order (not completion order).
-        sums = map_chunks(lambda p: correlate_kernel(x[p[0]:p[1]], dz[p[0]:p[1]], k, stride,
+        # Partial kernel gradients of the parts, summed in part order.
+        return sum_chunks(lambda p: correlate_kernel(x[p[0]:p[1]], dz[p[0]:p[1]], k, stride,
                                                      dilation), parts, len(parts))
-        acc = next(sums)
-        for part in sums:
-            acc += part
-        return acc
     acc = im2col_kernel(x, dz, k, stride, dilation, _chunk(B, G * C * K * P * item),
                         _threads(B * G * M * C * K * P))
     return np.ascontiguousarray(acc.swapaxes(1, 2)).reshape(G, M, C, *k)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._parallel import map_chunks, scratch
+from ._parallel import run_chunks, scratch, sum_chunks
 
 
 def pointwise(x: np.ndarray, w: np.ndarray, stride: Sequence[int], out: np.ndarray) -> None:
@@ -86,8 +86,7 @@ def im2col(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequen
         else:
             np.add(res, bg, out=out[b0:b1])
 
-    for _ in map_chunks(chunk, range(0, B, nb), threads):
-        pass
+    run_chunks(chunk, range(0, B, nb), threads)
 
 
 def im2col_kernel(x: np.ndarray, dz: np.ndarray, k: Sequence[int], stride: Sequence[int],
@@ -113,8 +112,4 @@ def im2col_kernel(x: np.ndarray, dz: np.ndarray, k: Sequence[int], stride: Seque
         # than dz @ cols^T.
         return np.matmul(cols, dzt.reshape(G, M, n * P).swapaxes(1, 2))
 
-    parts = map_chunks(chunk, range(0, B, nb), threads)
-    acc = next(parts)
-    for part in parts:
-        acc += part
-    return acc
+    return sum_chunks(chunk, range(0, B, nb), threads)

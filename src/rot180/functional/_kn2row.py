@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._parallel import map_chunks, scratch
+from ._parallel import run_chunks, scratch
 
 
 class Phase(NamedTuple):
@@ -64,8 +64,7 @@ def kn2row(x: np.ndarray, w: np.ndarray, phases: Sequence[Sequence[Phase]], out:
             _sum_phase(y, combo, out[(slice(b0, b1), Ellipsis,
                                       *(slice(p.r, None, p.s) for p in combo))])
 
-    for _ in map_chunks(chunk, range(0, B, nb), threads):
-        pass
+    run_chunks(chunk, range(0, B, nb), threads)
 
 
 def _sum_phase(y: np.ndarray, combo: Sequence[Phase], dst: np.ndarray) -> None:

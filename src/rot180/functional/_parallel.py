@@ -185,3 +185,19 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
                 blas.set(before)
                 _REPLACED = 0
             _INSIDE.flag = False
+
+
+def run_chunks(fn: Callable[[T], object], items: Iterable[T], threads: int) -> None:
+    """:func:`map_chunks` for its effects only (each chunk writes its own part of an output)."""
+    for _ in map_chunks(fn, items, threads):
+        pass
+
+
+def sum_chunks(fn: Callable[[T], np.ndarray], items: Iterable[T], threads: int) -> np.ndarray:
+    """The sum of ``fn`` over ``items`` (partial kernel gradients), added in item order, never
+    in completion order, so the bits do not depend on thread timing. ``items`` is not empty."""
+    parts = map_chunks(fn, items, threads)
+    acc = next(parts)
+    for part in parts:
+        acc += part
+    return acc
