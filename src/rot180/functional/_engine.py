@@ -177,6 +177,16 @@ def _phases(i: int, s: int, lo: int, d: int, k: int) -> list[Phase]:
     return out
 
 
+def _crop_negative(x: np.ndarray, pads: Sequence[tuple[int, int]] | None
+                   ) -> tuple[np.ndarray, list[tuple[int, int]] | None]:
+    """For the helper, which writes only zero padding while packing: negative pads applied as a
+    crop (a view of ``x``), the rest returned as pads >= 0."""
+    if pads is None or all(lo >= 0 and hi >= 0 for lo, hi in pads):
+        return x, pads
+    x = pad(x, [(min(lo, 0), min(hi, 0)) for lo, hi in pads])
+    return x, [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+
+
 def _out_size(n: int, k: int, s: int, d: int) -> int:
     return (n - d * (k - 1) - 1) // s + 1
 
@@ -262,10 +272,7 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     if not one_by_one and _direct.usable(B, len(k), x.dtype, out_sp[0]):
         if out is None:
             out = np.empty((B, G, M, *out_sp), x.dtype)
-        if pads is not None and any(lo < 0 or hi < 0 for lo, hi in pads):
-            # Negative pads crop (a view); the helper writes only the zero padding.
-            x = pad(x, [(min(lo, 0), min(hi, 0)) for lo, hi in pads])
-            pads = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+        x, pads = _crop_negative(x, pads)
         _direct.correlate(x, w, stride, dilation, out, bias, _threads(macs), pads)
         return out
     if pads is not None:
@@ -475,9 +482,7 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     K, P = math.prod(k), math.prod(o_sp)
     item = x.dtype.itemsize
     if _direct.usable(B, len(k), x.dtype, o_sp[0]) and K > 1:
-        if pads is not None and any(lo < 0 or hi < 0 for lo, hi in pads):
-            x = pad(x, [(min(lo, 0), min(hi, 0)) for lo, hi in pads])   # crop: a view
-            pads = [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+        x, pads = _crop_negative(x, pads)
         return _direct.correlate_kernel(x, dz, k, stride, dilation,
                                         _threads(B * G * M * C * K * P), pads)
     if pads is not None:
