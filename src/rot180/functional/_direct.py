@@ -110,6 +110,26 @@ def _as_2d(a: np.ndarray, nd: int) -> np.ndarray:
     return a if nd == 2 else a[..., None, :]
 
 
+def _lift(nd: int, stride: Sequence[int], dilation: Sequence[int],
+          pads: Sequence[tuple[int, int]] | None) -> tuple[tuple[int, ...], tuple[int, ...],
+                                                          list[tuple[int, int]]]:
+    """Stride, dilation and pads of a 1-D correlation as those of a 2-D one of height 1."""
+    lead = 2 - nd
+    pads = [(0, 0)] * nd if pads is None else list(pads)
+    return ((1,) * lead + tuple(stride), (1,) * lead + tuple(dilation),
+            [(0, 0)] * lead + pads)
+
+
+def _plan(batch: int, out_rows: int, kh: int, sh: int, dh: int, padded_rows: int,
+          threads: int) -> tuple[int, int, int]:
+    """``(S, rows, hp)``: bands per sample (:func:`bands`), output rows per band, and padded
+    input rows packed per band (band ``j`` reads padded rows ``j * rows * sh + [0, hp)``;
+    whole samples pack all ``padded_rows``)."""
+    s = bands(batch, out_rows, threads)
+    rows = -(-out_rows // s)
+    return s, rows, padded_rows if s == 1 else (rows - 1) * sh + (kh - 1) * dh + 1
+
+
 def _dims(x_shape: Sequence[int], w_shape: Sequence[int], out_sp: Sequence[int],
           stride: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
     _, G, C, H, W = x_shape
@@ -128,22 +148,16 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     Shape: as :func:`rot180.functional._engine.correlate` (``out`` may be strided).
     """
     nd = x.ndim - 3
-    pads = [(0, 0)] * nd if pads is None else list(pads)
     x = np.ascontiguousarray(_as_2d(x, nd))
     w = np.ascontiguousarray(_as_2d(w, nd))
     out2 = _as_2d(out, nd)
-    stride, dilation = (1,) * (2 - nd) + tuple(stride), (1,) * (2 - nd) + tuple(dilation)
-    (pt, pb), (pl, pr) = [(0, 0)] * (2 - nd) + pads
+    stride, dilation, ((pt, pb), (pl, pr)) = _lift(nd, stride, dilation, pads)
     B, G, C, H, W = x.shape
     M, KH = w.shape[1], w.shape[3]
     OH, OW = out2.shape[3:]
-    s = bands(B, OH, threads)
-    rows = -(-OH // s)                          # output rows per band
-    if s == 1:                                  # whole samples: padding rows known, skipped
-        hp, r0, r1 = pt + H + pb, pt, pt + H
-    else:                                       # band j reads padded rows j*rows*sh + [0, hp)
-        hp = (rows - 1) * stride[0] + (KH - 1) * dilation[0] + 1
-        r0, r1 = 0, hp
+    s, rows, hp = _plan(B, OH, KH, stride[0], dilation[0], pt + H + pb, threads)
+    # Whole samples: the padding rows are known and their taps skipped; bands: not.
+    r0, r1 = (pt, pt + H) if s == 1 else (0, hp)
     dims = (*_dims((B, G, C, hp, pl + W + pr), w.shape, (rows, OW), stride, dilation),
             r0, r1, pl, pl + W)
     b_ = None if bias is None else np.ascontiguousarray(bias)
@@ -174,17 +188,13 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     spatial axis, >= 0; written while packing). A small batch runs in bands of output rows
     (:func:`bands`); rows of the last band past the output have zero deltas and add nothing."""
     nd = x.ndim - 3
-    pads = [(0, 0)] * nd if pads is None else list(pads)
     x = np.ascontiguousarray(_as_2d(x, nd))
     dz = np.ascontiguousarray(_as_2d(dz, nd))
     k2 = (1,) * (2 - nd) + tuple(kernel)
-    stride, dilation = (1,) * (2 - nd) + tuple(stride), (1,) * (2 - nd) + tuple(dilation)
-    (pt, pb), (pl, pr) = [(0, 0)] * (2 - nd) + pads
+    stride, dilation, ((pt, pb), (pl, pr)) = _lift(nd, stride, dilation, pads)
     B, G, C, H, W = x.shape
     M, OH, OW = dz.shape[2:]
-    s = bands(B, OH, threads)
-    rows = -(-OH // s)
-    hp = pt + H + pb if s == 1 else (rows - 1) * stride[0] + (k2[0] - 1) * dilation[0] + 1
+    s, rows, hp = _plan(B, OH, k2[0], stride[0], dilation[0], pt + H + pb, threads)
     wp = pl + W + pr
     dims = _dims((B, G, C, hp, wp), (G, M, C, *k2), (rows, OW), stride, dilation)
     zf = dz.reshape(B, G * M, OH, OW)
