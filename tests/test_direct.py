@@ -217,12 +217,12 @@ def test_pack_and_unpack_are_inverse(batch, dtype) -> None:
     a = np.random.default_rng(batch).standard_normal((batch, 3, 5)).astype(dtype)
     blocks = -(-batch // D.LANES)
     p = np.empty((blocks, 3, 5, D.LANES), dtype)
-    D._directc.pack(a, p, batch, 15, 0, blocks)
+    D._directc.pack_padded(a, p, batch, 1, 0, 1, 1, 15, 1, 0, 0, 0, 0, blocks)
     for b in range(blocks * D.LANES):
         expected = a[b] if b < batch else 0
         np.testing.assert_array_equal(p[b // D.LANES, ..., b % D.LANES], expected)
     back = np.empty_like(a)
-    D._directc.unpack(p, back, batch, 15, 0, blocks)
+    D._directc.unpack_bands(p, back, batch, 1, 1, 15, 15, 0, blocks)
     np.testing.assert_array_equal(back, a)
 
 

@@ -611,54 +611,9 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* pack(src, dst, B, R, n0, n1) and unpack(src, dst, B, R, n0, n1): blocks n0:n1, which are all
- * the lane buffer holds (as for pack_padded and unpack_bands). */
-static PyObject *py_pack_any(PyObject *args, int packing)
-{
-    PyObject *osrc, *odst;
-    Py_ssize_t B, R, n0, n1;
-    if (!PyArg_ParseTuple(args, "OOnnnn", &osrc, &odst, &B, &R, &n0, &n1)) return NULL;
-    const Py_ssize_t NB = (B + LANES - 1) / LANES;
-    if (B < 0 || R < 0 || n0 < 0 || n1 > NB || n0 > n1) {
-        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
-        return NULL;
-    }
-    char kind = 0;
-    Py_buffer vs, vd;
-    const Py_ssize_t plain = B * R, lanes = (n1 - n0) * R * LANES;
-    if (get_buffer(osrc, &vs, 0, packing ? plain : lanes, &kind, "src") < 0) return NULL;
-    if (get_buffer(odst, &vd, 1, packing ? lanes : plain, &kind, "dst") < 0) {
-        PyBuffer_Release(&vs);
-        return NULL;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f') {
-        if (packing) pack_pad_f32(vs.buf, vd.buf, B, 1, 0, 1, 1, R, 1, 0, 0, 0, n0, n1);
-        else unpack_f32(vs.buf, vd.buf, B, 1, 1, R, R, n0, n1);
-    } else {
-        if (packing) pack_pad_f64(vs.buf, vd.buf, B, 1, 0, 1, 1, R, 1, 0, 0, 0, n0, n1);
-        else unpack_f64(vs.buf, vd.buf, B, 1, 1, R, R, n0, n1);
-    }
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&vd);
-    PyBuffer_Release(&vs);
-    Py_RETURN_NONE;
-}
-
-static PyObject *py_pack(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return py_pack_any(args, 1);
-}
-
-static PyObject *py_unpack(PyObject *self, PyObject *args)
-{
-    (void)self;
-    return py_pack_any(args, 0);
-}
-
 /* pack_padded(src, dst, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1): blocks n0:n1 of the
- * bands of pack_pad. */
+ * bands of pack_pad, which are all the lane buffer dst holds (also for unpack_bands' src). With
+ * S = 1, H = Hp = 1 and no padding it is plain packing of B samples of W values. */
 static PyObject *py_pack_padded(PyObject *self, PyObject *args)
 {
     PyObject *osrc, *odst;
@@ -742,10 +697,6 @@ static PyMethodDef methods[] = {
      "the zero-padded input."},
     {"unpack_bands", py_unpack_bands, METH_VARARGS,
      "unpack_bands(src, dst, B, S, CH, R, OH, n0, n1): unpack row bands into (B, CH, OH)."},
-    {"pack", py_pack, METH_VARARGS,
-     "pack(src, dst, B, R, n0, n1): dst[n - n0, r, l] = src[16n + l, r] for blocks n0:n1."},
-    {"unpack", py_unpack, METH_VARARGS,
-     "unpack(src, dst, B, R, n0, n1): dst[16n + l, r] = src[n - n0, r, l] for blocks n0:n1."},
     {"correlate", py_correlate, METH_VARARGS,
      "correlate(x, w, out, bias, dims, NB, n0, n1): blocks n0:n1 of the valid correlation."},
     {"correlate_kernel", py_correlate_kernel, METH_VARARGS,
