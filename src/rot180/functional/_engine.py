@@ -87,6 +87,7 @@ from . import _direct, _parallel
 from ._im2col import im2col, im2col_kernel, pointwise
 from ._kn2row import Phase, kn2row
 from ._parallel import map_chunks, run_chunks, sum_chunks
+from .shapes import conv_output_size
 
 __all__ = ["correlate", "correlate_stretched", "correlate_kernel", "pad", "stretch_pad",
            "Phase"]
@@ -187,8 +188,20 @@ def _crop_negative(x: np.ndarray, pads: Sequence[tuple[int, int]] | None
     return x, [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
 
 
-def _out_size(n: int, k: int, s: int, d: int) -> int:
-    return (n - d * (k - 1) - 1) // s + 1
+def _stretched_size(o_sp: Sequence[int], stride: Sequence[int],
+                    pairs: Sequence[tuple[int, int]], dilation: Sequence[int],
+                    k: Sequence[int]) -> tuple[int, ...]:
+    """Output sizes of :func:`correlate_stretched`: a stride-1 correlation of the stretched
+    delta (``(o-1)s + 1`` cells) padded by ``pairs``, ``(o-1)s + 1 + low + high - d(k-1)``."""
+    return tuple(conv_output_size((o - 1) * s + 1, kk, 1, lo, hi, d) for o, s, (lo, hi), d, kk
+                 in zip(o_sp, stride, pairs, dilation, k, strict=True))
+
+
+def _phase_axes(i_sp: Sequence[int], stride: Sequence[int], pairs: Sequence[tuple[int, int]],
+                dilation: Sequence[int], k: Sequence[int]) -> list[list[Phase]]:
+    """The sub-pixel phases of every axis of :func:`correlate_stretched`."""
+    return [_phases(i, s, lo, d, kk)
+            for i, s, (lo, _), d, kk in zip(i_sp, stride, pairs, dilation, k, strict=True)]
 
 
 def _chunk(batch: int, bytes_per_sample: int) -> int:
@@ -265,7 +278,7 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     M, k = w.shape[1], w.shape[3:]
     sp = x.shape[3:] if pads is None else tuple(
         n + lo + hi for n, (lo, hi) in zip(x.shape[3:], pads, strict=True))
-    out_sp = tuple(_out_size(n, kk, s, d)
+    out_sp = tuple(conv_output_size(n, kk, s, 0, 0, d)
                    for n, kk, s, d in zip(sp, k, stride, dilation, strict=True))
     one_by_one = all(kk == 1 for kk in k)
     macs = B * G * M * C * math.prod(k) * math.prod(out_sp)
@@ -330,8 +343,7 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     """
     B, G, C = dz.shape[:3]
     k = w.shape[3:]
-    i_sp = tuple((o - 1) * s + 1 + lo + hi - d * (kk - 1) for o, s, (lo, hi), d, kk in
-                 zip(dz.shape[3:], stride, pairs, dilation, k, strict=True))
+    i_sp = _stretched_size(dz.shape[3:], stride, pairs, dilation, k)
     expanded = _expanded_bytes(w.shape, dz.shape[3:], i_sp, dz.dtype)
     if _direct.usable(B, len(k), dz.dtype, i_sp[0]) and all(s == 1 for s in stride):
         # The padded delta through the direct correlate.
@@ -375,8 +387,7 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     """
     B, G, C = dz.shape[:3]
     M, k, nd = w.shape[1], w.shape[3:], len(stride)
-    axes = [_phases(i, s, lo, d, kk)
-            for i, s, (lo, _), d, kk in zip(i_sp, stride, pairs, dilation, k, strict=True)]
+    axes = _phase_axes(i_sp, stride, pairs, dilation, k)
     plan = []                                   # per axis: (E, U, Q)
     for ph in axes:
         live = [p for p in ph if p.n_taps and p.m]
@@ -429,11 +440,9 @@ def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     B, G, C = dz.shape[:3]
     M, k = w.shape[1], w.shape[3:]
     o_sp = dz.shape[3:]
-    i_sp = tuple((o - 1) * s + 1 + lo + hi - d * (kk - 1) for o, s, (lo, hi), d, kk in
-                 zip(o_sp, stride, pairs, dilation, k, strict=True))
+    i_sp = _stretched_size(o_sp, stride, pairs, dilation, k)
     out = np.empty((B, G, M, *i_sp), dz.dtype)
-    axes = [_phases(i, s, lo, d, kk)
-            for i, s, (lo, _), d, kk in zip(i_sp, stride, pairs, dilation, k, strict=True)]
+    axes = _phase_axes(i_sp, stride, pairs, dilation, k)
     if implicit_pad and KN2ROW_RATIO * M < C and not all(kk == 1 for kk in k):
         _kn2row(dz, w, axes, out, _expanded_bytes(w.shape, o_sp, i_sp, dz.dtype))
         return out
