@@ -39,6 +39,7 @@ summed in range order, so results do not depend on thread timing.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Sequence
 
@@ -76,14 +77,20 @@ def bands(batch: int, rows: int, threads: int) -> int:
     packs the kernel's overlap of input rows again: cheap next to the multiply-adds, so not
     counted.)
     """
+    return _bands(batch, rows, max(threads, 1), MIN_FILL, BANDS)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bands(batch: int, rows: int, threads: int, min_fill: float, cut: bool) -> int:
+    """:func:`bands`, cached (it runs twice per convolution call; the settings are arguments
+    so that changing them is seen)."""
     best, best_cost = 0, None
-    most = min(rows, LANES * max(threads, 1)) if BANDS else 1
-    for s in range(1, max(most, 1) + 1):
+    for s in range(1, max(min(rows, LANES * threads) if cut else 1, 1) + 1):
         v = batch * s
         blocks = -(-v // LANES)
-        if v / (LANES * blocks) < MIN_FILL:
+        if v / (LANES * blocks) < min_fill:
             continue
-        cost = -(-blocks // max(threads, 1)) * -(-rows // s)
+        cost = -(-blocks // threads) * -(-rows // s)
         if best_cost is None or cost < best_cost:
             best, best_cost = s, cost
     return best
