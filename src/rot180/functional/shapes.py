@@ -43,22 +43,27 @@ PADDING_MODES = ("valid", "same", "full")
 
 
 def as_tuple(value: int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
-    """Expand an int to ``nd`` copies, or check a sequence has ``nd`` ints.
+    """Expand an int (or a one-entry sequence, as PyTorch does) to ``nd`` copies, or check a
+    sequence has ``nd`` ints.
 
     >>> as_tuple(2, 3, "stride")
     (2, 2, 2)
     >>> as_tuple((1, 2), 2, "stride")
     (1, 2)
+    >>> as_tuple((3,), 2, "padding")
+    (3, 3)
     """
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a tuple of {nd} ints, got bool {value!r}.")
     if isinstance(value, int | np.integer):
         return (int(value),) * nd
     if isinstance(value, Sequence) and not isinstance(value, str):
+        if len(value) == 1 and nd > 1:
+            value = tuple(value) * nd
         if len(value) != nd:
             raise ValueError(
                 f"{name} must have one entry per spatial dimension ({nd}), got {len(value)} "
-                f"entries {tuple(value)!r}. Pass a single int or a tuple of length {nd}."
+                f"entries {tuple(value)!r}. Pass a single int or a tuple of length {nd} (or 1)."
             )
         out = []
         for v in value:

@@ -1,0 +1,79 @@
+"""Reading a user's file safely: regular files only, size known before a byte is read.
+
+A path may name a FIFO (``open`` blocks until a writer comes), a device (``/dev/zero`` never
+ends, ``/dev/urandom`` fills memory) or a file far larger than its kind ever is. Every reader of
+checkpoints and data files opens through :func:`open_regular`, which opens without blocking,
+checks with ``fstat`` on the open descriptor (no window between the check and the read) that it
+is a regular file no larger than the caller's limit, and only then hands it over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["open_regular", "read_regular"]
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+@contextlib.contextmanager
+def open_regular(path: str | os.PathLike, *, max_bytes: int, what: str,
+                 error: type[Exception] = ValueError) -> Iterator[tuple[BinaryIO, int]]:
+    """Open ``path`` for reading if it is a regular file of at most ``max_bytes`` bytes.
+
+    Yields ``(file, size)``. Raises ``error`` (a ``ValueError`` subclass such as
+    ``CheckpointError``) naming the file, what it is and the fix; a missing file raises
+    ``error`` too. ``what`` names the kind of file in messages ("checkpoint", "IDX file").
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise error(f"{path}: no such {what}. Check the path.") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, not a {what}; pass the file inside it.") from None
+    except PermissionError:
+        raise error(f"{path}: permission denied reading the {what}.") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error(f"{path}: is {_kind(info.st_mode)}, not a regular file; a {what} must "
+                        "be a regular file. Pass the path of the file itself.")
+        if info.st_size > max_bytes:
+            raise error(f"{path}: is {info.st_size:,} bytes, more than any {what} this reader "
+                        f"accepts ({max_bytes:,} bytes). Check that this is the right file.")
+        if hasattr(os, "O_NONBLOCK"):  # regular files never block; reads are plain from here
+            os.set_blocking(fd, True)
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f, info.st_size
+
+
+def read_regular(path: str | os.PathLike, *, max_bytes: int, what: str,
+                 error: type[Exception] = ValueError) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (see :func:`open_regular`).
+
+    Reads at most ``size + 1`` bytes, so a file that grows while it is read cannot make the
+    read unbounded; a file that changed size is refused.
+    """
+    with open_regular(path, max_bytes=max_bytes, what=what, error=error) as (f, size):
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise error(f"{Path(path)}: the {what} changed size while it was read "
+                    f"({size:,} bytes expected, {len(data):,} read). Try again.")
+    return data
