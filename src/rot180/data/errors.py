@@ -3,12 +3,13 @@
 :class:`DataError` is a :class:`ValueError`: a data file that exists but is not what it claims
 to be (bad magic number, truncated, wrong sizes, a checksum that does not match) is a bad value.
 :class:`DownloadError` is also an :class:`OSError`, so code that already handles network and
-file-system failures catches it too.
+file-system failures catches it too. :class:`ImageWarning` is a :class:`UserWarning` for an
+image that reads but cannot mean anything to a model (blank or nearly uniform).
 """
 
 from __future__ import annotations
 
-__all__ = ["DataError", "DownloadError"]
+__all__ = ["DataError", "DownloadError", "ImageWarning"]
 
 
 class DataError(ValueError):
@@ -20,3 +21,10 @@ class DataError(ValueError):
 
 class DownloadError(DataError, OSError):
     """A download failed (network unreachable, HTTP error) or its checksum did not match."""
+
+
+class ImageWarning(UserWarning):
+    """An input image read fine but is blank or nearly uniform; the message names the file.
+
+    The CLI shows it; ``warnings.simplefilter("error", ImageWarning)`` turns it into an error.
+    """
