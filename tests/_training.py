@@ -44,7 +44,11 @@ class _FullDisk:
 
 
 def fill_disk_on_write(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Checkpoint writes run out of space half-way through the file."""
+    """Every write (checkpoints, metrics, figures) runs out of space half-way through the file."""
     real_fdopen = os.fdopen
-    monkeypatch.setattr(checkpoint_mod.os, "fdopen",
-                        lambda *a, **k: _FullDisk(real_fdopen(*a, **k)))
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        f = real_fdopen(fd, mode, *args, **kwargs)
+        return _FullDisk(f) if "w" in mode else f   # reading (resume) still works
+
+    monkeypatch.setattr(checkpoint_mod.os, "fdopen", fdopen)

@@ -263,8 +263,9 @@ def test_resume_from_a_corrupt_checkpoint_is_a_checkpoint_error(tmp_path) -> Non
 
 
 def test_a_model_that_cannot_take_the_images_fails_before_training(tmp_path) -> None:
-    with pytest.raises(ValueError, match=r"model 'lenet5' cannot take the \(1, 8, 8\) images of "
-                                         r"'digits8x8'.*Choose a model made for this image"):
+    with pytest.raises(ValueError, match=r"lenet5 needs 28x28 images; --data digits8x8 has 8x8\. "
+                                         r"Choose a model made for 8x8 images \(--model "
+                                         r"resnet_small\)"):
         trainer(cfg(tmp_path, data="digits8x8"))
 
 

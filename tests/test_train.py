@@ -20,7 +20,8 @@ from rot180.train import TrainConfig, Trainer, TrainingDiverged, load_checkpoint
 from rot180.train import metrics as M
 from rot180.train import trainer as trainer_mod
 
-N_TRAIN, N_VAL = 320, 160
+N_TRAIN, N_TEST = 320, 160          # the subsets of the data set's train and test splits
+N_VAL = N_TRAIN // 10                # carved out of the train subset (val_fraction 0.1)
 COMPARED = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")   # all but seconds
 
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 @pytest.fixture(autouse=True)
 def small_data(monkeypatch):
-    use_subsets(monkeypatch, N_TRAIN, N_VAL, seed=0)   # seed 0's subsets hold all ten digits
+    use_subsets(monkeypatch, N_TRAIN, N_TEST, seed=0)   # seed 0's subsets hold all ten digits
 
 
 def config(out: Path, **changes) -> TrainConfig:
@@ -62,7 +63,8 @@ def assert_same_weights(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> N
 def test_fit_writes_metrics_curves_and_checkpoints(tmp_path) -> None:
     lines: list[str] = []
     t = fit(config(tmp_path), lines)
-    assert len(t.train_set) == N_TRAIN and len(t.val_set) == N_VAL
+    assert (len(t.train_set), len(t.val_set), len(t.test_set)) == (N_TRAIN - N_VAL, N_VAL,
+                                                                     N_TEST)
     assert len(np.unique(t.train_set.labels)) == 10
 
     text = (tmp_path / "metrics.csv").read_text()

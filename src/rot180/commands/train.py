@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import shutil
 import sys
 from dataclasses import fields
+from pathlib import Path
 
+from ..train import rundir
 from ..train.trainer import (
     OPTIMIZERS,
     SCHEDULES,
@@ -42,21 +46,43 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "(SHA-256 checked)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
-    p.add_argument("--out", default=d.out, help="output directory (default: %(default)s)")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help="share of the training split held out to pick best.safetensors "
+                        "(default: %(default)s; the test split is scored only at the end)")
+    p.add_argument("--out", default=None,
+                   help="output directory (default: runs/MODEL-DATA, or the next free "
+                        "runs/MODEL-DATA-2, -3, ... when that one holds a run)")
     p.add_argument("--resume", action="store_true",
-                   help="continue the run saved in OUT/last.safetensors")
+                   help="continue the run saved in OUT/last.safetensors; with a larger "
+                        "--epochs, extend a finished run (the schedule restarts over the added "
+                        "epochs)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its files are deleted)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="hide the per-epoch progress bars")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.resume and args.overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: --resume continues "
+                         "the run in --out, --overwrite deletes it. Pass one of them.")
+    if args.out is None and args.resume:
+        args.out = str(Path("runs") / f"{args.model}-{args.data}")
+    if args.out is not None:
+        rundir.check_out_dir(args.out)
+        found = rundir.holds_run(args.out)
+        if found and not (args.resume or args.overwrite):
+            raise rundir.refuse_existing(Path(args.out), found)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    trainer = Trainer(cfg, progress=args.progress)
-    n_train, n_val = len(trainer.train_set), len(trainer.val_set)
-    print(f"training {cfg.model} on {cfg.data}: {n_train} images, {n_val} held out; "
-          f"{cfg.optimizer} lr={cfg.lr} batch={cfg.batch_size} epochs={cfg.epochs} "
-          f"seed={cfg.seed} -> {cfg.out}")
+    trainer = Trainer(cfg, progress=args.progress, overwrite=args.overwrite)
+    if trainer.out_note:
+        print(trainer.out_note)
+    n_train, n_val, n_test = (len(trainer.train_set), len(trainer.val_set),
+                              len(trainer.test_set))
+    print(f"training {cfg.model} on {cfg.data}: {n_train} images, {n_val} for validation, "
+          f"{n_test} for the final test; {cfg.optimizer} lr={cfg.lr} batch={cfg.batch_size} "
+          f"epochs={cfg.epochs} seed={cfg.seed} -> {cfg.out}")
     if args.resume:
         trainer.resume()
     try:
@@ -67,18 +93,40 @@ def run(args: argparse.Namespace) -> int:
     except TrainingInterrupted as stop:
         print(f"rot180: {stop}\nresume with: {resume_command(cfg)}", file=sys.stderr)
         return 130
-    best = max(history, key=lambda r: r["val_acc"]) if history else None
-    if best is not None:
-        print(f"best held-out accuracy {best['val_acc']:.2%} (epoch {best['epoch']}); "
-              f"checkpoints in {cfg.out}/best.safetensors and last.safetensors; "
-              f"curves in {cfg.out}/curves.png")
+    test = trainer.test_result
+    if history and test is not None:
+        best = max(history, key=lambda r: r["val_acc"])
+        print(f"best validation accuracy {best['val_acc']:.2%} (epoch {best['epoch']}); test "
+              f"accuracy ({test['images']} images, used for no choice): best "
+              f"{test['best_acc']:.2%}, last {test['last_acc']:.2%}; checkpoints in "
+              f"{cfg.out}/best.safetensors and last.safetensors; curves in "
+              f"{cfg.out}/curves.png")
     return 0
 
 
+def program() -> list[str]:
+    """How the user started rot180, as words of a shell command: ``rot180`` when that name on
+    PATH is this program, else the path they ran (``.venv/bin/rot180``), or ``python -m
+    rot180``."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if Path(argv0).name == "__main__.py" and Path(argv0).parent.name == "rot180":
+        return [sys.executable, "-m", "rot180"]
+    if not Path(argv0).name.startswith("rot180"):
+        return ["rot180"]   # not started as the rot180 script (a test, an embedding program)
+    found = shutil.which("rot180")
+    try:
+        if found and os.path.samefile(found, argv0):
+            return ["rot180"]
+    except OSError:
+        pass
+    return [argv0]
+
+
 def resume_command(cfg: TrainConfig) -> str:
-    """The shell command that continues this run: its non-default options plus ``--resume``."""
+    """The shell command that continues this run: its non-default options plus ``--resume``,
+    quoted for a POSIX shell."""
     default = TrainConfig()
-    words = ["rot180", "train"]
+    words = [*program(), "train"]
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
         if value == getattr(default, f.name) and f.name != "out":

@@ -12,7 +12,15 @@ File layout (one ``.safetensors`` file):
 
 Writing goes to a temporary file in the same directory, is flushed and fsync'ed, then renamed over
 the target (``os.replace`` is atomic on POSIX), and the directory is fsync'ed: a crash at any
-moment leaves either the old checkpoint or the new one, never a torn file.
+moment leaves either the old checkpoint or the new one, never a torn file. :func:`write_file`
+does the same for every other file a run writes (metrics, figures), with the same message on a
+failure.
+
+Reading treats the file as hostile: regular files only, at most :data:`MAX_CHECKPOINT_BYTES`,
+size checked before a byte is read (:func:`rot180._files.read_regular`); metadata nested too
+deep, of the wrong types or disagreeing with the tensors is a :class:`CheckpointError` naming
+the file, raised before any model is built (see :mod:`rot180.train.card`); weights of another
+dtype than the model's are listed, never cast.
 """
 
 from __future__ import annotations
@@ -25,13 +33,15 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write_bytes
+from .._files import atomic_write_bytes, read_regular
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
-           "atomic_write_bytes"]
+           "atomic_write_bytes", "write_file", "MAX_CHECKPOINT_BYTES"]
 
 _OPT_PREFIX = "optimizer."
 _FORMAT = "rot180-checkpoint-v1"
+#: The largest checkpoint read (1 GiB; the zoo's models at their defaults take under 3 MB).
+MAX_CHECKPOINT_BYTES = 1 << 30
 
 
 class CheckpointError(ValueError):
@@ -47,23 +57,45 @@ class Checkpoint:
     optimizer_state: dict[str, Any] | None
     meta: dict[str, Any] = field(default_factory=dict)
 
-    def build_model(self) -> Any:
-        """Rebuild the model from ``meta["model"]`` and ``meta["model_config"]`` and load it."""
-        from ..models import build_model
+    def card(self) -> Any:
+        """The validated :class:`~rot180.train.card.ModelCard` (model, image shape, classes,
+        normalisation) that evaluate, predict and saliency read."""
+        from .card import ModelCard
 
-        name = self.meta.get("model")
-        if not name:
+        return ModelCard.from_meta(self.meta, self.model_state, self.path)
+
+    def build_model(self) -> Any:
+        """Rebuild the model from ``meta["model"]`` and ``meta["model_config"]`` and load it.
+
+        The configuration is checked against the tensors first (nothing is allocated for a
+        forged ``width`` or ``num_classes``); weights whose dtype is not the model's (float16,
+        integers where floats belong) are listed in a :class:`CheckpointError`, not cast.
+        """
+        from ..models import build_model
+        from .card import check_model_spec
+
+        if not self.meta.get("model"):
             raise CheckpointError(
                 f"{self.path}: checkpoint records no model name, so the model cannot be rebuilt. "
                 "Build the model yourself and call model.load_state_dict(ckpt.model_state)."
             )
-        model = build_model(name, **self.meta.get("model_config", {}))
+        name, config = check_model_spec(self.meta, self.model_state, self.path)
+        model = build_model(name, **config)
         # The first *floating* entry: safetensors returns tensors in no fixed order, and an
         # integer buffer (BatchNorm's num_batches_tracked) says nothing about the dtype.
         dtype = next((v.dtype for v in self.model_state.values()
                       if v.dtype in (np.float32, np.float64)), None)
         if dtype is not None:
             model.astype(dtype)
+        own = model.state_dict()
+        wrong = [f"{k} is {v.dtype} (expected {own[k].dtype})" for k, v in
+                 self.model_state.items() if k in own and v.dtype != own[k].dtype]
+        if wrong:
+            raise CheckpointError(
+                f"{self.path}: weights of the wrong dtype: {'; '.join(wrong)}. rot180 trains "
+                "in float32 or float64, one dtype for the whole model; convert the file's "
+                "tensors (all of them) to one of these before loading."
+            )
         model.load_state_dict(self.model_state)
         return model
 
@@ -120,12 +152,22 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, 
             f"save_checkpoint: metadata must be JSON-serialisable (ints, floats, strings, lists, "
             f"dicts): {exc}."
         ) from None
+    write_file(path, st_save(tensors, metadata={"rot180": text}), "checkpoint")
+    return Path(path)
+
+
+def write_file(path: str | os.PathLike, data: bytes, what: str) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write_bytes`); on failure an
+    ``OSError`` with the errno that says what went wrong and that nothing was replaced.
+
+    ``what`` names the file in the message ("checkpoint", "figure", "metrics file").
+    """
     try:
-        atomic_write_bytes(path, st_save(tensors, metadata={"rot180": text}))
+        atomic_write_bytes(path, data)
     except OSError as exc:
         raise OSError(
-            exc.errno, f"could not write checkpoint {path}: {exc.strerror or exc}. Nothing was "
-            "replaced: the previous checkpoint at that path, if any, is intact. Free some disk "
+            exc.errno, f"could not write {what} {path}: {exc.strerror or exc}. Nothing was "
+            f"replaced: the previous {what} at that path, if any, is intact. Free some disk "
             "space (or choose another --out) and try again."
         ) from exc
     return Path(path)
@@ -141,32 +183,38 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     from safetensors.numpy import load as st_load
 
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint file. Check the path.") from None
-    except IsADirectoryError:
+    if path.is_dir():
         raise CheckpointError(
             f"{path}: is a directory; pass the checkpoint file inside it "
             f"(e.g. {path}/last.safetensors)."
-        ) from None
+        )
+    raw = read_regular(path, max_bytes=MAX_CHECKPOINT_BYTES, what="checkpoint file",
+                       error=CheckpointError)
     try:
         tensors = st_load(raw)
         header = _read_metadata(raw)
-    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError) as exc:
+    except (SafetensorError, ValueError, UnicodeDecodeError, OverflowError,
+            RecursionError) as exc:
+        why = "metadata nested too deeply" if isinstance(exc, RecursionError) else exc
         raise CheckpointError(
-            f"{path}: not a valid safetensors checkpoint (corrupt or truncated?): {exc}"
+            f"{path}: not a valid safetensors checkpoint (corrupt or truncated?): {why}"
         ) from None
     if header.get("format") != _FORMAT:
         raise CheckpointError(
-            f"{path}: not a rot180 checkpoint (metadata format {header.get('format')!r}, "
+            f"{path}: not a rot180 checkpoint (metadata format {header.get('format')!r:.80}, "
             f"expected {_FORMAT!r})."
         )
     model_state = {k: v for k, v in tensors.items() if not k.startswith(_OPT_PREFIX)}
     opt = None
     if "optimizer" in header:
         opt_tensors = {k: v for k, v in tensors.items() if k.startswith(_OPT_PREFIX)}
-        opt = _join_optimizer_state(opt_tensors, header.pop("optimizer"))
+        try:
+            opt = _join_optimizer_state(opt_tensors, header.pop("optimizer"))
+        except (AttributeError, TypeError, ValueError, KeyError) as exc:
+            raise CheckpointError(
+                f"{path}: the optimizer state is malformed ({type(exc).__name__}: {exc}). "
+                "Resume from a last.safetensors written by rot180 train, or train afresh."
+            ) from None
     return Checkpoint(path, model_state, opt, header)
 
 

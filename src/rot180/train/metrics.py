@@ -1,4 +1,9 @@
-"""Metrics and their pictures: accuracy, confusion matrix, the metrics CSV and training curves."""
+"""Metrics and their pictures: accuracy, confusion matrix, the metrics CSV and training curves.
+
+Every file is written whole or not at all: figures are drawn into memory and, like the CSV,
+written with :func:`~rot180.train.checkpoint.write_file` (temporary file, fsync, rename), so a
+full disk leaves the previous file intact and raises the checkpoint's kind of message.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +11,13 @@ import csv
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 __all__ = ["accuracy", "confusion_matrix", "format_confusion", "METRIC_COLUMNS",
-           "write_metrics_csv", "read_metrics_csv", "plot_curves", "plot_confusion"]
+           "write_metrics_csv", "read_metrics_csv", "plot_curves", "plot_confusion",
+           "save_figure"]
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "seconds")
 
@@ -43,19 +50,35 @@ def format_confusion(cm: np.ndarray, labels: Sequence[str] | None = None) -> str
 
 def write_metrics_csv(path: str | os.PathLike, rows: Sequence[dict]) -> None:
     """(Re)write ``metrics.csv`` with :data:`METRIC_COLUMNS`, one row per epoch."""
-    from .checkpoint import atomic_write_bytes
+    from .checkpoint import write_file
 
     lines = [",".join(METRIC_COLUMNS)]
     for r in rows:
         lines.append(",".join(
             str(int(r[c])) if c == "epoch" else f"{float(r[c]):.6g}" for c in METRIC_COLUMNS))
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    write_file(path, ("\n".join(lines) + "\n").encode(), "metrics file")
 
 
 def read_metrics_csv(path: str | os.PathLike) -> list[dict]:
     with open(path, newline="") as f:
         return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()}
                 for row in csv.DictReader(f)]
+
+
+def save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:
+    """Draw ``fig`` into memory in the format of ``path``'s suffix (png, svg, pdf), then write
+    it atomically; the figure is closed either way."""
+    import io
+
+    path = Path(path)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format=path.suffix.lstrip(".").lower() or "png", **savefig)
+    finally:
+        _pyplot().close(fig)   # a no-op for a Figure that pyplot does not manage
+    from .checkpoint import write_file
+
+    return write_file(path, buf.getvalue(), "figure")
 
 
 def _pyplot():
@@ -82,9 +105,7 @@ def plot_curves(rows: Sequence[dict], path: str | os.PathLike) -> Path:
         a.grid(alpha=0.3)
         a.legend()
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(cm: np.ndarray, path: str | os.PathLike, title: str = "Confusion matrix"
@@ -100,6 +121,4 @@ def plot_confusion(cm: np.ndarray, path: str | os.PathLike, title: str = "Confus
     ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -7,18 +7,35 @@ state are saved with it; and the computation is deterministic for a given machin
 count. A run resumed from the checkpoint at the end of epoch ``e`` therefore replays epochs
 ``e+1, ...`` exactly as the uninterrupted run computed them.
 
+Data: the training split is cut once more (stratified, seed :data:`VAL_SEED`, ``val_fraction``
+of it, 10 % by default) into the images trained on and a *validation* part that picks
+``best.safetensors`` and is shown every epoch; the data set's test split takes no part in any
+choice and is scored once, at the end, for both ``best`` and ``last`` (:attr:`Trainer.test_result`).
+
+Run directories (:mod:`rot180.train.rundir`): :meth:`Trainer.fit` holds ``<out>/.rot180.lock``
+while it trains, refuses a directory that already holds a run unless it resumes it or was built
+with ``overwrite=True``, and first deletes temporary files that a killed write left there.
+
+Extending a finished run: resuming with a larger ``epochs`` trains the added epochs on a new
+schedule segment, a *warm restart* (as in SGDR): the learning rate goes back to ``lr`` and follows
+the chosen schedule (cosine to 0, or step) over the added epochs alone, with no warm-up. The
+segment's first epoch is saved (``schedule_start_epoch``), so an extension that is interrupted
+resumes exactly too. A run of 20 epochs extended to 30 is therefore not the 30-epoch run.
+
 Faults: SIGINT (Ctrl-C) and SIGTERM stop the run after the current step and write
 ``last.safetensors`` *mid-epoch*: it also records the generator state at the start of the epoch,
 the number of batches done and the running sums, so ``--resume`` replays the epoch's shuffle,
 skips the batches already seen and continues with the very same numbers. A NaN or infinite loss
 stops the run (:class:`TrainingDiverged`) without overwriting the last good checkpoint. Every
-checkpoint is written atomically, so a ``kill -9`` or a full disk never damages the previous one.
+file is written atomically, so a ``kill -9`` or a full disk never damages the previous one; when
+a write fails, that first error is the one raised (drawing the curves after it cannot mask it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import signal
 import time
@@ -30,13 +47,19 @@ from typing import Any
 import numpy as np
 
 from .. import optim
-from ..data import Dataset, load_dataset
-from ..models import build_model
+from ..data import Dataset, load_dataset, split_indices
+from ..models import build_model, image_size_error
 from ..nn import Module, SoftmaxCrossEntropy
 from . import metrics as M
-from .checkpoint import load_checkpoint, save_checkpoint
+from . import rundir
+from .card import ModelCard
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate_model"]
+__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate_model",
+           "VAL_SEED"]
+
+#: Seed of the validation cut of the training split (fixed: it does not move with ``seed``).
+VAL_SEED = 0
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "cosine")
@@ -54,8 +77,9 @@ class TrainingInterrupted(RuntimeError):
         self.checkpoint = checkpoint
 
 
-# Fields that may differ between a run and its resumption: where files go, and how they are read.
-_RESUME_FREE = ("out", "data_root", "download")
+# Fields that may differ between a run and its resumption: where files go, and how they are read
+# (``epochs`` may grow once the run is finished: see "Extending a finished run" above).
+_RESUME_FREE = ("out", "data_root", "download", "epochs")
 
 
 @dataclass
@@ -78,7 +102,8 @@ class TrainConfig:
     download: bool = False
     seed: int = 0
     dtype: str = "float32"
-    out: str = "runs/lenet5"
+    val_fraction: float = 0.1
+    out: str | None = None   # None: runs/<model>-<data>, or the next free -2, -3, ...
 
     def validate(self) -> None:
         def bad(name: str, expected: str) -> ValueError:
@@ -100,6 +125,8 @@ class TrainConfig:
             raise bad("weight_decay", ">= 0")
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing", "in [0, 1)")
+        if not 0 < self.val_fraction <= 0.5:
+            raise bad("val_fraction", "in (0, 0.5]")
 
 
 @dataclass
@@ -125,9 +152,12 @@ def _make_optimizer(cfg: TrainConfig, model: Module) -> optim.Optimizer:
     return optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _make_schedule(cfg: TrainConfig, opt: optim.Optimizer, steps_per_epoch: int):
-    total = cfg.epochs * steps_per_epoch
-    warm = int(round(cfg.warmup_epochs * steps_per_epoch))
+def _make_schedule(cfg: TrainConfig, opt: optim.Optimizer, steps_per_epoch: int,
+                   start_epoch: int = 0):
+    """The schedule of the segment from ``start_epoch`` to ``cfg.epochs`` (0: the whole run, with
+    warm-up; later: a warm restart over the added epochs, without warm-up)."""
+    total = (cfg.epochs - start_epoch) * steps_per_epoch
+    warm = int(round(cfg.warmup_epochs * steps_per_epoch)) if start_epoch == 0 else 0
     if cfg.schedule == "none":
         return None
     if cfg.schedule == "step":
@@ -144,22 +174,43 @@ def _generators(model: Module) -> dict[str, np.random.Generator]:
 class Trainer:
     """Train ``cfg.model`` on ``cfg.data``; see :class:`TrainConfig`.
 
-    ``log`` receives one summary line per epoch; ``progress`` toggles the tqdm bars.
+    ``log`` receives one summary line per epoch; ``progress`` toggles the tqdm bars;
+    ``overwrite`` lets :meth:`fit` replace a run already in ``cfg.out`` (its files are deleted).
+    ``cfg.out=None`` picks :func:`rot180.train.rundir.default_out` (``out_note`` says when a
+    numbered directory was taken).
     """
 
     def __init__(self, cfg: TrainConfig, *, progress: bool = True,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, overwrite: bool = False) -> None:
         cfg.validate()
+        self.out_note = ""
+        if cfg.out is None:
+            out, self.out_note = rundir.default_out(cfg.model, cfg.data)
+            cfg.out = str(out)
+        rundir.check_out_dir(cfg.out)
         self.cfg = cfg
         self.progress = progress
         self.log = log
+        self.overwrite = overwrite
         self.out = Path(cfg.out)
-        self.train_set: Dataset = load_dataset(cfg.data, root=cfg.data_root, split="train",
-                                               download=cfg.download, progress=progress)
-        self.val_set: Dataset = load_dataset(cfg.data, root=cfg.data_root, split="test")
+        whole = load_dataset(cfg.data, root=cfg.data_root, split="train",
+                             download=cfg.download, progress=progress)
+        keep, val = split_indices(whole.labels, test_size=cfg.val_fraction, seed=VAL_SEED)
+        self.train_set: Dataset = dataclasses.replace(
+            whole, images=whole.images[keep], labels=whole.labels[keep])
+        self.val_set: Dataset = dataclasses.replace(
+            whole, split="val", images=whole.images[val], labels=whole.labels[val])
+        self.test_set: Dataset = load_dataset(cfg.data, root=cfg.data_root, split="test")
+        self.test_result: dict[str, Any] | None = None
         self.dtype = np.dtype(cfg.dtype)
         self.model_config = {"num_classes": len(self.train_set.classes),
                              "in_channels": self.train_set.images.shape[1]}
+        self.card = ModelCard(cfg.model, self.model_config, tuple(whole.images.shape[1:]),
+                              tuple(whole.classes), whole.name, tuple(whole.mean),
+                              tuple(whole.std), float(whole.max_value))
+        problem = image_size_error(cfg.model, self.card.image_shape, f"--data {cfg.data}")
+        if problem:
+            raise ValueError(problem)
         self.model = build_model(cfg.model, seed=cfg.seed, **self.model_config)
         self.model.astype(self.dtype)
         self.loss = SoftmaxCrossEntropy(label_smoothing=cfg.label_smoothing)
@@ -169,6 +220,8 @@ class Trainer:
                                             augment=cfg.augment, dtype=self.dtype)
         self.steps_per_epoch = len(self.loader)
         self.sched = _make_schedule(cfg, self.opt, self.steps_per_epoch)
+        self.schedule_start_epoch = 0
+        self.resumed_from: Path | None = None
         self.epoch = 0
         self.step = 0
         self.history: list[dict] = []
@@ -179,7 +232,8 @@ class Trainer:
         self._check_input_size()
 
     def _check_input_size(self) -> None:
-        """Run one held-out image through the model so a size mismatch fails early and clearly."""
+        """Run one held-out image through the model so a size mismatch fails early and clearly
+        (a model outside :func:`rot180.models.image_size_error`'s table, say)."""
         x = self.val_set.images[:1]
         try:
             self.model.eval()
@@ -197,17 +251,13 @@ class Trainer:
     # -- checkpoint state ---------------------------------------------------------------------
     def _meta(self) -> dict[str, Any]:
         return {
-            "model": self.cfg.model,
-            "model_config": self.model_config,
+            **self.card.to_meta(),
             "config": asdict(self.cfg),
             "epoch": self.epoch,
             "step": self.step,
             "history": self.history,
             "best_val_acc": self.best_val_acc,
-            "data": {"name": self.train_set.name, "mean": list(self.train_set.mean),
-                     "std": list(self.train_set.std), "max_value": self.train_set.max_value},
-            "image_shape": list(self.train_set.images.shape[1:]),
-            "class_names": list(self.train_set.classes),
+            "schedule_start_epoch": self.schedule_start_epoch,
             "rng_state": self.rng.bit_generator.state,
             "module_rng_states": {k: g.bit_generator.state
                                   for k, g in _generators(self.model).items()},
@@ -221,11 +271,18 @@ class Trainer:
         return save_checkpoint(self.out / f"{name}.safetensors", self.model, opt, **self._meta())
 
     def resume(self, path: str | Path | None = None) -> None:
-        """Restore model, optimizer, scheduler, RNG states and history from a checkpoint."""
+        """Restore model, optimizer, scheduler, RNG states and history from a checkpoint.
+
+        A larger ``cfg.epochs`` than the saved run's extends it once it is finished (see the
+        module docstring); every other setting must match. Malformed state in the file is a
+        :class:`CheckpointError`.
+        """
         path = Path(path) if path is not None else self.out / "last.safetensors"
         ckpt = load_checkpoint(path)
         meta = ckpt.meta
         saved = meta.get("config", {})
+        if not isinstance(saved, dict):
+            raise CheckpointError(f"{path}: its config is not a JSON object.")
         ours = asdict(self.cfg)
         differ = [f"{k}: saved {saved.get(k)!r}, now {ours[k]!r}" for k in ours
                   if k not in _RESUME_FREE and saved.get(k) != ours[k]]
@@ -239,24 +296,62 @@ class Trainer:
             raise ValueError(
                 f"--resume: {path} has no optimizer state (only 'last' checkpoints do)."
             )
+        state = _resume_state(meta, path)
+        planned = saved.get("epochs")
+        if isinstance(planned, bool) or not isinstance(planned, int) or planned < 1:
+            raise CheckpointError(f"{path}: config.epochs must be an int >= 1, got {planned!r}.")
+        extend = planned != self.cfg.epochs
+        if extend and (state["epoch"] != planned or state["partial_epoch"]):
+            raise ValueError(
+                f"--resume --epochs {self.cfg.epochs}: the run in {path} is not finished (epoch "
+                f"{state['epoch']} of {planned}); resume it with --epochs {planned} first, then "
+                "extend it."
+            )
+        if extend and self.cfg.epochs < planned:
+            raise ValueError(
+                f"--resume --epochs {self.cfg.epochs}: the run in {path} already trained "
+                f"{planned} epochs; to extend it pass more (e.g. --epochs {planned + 10})."
+            )
         self.model.load_state_dict(ckpt.model_state)
-        self.opt.load_state_dict(ckpt.optimizer_state)
-        if self.sched is not None and meta.get("scheduler") is not None:
-            self.sched.load_state_dict(meta["scheduler"])
-        self.rng.bit_generator.state = meta["rng_state"]
-        for name, g in _generators(self.model).items():
-            if name in meta.get("module_rng_states", {}):
-                g.bit_generator.state = meta["module_rng_states"][name]
-        self.epoch = int(meta["epoch"])
-        self.step = int(meta["step"])
-        self.history = list(meta["history"])
-        self.best_val_acc = float(meta["best_val_acc"])
-        self._partial = meta.get("partial_epoch")
+        self.schedule_start_epoch = planned if extend else state["schedule_start_epoch"]
+        try:
+            if self.schedule_start_epoch and not extend:   # built before loading: it sets lr
+                self.sched = _make_schedule(self.cfg, self.opt, self.steps_per_epoch,
+                                            self.schedule_start_epoch)
+            self.opt.load_state_dict(ckpt.optimizer_state)
+            if extend:   # a warm restart over the added epochs, from the base rate
+                for g in self.opt.param_groups:
+                    g["lr"] = g["initial_lr"] = self.cfg.lr
+                self.sched = _make_schedule(self.cfg, self.opt, self.steps_per_epoch,
+                                            self.schedule_start_epoch)
+            elif self.sched is not None and meta.get("scheduler") is not None:
+                self.sched.load_state_dict(meta["scheduler"])
+            self.rng.bit_generator.state = meta["rng_state"]
+            if state["partial_epoch"]:   # checked now, used when the epoch restarts
+                type(self.rng.bit_generator)().state = meta["epoch_start_rng_state"]
+            module_states = meta.get("module_rng_states") or {}
+            for name, g in _generators(self.model).items():
+                if name in module_states:
+                    g.bit_generator.state = module_states[name]
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError,
+                OverflowError) as exc:
+            raise CheckpointError(
+                f"{path}: its optimizer, scheduler or generator state is malformed "
+                f"({type(exc).__name__}: {exc}). Resume from a last.safetensors that rot180 "
+                "train wrote, or train afresh."
+            ) from None
+        self.epoch, self.step = state["epoch"], state["step"]
+        self.history = state["history"]
+        self.best_val_acc = state["best_val_acc"]
+        self._partial = state["partial_epoch"]
+        self.resumed_from = path
         where = f"epoch {self.epoch}"
         if self._partial:
             self._epoch_start_rng = meta["epoch_start_rng_state"]
             where = f"epoch {self.epoch + 1}, batch {self._partial['batches']}"
-        self.log(f"resumed from {path} at {where} (step {self.step})")
+        self.log(f"resumed from {path} at {where} (step {self.step})"
+                 + (f"; extending to {self.cfg.epochs} epochs (warm restart of the "
+                    "learning-rate schedule)" if extend else ""))
 
     # -- the loop -----------------------------------------------------------------------------
     def evaluate(self, data: Dataset, batch: int = 500) -> tuple[float, float, np.ndarray]:
@@ -356,18 +451,46 @@ class Trainer:
 
     def fit(self) -> list[dict]:
         """Run the remaining epochs: metrics.csv and checkpoints after each, curves.png at the end
-        (or when stopped)."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        try:
-            with self._stop_on_signals():
-                while self.epoch < self.cfg.epochs:
-                    self._run_epoch()
-        finally:
-            # Drawn once, also after an interruption: a figure per epoch would cost ~0.2 s each
-            # (about a quarter of make run's time).
+        (or when stopped), then score best and last on the test split (:attr:`test_result`).
+
+        Holds the run directory's lock throughout; a fresh run (no :meth:`resume`) into a
+        directory that holds a run raises :class:`~rot180.train.rundir.RunExistsError` unless
+        ``overwrite``.
+        """
+        with rundir.RunLock(self.out):
+            found = rundir.holds_run(self.out)
+            if found and self.resumed_from is None:
+                if not self.overwrite:
+                    raise rundir.refuse_existing(self.out, found)
+                rundir.remove_run_files(self.out)
+            rundir.remove_stale_temporaries(self.out)
+            try:
+                with self._stop_on_signals():
+                    while self.epoch < self.cfg.epochs:
+                        self._run_epoch()
+            except BaseException:
+                if self.history:   # the curves so far; the first error is the one reported
+                    with contextlib.suppress(OSError):
+                        M.plot_curves(self.history, self.out / "curves.png")
+                raise
+            # Drawn once: a figure per epoch would cost ~0.2 s each (a quarter of make run).
             if self.history:
                 M.plot_curves(self.history, self.out / "curves.png")
+                self.test_result = self.score_test()
         return self.history
+
+    def score_test(self) -> dict[str, Any]:
+        """Accuracy and loss of ``best.safetensors`` and of the current (last) model on the test
+        split, which chose nothing."""
+        best = load_checkpoint(self.out / "best.safetensors")
+        result: dict[str, Any] = {"images": len(self.test_set),
+                                  "best_epoch": int(best.meta.get("epoch", 0)),
+                                  "last_epoch": self.epoch}
+        for name, model in (("best", best.build_model()), ("last", self.model)):
+            loss, acc, _ = evaluate_model(model, self.test_set, self.loss, dtype=self.dtype)
+            result[f"{name}_acc"], result[f"{name}_loss"] = acc, loss
+        self.model.train()
+        return result
 
     def _run_epoch(self) -> None:
         r = self.train_epoch()
@@ -386,6 +509,45 @@ class Trainer:
             path = self.out / "last.safetensors"
             raise TrainingInterrupted(
                 f"{self._stop} received: stopped after epoch {self.epoch}; saved {path}.", path)
+
+
+def _resume_state(meta: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The loop's counters from a checkpoint's metadata, each checked for type and range."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: {what}. The checkpoint is damaged or was not written "
+                               "by rot180 train; train afresh or resume from another run.")
+
+    def count(key: str, default: int | None = None) -> int:
+        v = meta.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**53:
+            raise bad(f"{key} must be an int >= 0, got {type(v).__name__} {v!r:.60}")
+        return v
+
+    epoch, step = count("epoch"), count("step")
+    start = count("schedule_start_epoch", 0)
+    if start > epoch:
+        raise bad(f"schedule_start_epoch {start} is after epoch {epoch}")
+    history = meta.get("history")
+    if not isinstance(history, list) or len(history) != epoch or not all(
+            isinstance(r, dict) and all(isinstance(r.get(c), int | float)
+                                        and not isinstance(r.get(c), bool)
+                                        for c in M.METRIC_COLUMNS) for r in history):
+        raise bad(f"history must be a list of {epoch} rows with {list(M.METRIC_COLUMNS)}")
+    best = meta.get("best_val_acc")
+    if isinstance(best, bool) or not isinstance(best, int | float) or not -1 <= best <= 1:
+        raise bad(f"best_val_acc must be a number in [-1, 1], got {best!r:.60}")
+    partial = meta.get("partial_epoch")
+    if partial is not None:
+        keys = ("batches", "loss_sum", "correct", "seen")
+        if not isinstance(partial, dict) or not all(
+                isinstance(partial.get(k), int | float) and not isinstance(partial.get(k), bool)
+                and math.isfinite(partial[k]) and partial[k] >= 0 for k in keys):
+            raise bad(f"partial_epoch must hold numbers >= 0 for {list(keys)}")
+        if not isinstance(meta.get("epoch_start_rng_state"), dict):
+            raise bad("a mid-epoch checkpoint needs epoch_start_rng_state")
+    return {"epoch": epoch, "step": step, "schedule_start_epoch": start,
+            "history": [dict(r) for r in history], "best_val_acc": float(best),
+            "partial_epoch": partial}
 
 
 def evaluate_model(model: Module, data: Dataset, loss: SoftmaxCrossEntropy | None = None, *,
