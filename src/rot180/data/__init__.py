@@ -27,8 +27,8 @@ from .cifar import (
 from .downloads import SOURCES, RemoteFile, Source, default_root, download, fetch_file
 from .embedded import load_digits8x8, load_mnist5k
 from .errors import DataError, DownloadError, ImageWarning
-from .images import load_images
 from .idx import load_idx_dir, load_idx_pair, parse_idx, read_idx
+from .images import load_images
 from .loader import DataLoader, as_generator, batches
 from .registry import DATASETS, SPLIT_SEED, SPLITS, Dataset, load_dataset
 from .split import split_indices

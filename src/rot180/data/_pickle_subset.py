@@ -14,7 +14,10 @@ Loading a pickle runs whatever callables the stream names, so this module never 
   the stream is ever invoked.
 
 Any other opcode or name raises :class:`~rot180.data.errors.DataError` naming it and its byte
-offset. Every length is checked against the bytes that remain before anything is sliced.
+offset. Every length is checked against the bytes that remain before anything is sliced. The
+reader is a loop (no recursion); the value it builds is bounded in depth (:data:`MAX_DEPTH`)
+and in size counted with every memo reference expanded (:data:`MAX_ITEMS`), so a few hundred
+bytes cannot ask for 2**40 items.
 """
 
 from __future__ import annotations
@@ -201,10 +204,17 @@ def _setitems(r: _Reader, items: list[Any]) -> None:
     for key, value in zip(items[::2], items[1::2], strict=True):
         if not isinstance(key, str | bytes | int | tuple):
             raise r.fail(f"dict key of type {type(key).__name__}")
-        try:
-            target[key] = value
-        except TypeError as exc:  # a tuple key holding a list
-            raise r.fail(f"unhashable dict key ({exc})") from exc
+        # Hashing a tuple walks it: one of scalars only, so that a shared, nested one cannot
+        # make a hash take 2**depth steps.
+        inner = next((v for v in key if not isinstance(v, _SCALARS)), None) \
+            if isinstance(key, tuple) else None
+        if inner is not None:
+            raise r.fail(f"unhashable dict key (a tuple holding a {type(inner).__name__}); "
+                         "tuple keys may hold numbers and strings only")
+        target[key] = value
+
+
+_SCALARS = (str, bytes, int, float, type(None))
 
 
 def _long1(r: _Reader) -> int:
@@ -279,23 +289,59 @@ def _text(r: _Reader, n: int) -> str:
         raise r.fail(f"invalid UTF-8 text ({exc.reason})", at) from exc
 
 
-def _finish(obj: Any, source: str, open_ids: frozenset[int] = frozenset()) -> Any:
-    """Replace array stubs by their arrays, recursively through lists, tuples and dicts."""
-    if isinstance(obj, _ArrayStub):
-        if obj.value is None:
-            raise DataError(f"{source}: an array was never given its contents (no BUILD).")
-        return obj.value
-    if isinstance(obj, _Global | _DtypeStub):
-        raise DataError(f"{source}: a bare {type(obj).__name__.strip('_')} is not data.")
-    if not isinstance(obj, list | tuple | dict):
-        return obj
-    if id(obj) in open_ids:  # a container that holds itself (built with the memo)
-        raise DataError(f"{source}: a self-referencing container is not plain data.")
-    inner = open_ids | {id(obj)}
-    if isinstance(obj, dict):
-        return {k: _finish(v, source, inner) for k, v in obj.items()}
-    items = [_finish(v, source, inner) for v in obj]
-    return items if isinstance(obj, list) else tuple(items)
+#: Most items the decoded value may hold, counting a container each time it is reached: the
+#: memo lets a few bytes name a list twice, then that pair twice, 40 levels deep (2**40 items
+#: from 200 bytes). A CIFAR-10 batch holds about 20,000 (two lists of 10,000 and an array).
+MAX_ITEMS = 10_000_000
+#: Deepest nesting of containers accepted; a CIFAR-10 batch is 2 deep (a dict of lists).
+MAX_DEPTH = 100
+
+
+def _finish(obj: Any, source: str) -> Any:
+    """Replace array stubs by their arrays through lists, tuples and dicts, within bounds.
+
+    Each container is converted once (by identity), so the work is linear in the stream even
+    when the memo shares containers; the value's size as a tree (every path counted) is summed
+    on the way and refused beyond :data:`MAX_ITEMS`, nesting beyond :data:`MAX_DEPTH`, and a
+    container that holds itself.
+    """
+    done: dict[int, tuple[Any, int]] = {}   # id -> (converted, items in its tree)
+    open_ids: set[int] = set()
+
+    def convert(node: Any, depth: int) -> tuple[Any, int]:
+        if isinstance(node, _ArrayStub):
+            if node.value is None:
+                raise DataError(f"{source}: an array was never given its contents (no BUILD).")
+            return node.value, 1
+        if isinstance(node, _Global | _DtypeStub):
+            raise DataError(f"{source}: a bare {type(node).__name__.strip('_')} is not data.")
+        if not isinstance(node, list | tuple | dict):
+            return node, 1
+        key = id(node)
+        if key in done:
+            return done[key]
+        if key in open_ids:  # a container that holds itself (built with the memo)
+            raise DataError(f"{source}: a self-referencing container is not plain data.")
+        if depth >= MAX_DEPTH:
+            raise DataError(f"{source}: containers nested more than {MAX_DEPTH} deep; a data "
+                            "file is a few levels deep. This is not a data file.")
+        open_ids.add(key)
+        total = 1
+        pairs = node.items() if isinstance(node, dict) else enumerate(node)
+        out: dict[Any, Any] = {}
+        for k, v in pairs:
+            out[k], items = convert(v, depth + 1)
+            total += items
+            if total > MAX_ITEMS:
+                raise DataError(f"{source}: the data holds more than {MAX_ITEMS:,} items once "
+                                "its shared parts (memo references) are expanded; a data file "
+                                "is far smaller. The stream is built to exhaust memory.")
+        open_ids.discard(key)
+        value: Any = out if isinstance(node, dict) else list(out.values())
+        done[key] = (value if not isinstance(node, tuple) else tuple(value)), total
+        return done[key]
+
+    return convert(obj, 0)[0]
 
 
 def parse_pickle_data(data: bytes, *, source: str = "<bytes>") -> Any:
@@ -311,10 +357,7 @@ def parse_pickle_data(data: bytes, *, source: str = "<bytes>") -> Any:
         truncated or malformed stream, and on bytes after ``STOP``.
     """
     reader = _Reader(bytes(data), source)
-    try:
-        result = reader.run()
-    except RecursionError as exc:
-        raise DataError(f"{source}: containers nested too deeply to be a data file.") from exc
+    result = reader.run()
     if reader.pos != len(reader.data):
         raise reader.fail(f"{len(reader.data) - reader.pos} unexpected bytes after STOP")
     return result

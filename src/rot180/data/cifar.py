@@ -14,12 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ._open import open_data_file
 from ._pickle_subset import parse_pickle_data
 from .errors import DataError
 
 __all__ = ["CIFAR10_CLASSES", "CIFAR_BIN_DIR", "CIFAR_PY_DIR", "parse_cifar_binary",
            "read_cifar_binary", "parse_cifar_python", "read_cifar_python", "find_cifar10_dir",
-           "load_cifar10_dir"]
+           "load_cifar10_dir", "MAX_BATCH_BYTES"]
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
                    "ship", "truck")
@@ -28,6 +29,8 @@ CIFAR_PY_DIR = "cifar-10-batches-py"
 _PIXELS = 3 * 32 * 32
 _RECORD = 1 + _PIXELS
 _BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+#: Largest batch file read, binary or python: twice a real batch (10,000 images, 30.7 MB).
+MAX_BATCH_BYTES = 64 * 2**20
 
 
 def _check_labels(labels: np.ndarray, source: str) -> None:
@@ -35,6 +38,13 @@ def _check_labels(labels: np.ndarray, source: str) -> None:
         first = int(np.flatnonzero(labels > 9)[0])
         raise DataError(f"{source}: record {first} has label {int(labels[first])}; CIFAR-10 "
                         "labels are 0-9. Is this a CIFAR-100 file?")
+
+
+def _short(value: int) -> str:
+    """A label for a message: a huge one (a crafted stream) as a power of two."""
+    if abs(value) < 10**9:
+        return str(value)
+    return f"{'-' if value < 0 else ''}~2**{abs(value).bit_length() - 1}"
 
 
 def parse_cifar_binary(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray, np.ndarray]:
@@ -63,11 +73,7 @@ def parse_cifar_binary(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndar
 
 def read_cifar_binary(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one binary batch file; see :func:`parse_cifar_binary`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}; "
-                        "expected a CIFAR-10 batch file.")
-    return parse_cifar_binary(path.read_bytes(), source=str(path))
+    return parse_cifar_binary(_read_batch(path), source=str(path))
 
 
 def parse_cifar_python(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndarray, np.ndarray]:
@@ -98,20 +104,31 @@ def parse_cifar_python(data: bytes, *, source: str = "<bytes>") -> tuple[np.ndar
         raise DataError(f"{source}: 'labels' must be a list of ints.")
     if len(labels) != pixels.shape[0]:
         raise DataError(f"{source}: {pixels.shape[0]} images but {len(labels)} labels.")
+    # Checked as Python ints: one label of 2**100 would overflow int64 in np.array.
+    if labels and min(labels) < 0:
+        raise DataError(f"{source}: negative label {_short(min(labels))}; expected 0-9.")
+    if labels and max(labels) > 9:
+        first = next(i for i, v in enumerate(labels) if v > 9)
+        raise DataError(f"{source}: record {first} has label {_short(labels[first])}; "
+                        "CIFAR-10 labels are 0-9. Is this a CIFAR-100 file?")
     label_array = np.array(labels, dtype=np.int64)
-    if label_array.size and int(label_array.min()) < 0:
-        raise DataError(f"{source}: negative label {int(label_array.min())}; expected 0-9.")
-    _check_labels(label_array, source)
     return pixels.reshape(-1, 3, 32, 32), label_array
 
 
 def read_cifar_python(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read one python-version batch file; see :func:`parse_cifar_python`."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}; "
-                        "expected a CIFAR-10 batch file.")
-    return parse_cifar_python(path.read_bytes(), source=str(path))
+    return parse_cifar_python(_read_batch(path), source=str(path))
+
+
+def _read_batch(path: str | Path) -> bytes:
+    """The bytes of a batch file: a regular file of at most :data:`MAX_BATCH_BYTES`."""
+    with open_data_file(path, expected="a CIFAR-10 batch file",
+                        max_bytes=MAX_BATCH_BYTES) as (f, size):
+        data = f.read(size + 1)
+    if len(data) != size:
+        raise DataError(f"{path}: the file changed size while it was read ({size:,} bytes "
+                        f"expected, {len(data):,} read). Try again.")
+    return data
 
 
 def find_cifar10_dir(root: str | Path) -> tuple[Path, str] | None:
