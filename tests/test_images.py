@@ -251,3 +251,13 @@ def test_train_images_still_exports_load_images():
     from rot180.train.images import load_images as old
 
     assert old is load_images
+
+
+def test_docs_images_examples_run():
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "images.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", doc, re.S)
+    assert blocks
+    for i, block in enumerate(blocks):
+        exec(compile(block, f"docs/images.md block {i}", "exec"), {})  # our own documentation
