@@ -12,7 +12,13 @@ __all__ = ["Sequential", "Identity"]
 
 
 class Identity(Module):
-    """``y = x``; backward passes the delta through unchanged."""
+    """``y = x``; backward passes the delta through unchanged.
+
+    It caches nothing, so one ``Identity`` may appear at several places of a model (every other
+    module runs once per forward pass; see :mod:`rot180.nn._passes`).
+    """
+
+    _caches_forward = False
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         return x

@@ -5,6 +5,11 @@ returns ``dx`` while **accumulating** (``+=``) the gradients of its parameters. 
 update parameters: optimizers do (see :mod:`rot180.optim`). Parameter and buffer names and array
 layouts match PyTorch, so ``state_dict()`` moves weights to and from a ``torch.nn.Module``
 without transposes.
+
+A layer's cache has one slot, so a module may run once per forward pass: a second use in the
+same pass (one ``Linear`` twice in a ``Sequential``) is refused with its positions and the fix,
+and weights are shared by sharing :class:`Parameter` objects between two layers instead (see
+:mod:`rot180.nn._passes`).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 
 import numpy as np
+
+from ._passes import track_backward, track_forward
 
 __all__ = ["Parameter", "Module", "StateDictError"]
 
@@ -65,6 +72,17 @@ class Module:
     """
 
     training: bool
+    #: False for a module whose forward caches nothing (``Identity``): it may run more than
+    #: once per pass. Every other module runs once per pass (see :mod:`rot180.nn._passes`).
+    _caches_forward: bool = True
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # Each forward records its pass; each backward checks that its cache is that pass's.
+        for name, track in (("forward", track_forward), ("backward", track_backward),
+                            ("backward_params", track_backward)):
+            if name in cls.__dict__:
+                setattr(cls, name, track(cls.__dict__[name]))
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
@@ -125,9 +143,15 @@ class Module:
         yield from self._modules.values()
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Every parameter once, under its first name: a :class:`Parameter` shared by two
+        layers (weight sharing) is one parameter, as in PyTorch, so an optimizer updates it
+        once. ``state_dict`` still saves it under each name, as PyTorch does."""
+        seen: set[int] = set()
         for mod_name, mod in self.named_modules(prefix):
             for name, p in mod._parameters.items():
-                yield (f"{mod_name}.{name}" if mod_name else name), p
+                if id(p) not in seen:
+                    seen.add(id(p))
+                    yield (f"{mod_name}.{name}" if mod_name else name), p
 
     def parameters(self) -> Iterator[Parameter]:
         for _, p in self.named_parameters():
@@ -192,8 +216,11 @@ class Module:
         """Copy arrays from ``state`` into this module's parameters and buffers.
 
         Every problem is collected first and reported together in one :class:`StateDictError`:
-        missing keys, unexpected keys (when ``strict``), and shape mismatches. Values are cast to
-        each parameter's current dtype.
+        missing keys, unexpected keys (when ``strict``), shape mismatches and dtype mismatches.
+        Weights of the wrong dtype are listed, never cast: a floating entry must have the dtype
+        of its parameter or buffer (cast the model with :meth:`astype`, or the arrays, first).
+        An integer buffer (BatchNorm's ``num_batches_tracked``, int64) takes any integer array
+        whose values fit, as PyTorch's ``copy_`` does; a floating or other array is listed.
         """
         if not isinstance(state, Mapping):
             raise TypeError(
@@ -207,12 +234,8 @@ class Module:
             f"{k}: expected shape {own[k].shape}, got {np.shape(state[k])}"
             for k in own if k in state and np.shape(state[k]) != own[k].shape
         ]
-        kinds = [
-            f"{k}: expected a real number array, got dtype {np.asarray(state[k]).dtype}"
-            for k in own if k in state
-            and not (np.issubdtype(np.asarray(state[k]).dtype, np.floating)
-                     or np.issubdtype(np.asarray(state[k]).dtype, np.integer))
-        ]
+        kinds = [msg for k in own if k in state
+                 if (msg := _dtype_problem(k, np.asarray(state[k]), own[k].dtype))]
         problems = []
         if missing:
             problems.append("missing keys: " + ", ".join(missing))
@@ -223,9 +246,19 @@ class Module:
         if kinds:
             problems.append("wrong dtypes: " + "; ".join(kinds))
         if problems:
+            fix = "Check that the checkpoint was saved from the same model and configuration"
+            if kinds:
+                # The file's floating dtype, when it is one the model can take.
+                found = {np.asarray(state[k]).dtype for k in own if k in state
+                         and np.issubdtype(own[k].dtype, np.floating)}
+                to = (f"np.{found.pop()}" if len(found) == 1 and found <= {
+                    np.dtype(np.float32), np.dtype(np.float64)} else "np.float32 or np.float64")
+                fix += (f". For the dtypes: cast the model first (model.astype({to})), or cast "
+                        "the arrays ({k: v.astype(np.float32) for k, v in state.items()}); "
+                        "rot180 never casts weights silently")
             raise StateDictError(
                 f"Cannot load state into {type(self).__name__}: " + " | ".join(problems)
-                + ". Check that the checkpoint was saved from the same model and configuration."
+                + f". {fix}."
             )
         for mod_name, mod in self.named_modules():
             pre = f"{mod_name}." if mod_name else ""
@@ -250,3 +283,26 @@ class Module:
                 lines.append(f"\n  ({name}): {sub}")
             lines.append("\n")
         return "".join(lines) + ")"
+
+
+def _dtype_problem(key: str, value: np.ndarray, want: np.dtype) -> str | None:
+    """Why ``value`` cannot be loaded into an entry of dtype ``want``, or ``None``.
+
+    Floating entries (parameters, running statistics) must match exactly: a float64 file in a
+    float32 model would lose precision and a float16 one would look like float32 weights, so
+    neither is cast. Integer buffers follow PyTorch, which copies any integer tensor into an
+    int64 buffer; only the range is checked, so that no count wraps around.
+    """
+    got = value.dtype
+    if np.issubdtype(want, np.integer):
+        if not np.issubdtype(got, np.integer):
+            return f"{key}: expected an integer array ({want} buffer), got dtype {got}"
+        info = np.iinfo(want)
+        if value.size and (int(value.min()) < info.min or int(value.max()) > info.max):
+            return f"{key}: values {int(value.min())}..{int(value.max())} do not fit {want}"
+        return None
+    if not (np.issubdtype(got, np.floating) or np.issubdtype(got, np.integer)):
+        return f"{key}: expected a real number array of dtype {want}, got dtype {got}"
+    if got != want:
+        return f"{key}: expected dtype {want}, got {got}"
+    return None
