@@ -45,25 +45,25 @@ class _Pool(Module):
     _nd: int
 
     def __init__(self, kernel_size: IntOrTuple, stride: IntOrTuple | None, padding: IntOrTuple,
-                 ceil_mode: bool) -> None:
+                 ceil_mode: bool, dilation: IntOrTuple = 1) -> None:
         super().__init__()
         nd, name = self._nd, type(self).__name__
         self.kernel_size = as_tuple(kernel_size, nd, "kernel_size")
         self.stride = self.kernel_size if stride is None else as_tuple(stride, nd, "stride")
         self.padding = as_tuple(padding, nd, "padding")
-        if any(v < 1 for v in self.kernel_size + self.stride):
+        self.dilation = as_tuple(dilation, nd, "dilation")
+        if any(v < 1 for v in self.kernel_size + self.stride + self.dilation):
             raise ValueError(
-                f"{name}: kernel_size and stride must be >= 1, got kernel_size={kernel_size!r}, "
-                f"stride={stride!r}."
+                f"{name}: kernel_size, stride and dilation must be >= 1, got kernel_size="
+                f"{kernel_size!r}, stride={stride!r}, dilation={dilation!r}."
             )
         if any(p < 0 or p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ValueError(
                 f"{name}: pad should be at most half of kernel size (and >= 0), got "
-                f"padding={self.padding} for kernel_size={self.kernel_size}."
+                f"padding={self.padding} for kernel_size={self.kernel_size}. Use padding <= "
+                "kernel_size // 2 (the kernel size, not its dilated extent, as PyTorch)."
             )
-        if not isinstance(ceil_mode, bool):
-            raise TypeError(f"{name}: ceil_mode must be a bool, got {ceil_mode!r}.")
-        self.ceil_mode = ceil_mode
+        self.ceil_mode = C.flag(ceil_mode, "ceil_mode", name)
         self._cache: tuple | None = None
 
     def _check_input(self, x: object) -> np.ndarray:
@@ -78,6 +78,8 @@ class _Pool(Module):
 
     def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+        if any(d != 1 for d in self.dilation):
+            s += f", dilation={self.dilation}"
         return s + (", ceil_mode=True" if self.ceil_mode else "")
 
 
@@ -88,67 +90,94 @@ class _MaxPoolNd(_Pool):
         kernel_size: window size, an int or one int per spatial dimension.
         stride: default ``kernel_size``; smaller values give overlapping windows.
         padding: ``-inf`` cells on both sides, at most ``kernel_size // 2``.
+        dilation: spacing of the window's taps (1 = adjacent cells), as PyTorch.
+        return_indices: ``forward`` returns ``(output, argmax)``, the flat index of every
+            window's maximum within its input plane, as PyTorch (``backward`` takes the
+            output's gradient only).
         ceil_mode: round the output size up, as PyTorch.
 
     Shape:
-        - input: ``(N, C, *i)`` or ``(C, *i)``
-        - output: ``(N, C, *o)``, ``o = floor((i + 2p - k) / s) + 1``
+        - input: ``(N, C, *i)`` or ``(C, *i)``; ``N`` may be 0
+        - output: ``(N, C, *o)``, ``o = floor((i + 2p - d(k-1) - 1) / s) + 1``
     """
 
     def __init__(self, kernel_size: IntOrTuple, stride: IntOrTuple | None = None,
-                 padding: IntOrTuple = 0, ceil_mode: bool = False) -> None:
-        super().__init__(kernel_size, stride, padding, ceil_mode)
+                 padding: IntOrTuple = 0, dilation: IntOrTuple = 1,
+                 return_indices: bool = False, ceil_mode: bool = False) -> None:
+        super().__init__(kernel_size, stride, padding, ceil_mode, dilation)
+        self.return_indices = C.flag(return_indices, "return_indices", type(self).__name__)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         x = self._check_input(x)
-        y, idx = P.max_pool(x, self.kernel_size, **self._kw)
+        y, idx = P.max_pool(x, self.kernel_size, dilation=self.dilation, **self._kw)
         self._cache = (idx, x.shape, (y.shape, y.dtype))
-        return y
+        return (y, idx.copy()) if self.return_indices else y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         idx, shape = self._cached(dy)
-        return P.max_pool_grad(dy, idx, shape, self.kernel_size, **self._kw)
+        return P.max_pool_grad(dy, idx, shape, self.kernel_size, dilation=self.dilation,
+                               **self._kw)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + (", return_indices=True" if self.return_indices else "")
 
 
 class _AvgPoolNd(_Pool):
     """Average pooling over ``_nd`` spatial axes.
 
     Args:
-        kernel_size, stride, padding, ceil_mode: as max pooling (padding cells are zeros).
+        kernel_size, stride, padding, ceil_mode: as max pooling (padding cells are zeros; no
+            dilation, as PyTorch).
         count_include_pad: divide by the whole window (default, as PyTorch) or only by the
             real input cells in it.
+        divisor_override: divide every window's sum by this non-zero int instead (PyTorch's
+            ``AvgPool2d``/``3d`` argument; ``AvgPool1d`` takes it too here).
 
     Shape:
-        - input: ``(N, C, *i)`` or ``(C, *i)``
+        - input: ``(N, C, *i)`` or ``(C, *i)``; ``N`` may be 0
         - output: ``(N, C, *o)``, ``o = floor((i + 2p - k) / s) + 1``
     """
 
     def __init__(self, kernel_size: IntOrTuple, stride: IntOrTuple | None = None,
                  padding: IntOrTuple = 0, ceil_mode: bool = False,
-                 count_include_pad: bool = True) -> None:
+                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
         super().__init__(kernel_size, stride, padding, ceil_mode)
-        if not isinstance(count_include_pad, bool):
+        name = type(self).__name__
+        self.count_include_pad = C.flag(count_include_pad, "count_include_pad", name)
+        if divisor_override is not None and (
+                isinstance(divisor_override, bool)
+                or not isinstance(divisor_override, int | np.integer)):
             raise TypeError(
-                f"{type(self).__name__}: count_include_pad must be a bool, got "
-                f"{count_include_pad!r}."
+                f"{name}: divisor_override must be an int or None, got "
+                f"{type(divisor_override).__name__} {divisor_override!r}."
             )
-        self.count_include_pad = count_include_pad
+        if divisor_override == 0:
+            raise ValueError(
+                f"{name}: divisor_override must not be zero, got 0. Pass a non-zero int, or "
+                "None to divide by the window's size."
+            )
+        self.divisor_override = None if divisor_override is None else int(divisor_override)
+
+    @property
+    def _avg_kw(self) -> dict:
+        return {"count_include_pad": self.count_include_pad,
+                "divisor_override": self.divisor_override, **self._kw}
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
-        y = P.avg_pool(x, self.kernel_size, count_include_pad=self.count_include_pad,
-                       **self._kw)
+        y = P.avg_pool(x, self.kernel_size, **self._avg_kw)
         self._cache = (x.shape, (y.shape, y.dtype))
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         (shape,) = self._cached(dy)
-        return P.avg_pool_grad(dy, shape, self.kernel_size,
-                               count_include_pad=self.count_include_pad, **self._kw)
+        return P.avg_pool_grad(dy, shape, self.kernel_size, **self._avg_kw)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
-        return s + ("" if self.count_include_pad else ", count_include_pad=False")
+        s += "" if self.count_include_pad else ", count_include_pad=False"
+        return s + ("" if self.divisor_override is None
+                    else f", divisor_override={self.divisor_override}")
 
 
 class MaxPool1d(_MaxPoolNd):

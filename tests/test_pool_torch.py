@@ -1,0 +1,447 @@
+"""Pooling options PyTorch takes (issue 11, items 11 and 12): max-pooling ``dilation``, average
+pooling ``divisor_override``, zero-size batches, and the dimension-named functions
+(``max_pool2d`` ...) that read ``(C, *spatial)`` as unbatched and ``(N, C, *spatial)`` as batched.
+
+Every forward and backward is compared with PyTorch autograd in float64 (to 1e-12; the argmax
+exactly) over a sweep of 1-3-D shapes, and the dilated max pool also with a direct loop written
+from PyTorch's CPU kernel (the taps ``q*s - p + t*d`` inside the input, the first maximum in
+row-major order). Where PyTorch refuses a configuration, rot180 must refuse it too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as TF
+
+import rot180.functional as F
+from rot180 import nn
+
+TOL = 1e-12
+T_MAX = {1: TF.max_pool1d, 2: TF.max_pool2d, 3: TF.max_pool3d}
+T_AVG = {1: TF.avg_pool1d, 2: TF.avg_pool2d, 3: TF.avg_pool3d}
+T_ADAPTIVE = {1: TF.adaptive_avg_pool1d, 2: TF.adaptive_avg_pool2d, 3: TF.adaptive_avg_pool3d}
+R_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
+R_MAX_GRAD = {1: F.max_pool1d_grad, 2: F.max_pool2d_grad, 3: F.max_pool3d_grad}
+R_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
+R_AVG_GRAD = {1: F.avg_pool1d_grad, 2: F.avg_pool2d_grad, 3: F.avg_pool3d_grad}
+
+
+@dataclass(frozen=True)
+class Case:
+    nd: int
+    lead: tuple[int, ...]       # (N, C) batched, (C,) unbatched
+    spatial: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[int, ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool
+    ties: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.lead + self.spatial
+
+    def input(self, seed: int) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        if self.ties:
+            return rng.integers(-2, 3, self.shape).astype(np.float64)
+        return rng.standard_normal(self.shape)
+
+    def __str__(self) -> str:
+        return (f"{self.nd}d-{self.lead}-i{self.spatial}-k{self.kernel}-s{self.stride}"
+                f"-p{self.padding}-d{self.dilation}{'-ceil' if self.ceil_mode else ''}"
+                f"{'-ties' if self.ties else ''}").replace(" ", "")
+
+
+def _cases(n: int, seed: int, *, dilated: bool) -> list[Case]:
+    """Half batched, half unbatched; spatial sizes around the window's extent so that stride
+    remainders, ceil-mode windows past the input and (dilated) all-padding windows occur."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for j in range(n):
+        nd = 1 + j % 3
+        r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
+        k = tuple(r(1, 3) for _ in range(nd))
+        d = tuple(r(1, 3) if dilated else 1 for _ in range(nd))
+        p = tuple(r(0, kj // 2) for kj in k)
+        span = tuple(dj * (kj - 1) + 1 for kj, dj in zip(k, d, strict=True))
+        lo = tuple(max(1, e - 2 * pj - 1) for e, pj in zip(span, p, strict=True))
+        if not dilated and nd == 3:   # torch's avg_pool3d wants the unpadded input >= kernel
+            lo = tuple(max(v, kj) for v, kj in zip(lo, k, strict=True))
+        spatial = tuple(v + r(0, 3) for v in lo)
+        lead = (r(1, 2), r(1, 3)) if j % 2 else (r(1, 3),)
+        out.append(Case(nd, lead, spatial, k, tuple(r(1, 3) for _ in range(nd)), p, d,
+                        bool(r(0, 1)), bool(r(0, 1))))
+    return out
+
+
+MAX_CASES = _cases(60, seed=11, dilated=True)
+AVG_CASES = _cases(36, seed=12, dilated=False)
+
+
+def _torch_max(c: Case, x: np.ndarray, dy_seed: int):
+    """PyTorch's output, indices and input gradient, or the exception it raised."""
+    xt = torch.tensor(x, requires_grad=True)
+    try:
+        y, idx = T_MAX[c.nd](xt, c.kernel, c.stride, c.padding, c.dilation,
+                             ceil_mode=c.ceil_mode, return_indices=True)
+    except RuntimeError as exc:
+        return exc
+    if _padding_only(c):
+        # PyTorch returns -inf and the index of a tap outside the input (off the plane, or
+        # wrapped onto another row); rot180 refuses such a window.
+        assert torch.isneginf(y).any()
+        return "window of padding only"
+    dy = np.random.default_rng(dy_seed).standard_normal(tuple(y.shape))
+    y.backward(torch.tensor(dy))
+    return y.detach().numpy(), idx.numpy(), dy, xt.grad.numpy()
+
+
+def _taps(c: Case, q: tuple[int, ...]) -> list[list[int]]:
+    """The input coordinates, per spatial axis, of the taps of window ``q`` inside the input."""
+    return [[qj * s - p + t * d for t in range(k) if 0 <= qj * s - p + t * d < i]
+            for qj, s, p, d, k, i in zip(q, c.stride, c.padding, c.dilation, c.kernel,
+                                          c.spatial, strict=True)]
+
+
+def _padding_only(c: Case) -> bool:
+    """Some window has no tap inside the input (possible only with dilation)."""
+    out = []
+    for i, k, s, p, d in zip(c.spatial, c.kernel, c.stride, c.padding, c.dilation, strict=True):
+        # PyTorch's pooling_output_shape: floor division, and in ceil mode the last window
+        # must start inside the input or the low padding.
+        o = (i + 2 * p - d * (k - 1) - 1 + (s - 1 if c.ceil_mode else 0)) // s + 1
+        out.append(o - 1 if c.ceil_mode and (o - 1) * s >= i + p else o)
+    return any(not all(_taps(c, q)) for q in itertools.product(*(range(o) for o in out)))
+
+
+def _max_loop(c: Case, x: np.ndarray, out: tuple[int, ...], dy: np.ndarray):
+    """PyTorch's CPU max-pool kernel, written out: real taps only, first maximum wins (a NaN
+    always replaces the running maximum)."""
+    lead = x.shape[:-c.nd]
+    y, idx, dx = np.empty(lead + out), np.empty(lead + out, np.int64), np.zeros_like(x)
+    for q in itertools.product(*(range(o) for o in out)):
+        cells = list(itertools.product(*_taps(c, q)))
+        for n in itertools.product(*(range(a) for a in lead)):
+            best, val = cells[0], -np.inf
+            for cell in cells:
+                v = x[n + cell]
+                if v > val or np.isnan(v):
+                    best, val = cell, v
+            y[n + q] = val
+            idx[n + q] = np.ravel_multi_index(best, c.spatial)
+            dx[n + best] += dy[n + q]
+    return y, idx, dx
+
+
+# -- item 11: dilation ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("c", MAX_CASES, ids=str)
+def test_dilated_max_pool_matches_torch_and_direct_loop(c: Case) -> None:
+    x = c.input(seed=1)
+    theirs = _torch_max(c, x, dy_seed=2)
+    args = (c.kernel, c.stride, c.padding, c.dilation)
+    if not isinstance(theirs, tuple):   # PyTorch refuses (or returns an index off the plane)
+        with pytest.raises(ValueError, match="larger than the padded input|reads padding only"):
+            R_MAX[c.nd](x, *args, ceil_mode=c.ceil_mode)
+        return
+    ty, tidx, dy, tdx = theirs
+    y, idx = R_MAX[c.nd](x, *args, ceil_mode=c.ceil_mode)
+    np.testing.assert_array_equal(y, ty)
+    np.testing.assert_array_equal(idx, tidx)     # return_indices stays right with dilation
+    dx = R_MAX_GRAD[c.nd](dy, idx, x.shape, *args, ceil_mode=c.ceil_mode)
+    np.testing.assert_allclose(dx, tdx, rtol=0, atol=TOL)
+    # Without the geometry (np.bincount), and through the generic function with nd=.
+    np.testing.assert_allclose(R_MAX_GRAD[c.nd](dy, idx, x.shape), tdx, rtol=0, atol=TOL)
+    gy, gidx = F.max_pool(x, c.kernel[:1] if len(set(c.kernel)) == 1 else c.kernel,
+                          c.stride, c.padding, c.dilation, ceil_mode=c.ceil_mode, nd=c.nd)
+    np.testing.assert_array_equal(gidx, tidx)
+    ry, ridx, rdx = _max_loop(c, x, y.shape[-c.nd:], dy)
+    np.testing.assert_array_equal(y, ry)
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_allclose(dx, rdx, rtol=0, atol=TOL)
+
+
+def test_dilated_sweep_covers_what_it_claims() -> None:
+    """The sweep holds dilated, ceil-mode, padded, unbatched and refused cases."""
+    kinds = {"dilated": 0, "ceil": 0, "padded": 0, "unbatched": 0, "refused": 0, "ok": 0}
+    for c in MAX_CASES:
+        kinds["dilated"] += any(d > 1 for d in c.dilation)
+        kinds["ceil"] += c.ceil_mode
+        kinds["padded"] += any(c.padding)
+        kinds["unbatched"] += len(c.lead) == 1
+        ok = isinstance(_torch_max(c, c.input(1), 2), tuple)
+        kinds["ok" if ok else "refused"] += 1
+    assert min(kinds.values()) >= 3, kinds
+
+
+@pytest.mark.parametrize("ceil_mode", [False, True])
+def test_dilated_max_pool_all_minus_inf_window_reports_first_real_tap(ceil_mode: bool) -> None:
+    # Window 0 starts in the padding: its first real tap is cell 1 (= -1 + 2), not cell 0.
+    x = np.full((1, 1, 7, 7), -np.inf)
+    x[0, 0, 4:, 4:] = 1.0
+    args = ((3, 3), (2, 2), (1, 1), (2, 2))
+    y, idx = F.max_pool2d(x, *args, ceil_mode=ceil_mode)
+    ty, tidx = TF.max_pool2d(torch.tensor(x), *args, ceil_mode=ceil_mode, return_indices=True)
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    assert idx[0, 0, 0, 0] == 1 * 7 + 1
+
+
+def test_dilation_output_size_and_padding_rule_follow_torch() -> None:
+    x = np.zeros((1, 1, 9))
+    # o = floor((9 + 2 - 3 * 2 - 1) / 1) + 1 = 5; padding 1 <= 3 // 2 is allowed although the
+    # dilated extent is 7, and padding 2 is refused although 2 <= 7 // 2.
+    assert F.max_pool1d(x, 3, 1, 1, 3)[0].shape == (1, 1, 5)
+    with pytest.raises(ValueError, match="padding must be between 0 and half the kernel size"):
+        F.max_pool1d(x, 3, 1, 2, 3)
+    with pytest.raises(RuntimeError, match="half of kernel size"):
+        TF.max_pool1d(torch.tensor(x), 3, 1, 2, 3)
+    # A ceil-mode window may reach past the padded input, as long as it starts inside it.
+    y = F.avg_pool1d(np.ones((1, 1, 2)), 3, 2, ceil_mode=True)
+    np.testing.assert_array_equal(y, TF.avg_pool1d(torch.ones(1, 1, 2, dtype=torch.float64), 3,
+                                                   2, ceil_mode=True).numpy())
+    with pytest.raises(ValueError, match=r"kernel 3 dilated by 3 spans 7 > input 4 \+ 2"):
+        F.max_pool1d(np.zeros((1, 4)), 3, 1, 1, 3)
+    with pytest.raises(ValueError, match="window 0 along spatial axis 0 reads padding only"):
+        F.max_pool1d(np.zeros((1, 1, 2)), 2, 1, 1, 3)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_pool_layers_take_dilation_and_return_indices(nd: int) -> None:
+    rng = np.random.default_rng(3)
+    kw = {"kernel_size": 2, "stride": (2, 1, 1)[:nd], "padding": 1, "dilation": (2, 3, 1)[:nd],
+          "ceil_mode": True}
+    for shape in ((2, 3) + (7, 6, 5)[:nd], (3,) + (6, 7, 5)[:nd]):
+        x = rng.standard_normal(shape)
+        ours = getattr(nn, f"MaxPool{nd}d")(**kw)
+        theirs = getattr(torch.nn, f"MaxPool{nd}d")(**kw)
+        y = ours.forward(x)
+        xt = torch.tensor(x, requires_grad=True)
+        ty = theirs(xt)
+        dy = rng.standard_normal(y.shape)
+        ty.backward(torch.tensor(dy))
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        np.testing.assert_allclose(ours.backward(dy), xt.grad.numpy(), rtol=0, atol=TOL)
+        y2, idx = getattr(nn, f"MaxPool{nd}d")(**kw, return_indices=True).forward(x)
+        _, tidx = getattr(torch.nn, f"MaxPool{nd}d")(**kw, return_indices=True)(
+            torch.tensor(x))
+        np.testing.assert_array_equal(y2, y)
+        np.testing.assert_array_equal(idx, tidx.numpy())
+    assert "dilation=" in repr(ours)
+
+
+# -- item 11: divisor_override -------------------------------------------------------------------
+
+def _torch_avg(c: Case, x: np.ndarray, dy: np.ndarray | None, **kw):
+    """PyTorch's average pooling and input gradient (for ``dy``; a seed when None), or the
+    exception it raised; 1-D runs as 2-D with a unit axis, since PyTorch's avg_pool1d has no
+    divisor_override."""
+    xt = torch.tensor(x, requires_grad=True)
+    try:
+        if c.nd == 1:
+            y = TF.avg_pool2d(xt.unsqueeze(-2), (1, *c.kernel), (1, *c.stride),
+                              (0, *c.padding), **kw).squeeze(-2)
+        else:
+            y = T_AVG[c.nd](xt, c.kernel, c.stride, c.padding, **kw)
+    except RuntimeError as exc:
+        return exc
+    if dy is None:
+        dy = np.random.default_rng(5).standard_normal(tuple(y.shape))
+    y.backward(torch.tensor(dy))
+    return y.detach().numpy(), dy, xt.grad.numpy()
+
+
+@pytest.mark.parametrize("divisor_override", [None, 1, 3, -2])
+@pytest.mark.parametrize("count_include_pad", [True, False])
+@pytest.mark.parametrize("c", AVG_CASES, ids=str)
+def test_avg_pool_divisor_override_matches_torch(c: Case, count_include_pad: bool,
+                                                 divisor_override: int | None) -> None:
+    x = c.input(seed=4)
+    kw = {"ceil_mode": c.ceil_mode, "count_include_pad": count_include_pad,
+          "divisor_override": divisor_override}
+    theirs = _torch_avg(c, x, None, **kw)
+    if not isinstance(theirs, tuple):
+        with pytest.raises(ValueError, match="larger than the padded input"):
+            R_AVG[c.nd](x, c.kernel, c.stride, c.padding, **kw)
+        return
+    ty, dy, tdx = theirs
+    y = R_AVG[c.nd](x, c.kernel, c.stride, c.padding, **kw)
+    np.testing.assert_allclose(y, ty, rtol=0, atol=TOL)
+    dx = R_AVG_GRAD[c.nd](dy, x.shape, c.kernel, c.stride, c.padding, **kw)
+    np.testing.assert_allclose(dx, tdx, rtol=0, atol=TOL)
+    # The average pool is linear: <pool(x), dy> = <x, pool_grad(dy)> (a second oracle).
+    assert np.isclose(np.vdot(y, dy), np.vdot(x, dx), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_avg_pool_layers_take_divisor_override(nd: int) -> None:
+    rng = np.random.default_rng(6)
+    kw = {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True,
+          "divisor_override": 5}
+    x = rng.standard_normal((2, 3) + (7, 6, 5)[:nd])
+    ours = getattr(nn, f"AvgPool{nd}d")(**kw)
+    y = ours.forward(x)
+    dy = rng.standard_normal(y.shape)
+    c = Case(nd, (2, 3), x.shape[2:], (3,) * nd, (2,) * nd, (1,) * nd, (1,) * nd, True, False)
+    ty, _, tdx = _torch_avg(c, x, dy, ceil_mode=True, divisor_override=5)
+    np.testing.assert_allclose(y, ty, rtol=0, atol=TOL)
+    np.testing.assert_allclose(ours.backward(dy), tdx, rtol=0, atol=TOL)
+    assert "divisor_override=5" in repr(ours)
+
+
+# -- item 11: zero-size batches ------------------------------------------------------------------
+
+def _zero_batch_cases():
+    for nd in (1, 2, 3):
+        sp = (5, 6, 4)[:nd]
+        yield pytest.param(nd, "max", sp, id=f"max{nd}d")
+        yield pytest.param(nd, "avg", sp, id=f"avg{nd}d")
+        yield pytest.param(nd, "adaptive", sp, id=f"adaptive{nd}d")
+
+
+@pytest.mark.parametrize(("nd", "kind", "spatial"), list(_zero_batch_cases()))
+def test_zero_size_batch_gives_empty_result_like_torch(nd: int, kind: str, spatial) -> None:
+    x = np.zeros((0, 3, *spatial))
+    xt = torch.tensor(x, requires_grad=True)
+    if kind == "max":
+        ty = T_MAX[nd](xt, 2, 1, 1, 2, ceil_mode=True)
+        y, idx = R_MAX[nd](x, 2, 1, 1, 2, ceil_mode=True)
+        dx = R_MAX_GRAD[nd](np.zeros(y.shape), idx, x.shape, 2, 1, 1, 2, ceil_mode=True)
+        dx_bincount = F.max_pool_grad(np.zeros(y.shape), idx, x.shape)
+        layer = getattr(nn, f"MaxPool{nd}d")(2, 1, 1, 2, ceil_mode=True)
+        assert idx.shape == y.shape and idx.dtype == np.int64 and dx_bincount.shape == x.shape
+    elif kind == "avg":
+        ty = T_AVG[nd](xt, 3, 2, 1)
+        y = R_AVG[nd](x, 3, 2, 1, count_include_pad=False)
+        dx = R_AVG_GRAD[nd](np.zeros(y.shape), x.shape, 3, 2, 1, count_include_pad=False)
+        layer = getattr(nn, f"AvgPool{nd}d")(3, 2, 1, divisor_override=2)
+    else:
+        ty = T_ADAPTIVE[nd](xt, 2)
+        y = F.adaptive_avg_pool(x, 2)
+        dx = F.adaptive_avg_pool_grad(np.zeros(y.shape), x.shape)
+        layer = getattr(nn, f"AdaptiveAvgPool{nd}d")(2)
+        g = F.global_avg_pool(x)
+        assert g.shape == (0, 3) + (1,) * nd
+        assert F.global_avg_pool_grad(g, x.shape).shape == x.shape
+    ty.sum().backward()
+    assert y.shape == tuple(ty.shape) and y.size == 0
+    assert dx.shape == x.shape == tuple(xt.grad.shape)
+    ly = layer.forward(x)
+    assert ly.shape == y.shape
+    assert layer.backward(np.zeros_like(ly)).shape == x.shape
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4)])
+def test_zero_size_axes_other_than_the_batch_are_refused_like_torch(shape) -> None:
+    x = np.zeros(shape)
+    with pytest.raises(RuntimeError):
+        TF.max_pool2d(torch.tensor(x), 2)
+    with pytest.raises(ValueError, match="only the batch axis|Only the batch axis"):
+        F.max_pool2d(x, 2)
+    with pytest.raises(ValueError, match="Only the batch axis"):
+        F.avg_pool2d(x, 2)
+    with pytest.raises(ValueError, match="Only the batch axis"):
+        nn.MaxPool2d(2).forward(x)
+
+
+# -- item 12: unbatched inputs and the dimension-named functions -------------------------------
+
+def test_issue_example_unbatched_2d_pools_the_last_two_axes() -> None:
+    x = np.random.default_rng(7).standard_normal((2, 3, 6))
+    y, idx = F.max_pool2d(x, 3)
+    ty, tidx = TF.max_pool2d(torch.tensor(x), 3, return_indices=True)
+    assert y.shape == (2, 1, 2) == tuple(ty.shape)
+    np.testing.assert_array_equal(y, ty.numpy())
+    np.testing.assert_array_equal(idx, tidx.numpy())
+    # The same array is a batched 1-D input to max_pool1d, as to torch's.
+    assert F.max_pool1d(x, 3)[0].shape == (2, 3, 2) == tuple(TF.max_pool1d(torch.tensor(x),
+                                                                           3).shape)
+    # The generic function reads an int as batched unless told nd=.
+    assert F.max_pool(x, 3)[0].shape == (2, 3, 2)
+    assert F.max_pool(x, 3, nd=2)[0].shape == (2, 1, 2)
+    assert F.avg_pool(x, 3, nd=2).shape == (2, 1, 2)
+
+
+NAMED = [
+    # nd, spatial, kernel, stride, padding, dilation (max only); one-entry tuples broadcast
+    (1, (9,), 3, 2, 1, 2),
+    (1, (8,), (3,), (2,), (1,), (2,)),
+    (2, (7, 8), (3,), (2,), (1,), (2,)),
+    (2, (7, 8), (3, 2), 1, (1, 0), (1, 2)),
+    (3, (5, 6, 4), 2, (2,), (1,), 1),
+    (3, (5, 6, 5), (3, 2, 3), (1, 2, 2), 1, (2, 1, 1)),
+]
+
+
+@pytest.mark.parametrize("batched", [False, True])
+@pytest.mark.parametrize(("nd", "spatial", "k", "s", "p", "d"), NAMED)
+def test_named_functions_match_torch_functional(nd, spatial, k, s, p, d, batched) -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(((2, 3) if batched else (3,)) + spatial)
+    for ceil_mode in (False, True):
+        xt = torch.tensor(x, requires_grad=True)
+        ty, tidx = T_MAX[nd](xt, k, s, p, d, ceil_mode=ceil_mode, return_indices=True)
+        y, idx = R_MAX[nd](x, k, s, p, d, ceil_mode=ceil_mode)
+        np.testing.assert_array_equal(y, ty.detach().numpy())
+        np.testing.assert_array_equal(idx, tidx.numpy())
+        dy = rng.standard_normal(y.shape)
+        ty.backward(torch.tensor(dy))
+        np.testing.assert_allclose(R_MAX_GRAD[nd](dy, idx, x.shape, k, s, p, d,
+                                                  ceil_mode=ceil_mode),
+                                   xt.grad.numpy(), rtol=0, atol=TOL)
+        xt = torch.tensor(x, requires_grad=True)
+        ty = T_AVG[nd](xt, k, s, p, ceil_mode=ceil_mode, count_include_pad=False)
+        y = R_AVG[nd](x, k, s, p, ceil_mode=ceil_mode, count_include_pad=False)
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=0, atol=TOL)
+        dy = rng.standard_normal(y.shape)
+        ty.backward(torch.tensor(dy))
+        np.testing.assert_allclose(R_AVG_GRAD[nd](dy, x.shape, k, s, p, ceil_mode=ceil_mode,
+                                                  count_include_pad=False),
+                                   xt.grad.numpy(), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize(("call", "exc", "match"), [
+    (lambda: F.max_pool2d(np.zeros((2, 3, 4, 5, 6)), 2), ValueError,
+     r"max_pool2d: expected an input of 3 dimensions \(C, H, W\) or 4 \(N, C, H, W\), got 5-D"),
+    (lambda: F.avg_pool1d(np.zeros(6), 2), ValueError,
+     r"avg_pool1d: expected an input of 2 dimensions \(C, L\) or 3"),
+    (lambda: F.max_pool3d_grad(np.zeros((1, 1, 1)), np.zeros((1, 1, 1), np.int64), (2, 2, 2),
+                               2), ValueError, r"max_pool3d_grad: expected input_shape of 4"),
+    (lambda: F.max_pool2d(np.zeros((1, 1, 4, 4)), 2, dilation=0), ValueError,
+     r"dilation must be >= 1 in every dimension, got 0"),
+    (lambda: F.max_pool2d(np.zeros((1, 1, 4, 4)), 2, dilation=(1, 2, 3)), ValueError,
+     r"dilation must have one entry per spatial dimension \(2\)"),
+    (lambda: F.avg_pool2d(np.zeros((1, 1, 4, 4)), 2, divisor_override=0), ValueError,
+     r"avg_pool: divisor_override must not be zero, got 0\. Pass a non-zero int, or None"),
+    (lambda: F.avg_pool2d_grad(np.zeros((1, 1, 2, 2)), (1, 1, 4, 4), 2, divisor_override=2.5),
+     TypeError, r"avg_pool_grad: divisor_override must be an int or None, got float 2\.5"),
+    (lambda: F.avg_pool(np.zeros((1, 1, 4, 4)), 2, count_include_pad=1), TypeError,
+     r"avg_pool: count_include_pad must be a bool, got int 1"),
+    (lambda: F.max_pool(np.zeros((1, 1, 4, 4)), 2, nd=2.0), TypeError,
+     r"max_pool: nd must be an int, the number of spatial dimensions \(1, 2 or 3\)"),
+    (lambda: F.max_pool(np.zeros((1, 1, 4, 4)), (2, 2), nd=4), ValueError,
+     r"expected 1, 2 or 3 spatial dimensions, got 4"),
+    (lambda: F.max_pool(np.zeros((1, 1, 4, 4)), (2, 2, 2), nd=2), ValueError,
+     r"kernel_size must have one entry per spatial dimension \(2\)"),
+    (lambda: F.max_pool_grad(np.zeros((0, 3, 2, 2)), np.zeros((0, 3, 2, 2), np.int64),
+                             (0, 3, -4, 4), 2), ValueError,
+     r"input_shape must have no zero-size or negative axis"),
+    (lambda: nn.MaxPool2d(2, dilation=0), ValueError,
+     r"MaxPool2d: kernel_size, stride and dilation must be >= 1"),
+    (lambda: nn.MaxPool1d(2, return_indices=1), TypeError,
+     r"MaxPool1d: return_indices must be True or False"),
+    (lambda: nn.AvgPool3d(2, divisor_override=0), ValueError,
+     r"AvgPool3d: divisor_override must not be zero"),
+    (lambda: nn.AvgPool2d(2, divisor_override="2"), TypeError,
+     r"AvgPool2d: divisor_override must be an int or None, got str"),
+])
+def test_new_arguments_are_checked_with_clear_errors(call, exc, match) -> None:
+    with pytest.raises(exc, match=match):
+        call()
