@@ -57,6 +57,20 @@ Batch folding (small images)
     folded into the last axis, the same paths run on rows ``B`` times longer, and the result is
     unfolded. Needs stride 1 along the last axis.
 
+Non-finite operands (:mod:`._clipped`)
+    Padding cells and stretch zeros are cut connections, never multiplied (``conv.py``,
+    "Non-finite values"). The paths above agree with that while everything is finite; each
+    entry point checks its operands with one summing pass and sends a call holding ``inf`` or
+    NaN to tap loops over the real connections (the input gradient: kn2row over the phases,
+    implicit padding), so the helper and every NumPy path give the same NaN/inf positions.
+
+Work proportional to the data (:func:`_live`)
+    Outputs whose windows lie in the padding, and taps that read only padding, are not
+    computed: padding far wider than the kernel, or a dilation far larger than the input, pads
+    by the live taps' span only. Only the sub-pixel phases of residues below the input size
+    are built (a stride of 10**6 on 4 cells: 4 phases). A sample whose padded copy, im2col
+    columns or kn2row products would still exceed :data:`MAX_SAMPLE_BYTES` raises ValueError.
+
 Memory: expanded buffers are processed in batch chunks of about :data:`CHUNK_BYTES` and come
 from :func:`~rot180.functional._parallel.scratch` (per thread), so repeated calls reuse the
 same pages instead of page-faulting fresh allocations. float32 stays float32 throughout.
@@ -83,11 +97,11 @@ from itertools import product
 
 import numpy as np
 
-from . import _direct, _parallel
+from . import _clipped, _direct, _parallel
 from ._im2col import im2col, im2col_kernel, pointwise
 from ._kn2row import Phase, kn2row
 from ._parallel import map_chunks, run_chunks, sum_chunks
-from .shapes import conv_output_size
+from .shapes import conv_output_size, live_window
 
 __all__ = ["correlate", "correlate_stretched", "correlate_kernel", "pad", "stretch_pad",
            "Phase"]
@@ -109,6 +123,9 @@ STACK_MIN_TAPS = 9
 # call. LeNet's layers (7.5M and 15M multiply-adds) make a faster training step without the
 # pool (9.4 ms against 10.1 ms); the benchmark's large layers (>= 500M) gain 10-60 %.
 PARALLEL_MIN_MACS = 5 * 10**7
+# The most one sample may expand to (a padded copy, im2col's columns, kn2row's Y): beyond it
+# a call raises ValueError naming the sizes instead of failing in the allocator.
+MAX_SAMPLE_BYTES = 2 * 2**30
 
 
 def pad(x: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -161,13 +178,14 @@ def stretch_pad(dz: np.ndarray, stride: Sequence[int], pairs: Sequence[tuple[int
 
 
 def _phases(i: int, s: int, lo: int, d: int, k: int) -> list[Phase]:
-    """The ``s`` sub-pixel phases of one axis of ``correlate(stretch_pad(dz), w, 1, d)``.
+    """The sub-pixel phases of one axis of ``correlate(stretch_pad(dz), w, 1, d)``: one per
+    residue ``r < min(s, i)`` (a huge stride on a small input builds ``i`` phases, not ``s``).
 
     ``e0`` is relative to the unpadded, unstretched delta (negative: reads padding).
     """
     step = s // math.gcd(s, d)
     out = []
-    for r in range(s):
+    for r in range(min(s, i)):                  # residues >= i hold no output cell
         m = len(range(r, i, s))
         t0 = next((t for t in range(min(step, k)) if (r + t * d - lo) % s == 0), None)
         if t0 is None or m == 0:
@@ -264,8 +282,10 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     """Valid grouped cross-correlation, the single engine of rot180.
 
     ``out[b, g, o, q] = bias[g, o] + sum_{c, t} w[g, o, c, t] * xp[b, g, c, q*s + t*d]``, with
-    ``xp = pad(x, pads)`` (``x`` itself when ``pads`` is None). The direct path pads while it
-    packs the input and skips taps that read only padding; the others pad first.
+    ``xp = pad(x, pads)`` (``x`` itself when ``pads`` is None), summed over the real
+    connections only: a tap that reads padding adds nothing, also when ``w`` is not finite
+    (:mod:`._clipped`). The direct path pads while it packs the input and skips taps that read
+    only padding; the others pad first (the same sums while everything is finite).
 
     Shape:
         - x: ``(B, G, C, *S)``
@@ -274,6 +294,72 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         - out: ``(B, G, M, *o)`` with ``o = floor((S + low + high - d(k-1) - 1) / s) + 1``; if
           given, any (e.g. strided) array of that shape is filled in place and returned.
     """
+    if not _clipped.finite(w, x):
+        if out is None:
+            out = np.empty((*x.shape[:2], w.shape[1], *_out_shape(x.shape[3:], w.shape[3:],
+                                                                   stride, dilation, pads)),
+                           x.dtype)
+        return _clipped.correlate(x, w, stride, dilation, out, bias, pads)
+    return _correlate(x, w, stride, dilation, out, bias, pads)
+
+
+def _out_shape(x_sp: Sequence[int], k: Sequence[int], stride: Sequence[int],
+               dilation: Sequence[int], pads: Sequence[tuple[int, int]] | None
+               ) -> tuple[int, ...]:
+    pads = [(0, 0)] * len(k) if pads is None else pads
+    return tuple(conv_output_size(n, kk, s, lo, hi, d) for n, kk, s, (lo, hi), d
+                 in zip(x_sp, k, stride, pads, dilation, strict=True))
+
+
+def _live(x_sp: Sequence[int], k: Sequence[int], stride: Sequence[int],
+          dilation: Sequence[int], pads: Sequence[tuple[int, int]] | None
+          ) -> tuple[tuple[slice, ...], tuple[slice, ...], list[tuple[int, int]]] | None:
+    """The outputs and taps that touch the input (:func:`~.shapes.live_window` per axis) and
+    the padding of that smaller correlation; None when every output and tap does (no padding
+    wider than the kernel's span or the stride: every ordinary layer).
+
+    This is what keeps work and memory proportional to the data, not to the padding or the
+    dilation: padding 10**6 with stride 10**6 pads by the kernel's span at most, and the taps
+    of a huge dilation that only ever read padding are dropped. Outputs left out are the bias
+    alone (their windows hold no input), taps left out have zero gradient."""
+    if pads is None:
+        return None
+    axes = [live_window(n, kk, s, d, lo, hi) for n, kk, s, d, (lo, hi)
+            in zip(x_sp, k, stride, dilation, pads, strict=True)]
+    o_sp = _out_shape(x_sp, k, stride, dilation, pads)
+    if all(qa == 0 and qb == o and ta == 0 and tb == kk
+           for (qa, qb, ta, tb, _, _), o, kk in zip(axes, o_sp, k, strict=True)):
+        return None
+    return (tuple(slice(a[0], a[1]) for a in axes), tuple(slice(a[2], a[3]) for a in axes),
+            [(a[4], a[5]) for a in axes])
+
+
+def _guard(sample_bytes: int, what: str, shape: Sequence[int]) -> None:
+    """Refuse to expand one sample beyond :data:`MAX_SAMPLE_BYTES`."""
+    if sample_bytes > MAX_SAMPLE_BYTES:
+        raise ValueError(
+            f"convolution: {what} of one sample would need {sample_bytes / 2**30:.1f} GiB "
+            f"(shape {tuple(shape)}), more than the {MAX_SAMPLE_BYTES / 2**30:.0f} GiB allowed. "
+            "Use a smaller input, padding or dilation, or split the input into tiles."
+        )
+
+
+def _correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
+               out: np.ndarray | None = None, bias: np.ndarray | None = None,
+               pads: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
+    """:func:`correlate` on finite operands."""
+    live = _live(x.shape[3:], w.shape[3:], stride, dilation, pads)
+    if live is not None:
+        outs, taps, inner = live
+        if out is None:
+            out = np.empty((*x.shape[:2], w.shape[1], *_out_shape(
+                x.shape[3:], w.shape[3:], stride, dilation, pads)), x.dtype)
+        G, M = w.shape[:2]
+        out[...] = 0 if bias is None else bias.reshape(G, M, *(1,) * len(stride))
+        if all(q.start < q.stop for q in outs) and all(t.start < t.stop for t in taps):
+            _correlate(x, w[(Ellipsis, *taps)], stride, dilation, out[(Ellipsis, *outs)], bias,
+                       inner)
+        return out
     B, G, C = x.shape[:3]
     M, k = w.shape[1], w.shape[3:]
     sp = x.shape[3:] if pads is None else tuple(
@@ -289,16 +375,20 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         _direct.correlate(x, w, stride, dilation, out, bias, _threads(macs), pads)
         return out
     if pads is not None:
+        _guard(G * C * math.prod(sp) * x.dtype.itemsize, "the padded input", (G, C, *sp))
         x = pad(x, pads)
     expanded = _expanded_bytes(w.shape, x.shape[3:], out_sp, x.dtype)
+    if not one_by_one:
+        _guard(expanded, "the expanded input (im2col columns or kn2row products)",
+               (G, C, *k, *out_sp))
     if not one_by_one and _fold_ok(B, stride[-1], out_sp[-1], expanded):
         parts = _fold_parts(B, macs)
         if len(parts) == 1:
-            res = correlate(_fold(x), w, stride, _dilate_last(dilation, B), bias=bias)
+            res = _correlate(_fold(x), w, stride, _dilate_last(dilation, B), bias=bias)
             return _unfold(res, B, out)
         if out is None:
             out = np.empty((B, G, M, *out_sp), x.dtype)
-        run_chunks(lambda p: correlate(x[p[0]:p[1]], w, stride, dilation,
+        run_chunks(lambda p: _correlate(x[p[0]:p[1]], w, stride, dilation,
                                        out=out[p[0]:p[1]], bias=bias), parts, len(parts))
         return out
     if out is None:
@@ -341,6 +431,26 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         - w: ``(G, M, C, *k)``
         - output: ``(B, G, M, *i)``, ``i = (o-1)s + 1 + low + high - d(k-1)``
     """
+    if not _clipped.finite(w, dz):
+        # kn2row over the phases with implicit padding visits exactly the real connections
+        # (see _clipped): no padding cell, no inserted zero is multiplied.
+        k = w.shape[3:]
+        i_sp = _stretched_size(dz.shape[3:], stride, pairs, dilation, k)
+        out = np.empty((*dz.shape[:2], w.shape[1], *i_sp), dz.dtype)
+        y_bytes = w.shape[0] * math.prod(w.shape[1:2] + k) * math.prod(dz.shape[3:]) * \
+            dz.dtype.itemsize                   # kn2row's Y of one sample
+        _guard(y_bytes, "the kn2row products", (*w.shape[:2], *k, *dz.shape[3:]))
+        with np.errstate(invalid="ignore", over="ignore"):      # serial: errstate is per thread
+            kn2row(dz, w, _phase_axes(i_sp, stride, pairs, dilation, k), out,
+                   _chunk(dz.shape[0], y_bytes), 1)
+        return out
+    return _correlate_stretched(dz, w, stride, pairs, dilation)
+
+
+def _correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
+                         pairs: Sequence[tuple[int, int]], dilation: Sequence[int]
+                         ) -> np.ndarray:
+    """:func:`correlate_stretched` on finite operands."""
     B, G, C = dz.shape[:3]
     k = w.shape[3:]
     i_sp = _stretched_size(dz.shape[3:], stride, pairs, dilation, k)
@@ -356,7 +466,7 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         parts = _fold_parts(B, B * G * math.prod(w.shape[1:]) * math.prod(dz.shape[3:]))
         if len(parts) > 1:
             return np.concatenate(list(map_chunks(
-                lambda p: correlate_stretched(dz[p[0]:p[1]], w, stride, pairs, dilation),
+                lambda p: _correlate_stretched(dz[p[0]:p[1]], w, stride, pairs, dilation),
                 parts, len(parts))))
         (lo, hi) = pairs[-1]
         res = _stretched(_fold(dz), w, stride, (*pairs[:-1], (lo * B, hi * B)),
@@ -397,7 +507,7 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         plan.append((e, max(p.e0 - e + p.n_taps for p in live), max(p.m for p in ph)))
     real = math.prod(sum(p.n_taps for p in ph if p.m) for ph in axes)
     taps = math.prod(u for _, u, _ in plan)
-    stacked = math.prod(stride) * taps
+    stacked = math.prod(len(ph) for ph in axes) * taps
     if taps > 1 and (real < STACK_MIN_FILL * stacked or taps < STACK_MIN_TAPS
                      or not _direct.usable(B, nd, dz.dtype, plan[0][2])):
         return None
@@ -411,7 +521,7 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
                 (Ellipsis, *(slice(p.t0, p.t0 + p.t_step * p.n_taps, p.t_step) for p in combo))]
     pads = [(-e, e + q + u - 1 - o) for (e, u, q), o in zip(plan, dz.shape[3:], strict=True)]
     q_sp = tuple(q for _, _, q in plan)
-    z = correlate(dz, wc, (1,) * nd, (1,) * nd, pads=pads).reshape(B, G, len(combos), M, *q_sp)
+    z = _correlate(dz, wc, (1,) * nd, (1,) * nd, pads=pads).reshape(B, G, len(combos), M, *q_sp)
     out = np.empty((B, G, M, *i_sp), dz.dtype)
 
     def place(b: tuple[int, int]) -> None:     # depth-to-space of samples b[0]:b[1]
@@ -447,22 +557,29 @@ def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         _kn2row(dz, w, axes, out, _expanded_bytes(w.shape, o_sp, i_sp, dz.dtype))
         return out
     if all(s == 1 for s in stride):
-        return correlate(dz, w, (1,) * len(stride), dilation, out=out, pads=pairs)
-    # Pad dz once so that every phase reads a plain window of it; shift e0 accordingly.
+        return _correlate(dz, w, (1,) * len(stride), dilation, out=out, pads=pairs)
+    # Pad dz once so that every phase reads a plain window of it; shift e0 accordingly. Where
+    # that padding outgrows the delta (a dilation far larger than the stride), each phase
+    # instead passes its own padding to _correlate, which keeps only what touches dz.
     lows = [max([0] + [-p.e0 for p in ph if p.n_taps]) for ph in axes]
     highs = [max([0] + [p.e0 + p.e_step * (p.n_taps - 1) + p.m - o for p in ph if p.n_taps])
              for ph, o in zip(axes, o_sp, strict=True)]
-    dzp = pad(dz, list(zip(lows, highs, strict=True)))
-    axes = [[p._replace(e0=p.e0 + lo) for p in ph] for ph, lo in zip(axes, lows, strict=True)]
+    shared = sum(lows) + sum(highs) <= sum(o_sp) + sum(k)
+    if shared:
+        dzp = pad(dz, list(zip(lows, highs, strict=True)))
+        axes = [[p._replace(e0=p.e0 + lo) for p in ph] for ph, lo in zip(axes, lows, strict=True)]
     for combo in product(*axes):
         dst = out[(Ellipsis, *(slice(p.r, None, p.s) for p in combo))]
         if any(p.n_taps == 0 or p.m == 0 for p in combo):
             dst[...] = 0
             continue
-        src = dzp[(Ellipsis, *(slice(p.e0, p.e0 + p.m + p.e_step * (p.n_taps - 1))
-                               for p in combo))]
+        span = [p.e0 + p.m + p.e_step * (p.n_taps - 1) for p in combo]
+        src, own = ((dzp[(Ellipsis, *(slice(p.e0, e) for p, e in zip(combo, span, strict=True)))],
+                     None) if shared else
+                    (dz, [(-p.e0, e - o) for p, e, o in zip(combo, span, o_sp, strict=True)]))
         sub = w[(Ellipsis, *(slice(p.t0, None, p.t_step) for p in combo))]
-        correlate(src, sub, (1,) * len(stride), tuple(p.e_step for p in combo), out=dst)
+        _correlate(src, sub, (1,) * len(stride), tuple(p.e_step for p in combo), out=dst,
+                   pads=own)
     return out
 
 
@@ -478,13 +595,33 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     ``xp`` (the stride is the delta's dilation) and neighbouring outputs ``t`` sit ``d`` apart
     (the dilation is the output's stride). It contracts the same windows :func:`correlate`
     gathers, over the batch and the positions instead of the channels. The direct path pads
-    while it packs; the others pad first.
+    while it packs; the others pad first. Products with padding cells are never summed
+    (:mod:`._clipped` where ``x`` or ``dz`` is not finite); outputs whose windows hold no input
+    are dropped and taps that read only padding get zero without being computed (:func:`_live`).
 
     Shape:
         - x: ``(B, G, C, *S)``, padded and cropped by ``pads`` to ``(o-1)s + d(k-1) + 1``
         - dz: ``(B, G, M, *o)``
         - output: ``(G, M, C, *kernel)``
     """
+    if not _clipped.finite(x, dz):
+        return _clipped.correlate_kernel(x, dz, kernel, stride, dilation, pads)
+    live = _live(x.shape[3:], kernel, stride, dilation, pads)
+    if live is None:
+        return _correlate_kernel(x, dz, kernel, stride, dilation, pads)
+    outs, taps, inner = live
+    dw = np.zeros((x.shape[1], dz.shape[2], x.shape[2], *kernel), x.dtype)
+    if all(q.start < q.stop for q in outs) and all(t.start < t.stop for t in taps):
+        dw[(Ellipsis, *taps)] = _correlate_kernel(
+            x, dz[(Ellipsis, *outs)], tuple(t.stop - t.start for t in taps), stride, dilation,
+            inner)
+    return dw
+
+
+def _correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
+                      stride: Sequence[int], dilation: Sequence[int],
+                      pads: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
+    """:func:`correlate_kernel` on finite operands, every output and tap touching ``x``."""
     B, G, C = x.shape[:3]
     M, o_sp = dz.shape[2], dz.shape[3:]
     k = tuple(kernel)
@@ -495,14 +632,17 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
         return _direct.correlate_kernel(x, dz, k, stride, dilation,
                                         _threads(B * G * M * C * K * P), pads)
     if pads is not None:
+        sp = [n + lo + hi for n, (lo, hi) in zip(x.shape[3:], pads, strict=True)]
+        _guard(G * C * math.prod(sp) * item, "the padded input", (G, C, *sp))
         x = pad(x, pads)
+    _guard(G * C * K * P * item, "the im2col columns", (G, C, *k, *o_sp))
     if _fold_ok(B, stride[-1], o_sp[-1], G * C * K * P * item):
         parts = _fold_parts(B, B * G * M * C * K * P)
         if len(parts) == 1:
-            return correlate_kernel(_fold(x), _fold(dz), k, stride, _dilate_last(dilation, B))
+            return _correlate_kernel(_fold(x), _fold(dz), k, stride, _dilate_last(dilation, B))
         # Partial kernel gradients of the parts, summed in part order.
-        return sum_chunks(lambda p: correlate_kernel(x[p[0]:p[1]], dz[p[0]:p[1]], k, stride,
-                                                     dilation), parts, len(parts))
+        return sum_chunks(lambda p: _correlate_kernel(x[p[0]:p[1]], dz[p[0]:p[1]], k, stride,
+                                                      dilation), parts, len(parts))
     acc = im2col_kernel(x, dz, k, stride, dilation, _chunk(B, G * C * K * P * item),
                         _threads(B * G * M * C * K * P))
     return np.ascontiguousarray(acc.swapaxes(1, 2)).reshape(G, M, C, *k)

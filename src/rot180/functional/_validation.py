@@ -210,8 +210,10 @@ def input_shape_for(spec: ConvSpec, x_shape: tuple[int, ...], name: str, op: str
             f"{spec.groups} = {spec.in_channels}. Check the channel axis (NCHW layout) or groups."
         )
     spatial = tuple(x_shape[-nd:])
-    if any(n < 1 for n in x_shape):
-        raise ValueError(f"{op}: {name} must have no zero-size axis, got shape {x_shape}.")
+    # A batch of zero samples is allowed (an empty result, as PyTorch); nothing else is empty.
+    if any(n < 1 for n in x_shape[-nd - 1:]) or any(n < 0 for n in x_shape):
+        raise ValueError(f"{op}: {name} must have no zero-size axis other than the batch, got "
+                         f"shape {x_shape}.")
     for ax, (i, (lo, hi), t) in enumerate(zip(spatial, spec.padding, spec.span, strict=True)):
         if i + lo + hi < t + 1:
             raise ValueError(
@@ -223,11 +225,15 @@ def input_shape_for(spec: ConvSpec, x_shape: tuple[int, ...], name: str, op: str
 
 
 def resolve_input_shape(spec: ConvSpec, input_shape: object, dz_shape: tuple[int, ...],
-                        op: str, name: str = "input_shape") -> tuple[int, ...]:
+                        op: str, name: str = "input_shape", transposed: bool = False
+                        ) -> tuple[int, ...]:
     """Turn ``input_shape`` (full or spatial only) into a full shape matching ``dz``.
 
     ``name`` is how the shape is called in messages: ``"x.shape"`` where the caller passed
-    ``x`` itself rather than a shape.
+    ``x`` itself rather than a shape. ``transposed``: the shape is that of a transposed
+    convolution's output, whose remainder ``a = i - ((o-1)s - p_lo - p_hi + d(k-1) + 1)`` may be
+    anything PyTorch's ``output_padding`` may be, ``0 <= a < max(s, d)``; otherwise ``i`` must
+    give exactly ``dz``'s size in a forward pass (``a < s``).
     """
     if isinstance(input_shape, np.ndarray) or not isinstance(input_shape, Sequence):
         raise TypeError(
@@ -258,7 +264,18 @@ def resolve_input_shape(spec: ConvSpec, input_shape: object, dz_shape: tuple[int
         )
     spatial = input_shape_for(spec, shp, name, op)
     expect = spec.output_spatial(spatial)
-    if expect != tuple(dz_shape[-spec.nd:]):
+    o_sp = tuple(dz_shape[-spec.nd:])
+    if transposed and expect != o_sp:
+        rem = [i - shapes.transposed_output_size(o, k, s, lo, hi, d)
+               for i, o, k, s, (lo, hi), d in zip(spatial, o_sp, spec.kernel, spec.stride,
+                                                  spec.padding, spec.dilation, strict=True)]
+        if all(0 <= a < max(s, d) for a, s, d in zip(rem, spec.stride, spec.dilation,
+                                                     strict=True)):
+            return shp
+        fix += (f" As a transposed convolution's output size the remainder (output_padding) "
+                f"would be {tuple(rem)}; it must be >= 0 and smaller than the stride "
+                f"{spec.stride} or the dilation {spec.dilation}, as in PyTorch.")
+    if expect != o_sp:
         raise ValueError(
             f"{op}: {name} {shp} cannot have produced dz of shape {dz_shape}: with kernel "
             f"{spec.kernel}, stride {spec.stride}, padding {spec.padding} and dilation "
@@ -331,7 +348,7 @@ def grad_input_args(dz: object, w: object, input_shape: object, *, stride: objec
     spec = weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
                        groups=groups, op=op)
     dz_for(spec, dz, op)
-    return dz, w, spec, resolve_input_shape(spec, input_shape, dz.shape, op)
+    return dz, w, spec, resolve_input_shape(spec, input_shape, dz.shape, op, transposed=True)
 
 
 def grad_weight_args(x: object, dz: object, weight_shape: object, *, stride: object,

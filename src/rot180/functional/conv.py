@@ -46,6 +46,25 @@ pass and the input gradient in its ``correlate`` (the input gradient through
 ``correlate_stretched``, which skips the zeros the stretching inserts), the kernel gradient in
 ``correlate_kernel``, which contracts the same input windows over batch and positions.
 See ``docs/derivation.md`` for the worked 3x3 by 2x2 example.
+
+Non-finite values (IEEE semantics)
+----------------------------------
+Every function sums over the **real connections only**, the unrolled matrix's semantics
+(:func:`rot180.functional.reference.conv_matrix`): a padding cell, and a zero that the stride
+inserts into the delta, is a cut connection, not a multiplied zero. So an ``inf`` weight makes
+``inf`` (or NaN, with ``inf - inf``) exactly the outputs whose windows reach an input through
+that tap, and ``0 * inf = NaN`` only where a real input (or delta) of zero meets it; a NaN
+anywhere in a window makes that output NaN. With finite operands the two readings agree, so
+the fast paths (which pad, or skip padding, as suits them) run unchanged; a call with any
+non-finite value in ``x``, ``w`` or ``dz`` (one summing pass over each operand, checked by the
+engine) takes a path that visits only the real connections (:mod:`._clipped`, kn2row over the
+sub-pixel phases), so every path, the helper or not, gives the same NaN and ``inf`` positions.
+PyTorch differs in the forward pass only: it multiplies the padding, so an ``inf`` weight gives
+NaN at every output whose window overlaps the padding (its gradients, through col2im, already
+skip padding and stretch zeros).
+
+Zero-size batches: ``N = 0`` gives an empty output of the right shape, empty input gradients
+and zero kernel and bias gradients, as PyTorch.
 """
 
 from __future__ import annotations
@@ -99,20 +118,24 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: i
 
     Computes ``z[n, o, q] = b[o] + sum_{c, t} w[o, c, t] * xp[n, g(o)*C_in/g + c, q*s + t*d]``,
     exactly what ``torch.nn.functional.conv{1,2,3}d`` computes. With ``flip=True`` the kernel is
-    rotated by 180 degrees first, giving the mathematical convolution.
+    rotated by 180 degrees first, giving the mathematical convolution. The sum runs over the
+    real connections only: a tap on a padding cell adds nothing, even for an ``inf`` weight
+    (module docstring, "Non-finite values").
 
     Args:
         x: input, float32 or float64.
         w: kernel of the same dtype.
         b: optional bias ``(C_out,)``.
-        stride, dilation: int or one int per spatial dimension, >= 1.
-        padding: int, one int per dimension, one ``(low, high)`` pair per dimension, or
-            ``"valid"``, ``"same"`` (stride 1 only) or ``"full"``.
+        stride, dilation: int or one int per spatial dimension (a one-entry tuple is used for
+            every dimension, as PyTorch), >= 1.
+        padding: int, one int per dimension (or a one-entry tuple), one ``(low, high)`` pair
+            per dimension, or ``"valid"``, ``"same"`` (stride 1 only) or ``"full"``.
         groups: split channels into this many independent groups.
         flip: compute a true convolution instead of a correlation.
 
     Shape:
-        - x: ``(N, C_in, *i)`` or unbatched ``(C_in, *i)``, with 1, 2 or 3 spatial dims
+        - x: ``(N, C_in, *i)`` (``N = 0`` allowed) or unbatched ``(C_in, *i)``, with 1, 2 or 3
+          spatial dims
         - w: ``(C_out, C_in / groups, *k)``
         - b: ``(C_out,)``
         - output: ``(N, C_out, *o)``, ``o = floor((i + p_lo + p_hi - d(k-1) - 1) / s) + 1``
@@ -128,6 +151,8 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: i
     if flip:
         w = rot180(w)
     xb = _batched(x, spec.nd)
+    if xb.shape[0] == 0:
+        return np.empty((0, spec.out_channels, *spec.output_spatial(xb.shape[2:])), x.dtype)
     g = spec.groups
     xg = xb.reshape(xb.shape[0], g, xb.shape[1] // g, *xb.shape[2:])
     bg = None if b is None else b.reshape(g, -1)
@@ -147,19 +172,27 @@ def conv_grad_input(dz: np.ndarray, w: np.ndarray, input_shape: Sequence[int], *
     ``d``; ``a = (i + p_lo + p_hi - d(k-1) - 1) mod s`` is the stride remainder. With
     ``flip=True`` (true-convolution forward) the correlation is with ``w`` itself.
 
-    ``input_shape`` is needed because a stride maps several input sizes to one output size.
+    ``input_shape`` is needed because a stride maps several input sizes to one output size: it
+    carries the remainder ``a = i - ((o-1)s - p_lo - p_hi + d(k-1) + 1)``, PyTorch's
+    ``output_padding``, which may be anything PyTorch's ``conv_transpose`` accepts: ``0 <= a <
+    max(s, d)``. For ``s <= a < d`` no forward pass of that size gives ``o`` outputs (it gives
+    more); the result is then the transposed convolution's, as if ``dz`` had extra zero cells.
+    Padding and stretch zeros are cut connections, never multiplied (module docstring).
 
     Shape:
-        - dz: ``(N, C_out, *o)`` (or unbatched)
+        - dz: ``(N, C_out, *o)`` (or unbatched; ``N = 0`` gives an empty gradient)
         - w: ``(C_out, C_in / groups, *k)``
         - input_shape: the forward input's full shape ``(N, C_in, *i)``, or just ``i``
-        - output: ``input_shape``
+        - output: ``input_shape``, ``i = (o-1)s - p_lo - p_hi + d(k-1) + a + 1``
     """
     dz, w, spec, shp = V.grad_input_args(dz, w, input_shape, stride=stride, padding=padding,
                                          dilation=dilation, groups=groups, op="conv_grad_input")
     nd, g = spec.nd, spec.groups
-    pads = grad_input_padding(shp[-nd:], spec.kernel, spec.stride, spec.padding, spec.dilation)
     dzb = _batched(dz, nd)
+    if dzb.shape[0] == 0:
+        return np.zeros(shp, dz.dtype)
+    pads = grad_input_padding(shp[-nd:], spec.kernel, spec.stride, spec.padding, spec.dilation,
+                              output=dz.shape[-nd:])
     dzb = dzb.reshape(dzb.shape[0], g, dzb.shape[1] // g, *dzb.shape[2:])
     wr = w if flip else rot180(w)
     # (g, C_out/g, C_in/g, *k) -> (g, C_in/g, C_out/g, *k): input channels become outputs.
@@ -179,10 +212,12 @@ def conv_grad_weight(x: np.ndarray, dz: np.ndarray, weight_shape: Sequence[int],
     ``s`` apart on the input) and the forward **dilation becomes the stride** (neighbouring
     kernel taps ``t`` sample the input ``d`` apart). The batch axis is summed as the
     contraction channel. Input cells of the stride remainder ``a`` feed no output and are
-    cropped first. With ``flip=True`` the result is rotated by 180 degrees.
+    cropped first. With ``flip=True`` the result is rotated by 180 degrees. Products with
+    padding cells are never summed, so an ``inf`` in ``dz`` reaches only the taps whose inputs
+    it met (module docstring, "Non-finite values").
 
     Shape:
-        - x: ``(N, C_in, *i)`` (or unbatched)
+        - x: ``(N, C_in, *i)`` (or unbatched; ``N = 0`` gives a zero gradient)
         - dz: ``(N, C_out, *o)``, matching ``conv(x, w)``
         - weight_shape: ``(C_out, C_in / groups, *k)``
         - output: ``weight_shape``
@@ -192,6 +227,8 @@ def conv_grad_weight(x: np.ndarray, dz: np.ndarray, weight_shape: Sequence[int],
                                              op="conv_grad_weight")
     nd, g = spec.nd, spec.groups
     xb, dzb = _batched(x, nd), _batched(dz, nd)
+    if xb.shape[0] == 0:
+        return np.zeros(wshape, x.dtype)
     pads = tuple(
         (lo, hi - stride_remainder(i, k, s, lo, hi, d))
         for i, k, s, (lo, hi), d in zip(xb.shape[2:], spec.kernel, spec.stride, spec.padding,
@@ -210,7 +247,7 @@ def conv_grad_bias(dz: np.ndarray) -> np.ndarray:
     """Bias gradient ``dC/db = sum of dz`` over the batch and every spatial position.
 
     Shape:
-        - dz: ``(N, C_out, *o)``; output: ``(C_out,)``
+        - dz: ``(N, C_out, *o)`` (``N = 0`` gives zeros); output: ``(C_out,)``
     """
     dz = V.float_array(dz, "dz")
     if dz.ndim < 3:

@@ -10,10 +10,14 @@ padding. One tap of the forward cross-correlation connects::
 
     z[n, o, q]  <-  w[o, c, t] * xp[n, c, q*s + t*d]                                  (1)
 
-* :func:`conv_direct` sums (1) over ``c`` and ``t`` tap by tap.
+* :func:`conv_direct` sums (1) over ``c`` and ``t`` tap by tap, over the outputs whose tap
+  reads an input cell: a padding cell is a cut connection, never multiplied, so the oracles
+  have the unrolled matrix's semantics for ``inf`` and NaN too (``conv.py``, "Non-finite
+  values"), and no padded copy is made (huge padding costs nothing).
 * :func:`conv_grad_input_direct` runs (1) backwards as an MLP would (eq. 2 of ``conv.py``):
   it **scatters** every output delta back through every tap,
-  ``dxp[n, c, q*s + t*d] += dz[n, o, q] * w[o, c, t]``, then cuts the padding off. No kernel
+  ``dx[n, c, q*s + t*d - p_lo] += dz[n, o, q] * w[o, c, t]``, dropping what lands in the
+  padding. No kernel
   rotation appears anywhere: that the result equals the rot180 rule is what is being checked.
 * :func:`conv_grad_weight_direct` sums ``dz[n, o, q] * xp[n, c, q*s + t*d]`` for each tap.
 * :func:`conv_matrix` writes (1) out as a dense matrix for one sample: the convolution layer as
@@ -33,6 +37,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from . import _validation as V
+from .shapes import tap_outputs
 
 __all__ = ["conv_direct", "conv_grad_input_direct", "conv_grad_weight_direct", "conv_matrix"]
 
@@ -48,15 +53,22 @@ def _taps(kernel: Sequence[int]) -> Iterator[tuple[int, ...]]:
     return itertools.product(*(range(k) for k in kernel))
 
 
-def _tap_window(t: Sequence[int], out: Sequence[int], stride: Sequence[int],
-                dilation: Sequence[int]) -> tuple[slice, ...]:
-    """Padded-input positions ``q*s + t*d`` for every output position ``q``, as slices."""
-    return tuple(slice(ti * d, ti * d + (o - 1) * s + 1, s)
-                 for ti, o, s, d in zip(t, out, stride, dilation, strict=True))
-
-
-def _pad(x: np.ndarray, pairs: Sequence[tuple[int, int]]) -> np.ndarray:
-    return np.pad(x, [(0, 0), (0, 0), *pairs])
+def _tap_window(t: Sequence[int], out: Sequence[int], spec: V.ConvSpec,
+                spatial: Sequence[int]) -> tuple[tuple[slice, ...], tuple[slice, ...]] | None:
+    """The connections of tap ``t``: ``(output slices, input slices)`` pairing each output
+    ``q`` whose input ``m = q*s + t*d - p_lo`` lies inside the input with that ``m``; None if
+    the tap reads only padding. Padding cells are cut connections: never read, never
+    multiplied (so ``inf * padding`` is not NaN; see ``conv.py``, "Non-finite values")."""
+    outs, ins = [], []
+    for ti, o, s, d, (lo, _), n in zip(t, out, spec.stride, spec.dilation, spec.padding,
+                                       spatial, strict=True):
+        qa, qb = tap_outputs(n, o, ti, s, d, lo)
+        if qa == qb:
+            return None
+        m0 = qa * s + ti * d - lo
+        outs.append(slice(qa, qb))
+        ins.append(slice(m0, m0 + (qb - qa - 1) * s + 1, s))
+    return tuple(outs), tuple(ins)
 
 
 def _channel_groups(spec: V.ConvSpec) -> Iterator[tuple[slice, slice]]:
@@ -85,13 +97,15 @@ def conv_direct(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, st
                                 groups=groups, op="conv_direct")
     wk = _flip_spatial(w) if flip else w
     xb = x if x.ndim == spec.nd + 2 else x[None]
-    xp = _pad(xb, spec.padding)
     out = spec.output_spatial(xb.shape[2:])
     z = np.zeros((xb.shape[0], spec.out_channels, *out), dtype=x.dtype)
     for outs, ins in _channel_groups(spec):
         for t in _taps(spec.kernel):
-            window = xp[(slice(None), ins, *_tap_window(t, out, spec.stride, spec.dilation))]
-            z[:, outs] += np.einsum("nc...,oc->no...", window, wk[(outs, slice(None), *t)])
+            if (conn := _tap_window(t, out, spec, xb.shape[2:])) is None:
+                continue
+            window = xb[(slice(None), ins, *conn[1])]
+            z[(slice(None), outs, *conn[0])] += np.einsum("nc...,oc->no...", window,
+                                                          wk[(outs, slice(None), *t)])
     if b is not None:
         z += b.reshape((-1,) + (1,) * spec.nd)
     return z if x.ndim == spec.nd + 2 else z[0]
@@ -102,10 +116,10 @@ def conv_grad_input_direct(dz: np.ndarray, w: np.ndarray, input_shape: Sequence[
                            groups: int = 1, flip: bool = False) -> np.ndarray:
     """Input gradient of :func:`conv_direct` by the chain rule, scattering each delta back.
 
-    ``dxp[n, c, q*s + t*d] += dz[n, o, q] * w[o, c, t]`` for every output ``(o, q)`` and tap
-    ``t``, then ``dx = dxp`` with the padding cut off (input cells of the stride remainder
-    receive nothing, so stay zero). This is back-propagation through the MLP view of the layer,
-    independent of the rot180 rule it checks.
+    ``dx[n, c, q*s + t*d - p_lo] += dz[n, o, q] * w[o, c, t]`` for every output ``(o, q)`` and
+    tap ``t`` whose target lies inside the input (what lands in the padding is cut off; input
+    cells of the stride remainder receive nothing, so stay zero). This is back-propagation
+    through the MLP view of the layer, independent of the rot180 rule it checks.
 
     Shape:
         - dz: ``(N, C_out, *o)`` (or unbatched)
@@ -119,15 +133,17 @@ def conv_grad_input_direct(dz: np.ndarray, w: np.ndarray, input_shape: Sequence[
     wk = _flip_spatial(w) if flip else w
     dzb = dz if dz.ndim == spec.nd + 2 else dz[None]
     spatial = shp[-spec.nd:]
-    padded = tuple(i + lo + hi for i, (lo, hi) in zip(spatial, spec.padding, strict=True))
-    dxp = np.zeros((dzb.shape[0], spec.in_channels, *padded), dtype=dz.dtype)
+    dx = np.zeros((dzb.shape[0], spec.in_channels, *spatial), dtype=dz.dtype)
     out = dzb.shape[2:]
     for outs, ins in _channel_groups(spec):
         for t in _taps(spec.kernel):
-            window = (slice(None), ins, *_tap_window(t, out, spec.stride, spec.dilation))
-            dxp[window] += np.einsum("no...,oc->nc...", dzb[:, outs], wk[(outs, slice(None), *t)])
-    crop = tuple(slice(lo, lo + i) for i, (lo, _) in zip(spatial, spec.padding, strict=True))
-    return dxp[(Ellipsis, *crop)].reshape(shp)
+            if (conn := _tap_window(t, out, spec, spatial)) is None:
+                continue            # deltas sent into the padding are cut off
+            # One tap links each (q, m) pair at most once, so += cannot collide.
+            dx[(slice(None), ins, *conn[1])] += np.einsum(
+                "no...,oc->nc...", dzb[(slice(None), outs, *conn[0])],
+                wk[(outs, slice(None), *t)])
+    return dx.reshape(shp)
 
 
 def conv_grad_weight_direct(x: np.ndarray, dz: np.ndarray, weight_shape: Sequence[int], *,
@@ -150,14 +166,16 @@ def conv_grad_weight_direct(x: np.ndarray, dz: np.ndarray, weight_shape: Sequenc
                                              op="conv_grad_weight_direct")
     xb = x if x.ndim == spec.nd + 2 else x[None]
     dzb = dz if dz.ndim == spec.nd + 2 else dz[None]
-    xp = _pad(xb, spec.padding)
     out = dzb.shape[2:]
     dw = np.zeros(wshape, dtype=x.dtype)
     summed = [0, *range(2, 2 + spec.nd)]                  # batch and output positions
     for outs, ins in _channel_groups(spec):
         for t in _taps(spec.kernel):
-            window = xp[(slice(None), ins, *_tap_window(t, out, spec.stride, spec.dilation))]
-            dw[(outs, slice(None), *t)] = np.tensordot(dzb[:, outs], window, (summed, summed))
+            if (conn := _tap_window(t, out, spec, xb.shape[2:])) is None:
+                continue            # a tap that reads only padding has zero gradient
+            window = xb[(slice(None), ins, *conn[1])]
+            dw[(outs, slice(None), *t)] = np.tensordot(dzb[(slice(None), outs, *conn[0])],
+                                                       window, (summed, summed))
     return _flip_spatial(dw) if flip else dw
 
 
@@ -178,6 +196,13 @@ def conv_matrix(w: np.ndarray, input_shape: Sequence[int], *, stride: int = 1,
     Built from the index definition, not by pushing basis vectors through a convolution.
     ``flip=True`` gives the matrix of the true convolution. Meant for small sizes: the matrix
     is dense.
+
+    Non-finite values: a dense product ``M @ x`` multiplies the zeros of the cut connections
+    too (``0 * inf = NaN``); the layer, and :func:`conv`, sum over the connections only. That
+    product is ``np.where(cut, 0, M * x.ravel()).sum(axis=1)`` with ``cut =
+    conv_matrix(np.ones_like(w), ...) == 0`` (an all-ones kernel marks every connection with a
+    1, since one tap links a pair at most once), and likewise ``(M * dz.ravel()[:, None])``
+    summed over rows for the input gradient.
 
     Shape:
         - w: ``(C_out, C_in / groups, *k)``

@@ -36,6 +36,8 @@ __all__ = [
     "transposed_output_size",
     "resolve_padding",
     "grad_input_padding",
+    "tap_outputs",
+    "live_window",
     "PADDING_MODES",
 ]
 
@@ -206,19 +208,74 @@ def resolve_padding(padding: int | str | Sequence, kernel: Sequence[int], dilati
 
 def grad_input_padding(spatial_in: Sequence[int], kernel: Sequence[int],
                        stride: Sequence[int], padding: Sequence[tuple[int, int]],
-                       dilation: Sequence[int]) -> tuple[tuple[int, int], ...]:
+                       dilation: Sequence[int], output: Sequence[int] | None = None
+                       ) -> tuple[tuple[int, int], ...]:
     """Padding of the stretched delta in the input-gradient rule, per spatial dimension.
 
     ``low = d(k-1) - p_lo`` and ``high = d(k-1) - p_hi + a``; a negative value means crop.
     Correlating the stretched delta padded this way with ``rot180(w)`` (stride 1, dilation
-    ``d``) yields exactly ``i`` cells: ``(o-1)s + 1 + low + high - d(k-1) = i``.
+    ``d``) yields exactly ``i`` cells: ``(o-1)s + 1 + low + high - d(k-1) = i``. ``a`` is the
+    stride remainder of ``i``, or, given the delta's sizes ``output``, ``a = i -
+    transposed_output_size(o, ...)``, which may reach ``max(s, d) - 1`` (PyTorch's
+    ``output_padding`` rule: a transposed convolution then pads past the last delta).
 
     >>> grad_input_padding((6,), (3,), (2,), ((1, 1),), (1,))
     ((1, 2),)
+    >>> grad_input_padding((11,), (3,), (1,), ((0, 0),), (3,), output=(3,))   # a = 2 >= s
+    ((6, 8),)
     """
     out = []
-    for i, k, s, (lo, hi), d in zip(spatial_in, kernel, stride, padding, dilation, strict=True):
+    outs = [None] * len(kernel) if output is None else output
+    for i, k, s, (lo, hi), d, o in zip(spatial_in, kernel, stride, padding, dilation, outs,
+                                       strict=True):
         span = d * (k - 1)
-        a = stride_remainder(i, k, s, lo, hi, d)
+        a = (stride_remainder(i, k, s, lo, hi, d) if o is None
+             else i - transposed_output_size(o, k, s, lo, hi, d))
         out.append((span - lo, span - hi + a))
     return tuple(out)
+
+
+def tap_outputs(n: int, o: int, t: int, s: int, d: int, lo: int) -> tuple[int, int]:
+    """Outputs ``[qa, qb)`` (of ``o``) whose tap ``t`` reads inside an input of ``n`` cells
+    with ``lo`` cells of low padding: ``0 <= q*s + t*d - lo < n``. Empty: ``qa == qb``.
+
+    >>> tap_outputs(4, 4, 0, 1, 1, 1)   # tap 0 of a padded 3-tap window misses output 0
+    (1, 4)
+    """
+    qa = max(0, -(-(lo - t * d) // s))
+    qb = min(o, (n - 1 + lo - t * d) // s + 1)
+    return qa, max(qa, qb)
+
+
+def live_window(n: int, k: int, s: int, d: int, lo: int, hi: int
+                ) -> tuple[int, int, int, int, int, int]:
+    """The part of a correlation along one axis that touches the input: ``(qa, qb, ta, tb,
+    lo2, hi2)``.
+
+    Outputs outside ``[qa, qb)`` have windows that lie entirely in the padding, and taps outside
+    ``[ta, tb)`` read only padding for every output in ``[qa, qb)``; the rest is the correlation
+    of the same input with kernel taps ``ta:tb`` and padding ``(lo2, hi2)`` (negative: crop),
+    whose ``qb - qa`` outputs are outputs ``qa:qb`` of the original. Its padded extent,
+    ``(qb-qa-1)s + (tb-ta-1)d + 1``, no longer grows with the padding, and the dilation only
+    through the live taps. ``qa == qb`` or ``ta == tb``: nothing reaches the input.
+
+    ``o = floor((n + lo + hi - d(k-1) - 1) / s) + 1`` as :func:`conv_output_size`;
+    ``qa = max(0, ceil((lo - d(k-1)) / s))``, ``qb = min(o, floor((lo + n - 1) / s) + 1)``;
+    ``ta = max(0, ceil((lo - (qb-1)s) / d))``, ``tb = min(k, floor((n - 1 + lo - qa s) / d) + 1)``;
+    ``lo2 = lo - qa s - ta d``.
+
+    >>> live_window(4, 3, 10**6, 1, 10**6, 10**6)   # one live output, its 3 taps, 1 cell cropped
+    (1, 2, 0, 3, 0, -1)
+    """
+    o = conv_output_size(n, k, s, lo, hi, d)
+    qa = max(0, -(-(lo - d * (k - 1)) // s))
+    qb = max(qa, min(o, (lo + n - 1) // s + 1))
+    if qa == qb:
+        return qa, qb, 0, 0, 0, 0
+    ta = max(0, -(-(lo - (qb - 1) * s) // d))
+    tb = max(ta, min(k, (n - 1 + lo - qa * s) // d + 1))
+    if ta == tb:
+        return qa, qb, ta, tb, 0, 0
+    lo2 = lo - qa * s - ta * d
+    hi2 = (qb - qa - 1) * s + (tb - ta - 1) * d + 1 - lo2 - n
+    return qa, qb, ta, tb, lo2, hi2

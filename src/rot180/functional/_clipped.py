@@ -1,0 +1,125 @@
+r"""Correlations over the real connections only: the engine's path for non-finite operands.
+
+IEEE semantics (the choice, documented in :mod:`rot180.functional.conv`). In the MLP view a
+padding cell, and a zero that the stride inserts into the delta, is a *cut connection*, not an
+input that happens to be zero: an output sums ``w * x`` over the inputs it is wired to and
+nothing else. With finite operands that is what every path computes, since ``0 * w == 0``
+exactly. With ``inf`` or NaN it is not: ``0 * inf`` is NaN, so a path that multiplies the
+padding's zeros (im2col, a padded copy) turns one infinite weight into NaN at every output
+whose window overlaps the padding, and a path that skips them (kn2row's implicit padding, the
+helper's skipped taps, the sub-pixel phases) does not. The engine therefore checks its operands
+(:func:`finite`, one summing pass over each operand: 1.1 ms against 127 ms, 0.9 %, for the
+forward of a 32x64x56x56 float32 batch through 64 3x3 filters, 2 threads) and hands any call
+with a non-finite value to the functions here, which visit exactly the real connections:
+
+``correlate``        out[q] = bias + sum over taps t whose input ``q*s + t*d - p_lo`` lies
+                     inside x of ``w[t] * x[q*s + t*d - p_lo]`` (one product per tap, over the
+                     output range that tap reaches).
+``correlate_kernel`` dw[t] = sum over the same outputs ``q`` of ``dz[q] * x[q*s + t*d - p_lo]``.
+
+The input gradient needs nothing new: kn2row over the sub-pixel phases with implicit padding
+(:func:`rot180.functional._engine.correlate_stretched`) reads only real delta entries through
+real taps. ``reference.conv_direct`` and ``reference.conv_grad_weight_direct`` clip their taps
+the same way, and ``reference.conv_matrix`` holds exactly these connections.
+
+Shapes as :func:`rot180.functional._engine.correlate` and ``correlate_kernel``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Iterator, Sequence
+from itertools import product
+
+import numpy as np
+
+from .shapes import tap_outputs
+
+__all__ = ["finite", "correlate", "correlate_kernel"]
+
+
+def finite(*arrays: np.ndarray) -> bool:
+    """Whether every value of every array is finite (one summing pass each, no allocation).
+
+    A sum is finite unless a term is non-finite or the sum overflows; an overflow only sends
+    the call down the exact path (same semantics, slower), never the other way.
+    """
+    with np.errstate(all="ignore"):
+        return all(bool(np.isfinite(np.sum(a))) for a in arrays)
+
+
+def _taps(x_sp: Sequence[int], out_sp: Sequence[int], k: Sequence[int], stride: Sequence[int],
+          dilation: Sequence[int], pads: Sequence[tuple[int, int]]
+          ) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...], tuple[slice, ...]]]:
+    """Every tap with the outputs it reaches: ``(t, output slices, input slices)``."""
+    for t in product(*(range(kk) for kk in k)):
+        outs, ins = [], []
+        for n, o, tt, s, d, (lo, _) in zip(x_sp, out_sp, t, stride, dilation, pads,
+                                            strict=True):
+            qa, qb = tap_outputs(n, o, tt, s, d, lo)
+            first = qa * s + tt * d - lo
+            outs.append(slice(qa, qb))
+            ins.append(slice(first, first + (qb - qa - 1) * s + 1, s))
+        if all(q.start < q.stop for q in outs):
+            yield t, tuple(outs), tuple(ins)
+
+
+def _unpadded(x: np.ndarray, pads: Sequence[tuple[int, int]] | None
+              ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Negative pads applied as a crop (a view), the rest returned (>= 0)."""
+    nd = x.ndim - 3
+    pads = [(0, 0)] * nd if pads is None else list(pads)
+    crop = tuple(slice(max(-lo, 0), n - max(-hi, 0))
+                 for n, (lo, hi) in zip(x.shape[3:], pads, strict=True))
+    return x[(Ellipsis, *crop)], [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
+
+
+def _quiet(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """No RuntimeWarning for the NaN that ``0 * inf`` makes at a real connection: the values
+    are the caller's data and the semantics is documented. A fresh errstate per call (one
+    object shared by concurrent callers would mix their tokens); errstate is per thread, so
+    these functions run on the caller's thread only."""
+    @functools.wraps(fn)
+    def run(*args: object) -> np.ndarray:
+        with np.errstate(invalid="ignore", over="ignore"):
+            return fn(*args)
+    return run
+
+
+@_quiet
+def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
+              out: np.ndarray, bias: np.ndarray | None,
+              pads: Sequence[tuple[int, int]] | None) -> np.ndarray:
+    """``out[b, g, o, q] = bias[g, o] + sum over real taps of w[g, o, c, t] x[b, g, c, ...]``
+    (``x (B, G, C, *S)``, ``w (G, M, C, *k)``, ``out (B, G, M, *o)``, filled and returned)."""
+    x, pads = _unpadded(x, pads)
+    B, G, C = x.shape[:3]
+    M = w.shape[1]
+    out[...] = 0 if bias is None else bias.reshape(G, M, *(1,) * (x.ndim - 3))
+    for t, outs, ins in _taps(x.shape[3:], out.shape[3:], w.shape[3:], stride, dilation, pads):
+        src = x[(Ellipsis, *ins)]
+        q = src.shape[3:]
+        part = np.matmul(w[(Ellipsis, *t)], src.reshape(B, G, C, math.prod(q)))
+        dst = out[(Ellipsis, *outs)]
+        dst += part.reshape(B, G, M, *q)
+    return out
+
+
+@_quiet
+def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
+                     stride: Sequence[int], dilation: Sequence[int],
+                     pads: Sequence[tuple[int, int]] | None) -> np.ndarray:
+    """``dw[g, o, c, t] = sum over the outputs q that tap t reaches of dz[b, g, o, q]
+    x[b, g, c, q*s + t*d - p_lo]``, shape ``(G, M, C, *kernel)``."""
+    x, pads = _unpadded(x, pads)
+    B, G, C = x.shape[:3]
+    M = dz.shape[2]
+    dw = np.zeros((G, M, C, *kernel), x.dtype)
+    for t, outs, ins in _taps(x.shape[3:], dz.shape[3:], kernel, stride, dilation, pads):
+        src = x[(Ellipsis, *ins)]
+        P = math.prod(src.shape[3:])
+        d_ = dz[(Ellipsis, *outs)].reshape(B, G, M, P).transpose(1, 2, 0, 3).reshape(G, M, B * P)
+        s_ = src.reshape(B, G, C, P).transpose(1, 0, 3, 2).reshape(G, B * P, C)
+        dw[(Ellipsis, *t)] = np.matmul(d_, s_)
+    return dw

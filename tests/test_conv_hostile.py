@@ -1,0 +1,214 @@
+"""Hostile convolution inputs: non-finite values, arguments far larger than the data.
+
+* Non-finite values (issue 11, item 4). The semantics is the unrolled matrix's: a padding cell
+  or a zero the stride inserts is a cut connection, not a multiplied zero (``conv.py``,
+  "Non-finite values"). Every path the engine can take (forced with the knobs of
+  ``test_engine.py``: the helper, im2col, kn2row, 1x1, batch folding, stacked and NumPy
+  sub-pixel phases) must give the same NaN / +inf / -inf positions as the sum over the
+  connections of ``reference.conv_matrix``, for inf and NaN in ``w``, ``x`` and ``dz``.
+* Work scales with the data (item 7): a huge stride, dilation or padding on a tiny input
+  returns the right result within a few MB of memory (tracemalloc), and a sample whose expanded
+  buffer would need many GB raises ValueError before allocating it.
+"""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import rot180.functional._direct as D
+import rot180.functional._engine as E
+from rot180.functional import conv, conv_grad_input, conv_grad_weight
+from rot180.functional.reference import (
+    conv_direct,
+    conv_grad_input_direct,
+    conv_grad_weight_direct,
+    conv_matrix,
+)
+from test_engine import KNOBS
+
+
+@pytest.fixture(params=list(KNOBS))
+def path(request, monkeypatch):
+    settings = KNOBS[request.param]
+    if "D.MIN_FILL" in settings and not D.ENABLED:
+        pytest.skip("the compiled helper rot180.functional._directc is not built or disabled")
+    for name, value in settings.items():
+        module, attr = (D, name[2:]) if name.startswith("D.") else (E, name)
+        monkeypatch.setattr(module, attr, value)
+    return request.param
+
+
+# (x shape, w shape, stride, padding, dilation): 1-D and 2-D, padded, strided, dilated, 1x1.
+CASES = [
+    ((2, 2, 7), (3, 2, 3), 1, 1, 1),
+    ((2, 2, 8), (3, 2, 3), 2, 2, 1),
+    ((2, 2, 9), (2, 2, 2), 3, 1, 2),
+    ((2, 2, 6, 5), (3, 2, 3, 2), 1, (1, 2), 1),
+    ((2, 3, 7, 6), (2, 3, 3, 3), 2, 1, (1, 2)),
+    ((2, 2, 5, 5), (4, 2, 1, 1), 2, 1, 1),
+]
+WHERE = ["w", "x", "dz"]
+
+
+def _arrays(xs, ws, kw, where, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(xs)
+    w = rng.standard_normal(ws)
+    w.reshape(-1)[2] = 0.0                  # a real connection of weight 0: 0 * inf = NaN there
+    dz = rng.standard_normal(conv_direct(x, w, **kw).shape)
+    a = {"w": w, "x": x, "dz": dz}[where]
+    flat = a.reshape(-1)
+    flat[1], flat[-2], flat[flat.size // 2] = np.inf, -np.inf, np.nan
+    if where != "w":
+        flat[3] = 0.0 * flat[3] + np.inf
+    return x, w, dz
+
+
+def _connected(w_shape, x_shape, kw):
+    """The real connections of one sample: conv_matrix of an all-ones kernel."""
+    return conv_matrix(np.ones(w_shape), x_shape[1:], **kw) != 0
+
+
+def _over_connections(m, cut, v):
+    """``M @ v`` summed over the connections only (the cut ones are not multiplied)."""
+    return np.where(cut, 0.0, m * v[None, :]).sum(axis=1)
+
+
+def _expected(x, w, dz, kw):
+    """Forward, input and kernel gradient as sums over the connections of conv_matrix."""
+    cut = ~_connected(w.shape, x.shape, kw)
+    with np.errstate(invalid="ignore"):
+        m = conv_matrix(w, x.shape[1:], **kw)
+        z = np.stack([_over_connections(m, cut, xn.ravel()) for xn in x]).reshape(dz.shape)
+        gi = np.stack([_over_connections(m.T, cut.T, d.ravel()) for d in dz]).reshape(x.shape)
+        gw = np.zeros(w.shape)
+        for idx in np.ndindex(*w.shape):        # one weight's connections at a time
+            one = np.zeros(w.shape)
+            one[idx] = 1.0
+            link = conv_matrix(one, x.shape[1:], **kw) != 0
+            gw[idx] = sum(np.where(link, dn.ravel()[:, None] * xn.ravel()[None, :], 0.0).sum()
+                          for xn, dn in zip(x, dz, strict=True))
+    return z, gi, gw
+
+
+def _assert_same_non_finite(got, want, what):
+    for test in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(test(got), test(want), err_msg=f"{what}: {test.__name__}")
+    fin = np.isfinite(want)
+    np.testing.assert_allclose(got[fin], want[fin], rtol=1e-10, atol=1e-10, err_msg=what)
+
+
+@pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-s{c[2]}-p{c[3]}-d{c[4]}" for c in CASES])
+def test_every_path_gives_the_matrix_non_finite_pattern(case, where, path) -> None:
+    xs, ws, s, p, d = case
+    kw = {"stride": s, "padding": p, "dilation": d}
+    x, w, dz = _arrays(xs, ws, kw, where)
+    z, gi, gw = _expected(x, w, dz, kw)
+    if where == "w":                            # every tap is used: never a trivial case
+        assert not np.isfinite(z).all()
+    # (no errstate: the engine raises no RuntimeWarning, which pytest would turn into errors)
+    got = (conv(x, w, **kw), conv_grad_input(dz, w, x.shape, **kw),
+           conv_grad_weight(x, dz, w.shape, **kw))
+    for g, want, what in zip(got, (z, gi, gw), ("conv", "grad_input", "grad_weight"),
+                             strict=True):
+        _assert_same_non_finite(g, want, what)
+
+
+@pytest.mark.parametrize("where", WHERE)
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-s{c[2]}-p{c[3]}-d{c[4]}" for c in CASES])
+def test_the_reference_loops_have_the_same_semantics(case, where) -> None:
+    xs, ws, s, p, d = case
+    kw = {"stride": s, "padding": p, "dilation": d}
+    x, w, dz = _arrays(xs, ws, kw, where)
+    z, gi, gw = _expected(x, w, dz, kw)
+    with np.errstate(invalid="ignore"):
+        _assert_same_non_finite(conv_direct(x, w, **kw), z, "conv_direct")
+        _assert_same_non_finite(conv_grad_input_direct(dz, w, x.shape, **kw), gi,
+                                "conv_grad_input_direct")
+        _assert_same_non_finite(conv_grad_weight_direct(x, dz, w.shape, **kw), gw,
+                                "conv_grad_weight_direct")
+
+
+def test_an_inf_weight_on_padding_is_a_cut_connection() -> None:
+    """The documented example: the 3x3 kernel's corner tap is inf; outputs whose corner reads
+    padding stay finite (PyTorch's forward, which multiplies the padding, gives NaN there)."""
+    x = np.ones((1, 1, 4, 4))
+    w = np.ones((1, 1, 3, 3))
+    w[0, 0, 0, 0] = np.inf
+    z = conv(x, w, padding=1)[0, 0]
+    assert np.isposinf(z[1:, 1:]).all()
+    np.testing.assert_array_equal(z[0], [4, 6, 6, 4])
+    np.testing.assert_array_equal(z[1:, 0], [6, 6, 4])
+
+
+# --- work scales with the data ---------------------------------------------------------------
+
+def _peak_bytes(fn):
+    tracemalloc.start()
+    try:
+        out = fn()
+        return out, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+HUGE = [
+    ("stride", (2, 3, 4), (4, 3, 3), {"stride": 10**6}),
+    ("stride-2d", (2, 3, 4, 5), (4, 3, 3, 2), {"stride": (10**6, 3)}),
+    ("stride-padding", (2, 3, 4, 5), (4, 3, 3, 3), {"stride": 10**6, "padding": 10**6}),
+    ("dilation-padding", (2, 3, 5, 4), (4, 3, 3, 3), {"dilation": 10**6, "padding": 10**6}),
+    ("dilation-stride-padding", (2, 3, 5, 6), (4, 3, 3, 2),
+     {"dilation": (10**5, 3), "stride": (2, 10**5), "padding": (10**5, 10**5)}),
+    ("padding-1d", (2, 3, 5), (4, 3, 3), {"padding": 10**5, "stride": 10**5}),
+]
+
+
+@pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [h[1:] for h in HUGE],
+                         ids=[h[0] for h in HUGE])
+def test_huge_arguments_on_a_tiny_input_cost_what_the_data_costs(x_shape, w_shape, kw,
+                                                                 path) -> None:
+    rng = np.random.default_rng(1)
+    x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
+    z, peak = _peak_bytes(lambda: conv(x, w, **kw))
+    assert peak < 2**22, f"forward peak {peak} bytes"
+    np.testing.assert_allclose(z, conv_direct(x, w, **kw), rtol=0, atol=1e-12)
+    dz = rng.standard_normal(z.shape)
+    gi, peak = _peak_bytes(lambda: conv_grad_input(dz, w, x.shape, **kw))
+    assert peak < 2**22, f"input-gradient peak {peak} bytes"
+    np.testing.assert_allclose(gi, conv_grad_input_direct(dz, w, x.shape, **kw), rtol=0,
+                               atol=1e-12)
+    gw, peak = _peak_bytes(lambda: conv_grad_weight(x, dz, w.shape, **kw))
+    assert peak < 2**22, f"kernel-gradient peak {peak} bytes"
+    np.testing.assert_allclose(gw, conv_grad_weight_direct(x, dz, w.shape, **kw), rtol=0,
+                               atol=1e-12)
+
+
+def test_only_the_phases_that_reach_the_input_are_built() -> None:
+    phases = E._phases(4, 10**6, 2, 1, 3)
+    assert [p.r for p in phases] == [0, 1, 2, 3]
+    assert all(p.m == 1 for p in phases)
+
+
+@pytest.mark.parametrize("op", ["conv", "grad_input", "grad_weight"])
+def test_an_expansion_of_many_gigabytes_is_refused_before_it_is_made(op) -> None:
+    """3-D (no helper): im2col's columns of one sample would need 8*729*72**3*8 bytes, 16 GiB."""
+    x = np.ones((1, 8, 40, 40, 40))
+    w = np.ones((8, 8, 9, 9, 9))
+    kw = {"padding": 20}
+    dz = np.ones((1, 8, 72, 72, 72))
+    call = {"conv": lambda: conv(x, w, **kw),
+            "grad_input": lambda: conv_grad_input(dz, w, x.shape, **kw),
+            "grad_weight": lambda: conv_grad_weight(x, dz, w.shape, **kw)}[op]
+
+    def refused():
+        with pytest.raises(ValueError, match=r"of one sample would need \d+\.\d GiB \(shape "
+                                             r".*\), more than the 2 GiB allowed\. Use a smaller "
+                                             r"input, padding or dilation"):
+            call()
+
+    _, peak = _peak_bytes(refused)
+    assert peak < 2**27
