@@ -386,7 +386,7 @@ def _divisor(sp: _PoolSpec, count_include_pad: bool, divisor_override: object,
         raise TypeError(f"{op}: count_include_pad must be a bool, got "
                         f"{type(count_include_pad).__name__} {count_include_pad!r}.")
     if divisor_override is not None:
-        return _divisor_override(divisor_override, op)
+        return check_divisor_override(divisor_override, op)
     div: np.ndarray | int = 1
     for ax, (i, k, p) in enumerate(zip(sp.spatial, sp.kernel, sp.padding, strict=True)):
         lo = sp.window_starts(ax)
@@ -398,7 +398,7 @@ def _divisor(sp: _PoolSpec, count_include_pad: bool, divisor_override: object,
     return div
 
 
-def _divisor_override(value: object, op: str) -> int:
+def check_divisor_override(value: object, op: str) -> int:
     """PyTorch's ``divisor_override``: any non-zero int (negative ones too, as PyTorch)."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
         raise TypeError(

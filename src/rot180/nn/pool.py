@@ -144,19 +144,8 @@ class _AvgPoolNd(_Pool):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         name = type(self).__name__
         self.count_include_pad = C.flag(count_include_pad, "count_include_pad", name)
-        if divisor_override is not None and (
-                isinstance(divisor_override, bool)
-                or not isinstance(divisor_override, int | np.integer)):
-            raise TypeError(
-                f"{name}: divisor_override must be an int or None, got "
-                f"{type(divisor_override).__name__} {divisor_override!r}."
-            )
-        if divisor_override == 0:
-            raise ValueError(
-                f"{name}: divisor_override must not be zero, got 0. Pass a non-zero int, or "
-                "None to divide by the window's size."
-            )
-        self.divisor_override = None if divisor_override is None else int(divisor_override)
+        self.divisor_override = (None if divisor_override is None
+                                 else P.check_divisor_override(divisor_override, name))
 
     @property
     def _avg_kw(self) -> dict:
