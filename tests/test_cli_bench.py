@@ -6,11 +6,15 @@ itself is never asserted in tests.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rot180 import cli
 from rot180.commands import bench
@@ -56,32 +60,98 @@ def test_cli_prints_a_row_per_layer_and_writes_json(tmp_path, capsys) -> None:
     assert [line.split()[0] for line in text[3:]] == ["(16,2,9,9)->3,3,1,1", "(16,2,20)->4,5,2,2"]
     data = json.loads(out.read_text())
     assert data["matmul_gflops"] > 0 and len(data["layers"]) == 2
+    assert data["matmul_gflops"] == max(data["matmul_gflops_samples"])
+    assert len(data["matmul_gflops_samples"]) == 3          # before, between, after the layers
     for row in data["layers"]:
         parts = (row["forward_ms"], row["grad_input_ms"], row["grad_weight_ms"])
         assert all(v > 0 for v in parts)
         assert row["total_ms"] == pytest.approx(sum(parts))
-        assert row["fraction_of_matmul"] == pytest.approx(row["gflops"] / data["matmul_gflops"])
+        if row["busy"]:       # this machine is shared: a busy one is said, never > 100 %
+            assert row["fraction_of_matmul"] is None and data["warnings"] == [bench.BUSY]
+        else:
+            assert row["fraction_of_matmul"] == pytest.approx(
+                row["gflops"] / data["matmul_gflops"])
+            assert row["fraction_of_matmul"] <= 1
 
 
-def test_engine_numpy_turns_the_helper_off_for_the_run_only(tmp_path, capsys) -> None:
+def _args(**kw) -> argparse.Namespace:
+    return argparse.Namespace(**{"layers": ["16,2,9,9:3,3,1,1"], "repeats": 1, "threads": None,
+                                 "dtype": "float32", "engine": "auto", "json": None, **kw})
+
+
+def _fixed_times(ms: float = 1.0):
+    """A ``time_layer`` stand-in: every product takes ``ms`` milliseconds."""
+    calls = []
+
+    def timer(layer, *, repeats, dtype):
+        calls.append((str(layer), repeats, np.dtype(dtype), _direct.ENABLED))
+        return ms, ms, ms
+
+    return timer, calls
+
+
+def test_engine_numpy_turns_the_helper_off_for_the_run_only(capsys) -> None:
     before = _direct.ENABLED
-    seen = []
-    real = bench.bench_layer
-
-    def spy(*a, **k):
-        seen.append(_direct.ENABLED)
-        return real(*a, **k)
-
-    bench.bench_layer = spy
-    try:
-        assert cli.main(["bench", "--layer", "16,2,9,9:3,3,1,1", "--repeats", "1",
-                         "--engine", "numpy", "--dtype", "float64"]) == 0
-    finally:
-        bench.bench_layer = real
-    assert seen == [False] and _direct.ENABLED == before
+    timer, calls = _fixed_times()
+    assert bench.run(_args(engine="numpy", dtype="float64"), matmul_rate=lambda: 50.0,
+                     timer=timer) == 0
+    assert calls == [("(16,2,9,9)->3,3,1,1", 1, np.dtype(np.float64), False)]
+    assert _direct.ENABLED == before
     head = capsys.readouterr().out.splitlines()[0]
     state = "compiled helper not built" if _direct._directc is None else "compiled helper off"
     assert head.startswith("rot180 bench: float64") and state in head
+
+
+LAYER = bench.parse_layer("16,2,9,9:3,3,1,1")
+GFLOPS = LAYER.flops() / 3e-3 / 1e9        # its rate when each product takes 1 ms
+
+
+def test_one_slow_matmul_sample_no_longer_gives_more_than_100_percent() -> None:
+    """The first sample is taken while the machine is busy (1 % of its rate): before, that one
+    sample was the rate, and this layer read 2,500 %. Now the best sample counts."""
+    samples = iter([GFLOPS / 25, 4 * GFLOPS, 2 * GFLOPS, 3 * GFLOPS])
+    timer, calls = _fixed_times()
+    rows, seen = bench.bench_layers([LAYER, LAYER, LAYER], repeats=2, dtype=np.float32,
+                                    matmul_rate=lambda: next(samples), timer=timer)
+    assert seen == [GFLOPS / 25, 4 * GFLOPS, 2 * GFLOPS, 3 * GFLOPS]   # before and after each
+    assert len(calls) == 3
+    for row in rows:
+        assert not row.busy and row.fraction_of_matmul == pytest.approx(0.25)
+    assert "25%" in bench.format_rows(rows, "h")
+
+
+def test_a_layer_faster_than_every_sample_says_busy_instead_of_a_share(tmp_path,
+                                                                       capsys) -> None:
+    """Every sample slow (the machine busy throughout): no share above 100 %, a footnote in
+    the table and a warning in the JSON."""
+    out = tmp_path / "b.json"
+    timer, _ = _fixed_times()
+    rate = iter([GFLOPS / 2, GFLOPS / 3])
+    assert bench.run(_args(json=out), matmul_rate=lambda: next(rate), timer=timer) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[3].split()[-1] == "busy*" and lines[-1] == bench.BUSY
+    assert "machine was busy" in bench.BUSY
+    data = json.loads(out.read_text())
+    assert data["warnings"] == [bench.BUSY] and data["matmul_gflops"] == GFLOPS / 2
+    (row,) = data["layers"]
+    assert row["busy"] is True and row["fraction_of_matmul"] is None
+    assert row["gflops"] == pytest.approx(GFLOPS)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(1e-3, 1e4), min_size=4, max_size=4),
+       st.lists(st.floats(1e-3, 1e3), min_size=3, max_size=3))
+def test_no_sample_order_prints_a_share_above_100_percent(samples, ms) -> None:
+    it = iter(samples)
+    times = iter(ms)
+    rows, _ = bench.bench_layers([LAYER] * 3, repeats=1, dtype=np.float32,
+                                 matmul_rate=lambda: next(it),
+                                 timer=lambda layer, **_: (next(times),) * 3)
+    for row in rows:
+        assert row.busy == (row.gflops > max(samples))
+        assert row.busy or 0 < row.fraction_of_matmul <= 1
+    shares = [line.split()[-1] for line in bench.format_rows(rows, "h").splitlines()[3:6]]
+    assert all(c == "busy*" or int(c.rstrip("%")) <= 100 for c in shares)
 
 
 @pytest.mark.parametrize(("argv", "match"), [

@@ -3,8 +3,17 @@
 Times one training step of each convolution layer (``conv``, ``conv_grad_input``,
 ``conv_grad_weight``; medians of ``--repeats`` calls after warm-up) and reports GFLOP/s and
 the fraction of the machine's own float32 (or float64) matmul rate, measured in the same run
-with the same thread count. ``--engine numpy`` turns the optional compiled helper off for the
-run, so the two engines can be compared. The side-by-side comparison with PyTorch lives in
+with the same thread count.
+
+The matmul rate is measured interleaved with the layers, before the first and after each one,
+and the best of these samples is the rate every share is taken of: other load on the machine
+slows some samples, never speeds one up, so the best sample is the one closest to the machine's
+own rate (one sample taken while the machine was busy made layers timed later read above
+100 %). A layer that still runs faster than the best sample is not given a share above 100 %:
+its share is left out and the table and the JSON say that the machine was busy.
+
+``--engine numpy`` turns the optional compiled helper off for the run, so the two engines can
+be compared. The side-by-side comparison with PyTorch lives in
 ``benchmarks/conv.py`` (PyTorch is a test and benchmark dependency, never the library's).
 
 Layers are written ``N,C,*spatial:K,k,s,p`` (batch, channels, 1-3 spatial sizes; output
@@ -29,8 +38,12 @@ import numpy as np
 
 from ..functional import _direct, conv, conv_grad_input, conv_grad_weight
 
-__all__ = ["DEFAULT_LAYERS", "BenchRow", "Layer", "add_parser", "bench_layer", "format_rows",
-           "matmul_gflops", "parse_layer", "run"]
+__all__ = ["DEFAULT_LAYERS", "BenchRow", "Layer", "add_parser", "bench_layers",
+           "format_rows", "matmul_gflops", "parse_layer", "run", "time_layer"]
+
+BUSY = ("* faster than the best matmul rate measured in this run: the machine was busy while "
+        "the rate was measured, so no share is given; rerun on an idle machine (or with fewer "
+        "--threads).")
 
 DEFAULT_LAYERS = (
     "64,1,28,28:6,5,1,2",
@@ -99,14 +112,19 @@ def parse_layer(spec: str) -> Layer:
 
 @dataclass(frozen=True)
 class BenchRow:
-    """Median milliseconds of one layer's three products, and the rates they give."""
+    """Median milliseconds of one layer's three products, and the rates they give.
+
+    ``fraction_of_matmul`` is ``gflops`` over the run's matmul rate, at most 1; ``None`` with
+    ``busy`` when the layer ran faster than the rate measured (the machine was busy then).
+    """
 
     layer: str
     forward_ms: float
     grad_input_ms: float
     grad_weight_ms: float
     gflops: float
-    fraction_of_matmul: float
+    fraction_of_matmul: float | None
+    busy: bool = False
 
     @property
     def total_ms(self) -> float:
@@ -135,8 +153,9 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def bench_layer(layer: Layer, *, repeats: int, dtype: np.dtype, mm_gflops: float) -> BenchRow:
-    """Time forward, input gradient and kernel gradient of ``layer`` on random data."""
+def time_layer(layer: Layer, *, repeats: int, dtype: np.dtype) -> tuple[float, float, float]:
+    """Median milliseconds of forward, input gradient and kernel gradient of ``layer`` on
+    random data."""
     rng = np.random.default_rng(0)
     x = rng.standard_normal((layer.batch, layer.channels, *layer.spatial)).astype(dtype)
     w = rng.standard_normal(
@@ -147,15 +166,45 @@ def bench_layer(layer: Layer, *, repeats: int, dtype: np.dtype, mm_gflops: float
     f = _median_ms(lambda: conv(x, w, **kw), repeats)
     gi = _median_ms(lambda: conv_grad_input(dz, w, x.shape, **kw), repeats)
     gw = _median_ms(lambda: conv_grad_weight(x, dz, w.shape, **kw), repeats)
-    rate = layer.flops() / ((f + gi + gw) / 1e3) / 1e9
-    return BenchRow(str(layer), f, gi, gw, rate, rate / mm_gflops)
+    return f, gi, gw
+
+
+def _row(layer: Layer, times: tuple[float, float, float], mm_gflops: float) -> BenchRow:
+    rate = layer.flops() / (sum(times) / 1e3) / 1e9
+    busy = rate > mm_gflops
+    return BenchRow(str(layer), *times, rate, None if busy else rate / mm_gflops, busy)
+
+
+def bench_layers(layers: Iterable[Layer], *, repeats: int, dtype: np.dtype,
+                 matmul_rate: Callable[[], float] | None = None,
+                 timer: Callable[..., tuple[float, float, float]] = time_layer,
+                 ) -> tuple[list[BenchRow], list[float]]:
+    """Time every layer, sampling the matmul rate before the first and after each one.
+
+    Returns the rows, whose shares are of the best sample, and the samples in order.
+    ``matmul_rate`` (GFLOP/s; default: :func:`matmul_gflops` of ``dtype``, best of 3) and
+    ``timer`` (``time_layer``'s signature) are the seams a test replaces to make the machine
+    slow or busy on purpose.
+    """
+    if matmul_rate is None:
+        def matmul_rate() -> float:
+            return matmul_gflops(dtype, repeats=3)
+    samples = [matmul_rate()]
+    times = []
+    for layer in layers:
+        times.append((layer, timer(layer, repeats=repeats, dtype=dtype)))
+        samples.append(matmul_rate())
+    best = max(samples)
+    return [_row(layer, t, best) for layer, t in times], samples
 
 
 def format_rows(rows: Iterable[BenchRow], header: str) -> str:
     head = ("layer (N,C,*i)->K,k,s,p", "forward ms", "grad_input ms", "grad_weight ms",
             "total ms", "GFLOP/s", "of matmul")
+    rows = list(rows)
     body = [(r.layer, f"{r.forward_ms:.2f}", f"{r.grad_input_ms:.2f}", f"{r.grad_weight_ms:.2f}",
-             f"{r.total_ms:.2f}", f"{r.gflops:.1f}", f"{r.fraction_of_matmul:.0%}")
+             f"{r.total_ms:.2f}", f"{r.gflops:.1f}",
+             "busy*" if r.fraction_of_matmul is None else f"{r.fraction_of_matmul:.0%}")
             for r in rows]
     widths = [max(len(row[i]) for row in (head, *body)) for i in range(len(head))]
 
@@ -163,8 +212,9 @@ def format_rows(rows: Iterable[BenchRow], header: str) -> str:
         return "  ".join(c.rjust(w) if i else c.ljust(w)
                          for i, (c, w) in enumerate(zip(row, widths, strict=True)))
 
+    notes = [BUSY] if any(r.busy for r in rows) else []
     return "\n".join([header, fmt(head), fmt(tuple("-" * w for w in widths)),
-                      *(fmt(r) for r in body)])
+                      *(fmt(r) for r in body), *notes])
 
 
 def _progress(items: list, desc: str) -> Iterable:
@@ -213,7 +263,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, *, matmul_rate: Callable[[], float] | None = None,
+        timer: Callable[..., tuple[float, float, float]] = time_layer) -> int:
+    """The command; ``matmul_rate`` and ``timer`` are :func:`bench_layers`' seams."""
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}. Try --repeats 10.")
     layers = [parse_layer(s) for s in (args.layers or DEFAULT_LAYERS)]
@@ -223,19 +275,22 @@ def run(args: argparse.Namespace) -> int:
         _direct.ENABLED = False
     try:
         with _thread_limit(args.threads):
-            mm = matmul_gflops(dtype)
-            rows = [bench_layer(layer, repeats=args.repeats, dtype=dtype, mm_gflops=mm)
-                    for layer in _progress(layers, "rot180 bench")]
+            rows, samples = bench_layers(_progress(layers, "rot180 bench"),
+                                         repeats=args.repeats, dtype=dtype,
+                                         matmul_rate=matmul_rate, timer=timer)
     finally:
         _direct.ENABLED = helper_was
     helper = ("on" if _direct.ENABLED and args.engine == "auto" else
               "off" if _direct._directc is not None else "not built")
+    mm = max(samples)
     header = (f"rot180 bench: {args.dtype}, threads {args.threads or 'default'}, compiled "
-              f"helper {helper}; matmul rate {mm:.1f} GFLOP/s; medians of {args.repeats} calls")
+              f"helper {helper}; matmul rate {mm:.1f} GFLOP/s (best of {len(samples)} samples "
+              f"between the layers); medians of {args.repeats} calls")
     print(format_rows(rows, header))
     if args.json is not None:
         args.json.write_text(json.dumps({
             "dtype": args.dtype, "threads": args.threads, "engine": args.engine,
-            "helper": helper, "matmul_gflops": mm,
+            "helper": helper, "matmul_gflops": mm, "matmul_gflops_samples": samples,
+            "warnings": [BUSY] if any(r.busy for r in rows) else [],
             "layers": [{**asdict(r), "total_ms": r.total_ms} for r in rows]}, indent=2))
     return 0
