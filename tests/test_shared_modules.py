@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from rot180 import nn, optim
+from rot180.gradcheck import gradcheck
 
 TOL = 1e-12
 FIX = r"copy\.deepcopy\(layer\)"
@@ -200,3 +201,15 @@ def test_passes_of_two_threads_do_not_mix() -> None:
     for th in threads:
         th.join()
     assert not errors
+
+
+def test_a_residual_sharing_weights_between_its_paths_passes_gradcheck() -> None:
+    """Block and shortcut share one Linear's parameters (two layers, one Parameter): the
+    finite differences of rot180.gradcheck perturb the shared weight in both paths at once."""
+    lin = _lin()
+    twin = copy.deepcopy(lin)
+    twin.weight, twin.bias = lin.weight, lin.bias
+    res = nn.Residual(nn.Sequential(lin, nn.Tanh()), shortcut=twin)
+    check = gradcheck(res, _data()[0])
+    assert check.ok, str(check)
+    assert [n for n, _ in res.named_parameters()] == ["block.0.weight", "block.0.bias"]

@@ -12,6 +12,10 @@ __all__ = ["Residual"]
 class Residual(Module):
     """Add a block's output to a shortcut of its input: ``y = block(x) + shortcut(x)``.
 
+    A module may appear once per forward pass (its cache has one slot): ``block is shortcut``
+    is refused here, and a module shared between the two paths, or with the rest of the model,
+    at the first forward (see :mod:`rot180.nn._passes`).
+
     ``x`` feeds both paths, so its delta is the sum of the two paths' deltas:
     ``dx = block.backward(dy) + shortcut.backward(dy)`` (``dy`` itself for the identity
     shortcut). Parameter gradients accumulate inside each path.
@@ -38,7 +42,8 @@ class Residual(Module):
         if shortcut is block:
             raise ValueError(
                 "Residual: block and shortcut must be different module instances (each caches "
-                "its own forward input for backward)."
+                "its own forward input for backward). Give the shortcut its own module "
+                "(copy.deepcopy(block)), or share weights by sharing Parameters."
             )
         self.block = block
         self.shortcut = shortcut
