@@ -52,3 +52,22 @@ def fill_disk_on_write(monkeypatch: pytest.MonkeyPatch) -> None:
         return _FullDisk(f) if "w" in mode else f   # reading (resume) still works
 
     monkeypatch.setattr(checkpoint_mod.os, "fdopen", fdopen)
+
+
+def fill_disk_under(monkeypatch: pytest.MonkeyPatch, directory: os.PathLike) -> None:
+    """Like :func:`fill_disk_on_write`, and also every ``open(path, "w...")`` of a file in
+    ``directory`` (what a direct ``savefig(path)`` does) fails half-way with ENOSPC."""
+    import builtins
+
+    fill_disk_on_write(monkeypatch)
+    real_open, where = builtins.open, os.path.realpath(directory)
+
+    def open_(file, mode="r", *args, **kwargs):
+        f = real_open(file, mode, *args, **kwargs)
+        if isinstance(file, str | os.PathLike) and any(c in mode for c in "wax") \
+                and os.path.realpath(os.path.dirname(os.fspath(file))) == where:
+            return _FullDisk(f)
+        return f
+
+    monkeypatch.setattr(builtins, "open", open_)
+
