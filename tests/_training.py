@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -13,17 +14,34 @@ import rot180.train.checkpoint as checkpoint_mod
 import rot180.train.trainer as trainer_mod
 
 
-def use_subsets(monkeypatch: pytest.MonkeyPatch, n_train: int, n_val: int, seed: int) -> None:
-    """Make the trainer's ``load_dataset`` return a seeded random subset of each split."""
-    real = trainer_mod.load_dataset
-
+def subset_loader(real, n_train: int, n_test: int, seed: int):
+    """``real`` (a ``load_dataset``) cut to a seeded random subset of each split."""
     def first_few(name, *, split="train", **kwargs):
         ds = real(name, split=split, **kwargs)
-        n = n_train if split == "train" else n_val
+        n = n_train if split == "train" else n_test
         pick = np.sort(np.random.default_rng(seed).permutation(len(ds))[:n])
         return dataclasses.replace(ds, images=ds.images[pick], labels=ds.labels[pick])
 
-    monkeypatch.setattr(trainer_mod, "load_dataset", first_few)
+    return first_few
+
+
+def use_subsets(monkeypatch: pytest.MonkeyPatch, n_train: int, n_val: int, seed: int) -> None:
+    """Make the trainer's ``load_dataset`` return a seeded random subset of each split."""
+    monkeypatch.setattr(trainer_mod, "load_dataset",
+                        subset_loader(trainer_mod.load_dataset, n_train, n_val, seed))
+
+
+def signal_at_step(t, step: int, sig: signal.Signals) -> None:
+    """Deliver ``sig`` to this process right after optimizer step number ``step`` of the
+    trainer ``t``."""
+    real_step = t.opt.step
+
+    def step_then_signal() -> None:
+        real_step()
+        if t.step + 1 == step:   # t.step is incremented after opt.step returns
+            signal.raise_signal(sig)
+
+    t.opt.step = step_then_signal
 
 
 class _FullDisk:

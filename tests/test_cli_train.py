@@ -18,6 +18,7 @@ from PIL import Image
 from safetensors.torch import load_file as torch_load_file
 
 import rot180.commands.evaluate as evaluate_cmd
+from _training import subset_loader
 from rot180 import optim
 from rot180.cli import main
 from rot180.data import load_dataset
@@ -31,12 +32,7 @@ FAST = ["--batch-size", "16", "--no-progress"]
 
 
 def _first_few(real):
-    def load(name, *, split="train", **kwargs):
-        ds = real(name, split=split, **kwargs)
-        n = N_TRAIN if split == "train" else N_VAL
-        pick = np.sort(np.random.default_rng(0).permutation(len(ds))[:n])
-        return dataclasses.replace(ds, images=ds.images[pick], labels=ds.labels[pick])
-    return load
+    return subset_loader(real, N_TRAIN, N_VAL, seed=0)
 
 
 @pytest.fixture(autouse=True, scope="module")

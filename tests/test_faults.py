@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _training import fill_disk_on_write, use_subsets
+from _training import fill_disk_on_write, signal_at_step, use_subsets
 from rot180.cli import main
 from rot180.train import (
     CheckpointError,
@@ -53,18 +53,6 @@ def trainer(c: TrainConfig) -> Trainer:
 def curve(history: list[dict]) -> list[tuple]:
     return [tuple(r[k] for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc"))
             for r in history]
-
-
-def signal_at_step(t: Trainer, step: int, sig: signal.Signals) -> None:
-    """Deliver ``sig`` to this process right after optimizer step number ``step``."""
-    real_step = t.opt.step
-
-    def step_then_signal() -> None:
-        real_step()
-        if t.step + 1 == step:   # t.step is incremented after opt.step returns
-            signal.raise_signal(sig)
-
-    t.opt.step = step_then_signal
 
 
 @pytest.mark.parametrize(("sig", "step"), [(signal.SIGINT, 11), (signal.SIGTERM, 5),

@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 import rot180.commands.evaluate as evaluate_cmd
+from _training import subset_loader
 from rot180.cli import main
 from rot180.data import load_dataset
 from rot180.models import lenet5
@@ -33,12 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def _subset(real):
-    def load(name, *, split="train", **kwargs):
-        ds = real(name, split=split, **kwargs)
-        n = N_TRAIN if split == "train" else N_TEST
-        pick = np.sort(np.random.default_rng(0).permutation(len(ds))[:n])
-        return dataclasses.replace(ds, images=ds.images[pick], labels=ds.labels[pick])
-    return load
+    return subset_loader(real, N_TRAIN, N_TEST, seed=0)
 
 
 @pytest.fixture(autouse=True, scope="module")

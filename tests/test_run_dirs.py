@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import rot180.commands.train as train_cmd
-from _training import fill_disk_on_write, fill_disk_under, use_subsets
+from _training import fill_disk_on_write, fill_disk_under, signal_at_step, use_subsets
 from rot180.cli import main
 from rot180.data import split_indices
 from rot180.train import TrainConfig, Trainer, TrainingInterrupted, load_checkpoint, rundir
@@ -175,14 +175,7 @@ def test_an_interrupted_extension_resumes_exactly(tmp_path) -> None:
 
     cut = quiet(cfg(tmp_path / "cut", epochs=3))
     cut.resume()
-    real_step = cut.opt.step
-
-    def step_then_sigint() -> None:
-        real_step()
-        if cut.step + 1 == cut.steps_per_epoch + 3:   # three steps into the first added epoch
-            signal.raise_signal(signal.SIGINT)
-
-    cut.opt.step = step_then_sigint
+    signal_at_step(cut, cut.steps_per_epoch + 3, signal.SIGINT)   # 3 steps into the extension
     with pytest.raises(TrainingInterrupted):
         cut.fit()
     again = quiet(cfg(tmp_path / "cut", epochs=3))
@@ -203,14 +196,7 @@ def test_extension_is_refused_for_fewer_epochs_or_an_unfinished_run(tmp_path) ->
                                          r"epochs; to extend it pass more \(e\.g\. --epochs 12\)"):
         quiet(cfg(tmp_path, epochs=1)).resume()
     t = quiet(cfg(tmp_path / "cut", epochs=2))
-    real_step = t.opt.step
-
-    def stop() -> None:
-        real_step()
-        if t.step + 1 == 3:
-            signal.raise_signal(signal.SIGTERM)
-
-    t.opt.step = stop
+    signal_at_step(t, 3, signal.SIGTERM)
     with pytest.raises(TrainingInterrupted):
         t.fit()
     with pytest.raises(ValueError, match=r"--resume --epochs 5: the run in .* is not finished "
@@ -303,14 +289,7 @@ def test_the_printed_resume_command_resumes_the_run(tmp_path, capsys, monkeypatc
     real_fit = Trainer.fit
 
     def fit_with_sigint(self: Trainer):
-        real_step = self.opt.step
-
-        def step() -> None:
-            real_step()
-            if self.step + 1 == 3:
-                signal.raise_signal(signal.SIGINT)
-
-        self.opt.step = step
+        signal_at_step(self, 3, signal.SIGINT)
         return real_fit(self)
 
     monkeypatch.setattr(Trainer, "fit", fit_with_sigint)
