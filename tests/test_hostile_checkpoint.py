@@ -245,3 +245,16 @@ def test_fuzzed_metadata_only_ever_raises_checkpoint_error(real_last, tmp_path_f
         pass
     except ValueError as exc:   # settings that differ (a config entry fuzzed) are refused
         assert str(exc).startswith("--resume"), exc
+
+
+def test_evaluate_ignores_a_config_of_the_wrong_type(tmp_path, capsys) -> None:
+    """Only the card is needed to evaluate; a malformed run config (used for data_root) is not
+    an AttributeError."""
+    from rot180.cli import main
+
+    path = forge(tmp_path / "odd.safetensors", {**CARD, "format": "rot180-checkpoint-v1",
+                                                 "config": [1, 2]})
+    code = main(["evaluate", str(path), "--data", "digits8x8"])
+    err = capsys.readouterr().err
+    assert code == 2 and "this lenet5 checkpoint needs 1x28x28 images" in err
+    assert "Traceback" not in err and "AttributeError" not in err

@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     card = ckpt.card()
     model = ckpt.build_model().eval()
     name = args.data or card.data
-    root = args.data_root or ckpt.meta.get("config", {}).get("data_root")
+    saved = ckpt.meta.get("config")
+    root = args.data_root or (saved.get("data_root") if isinstance(saved, dict) else None)
     data = load_dataset(name, root=root if isinstance(root, str) else None, split=args.split)
     card.check_images(data.images.shape[1:], f"--data {name}")
     if len(data.classes) != card.num_classes:
