@@ -93,12 +93,13 @@ def test_saliency_errors(x, target, error, match):
 def test_saliency_command(tmp_path, capsys):
     """The command draws a checkpoint's saliency for one PNG and names the predicted class."""
     from rot180.models import build_model
+    from rot180.train.card import ModelCard
     from rot180.train.checkpoint import save_checkpoint
 
     ckpt = tmp_path / "model.safetensors"
-    save_checkpoint(ckpt, build_model("lenet5"), model="lenet5", model_config={},
-                    image_shape=[1, 28, 28], normalization={"mean": 0.1307, "std": 0.3081},
-                    class_names=[f"digit {i}" for i in range(10)])
+    card = ModelCard("lenet5", {}, (1, 28, 28), tuple(f"digit {i}" for i in range(10)),
+                     "mnist5k", (0.1307,), (0.3081,), 255.0)
+    save_checkpoint(ckpt, build_model("lenet5"), **card.to_meta())
     img = np.zeros((28, 28), np.uint8)
     img[5:23, 12:16] = 255
     Image.fromarray(img).save(tmp_path / "one.png")
