@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -212,3 +214,43 @@ def test_an_expansion_of_many_gigabytes_is_refused_before_it_is_made(op) -> None
 
     _, peak = _peak_bytes(refused)
     assert peak < 2**27
+
+
+# --- the helper's size checks (item 9) -------------------------------------------------------
+
+# Each call passes sizes whose product wraps around a 64-bit Py_ssize_t to 0 or to the size of
+# the (tiny) buffer given, so unchecked arithmetic would accept the buffers and run the loops
+# past them. Run in a subprocess: a segfault fails the test instead of ending pytest.
+_BIG = 2**60
+WRAPPING = {
+    # x: NB * 16 = 2**64 -> 0 items; correlate would read block 0
+    "correlate x": f"C.correlate(z(0), z(1), z(0), None, (1,) * 13, {_BIG}, 0, 1)",
+    "correlate_kernel x": f"C.correlate_kernel(z(0), z(0), z(1), (1,) * 13, {_BIG}, 0, 1)",
+    # the window check: (OH - 1) * sh = 2**63 wraps negative, "inside" a 5-row input
+    "correlate window": f"C.correlate(z(400), z(1), z(48), None, "
+                        f"(1, 1, 5, 5, 1, 1, 1, 3, 1, {2**62}, 1, 1, 1), 1, 0, 1)",
+    "correlate_kernel window": f"C.correlate_kernel(z(400), z(48), z(1), "
+                               f"(1, 1, 5, 5, 1, 1, 1, 3, 1, {2**62}, 1, 1, 1), 1, 0, 1)",
+    # src: B * CH * H * W = 2**64 -> 0 items
+    "pack_padded src": f"C.pack_padded(z(0), z(64), {2**62}, 1, 0, 4, 1, 1, 1, 0, 0, 0, 0, 1)",
+    # the last band's rows: (S - 1) * step + Hp overflows
+    "pack_padded step": f"C.pack_padded(z(1), z(32), 1, 2, {2**63 - 1}, 1, 1, 1, 2, 0, 0, 0, 0, "
+                        "1)",
+    # dst: B * CH * OH = 2**64 -> 0 items; unpack would write into it
+    "unpack_bands dst": f"C.unpack_bands(z(64), z(0), {2**62}, 1, 4, 1, 1, 0, 1)",
+    # rows per band R = 2**62 + 1: S * R wraps to 4 >= OH and src's R * 16 items to 16
+    "unpack_bands rows": f"C.unpack_bands(z(16), z(1), 1, 4, 1, {2**62 + 1}, 1, 0, 1)",
+}
+
+
+@pytest.mark.skipif(not D.ENABLED, reason="the compiled helper is not built or switched off")
+@pytest.mark.parametrize("call", list(WRAPPING.values()), ids=list(WRAPPING))
+def test_the_helper_refuses_sizes_whose_products_overflow(call) -> None:
+    code = ("import numpy as np\nimport rot180.functional._direct as D\nC = D._directc\n"
+            "def z(n): return np.zeros(n, np.float32)\n"
+            f"try:\n    {call}\nexcept (OverflowError, ValueError) as e:\n"
+            "    print(type(e).__name__, e)\nelse:\n    print('accepted')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, f"crashed ({run.returncode}): {run.stderr[-500:]}"
+    assert run.stdout.startswith(("OverflowError", "ValueError")), run.stdout

@@ -18,12 +18,14 @@
  * AVX-512, else 4 x up to 5. A lane may hold a band of a sample's rows rather than a whole
  * sample (pack_padded, unpack_bands): the loops do not know. Every sum runs in an order fixed
  * by the loops, never by threads or timing. The caller checks shapes;
- * this file checks the sizes of the buffers against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh,
+ * this file checks the sizes of the buffers (every product and sum in overflow-checked
+ * arithmetic: OverflowError, never a wrapped size) against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh,
  * sw, dh, dw), optionally followed by (r0, r1, c0, c1): the rows and columns of x that are not
  * zero padding.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -462,6 +464,38 @@ DEFINE_PACK_PAD(double, vf64, f64)
 
 /* --- Python glue ----------------------------------------------------------------------------- */
 
+/* Every size the glue computes from its arguments goes through these: a product or sum that
+ * wraps around would let a small (even zero-byte) buffer pass the size checks and the loops
+ * run past it. -1 with OverflowError set. */
+static int size_product(Py_ssize_t *out, const char *what, int n, ...)
+{
+    va_list ap;
+    va_start(ap, n);
+    Py_ssize_t r = 1;
+    int bad = 0;
+    for (int i = 0; i < n; i++) bad |= __builtin_mul_overflow(r, va_arg(ap, Py_ssize_t), &r);
+    va_end(ap);
+    if (bad) {
+        PyErr_Format(PyExc_OverflowError, "%s: the size overflows a Py_ssize_t", what);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
+/* a * b + c, checked. */
+static int size_mul_add(Py_ssize_t *out, const char *what, Py_ssize_t a, Py_ssize_t b,
+                        Py_ssize_t c)
+{
+    Py_ssize_t r;
+    if (__builtin_mul_overflow(a, b, &r) || __builtin_add_overflow(r, c, &r)) {
+        PyErr_Format(PyExc_OverflowError, "%s: the size overflows a Py_ssize_t", what);
+        return -1;
+    }
+    *out = r;
+    return 0;
+}
+
 static int parse_dims(PyObject *t, Dims *d)
 {
     Py_ssize_t v[17];
@@ -483,11 +517,17 @@ static int parse_dims(PyObject *t, Dims *d)
     }
     Dims r = {v[0],  v[1],  v[2],  v[3],  v[4],  v[5],  v[6],  v[7], v[8],
               v[9],  v[10], v[11], v[12], v[13], v[14], v[15], v[16]};
-    if (r.OH > 0 && r.OW > 0 && r.KH > 0 && r.KW > 0 &&
-        ((r.OH - 1) * r.sh + (r.KH - 1) * r.dh >= r.H ||
-         (r.OW - 1) * r.sw + (r.KW - 1) * r.dw >= r.W)) {
-        PyErr_SetString(PyExc_ValueError, "windows reach outside the input");
-        return -1;
+    if (r.OH > 0 && r.OW > 0 && r.KH > 0 && r.KW > 0) {
+        Py_ssize_t th, tw, eh, ew; /* the last row and column a window reads */
+        if (size_mul_add(&th, "dims", r.KH - 1, r.dh, 0) < 0 ||
+            size_mul_add(&eh, "dims", r.OH - 1, r.sh, th) < 0 ||
+            size_mul_add(&tw, "dims", r.KW - 1, r.dw, 0) < 0 ||
+            size_mul_add(&ew, "dims", r.OW - 1, r.sw, tw) < 0)
+            return -1;
+        if (eh >= r.H || ew >= r.W) {
+            PyErr_SetString(PyExc_ValueError, "windows reach outside the input");
+            return -1;
+        }
     }
     *d = r;
     return 0;
@@ -504,7 +544,13 @@ static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t c
     const char *f = view->format ? view->format : "B";
     if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
     if (!*kind) *kind = f[0] == 'd' ? 'd' : 'f';
-    if (f[0] != *kind || f[1] != '\0' || view->len != count * view->itemsize) {
+    Py_ssize_t bytes;
+    if (__builtin_mul_overflow(count, view->itemsize, &bytes)) {
+        PyErr_Format(PyExc_OverflowError, "%s: the size overflows a Py_ssize_t", name);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if (f[0] != *kind || f[1] != '\0' || view->len != bytes) {
         PyErr_Format(PyExc_ValueError, "%s: expected %zd items of format '%c'", name, count,
                      *kind);
         PyBuffer_Release(view);
@@ -533,14 +579,19 @@ static PyObject *py_correlate(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOOnnn", &ox, &ow, &oout, &obias, &odims, &NB, &n0, &n1))
         return NULL;
     if (checked_call(odims, &d, NB, n0, n1) < 0) return NULL;
+    Py_ssize_t nx, nw, no, nb;
+    if (size_product(&nx, "x", 6, NB, d.G, d.C, d.H, d.W, (Py_ssize_t)LANES) < 0 ||
+        size_product(&nw, "w", 5, d.G, d.M, d.C, d.KH, d.KW) < 0 ||
+        size_product(&no, "out", 6, NB, d.G, d.M, d.OH, d.OW, (Py_ssize_t)LANES) < 0 ||
+        size_product(&nb, "bias", 2, d.G, d.M) < 0)
+        return NULL;
     char kind = 0;
     Py_buffer vx, vw, vo, vb;
     vb.buf = NULL;
-    if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, &kind, "x") < 0) return NULL;
-    if (get_buffer(ow, &vw, 0, d.G * d.M * d.C * d.KH * d.KW, &kind, "w") < 0) goto fail_x;
-    if (get_buffer(oout, &vo, 1, NB * d.G * d.M * d.OH * d.OW * LANES, &kind, "out") < 0)
-        goto fail_w;
-    if (obias != Py_None && get_buffer(obias, &vb, 0, d.G * d.M, &kind, "bias") < 0) goto fail_o;
+    if (get_buffer(ox, &vx, 0, nx, &kind, "x") < 0) return NULL;
+    if (get_buffer(ow, &vw, 0, nw, &kind, "w") < 0) goto fail_x;
+    if (get_buffer(oout, &vo, 1, no, &kind, "out") < 0) goto fail_w;
+    if (obias != Py_None && get_buffer(obias, &vb, 0, nb, &kind, "bias") < 0) goto fail_o;
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
         corr_f32(vx.buf, vw.buf, vo.buf, vb.buf, &d, n0, n1);
@@ -570,11 +621,19 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOOOnnn", &ox, &odz, &odw, &odims, &NB, &n0, &n1))
         return NULL;
     if (checked_call(odims, &d, NB, n0, n1) < 0) return NULL;
+    /* np_: the partial sums of 8 output channels, in vectors; with the delta chunk after them
+     * they must fit in bytes for the wider (float64) vector */
+    Py_ssize_t nx, nz, nw, np_, part_bytes;
+    if (size_product(&nx, "x", 6, NB, d.G, d.C, d.H, d.W, (Py_ssize_t)LANES) < 0 ||
+        size_product(&nz, "dz", 6, NB, d.G, d.M, d.OH, d.OW, (Py_ssize_t)LANES) < 0 ||
+        size_product(&nw, "dw", 5, d.G, d.M, d.C, d.KH, d.KW) < 0 ||
+        size_product(&np_, "dw", 4, (Py_ssize_t)8, d.C, d.KH, d.KW) < 0 ||
+        size_mul_add(&part_bytes, "dw", np_, (Py_ssize_t)sizeof(vf64), GRAD_CHUNK_BYTES) < 0)
+        return NULL;
     char kind = 0;
-    const Py_ssize_t nw = d.G * d.M * d.C * d.KH * d.KW;
     Py_buffer vx, vz, vw;
-    if (get_buffer(ox, &vx, 0, NB * d.G * d.C * d.H * d.W * LANES, &kind, "x") < 0) return NULL;
-    if (get_buffer(odz, &vz, 0, NB * d.G * d.M * d.OH * d.OW * LANES, &kind, "dz") < 0) {
+    if (get_buffer(ox, &vx, 0, nx, &kind, "x") < 0) return NULL;
+    if (get_buffer(odz, &vz, 0, nz, &kind, "dz") < 0) {
         PyBuffer_Release(&vx);
         return NULL;
     }
@@ -584,8 +643,8 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args)
         return NULL;
     }
     const size_t vsize = kind == 'd' ? sizeof(vf64) : sizeof(vf32);
-    /* Partial sums of 8 output channels (aligned: whole vectors), then the delta chunk. */
-    const Py_ssize_t np_ = 8 * d.C * d.KH * d.KW;
+    /* Partial sums of 8 output channels (aligned: whole vectors), then the delta chunk; the
+     * bytes were checked above for the wider vector. */
     void *part = aligned_alloc(vsize, (size_t)np_ * vsize + GRAD_CHUNK_BYTES);
     if (!part) {
         PyBuffer_Release(&vw);
@@ -622,16 +681,30 @@ static PyObject *py_pack_padded(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnn", &osrc, &odst, &B, &S, &step, &CH, &H, &W, &Hp,
                           &pt, &pl, &pr, &n0, &n1))
         return NULL;
-    const Py_ssize_t NB = B > 0 && S > 0 ? (B * S + LANES - 1) / LANES : 0;
     if (B < 0 || S < 1 || step < 0 || CH < 0 || H < 0 || W < 0 || Hp < 0 || pt < 0 || pl < 0 ||
-        pr < 0 || n0 < 0 || n1 > NB || n0 > n1) {
+        pr < 0) {
         PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
         return NULL;
     }
+    /* bands (B * S), the last band's last row ((S - 1) step + Hp, also less pt), the padded
+     * width, and both buffers */
+    Py_ssize_t nv, last, wp, nsrc, packed;
+    if (size_product(&nv, "bands", 2, B, S) < 0 ||
+        size_mul_add(&last, "rows", S - 1, step, Hp) < 0 ||
+        size_mul_add(&wp, "width", 1, pl, W) < 0 || size_mul_add(&wp, "width", 1, wp, pr) < 0 ||
+        size_mul_add(&last, "rows", 1, last, pt) < 0 ||
+        size_product(&nsrc, "src", 4, B, CH, H, W) < 0)
+        return NULL;
+    const Py_ssize_t NB = nv > 0 ? nv / LANES + (nv % LANES != 0) : 0;
+    if (n0 < 0 || n1 > NB || n0 > n1) {
+        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
+        return NULL;
+    }
+    if (size_product(&packed, "dst", 5, n1 - n0, CH, Hp, wp, (Py_ssize_t)LANES) < 0)
+        return NULL;
     char kind = 0;
     Py_buffer vs, vd;
-    if (get_buffer(osrc, &vs, 0, B * CH * H * W, &kind, "src") < 0) return NULL;
-    const Py_ssize_t packed = (n1 - n0) * CH * Hp * (pl + W + pr) * LANES;
+    if (get_buffer(osrc, &vs, 0, nsrc, &kind, "src") < 0) return NULL;
     if (get_buffer(odst, &vd, 1, packed, &kind, "dst") < 0) {
         PyBuffer_Release(&vs);
         return NULL;
@@ -655,16 +728,24 @@ static PyObject *py_unpack_bands(PyObject *self, PyObject *args)
     (void)self;
     if (!PyArg_ParseTuple(args, "OOnnnnnnn", &osrc, &odst, &B, &S, &CH, &R, &OH, &n0, &n1))
         return NULL;
-    const Py_ssize_t NB = B > 0 && S > 0 ? (B * S + LANES - 1) / LANES : 0;
-    if (B < 0 || S < 1 || CH < 0 || R < 0 || OH < 0 || S * R < OH || n0 < 0 || n1 > NB ||
-        n0 > n1) {
+    if (B < 0 || S < 1 || CH < 0 || R < 0 || OH < 0) {
         PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
         return NULL;
     }
+    Py_ssize_t nv, rows, ndst, nsrc;
+    if (size_product(&nv, "bands", 2, B, S) < 0 || size_product(&rows, "rows", 2, S, R) < 0 ||
+        size_product(&ndst, "dst", 3, B, CH, OH) < 0)
+        return NULL;
+    const Py_ssize_t NB = nv > 0 ? nv / LANES + (nv % LANES != 0) : 0;
+    if (rows < OH || n0 < 0 || n1 > NB || n0 > n1) {
+        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
+        return NULL;
+    }
+    if (size_product(&nsrc, "src", 4, n1 - n0, CH, R, (Py_ssize_t)LANES) < 0) return NULL;
     char kind = 0;
     Py_buffer vs, vd;
-    if (get_buffer(osrc, &vs, 0, (n1 - n0) * CH * R * LANES, &kind, "src") < 0) return NULL;
-    if (get_buffer(odst, &vd, 1, B * CH * OH, &kind, "dst") < 0) {
+    if (get_buffer(osrc, &vs, 0, nsrc, &kind, "src") < 0) return NULL;
+    if (get_buffer(odst, &vd, 1, ndst, &kind, "dst") < 0) {
         PyBuffer_Release(&vs);
         return NULL;
     }
