@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean figures
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +45,14 @@ bench: $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+
+# The pictures of README.md and docs/explain.md: the default layer's figures (the article's
+# convolution convention), and windows_correlation.png, the windows.png of the correlation one.
+figures: $(TEST_STAMP)
+	rm -rf build/figures
+	$(VENV)/bin/rot180 explain --no-progress --out build/figures/convolution > /dev/null
+	$(VENV)/bin/rot180 explain --convention correlation --no-progress \
+	    --out build/figures/correlation > /dev/null
+	for f in network unrolled windows stretch; do \
+	    cp build/figures/convolution/$$f.png docs/figures/$$f.png; done
+	cp build/figures/correlation/windows.png docs/figures/windows_correlation.png

@@ -21,7 +21,7 @@ from rot180.explain.windows import cell_kinds, stretch_figure, windows_figure
 
 # Pixel sizes of the article's example (3x3 input, 2x2 kernel): figsize x 100 dpi, never cropped.
 DEFAULT_SIZES = {
-    "network": (1300, 495), "delta_table": (575, 611), "windows": (864, 889),
+    "network": (1300, 495), "delta_table": (575, 611), "windows": (864, 1073),
     "unrolled": (910, 625), "stretch": (1224, 568), "pooling": (814, 618),
 }
 

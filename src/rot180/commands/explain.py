@@ -95,6 +95,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "markdown", "latex"), default="text")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write the figures (PNG, SVG and an animated GIF) into DIR")
+    p.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar while --out draws (there is none when stderr is not "
+                   "a terminal)")
     return p
 
 
@@ -157,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         from ..explain.figures import write_figures
 
-        paths = write_figures(d, args.out)
+        paths = write_figures(d, args.out, progress=args.progress and sys.stderr.isatty())
         print(f"wrote {len(paths)} figure files to {args.out}: "
               f"{', '.join(p.name for p in paths)}", file=sys.stderr)
     return 0 if d.verified else 1

@@ -1,11 +1,13 @@
 """Drawing helpers shared by the figures: palette, cell grids, mathtext labels, saving.
 
 Figures are built on :class:`matplotlib.figure.Figure` directly, never through ``pyplot``, so
-drawing changes no global backend or state and works headless (Agg).
+drawing changes no global backend or state and works headless (Agg). Every file is encoded in
+memory and written atomically.
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from .._files import atomic_write_bytes
 from .document import symbol_tex
 
 # Okabe-Ito based, colour-blind safe; one colour per kernel tap (w11 is always blue).
@@ -100,15 +103,23 @@ def draw_terms(ax: Axes, x: float, y: float, terms: Sequence[Sequence[sp.Basic]]
                 ha="center", va="center", fontsize=fontsize, color=colors.get(weight, INK))
 
 
+def figure_bytes(fig: Figure, fmt: str) -> bytes:
+    """The figure encoded as ``fmt`` (png, svg), in memory, at its own size (no tight crop, so
+    a PNG is exactly ``figsize * dpi`` pixels); SVGs carry no date, so they are reproducible."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=DPI, facecolor="white",
+                metadata={"Date": None} if fmt == "svg" else None)
+    return buf.getvalue()
+
+
 def save(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str] = ("png", "svg")
          ) -> list[Path]:
-    """Save as ``stem.png`` and ``stem.svg`` at the figure's own size (no tight crop, so the
-    pixel size is exactly ``figsize * dpi``)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Save as ``stem.png`` and ``stem.svg``, each encoded in memory and written atomically
+    (:func:`rot180._files.atomic_write_bytes`): a full disk leaves the previous file or none,
+    never an empty or truncated one."""
     paths = []
     for fmt in formats:
-        path = out_dir / f"{stem}.{fmt}"
-        fig.savefig(path, format=fmt, dpi=DPI, facecolor="white",
-                    metadata={"Date": None} if fmt == "svg" else None)
+        path = Path(out_dir) / f"{stem}.{fmt}"
+        atomic_write_bytes(path, figure_bytes(fig, fmt))
         paths.append(path)
     return paths

@@ -8,6 +8,7 @@ pictures live in :mod:`rot180.explain.windows`.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -254,12 +255,14 @@ def pooling_figure(examples: list[PoolingExample] | None = None) -> Figure:
 
 
 # -- everything ------------------------------------------------------------------------------
-def write_figures(d: Derivation, out_dir: str | Path) -> list[Path]:
+def write_figures(d: Derivation, out_dir: str | Path, *, progress: bool = False) -> list[Path]:
     """Write every figure of ``rot180 explain`` into ``out_dir`` (PNG and SVG, plus a GIF).
 
     (a) ``network``, (b) ``delta_table``, (c) ``windows``, (d) ``unrolled``, (e) ``stretch``,
     (f) ``pooling``, (g) ``sweep.gif``. A multi-channel derivation is drawn for its
-    single-channel twin (same sizes, ``channels=None``).
+    single-channel twin (same sizes, ``channels=None``). Every file is written atomically.
+    ``progress`` shows a tqdm bar on stderr, one step per figure and per frame of the GIF
+    (drawing takes 5-30 s).
     """
     from .symbolic import derive_input_gradient
     from .windows import stretch_figure, sweep_animation, windows_figure
@@ -274,10 +277,35 @@ def write_figures(d: Derivation, out_dir: str | Path) -> list[Path]:
             f"{d.cells} (input {d.input_shape}). Choose a smaller --input, or drop --out."
         )
     out = Path(out_dir)
+    figures = (("network", network_figure), ("delta_table", delta_table_figure),
+               ("windows", windows_figure), ("unrolled", unrolled_figure),
+               ("stretch", stretch_figure), ("pooling", lambda _: pooling_figure()))
+    bar = _bar(len(figures) + d.cells, progress)
     paths: list[Path] = []
-    for stem, make in (("network", network_figure), ("delta_table", delta_table_figure),
-                       ("windows", windows_figure), ("unrolled", unrolled_figure),
-                       ("stretch", stretch_figure), ("pooling", lambda _: pooling_figure())):
-        paths += D.save(make(d), out, stem)
-    paths.append(sweep_animation(d, out / "sweep.gif"))
+    try:
+        for stem, make in figures:
+            bar.set_postfix_str(stem)
+            paths += D.save(make(d), out, stem)
+            bar.update()
+        bar.set_postfix_str("sweep.gif")
+        paths.append(sweep_animation(d, out / "sweep.gif", on_frame=bar.update))
+    finally:
+        bar.close()
     return paths
+
+
+class _NoBar:
+    def update(self, n: int = 1) -> None: ...
+    def set_postfix_str(self, s: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def _bar(total: int, show: bool):
+    if not show:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:   # tqdm is optional here: the figures are written without a bar
+        return _NoBar()
+    return tqdm(total=total, desc="rot180 explain: figures", unit="step", file=sys.stderr,
+                leave=False)

@@ -8,6 +8,8 @@ input gradient fills in.
 
 from __future__ import annotations
 
+import io
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
+from .._files import atomic_write_bytes
 from . import _draw as D
 from .document import linear
 from .report import describe
@@ -126,6 +129,42 @@ def _kernel_phrase(d: Derivation) -> str:
     return "rot180(w)" if d.convention == "correlation" else "w"
 
 
+def _kernel_pair(fig: Figure, d: Derivation, colors: dict, *, top: float, height: float
+                 ) -> None:
+    """``w`` and ``rot180(w)`` side by side, ``top`` inches below the figure's top; the kernel
+    the rule slides (the one in the panels below) is outlined, and a line says which kernel the
+    forward pass correlates with in this convention."""
+    w = D.as2d(d.arrays["w"][0, 0])
+    rot = w[::-1, ::-1]
+    kr, kc = w.shape
+    W, H = fig.get_figwidth(), fig.get_figheight()
+    units = 2 * kc + 4.0
+    ax = fig.add_axes(((W - units * _CELL) / 2 / W, (H - top - height + 0.45) / H,
+                       units * _CELL / W, (kr + 0.6) * _CELL / H))
+    ax.set_xlim(-0.1, units + 0.1)
+    ax.set_ylim(kr + 0.1, -0.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    slides = "rot180(w)" if d.convention == "correlation" else "w"
+    for x0, grid, name in ((0.0, w, "w"), (kc + 4.0, rot, "rot180(w)")):
+        D.draw_cells(ax, [[D.tex(v) for v in row] for row in grid], x0=x0, fontsize=10,
+                     colors=[[colors[v] for v in row] for row in grid])
+        if name == slides:
+            D.outline(ax, 0, x0, kr, kc, D.INK, lw=2.2)
+        ax.text(x0 + kc / 2, -0.12, name + ("  (slides below)" if name == slides else ""),
+                ha="center", va="bottom", fontsize=9.5)
+    ax.annotate("", xy=(kc + 3.7, kr / 2), xytext=(kc + 0.3, kr / 2),
+                arrowprops={"arrowstyle": "-|>", "color": "#666666", "lw": 1.3})
+    ax.text(kc + 2.0, kr / 2 - 0.12, "rotate 180°", ha="center", va="bottom", fontsize=8.5,
+            color="#666666")
+    forward = ("forward: z = x ⋆ w, a correlation with w; the rule slides rot180(w)"
+               if d.convention == "correlation" else
+               "forward: z = x * w, a correlation with rot180(w); the rule slides "
+               "rot180(rot180(w)) = w")
+    fig.text(0.5, (H - top - height + 0.12) / H, forward, ha="center", va="bottom",
+             fontsize=9, color="#444444")
+
+
 # -- (c) one panel per input cell ------------------------------------------------------------
 def windows_figure(d: Derivation) -> Figure:
     """For every input cell, the padded delta with the kernel taps that meet there outlined in
@@ -138,16 +177,19 @@ def windows_figure(d: Derivation) -> Figure:
     ur, uc = kinds.shape
     layout = (d.input_shape[0], 1) if d.nd == 1 else d.input_shape
     pw, ph = uc * _CELL + 0.7, ur * _CELL + 0.55
-    fig = D.new_figure(max(layout[1] * pw + 0.3, 6.0), layout[0] * ph + 1.0)
+    band = D.as2d(d.arrays["w"][0, 0]).shape[0] * _CELL + 0.8   # the w | rot180(w) strip
+    head = 1.0 + band
+    fig = D.new_figure(max(layout[1] * pw + 0.3, 6.5), layout[0] * ph + head)
     W, H = fig.get_figwidth(), fig.get_figheight()
     fig.suptitle(f"The rule, cell by cell: {_kernel_phrase(d)} slides over the padded delta",
                  fontsize=13, y=1 - 0.1 / H, va="top")
     fig.text(0.5, 1 - 0.45 / H, describe(d) + f", {d.convention}", ha="center", va="top",
              fontsize=9.5, color="#555555")
+    _kernel_pair(fig, d, colors, top=0.85, height=band)
     x_left = (W - layout[1] * pw) / 2
     for m in np.ndindex(*d.input_shape):
         r, c = (m[0], 0) if d.nd == 1 else m
-        ax = fig.add_axes(((x_left + c * pw + 0.35) / W, (H - 1.0 - (r + 1) * ph + 0.1) / H,
+        ax = fig.add_axes(((x_left + c * pw + 0.35) / W, (H - head - (r + 1) * ph + 0.1) / H,
                            (pw - 0.7) / W, (ph - 0.55) / H))
         D.cell_axes(ax, ur, uc)
         _window(ax, d, m, kinds, colors)
@@ -162,6 +204,16 @@ def _demo(d: Derivation) -> Derivation:
     if d.nd == 1:
         return derive_input_gradient(6, 2, stride=2, dilation=2, convention=d.convention)
     return derive_input_gradient((6, 6), (2, 2), stride=2, dilation=2, convention=d.convention)
+
+
+def _per_axis(d: Derivation, values: list, sep: str = ", ") -> str:
+    """One value when every axis has it (``"1"``, ``"every axis 1"`` in 2-D), else each axis
+    named, rows first (``"rows 1, columns 0"``)."""
+    if d.nd == 1:
+        return str(values[0])
+    if len(set(values)) == 1:
+        return f"every axis {values[0]}"
+    return sep.join(f"{axis} {v}" for axis, v in zip(("rows", "columns"), values, strict=True))
 
 
 def stretch_figure(d: Derivation) -> Figure:
@@ -218,9 +270,10 @@ def stretch_figure(d: Derivation) -> Figure:
     sub.set_ylim(ur, 0)
     sub.axis("off")
     _window(sub, d, (0,) * d.nd, kinds, colors)
-    (plo, phi), a = d.grad_padding[-1], d.remainder[-1]
-    labels = ("δ", f"stretch: {d.stride[-1] - 1} zero(s) between deltas",
-              f"pad: low {plo}, high {phi} (includes a = {a})")
+    labels = ("δ", "stretch: s - 1 zeros between\ndeltas, " + _per_axis(
+                  d, [str(s - 1) for s in d.stride], ", "),
+              "pad: " + _per_axis(d, [f"low {lo}, high {hi} (includes a = {a})" for (lo, hi), a
+                                      in zip(d.grad_padding, d.remainder, strict=True)], "\n"))
     for x, y, text in zip(x0, top, labels, strict=True):
         ax.text(x, y - 0.25, text, ha="left", va="bottom", fontsize=9.5)
     for a_, b in ((x0[0] + delta.shape[1], x0[1]), (x0[1] + sc, x0[2])):
@@ -233,7 +286,7 @@ def stretch_figure(d: Derivation) -> Figure:
                Patch(facecolor=D.REMAINDER_FACE, edgecolor="#AAAAAA",
                      label="remainder a (never read forward)")]
     handles += [Patch(facecolor="white", edgecolor=colors[w], lw=2.2,
-                      label=f"tap {D.tex(w)} (dilation {d.dilation[-1]})")
+                      label=f"tap {D.tex(w)} (dilation {_per_axis(d, list(d.dilation))})")
                 for w in d.arrays["rule_kernel"][0, 0].ravel()]
     fig.legend(handles=handles, loc="center left", fontsize=8.5, frameon=False,
                bbox_to_anchor=((ux * _CELL + 0.35) / W, 0.45))
@@ -289,10 +342,17 @@ def _sweep_frame(fig: Figure, d: Derivation, m: tuple[int, ...], kinds: np.ndarr
     D.outline(right, (0 if d.nd == 1 else m[0]), m[-1], 1, 1, D.INK, lw=2.2)
 
 
-def sweep_animation(d: Derivation, path: str | Path, *, fps: float = 1.25) -> Path:
+def sweep_animation(d: Derivation, path: str | Path, *, fps: float = 1.25,
+                    on_frame: Callable[[], None] | None = None) -> Path:
     """Write an animated GIF: one frame per input cell, the kernel's window moving over the
-    padded delta while the input gradient fills in (``matplotlib.animation.PillowWriter``)."""
-    from matplotlib.animation import PillowWriter
+    padded delta while the input gradient fills in.
+
+    The frames are drawn with Agg and encoded by Pillow in memory, then written atomically
+    (:func:`rot180._files.atomic_write_bytes`), so a failed write never leaves a partial GIF.
+    ``on_frame`` is called after each frame (a progress bar's ``update``).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
 
     if d.channels is not None:
         raise ValueError("sweep_animation draws one channel; derive with channels=None.")
@@ -301,11 +361,17 @@ def sweep_animation(d: Derivation, path: str | Path, *, fps: float = 1.25) -> Pa
     rank = _rank(d)
     width, height, ch = _sweep_layout(d, kinds, rank)
     fig = Figure(figsize=(width, height), dpi=80, facecolor="white")
+    canvas = FigureCanvasAgg(fig)
+    frames = []
+    for m in np.ndindex(*d.input_shape):
+        _sweep_frame(fig, d, m, kinds, colors, rank, ch)
+        canvas.draw()
+        frames.append(Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3]))
+        if on_frame is not None:
+            on_frame()
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:],
+                   duration=int(1000 / fps), loop=0)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = PillowWriter(fps=fps)
-    with writer.saving(fig, str(path), dpi=80):
-        for m in np.ndindex(*d.input_shape):
-            _sweep_frame(fig, d, m, kinds, colors, rank, ch)
-            writer.grab_frame()
+    atomic_write_bytes(path, buf.getvalue())
     return path
