@@ -191,7 +191,8 @@ def test_float32_stays_float32(case: Case):
     assert y.dtype == dx.dtype == np.float32
     assert all(p.grad.dtype == np.float32 for p in ours.parameters())
     ref = case.ours(dtype=np.float64)
-    ref.load_state_dict(ours.state_dict())
+    # load_state_dict lists dtype mismatches rather than casting: cast the arrays explicitly
+    ref.load_state_dict({k: v.astype(np.float64) for k, v in ours.state_dict().items()})
     y64 = ref.forward(x.astype(np.float64))
     assert maxerr(y.astype(np.float64), y64) <= 1e-4 * max(1.0, np.abs(y64).max())
     with pytest.raises(TypeError, match="does not match the layer's float32"):
