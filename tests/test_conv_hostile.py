@@ -195,6 +195,22 @@ def test_only_the_phases_that_reach_the_input_are_built() -> None:
     assert all(p.m == 1 for p in phases)
 
 
+def test_a_stride_beyond_the_kernel_computes_only_the_phases_a_tap_reaches(path,
+                                                                           monkeypatch) -> None:
+    """Stride 1000 on 600x600 cells, 3x3 kernel: 360,000 phases, 9 of which any tap reaches.
+    Correlations (stacked or per phase) are built for those 9 only; the rest is zeros."""
+    rng = np.random.default_rng(2)
+    x_shape, w = (2, 2, 600, 600), rng.standard_normal((3, 2, 3, 3))
+    dz = rng.standard_normal((2, 3, 1, 1))
+    seen, real = [], E._correlate
+    monkeypatch.setattr(E, "_correlate", lambda x, w, *a, **k: seen.append(w.shape) or
+                        real(x, w, *a, **k))
+    got = conv_grad_input(dz, w, x_shape, stride=1000)
+    assert len(seen) <= 9 and all(s[0] * s[1] <= 9 * 2 for s in seen), seen[:3]
+    np.testing.assert_allclose(got, conv_grad_input_direct(dz, w, x_shape, stride=1000),
+                               rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("op", ["conv", "grad_input", "grad_weight"])
 def test_an_expansion_of_many_gigabytes_is_refused_before_it_is_made(op) -> None:
     """3-D (no helper): im2col's columns of one sample would need 8*729*72**3*8 bytes, 16 GiB."""

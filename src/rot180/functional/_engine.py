@@ -498,40 +498,40 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     B, G, C = dz.shape[:3]
     M, k, nd = w.shape[1], w.shape[3:], len(stride)
     axes = _phase_axes(i_sp, stride, pairs, dilation, k)
+    # Only the phases some tap reaches are stacked; the others (stride > kernel span) are zeros.
+    live = [[p for p in ph if p.n_taps and p.m] for ph in axes]
     plan = []                                   # per axis: (E, U, Q)
-    for ph in axes:
-        live = [p for p in ph if p.n_taps and p.m]
-        if not live or any(p.e_step != 1 for p in live):
+    for ph, lv in zip(axes, live, strict=True):
+        if not lv or any(p.e_step != 1 for p in lv):
             return None
-        e = min(p.e0 for p in live)
-        plan.append((e, max(p.e0 - e + p.n_taps for p in live), max(p.m for p in ph)))
-    real = math.prod(sum(p.n_taps for p in ph if p.m) for ph in axes)
+        e = min(p.e0 for p in lv)
+        plan.append((e, max(p.e0 - e + p.n_taps for p in lv), max(p.m for p in ph)))
+    real = math.prod(sum(p.n_taps for p in lv) for lv in live)
     taps = math.prod(u for _, u, _ in plan)
-    stacked = math.prod(len(ph) for ph in axes) * taps
+    stacked = math.prod(len(lv) for lv in live) * taps
     if taps > 1 and (real < STACK_MIN_FILL * stacked or taps < STACK_MIN_TAPS
                      or not _direct.usable(B, nd, dz.dtype, plan[0][2])):
         return None
-    combos = list(product(*axes))
+    combos = list(product(*live))
+    dead = any(len(lv) < len(ph) for lv, ph in zip(live, axes, strict=True))
     wc = np.zeros((G, len(combos) * M, C, *(u for _, u, _ in plan)), w.dtype)
     for i, combo in enumerate(combos):
-        if all(p.n_taps and p.m for p in combo):
-            taps = [slice(p.e0 - e, p.e0 - e + p.n_taps)
-                    for p, (e, _, _) in zip(combo, plan, strict=True)]
-            wc[(slice(None), slice(i * M, (i + 1) * M), slice(None), *taps)] = w[
-                (Ellipsis, *(slice(p.t0, p.t0 + p.t_step * p.n_taps, p.t_step) for p in combo))]
+        taps = [slice(p.e0 - e, p.e0 - e + p.n_taps)
+                for p, (e, _, _) in zip(combo, plan, strict=True)]
+        wc[(slice(None), slice(i * M, (i + 1) * M), slice(None), *taps)] = w[
+            (Ellipsis, *(slice(p.t0, p.t0 + p.t_step * p.n_taps, p.t_step) for p in combo))]
     pads = [(-e, e + q + u - 1 - o) for (e, u, q), o in zip(plan, dz.shape[3:], strict=True)]
     q_sp = tuple(q for _, _, q in plan)
     z = _correlate(dz, wc, (1,) * nd, (1,) * nd, pads=pads).reshape(B, G, len(combos), M, *q_sp)
     out = np.empty((B, G, M, *i_sp), dz.dtype)
 
     def place(b: tuple[int, int]) -> None:     # depth-to-space of samples b[0]:b[1]
+        if dead:
+            out[slice(*b)] = 0
         for i, combo in enumerate(combos):
             dst = out[(slice(*b), Ellipsis, *(slice(p.r, None, p.s) for p in combo))]
-            if all(p.n_taps and p.m for p in combo):
-                dst[...] = z[(slice(*b), slice(None), i, slice(None),
-                              *(slice(0, p.m) for p in combo))]
-            else:
-                dst[...] = 0
+            dst[...] = z[(slice(*b), slice(None), i, slice(None),
+                          *(slice(0, p.m) for p in combo))]
 
     parts = _fold_parts(B, B * G * M * C * real * math.prod(q_sp))
     run_chunks(place, parts, len(parts))
@@ -568,11 +568,11 @@ def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     if shared:
         dzp = pad(dz, list(zip(lows, highs, strict=True)))
         axes = [[p._replace(e0=p.e0 + lo) for p in ph] for ph, lo in zip(axes, lows, strict=True)]
-    for combo in product(*axes):
+    live = [[p for p in ph if p.n_taps and p.m] for ph in axes]
+    if any(len(lv) < len(ph) for lv, ph in zip(live, axes, strict=True)):
+        out[...] = 0                            # phases no tap reaches (stride > kernel span)
+    for combo in product(*live):                # (a huge stride: a few live phases of many)
         dst = out[(Ellipsis, *(slice(p.r, None, p.s) for p in combo))]
-        if any(p.n_taps == 0 or p.m == 0 for p in combo):
-            dst[...] = 0
-            continue
         span = [p.e0 + p.m + p.e_step * (p.n_taps - 1) for p in combo]
         src, own = ((dzp[(Ellipsis, *(slice(p.e0, e) for p, e in zip(combo, span, strict=True)))],
                      None) if shared else

@@ -53,10 +53,15 @@ def kn2row(x: np.ndarray, w: np.ndarray, phases: Sequence[Sequence[Phase]], out:
     wstack = np.ascontiguousarray(
         np.moveaxis(w.reshape(G, M, C, K), 3, 1)).reshape(G, K * M, C)
     xf = np.ascontiguousarray(x).reshape(B, G, C, L)
-    combos = list(product(*phases))
+    # Phases that no tap reaches are zeros, written at once: a huge stride has many of them.
+    live = [[p for p in ph if p.n_taps] for ph in phases]
+    dead = any(len(lv) < len(ph) for lv, ph in zip(live, phases, strict=True))
+    combos = list(product(*live))
 
     def chunk(b0: int) -> None:
         b1 = min(B, b0 + nb)
+        if dead:
+            out[b0:b1] = 0
         y = scratch((b1 - b0, G, K * M, L), x.dtype, "kn2row")
         np.matmul(wstack, xf[b0:b1], out=y)
         y = y.reshape(b1 - b0, G, *k, M, *S)
