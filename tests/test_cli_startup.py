@@ -36,12 +36,16 @@ EVERY_OPTIONAL = ("tqdm", "safetensors", "matplotlib", "PIL", "sympy", "mpmath",
                   "sklearn", "threadpoolctl", "torch", "pandas", "scipy")
 
 
+def python(code: str, blocked: tuple[str, ...] = (), cwd: str | None = None
+           ) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter where the ``blocked`` packages are absent."""
+    return subprocess.run([sys.executable, "-c", f"BLOCKED = {set(blocked)!r}\n{BLOCK}\n{code}"],
+                          capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
 def rot180(argv: list[str], blocked: tuple[str, ...] = (), cwd: str | None = None
            ) -> subprocess.CompletedProcess:
-    code = (f"BLOCKED = {set(blocked)!r}\n{BLOCK}\nfrom rot180.cli import main\n"
-            f"sys.exit(main({argv!r}))\n")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=cwd, timeout=120)
+    return python(f"from rot180.cli import main\nsys.exit(main({argv!r}))\n", blocked, cwd)
 
 
 # -- a core-only install ---------------------------------------------------------------------
@@ -76,13 +80,10 @@ def test_core_only_install_runs_check_and_help():
 
 
 def test_the_library_needs_numpy_only():
-    code = (f"BLOCKED = {set(EVERY_OPTIONAL)!r}\n{BLOCK}\n"
-            "import numpy as np\nimport rot180.functional as F, rot180.nn, rot180.optim\n"
-            "from rot180 import gradcheck\n"
-            "x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))\n"
-            "print(F.conv_grad_input(F.conv(x, w), w, x.shape).sum())\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    out = python("import numpy as np\nimport rot180.functional as F, rot180.nn, rot180.optim\n"
+                 "from rot180 import gradcheck\n"
+                 "x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 2, 2))\n"
+                 "print(F.conv_grad_input(F.conv(x, w), w, x.shape).sum())\n", EVERY_OPTIONAL)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "144.0"
 
@@ -139,11 +140,9 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, marker):
 
 # -- warnings --------------------------------------------------------------------------------
 def test_a_warning_is_one_line():
-    code = ("import sys, warnings\nimport rot180.commands.check as c\n"
-            "c.run = lambda args: warnings.warn('the image is blank:\\n  all pixels are 0', "
-            "UserWarning) or 0\n"
-            "from rot180.cli import main\nsys.exit(main(['check']))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
+    out = python("import warnings\nimport rot180.commands.check as c\n"
+                 "c.run = lambda args: warnings.warn('the image is blank:\\n  all pixels are "
+                 "0', UserWarning) or 0\n"
+                 "from rot180.cli import main\nsys.exit(main(['check']))\n")
     assert out.returncode == 0, out.stderr
     assert out.stderr == "rot180: warning: the image is blank: all pixels are 0\n"

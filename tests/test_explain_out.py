@@ -14,8 +14,7 @@ from matplotlib.text import Text
 
 from rot180 import _files
 from rot180.cli import main
-from rot180.explain import derive_input_gradient, write_figures
-from rot180.explain import _draw, windows
+from rot180.explain import _draw, derive_input_gradient, windows, write_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--input", "3", "--kernel", "2"]    # 1-D: the figures draw in about a second
