@@ -7,10 +7,15 @@ nothing else. With finite operands that is what every path computes, since ``0 *
 exactly. With ``inf`` or NaN it is not: ``0 * inf`` is NaN, so a path that multiplies the
 padding's zeros (im2col, a padded copy) turns one infinite weight into NaN at every output
 whose window overlaps the padding, and a path that skips them (kn2row's implicit padding, the
-helper's skipped taps, the sub-pixel phases) does not. The engine therefore checks its operands
-(:func:`finite`, one summing pass over each operand: 1.1 ms against 127 ms, 0.9 %, for the
-forward of a 32x64x56x56 float32 batch through 64 3x3 filters, 2 threads) and hands any call
-with a non-finite value to the functions here, which visit exactly the real connections:
+helper's skipped taps, the sub-pixel phases) does not. The engine therefore checks what
+decides it (:func:`finite`): the weights of a forward pass or input gradient (they are small),
+the delta of a stacked input gradient (the stacked kernel's zero taps), and a kernel gradient's
+*result* (every delta meets every tap, so a non-finite ``x`` or ``dz`` that could meet a cut
+connection shows there; a finite result is already the sum over the real connections).
+Measured, LeNet's five convolution calls of a training step (batch 64, float32, 2 threads,
+with the trimming of :func:`rot180.functional._engine._live`): 1.98-2.10 ms before, 2.05-2.21
+after (+2-7 %; checking every operand instead: +10-13 %). A call with a non-finite value goes
+to the functions here, which visit exactly the real connections:
 
 ``correlate``        out[q] = bias + sum over taps t whose input ``q*s + t*d - p_lo`` lies
                      inside x of ``w[t] * x[q*s + t*d - p_lo]`` (one product per tap, over the
@@ -36,17 +41,18 @@ import numpy as np
 
 from .shapes import tap_outputs
 
-__all__ = ["finite", "correlate", "correlate_kernel"]
+__all__ = ["finite", "quiet", "correlate", "correlate_kernel"]
 
 
 def finite(*arrays: np.ndarray) -> bool:
-    """Whether every value of every array is finite (one summing pass each, no allocation).
+    """Whether every value of every array is finite: its maximum and minimum are (NaN
+    propagates through both; no allocation, no overflow; measured faster than one ``np.sum``
+    or ``np.isfinite(a).all()``: 42 against 88 and 60 us on 300k float32)."""
+    return all(bool(np.isfinite(a).all()) if a.size <= _SMALL else
+               bool(np.isfinite(a.max()) and np.isfinite(a.min())) for a in arrays)
 
-    A sum is finite unless a term is non-finite or the sum overflows; an overflow only sends
-    the call down the exact path (same semantics, slower), never the other way.
-    """
-    with np.errstate(all="ignore"):
-        return all(bool(np.isfinite(np.sum(a))) for a in arrays)
+
+_SMALL = 2**14      # below it np.isfinite(a).all() is faster (1.8 against 4.1 us on 2,400)
 
 
 def _taps(x_sp: Sequence[int], out_sp: Sequence[int], k: Sequence[int], stride: Sequence[int],
@@ -75,19 +81,19 @@ def _unpadded(x: np.ndarray, pads: Sequence[tuple[int, int]] | None
     return x[(Ellipsis, *crop)], [(max(lo, 0), max(hi, 0)) for lo, hi in pads]
 
 
-def _quiet(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
-    """No RuntimeWarning for the NaN that ``0 * inf`` makes at a real connection: the values
-    are the caller's data and the semantics is documented. A fresh errstate per call (one
-    object shared by concurrent callers would mix their tokens); errstate is per thread, so
-    these functions run on the caller's thread only."""
+def quiet(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """No RuntimeWarning from numpy for the NaN that ``0 * inf`` makes at a real connection, or
+    for an overflow: the values are the caller's data and the semantics is documented (PyTorch
+    does not warn either). A fresh errstate per call (one object shared by concurrent callers
+    would mix their tokens). errstate is per thread: the engine's pool threads set the same
+    once (:func:`rot180.functional._parallel._init_worker`), so no path warns."""
     @functools.wraps(fn)
-    def run(*args: object) -> np.ndarray:
+    def run(*args: object, **kwargs: object) -> np.ndarray:
         with np.errstate(invalid="ignore", over="ignore"):
-            return fn(*args)
+            return fn(*args, **kwargs)
     return run
 
 
-@_quiet
 def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
               out: np.ndarray, bias: np.ndarray | None,
               pads: Sequence[tuple[int, int]] | None) -> np.ndarray:
@@ -106,7 +112,6 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     return out
 
 
-@_quiet
 def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
                      stride: Sequence[int], dilation: Sequence[int],
                      pads: Sequence[tuple[int, int]] | None) -> np.ndarray:

@@ -63,6 +63,9 @@ Non-finite operands (:mod:`._clipped`)
     entry point checks its operands with one summing pass and sends a call holding ``inf`` or
     NaN to tap loops over the real connections (the input gradient: kn2row over the phases,
     implicit padding), so the helper and every NumPy path give the same NaN/inf positions.
+    Only what is cheap and decisive is checked: the weights (forward, input gradient), the
+    delta where :func:`_stacked` multiplies it by zero taps, and a kernel gradient's result
+    (:func:`correlate_kernel`).
 
 Work proportional to the data (:func:`_live`)
     Outputs whose windows lie in the padding, and taps that read only padding, are not
@@ -276,6 +279,7 @@ def _dilate_last(dilation: Sequence[int], batch: int) -> tuple[int, ...]:
 
 # --- correlate: the forward pass --------------------------------------------------------------
 
+@_clipped.quiet
 def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
               out: np.ndarray | None = None, bias: np.ndarray | None = None,
               pads: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
@@ -294,7 +298,9 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         - out: ``(B, G, M, *o)`` with ``o = floor((S + low + high - d(k-1) - 1) / s) + 1``; if
           given, any (e.g. strided) array of that shape is filled in place and returned.
     """
-    if not _clipped.finite(w, x):
+    # Only w can meet a cut connection here: every path multiplies an input cell only by the
+    # taps that read it (padding cells are what an infinite weight must not be multiplied by).
+    if not _clipped.finite(w):
         if out is None:
             out = np.empty((*x.shape[:2], w.shape[1], *_out_shape(x.shape[3:], w.shape[3:],
                                                                    stride, dilation, pads)),
@@ -322,7 +328,9 @@ def _live(x_sp: Sequence[int], k: Sequence[int], stride: Sequence[int],
     dilation: padding 10**6 with stride 10**6 pads by the kernel's span at most, and the taps
     of a huge dilation that only ever read padding are dropped. Outputs left out are the bias
     alone (their windows hold no input), taps left out have zero gradient."""
-    if pads is None:
+    if pads is None or all(       # every output and tap live (as live_window would find)
+            lo <= d * (kk - 1) >= hi and n + hi >= d * (kk - 1) + s and n + lo > d * (kk - 1)
+            for n, kk, s, d, (lo, hi) in zip(x_sp, k, stride, dilation, pads, strict=True)):
         return None
     axes = [live_window(n, kk, s, d, lo, hi) for n, kk, s, d, (lo, hi)
             in zip(x_sp, k, stride, dilation, pads, strict=True)]
@@ -418,6 +426,7 @@ def _kn2row(x: np.ndarray, w: np.ndarray, phases: list[list[Phase]], out: np.nda
 
 # --- correlate_stretched: the input gradient --------------------------------------------------
 
+@_clipped.quiet
 def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
                         pairs: Sequence[tuple[int, int]], dilation: Sequence[int]
                         ) -> np.ndarray:
@@ -431,7 +440,9 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         - w: ``(G, M, C, *k)``
         - output: ``(B, G, M, *i)``, ``i = (o-1)s + 1 + low + high - d(k-1)``
     """
-    if not _clipped.finite(w, dz):
+    # An infinite weight must not meet the padding or the inserted zeros; the delta meets zero
+    # weights only in the stacked phases, which check it themselves (_stacked).
+    if not _clipped.finite(w):
         # kn2row over the phases with implicit padding visits exactly the real connections
         # (see _clipped): no padding cell, no inserted zero is multiplied.
         k = w.shape[3:]
@@ -512,6 +523,8 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     if taps > 1 and (real < STACK_MIN_FILL * stacked or taps < STACK_MIN_TAPS
                      or not _direct.usable(B, nd, dz.dtype, plan[0][2])):
         return None
+    if not _clipped.finite(dz):                 # the common kernel's zeros are cut taps
+        return None
     combos = list(product(*live))
     dead = any(len(lv) < len(ph) for lv, ph in zip(live, axes, strict=True))
     wc = np.zeros((G, len(combos) * M, C, *(u for _, u, _ in plan)), w.dtype)
@@ -585,6 +598,7 @@ def _stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
 
 # --- correlate_kernel: the kernel gradient ----------------------------------------------------
 
+@_clipped.quiet
 def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
                      stride: Sequence[int], dilation: Sequence[int],
                      pads: Sequence[tuple[int, int]] | None = None) -> np.ndarray:
@@ -604,8 +618,20 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
         - dz: ``(B, G, M, *o)``
         - output: ``(G, M, C, *kernel)``
     """
-    if not _clipped.finite(x, dz):
+    dw = _kernel_live(x, dz, kernel, stride, dilation, pads)
+    # Every delta meets every tap (through an input or the padding), so a non-finite x or dz
+    # that could meet a cut connection leaves a non-finite dw, and a finite dw is already the
+    # sum over the real connections: checking the small result, not the operands, costs
+    # nothing, and only non-finite data pays for the second pass.
+    if not _clipped.finite(dw):
         return _clipped.correlate_kernel(x, dz, kernel, stride, dilation, pads)
+    return dw
+
+
+def _kernel_live(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int], stride: Sequence[int],
+                 dilation: Sequence[int], pads: Sequence[tuple[int, int]] | None
+                 ) -> np.ndarray:
+    """:func:`correlate_kernel` on the outputs and taps that touch ``x`` (:func:`_live`)."""
     live = _live(x.shape[3:], kernel, stride, dilation, pads)
     if live is None:
         return _correlate_kernel(x, dz, kernel, stride, dilation, pads)

@@ -140,6 +140,8 @@ def workers() -> int:
 
 def _init_worker() -> None:
     _INSIDE.flag = True
+    # As the engine's entry points (_clipped.quiet): NaN from inf * 0 is the caller's data.
+    np.seterr(invalid="ignore", over="ignore")
 
 
 def _pool(n: int) -> ThreadPoolExecutor:

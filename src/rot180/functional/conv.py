@@ -55,9 +55,10 @@ inserts into the delta, is a cut connection, not a multiplied zero. So an ``inf`
 ``inf`` (or NaN, with ``inf - inf``) exactly the outputs whose windows reach an input through
 that tap, and ``0 * inf = NaN`` only where a real input (or delta) of zero meets it; a NaN
 anywhere in a window makes that output NaN. With finite operands the two readings agree, so
-the fast paths (which pad, or skip padding, as suits them) run unchanged; a call with any
-non-finite value in ``x``, ``w`` or ``dz`` (one summing pass over each operand, checked by the
-engine) takes a path that visits only the real connections (:mod:`._clipped`, kn2row over the
+the fast paths (which pad, or skip padding, as suits them) run unchanged; a call with a
+non-finite value where it could meet a cut connection (the engine checks the weights, and a
+kernel gradient's result, both small; see :mod:`._clipped` for the cost) takes a path that
+visits only the real connections (:mod:`._clipped`, kn2row over the
 sub-pixel phases), so every path, the helper or not, gives the same NaN and ``inf`` positions.
 PyTorch differs in the forward pass only: it multiplies the padding, so an ``inf`` weight gives
 NaN at every output whose window overlaps the padding (its gradients, through col2im, already
