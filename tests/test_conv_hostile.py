@@ -29,19 +29,7 @@ from rot180.functional.reference import (
     conv_grad_weight_direct,
     conv_matrix,
 )
-from test_engine import KNOBS
-
-
-@pytest.fixture(params=list(KNOBS))
-def path(request, monkeypatch):
-    settings = KNOBS[request.param]
-    if "D.MIN_FILL" in settings and not D.ENABLED:
-        pytest.skip("the compiled helper rot180.functional._directc is not built or disabled")
-    for name, value in settings.items():
-        module, attr = (D, name[2:]) if name.startswith("D.") else (E, name)
-        monkeypatch.setattr(module, attr, value)
-    return request.param
-
+from test_engine import knobs  # noqa: F401  (the fixture forcing each path of the engine)
 
 # (x shape, w shape, stride, padding, dilation): 1-D and 2-D, padded, strided, dilated, 1x1.
 CASES = [
@@ -103,9 +91,10 @@ def _assert_same_non_finite(got, want, what):
     np.testing.assert_allclose(got[fin], want[fin], rtol=1e-10, atol=1e-10, err_msg=what)
 
 
+@pytest.mark.usefixtures("knobs")
 @pytest.mark.parametrize("where", WHERE)
 @pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-s{c[2]}-p{c[3]}-d{c[4]}" for c in CASES])
-def test_every_path_gives_the_matrix_non_finite_pattern(case, where, path) -> None:
+def test_every_path_gives_the_matrix_non_finite_pattern(case, where) -> None:
     xs, ws, s, p, d = case
     kw = {"stride": s, "padding": p, "dilation": d}
     x, w, dz = _arrays(xs, ws, kw, where)
@@ -171,8 +160,8 @@ HUGE = [
 
 @pytest.mark.parametrize(("x_shape", "w_shape", "kw"), [h[1:] for h in HUGE],
                          ids=[h[0] for h in HUGE])
-def test_huge_arguments_on_a_tiny_input_cost_what_the_data_costs(x_shape, w_shape, kw,
-                                                                 path) -> None:
+@pytest.mark.usefixtures("knobs")
+def test_huge_arguments_on_a_tiny_input_cost_what_the_data_costs(x_shape, w_shape, kw) -> None:
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     z, peak = _peak_bytes(lambda: conv(x, w, **kw))
@@ -195,8 +184,8 @@ def test_only_the_phases_that_reach_the_input_are_built() -> None:
     assert all(p.m == 1 for p in phases)
 
 
-def test_a_stride_beyond_the_kernel_computes_only_the_phases_a_tap_reaches(path,
-                                                                           monkeypatch) -> None:
+@pytest.mark.usefixtures("knobs")
+def test_a_stride_beyond_the_kernel_computes_only_the_phases_a_tap_reaches(monkeypatch) -> None:
     """Stride 1000 on 600x600 cells, 3x3 kernel: 360,000 phases, 9 of which any tap reaches.
     Correlations (stacked or per phase) are built for those 9 only; the rest is zeros."""
     rng = np.random.default_rng(2)

@@ -13,6 +13,7 @@ convolutions (the input gradient), 14 being the general one with the remainder
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import NamedTuple
 
@@ -28,8 +29,10 @@ from rot180.functional.shapes import (
     conv_output_shape,
     conv_output_size,
     grad_input_padding,
+    live_window,
     resolve_padding,
     stride_remainder,
+    tap_outputs,
     transposed_output_size,
 )
 
@@ -258,3 +261,35 @@ def test_grad_input_padding(spatial, kernel, stride, padding, dilation, expected
 def test_as_tuple(value, nd, expected):
     out = shapes.as_tuple(value, nd, "stride")
     assert out == expected and all(type(v) is int for v in out)
+
+
+def _reads(n, k, s, d, lo, hi):
+    """Brute force: for every output, the taps whose input lies inside (not in the padding)."""
+    o = (n + lo + hi - d * (k - 1) - 1) // s + 1
+    return [[t for t in range(k) if 0 <= q * s + t * d - lo < n] for q in range(o)]
+
+
+@pytest.mark.parametrize("s", [1, 2, 5])
+@pytest.mark.parametrize("d", [1, 3])
+def test_live_window_keeps_exactly_what_touches_the_input(s, d) -> None:
+    for n, k, lo, hi in itertools.product(range(1, 6), range(1, 4), range(0, 9), range(0, 9)):
+        if n + lo + hi < d * (k - 1) + 1:
+            continue
+        reads = _reads(n, k, s, d, lo, hi)
+        qa, qb, ta, tb, lo2, hi2 = live_window(n, k, s, d, lo, hi)
+        live_q = [q for q, ts in enumerate(reads) if ts]
+        if qa == qb or ta == tb:        # nothing kept: nothing reads the input
+            assert not live_q
+            continue
+        taps = sorted({t for ts in reads for t in ts}) or [ta]  # (a dilation may step over it)
+        assert qa <= min(live_q, default=qa) and max(live_q, default=qa) < qb
+        assert ta <= taps[0] and taps[-1] < tb
+        if d == 1 and live_q:           # without gaps in the windows: exactly those
+            assert (qa, qb, ta, tb) == (live_q[0], live_q[-1] + 1, taps[0], taps[-1] + 1)
+        # the smaller correlation reads the same input cells through the same taps
+        assert _reads(n, tb - ta, s, d, lo2, hi2) == [[t - ta for t in reads[q]]
+                                                      for q in range(qa, qb)]
+        for t in range(k):
+            qs = [q for q, ts in enumerate(reads) if t in ts]
+            assert tap_outputs(n, len(reads), t, s, d, lo) == (
+                (qs[0], qs[-1] + 1) if qs else tap_outputs(n, len(reads), t, s, d, lo)[:1] * 2)
