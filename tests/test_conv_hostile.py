@@ -200,6 +200,17 @@ def test_a_stride_beyond_the_kernel_computes_only_the_phases_a_tap_reaches(monke
                                rtol=0, atol=1e-12)
 
 
+def test_an_output_of_many_gigabytes_is_refused_before_it_is_made() -> None:
+    """Padding 10**6 on 4x4 cells asks for 2,000,002**2 outputs (29 TiB): not a MemoryError."""
+    def refused():
+        with pytest.raises(ValueError, match=r"the output of one sample would need "
+                                             r"29802\.4 GiB \(shape \(1, 1, 2000002, 2000002\)\)"):
+            conv(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), padding=10**6)
+
+    _, peak = _peak_bytes(refused)
+    assert peak < 2**20
+
+
 @pytest.mark.parametrize("op", ["conv", "grad_input", "grad_weight"])
 def test_an_expansion_of_many_gigabytes_is_refused_before_it_is_made(op) -> None:
     """3-D (no helper): im2col's columns of one sample would need 8*729*72**3*8 bytes, 16 GiB."""

@@ -300,11 +300,12 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     """
     # Only w can meet a cut connection here: every path multiplies an input cell only by the
     # taps that read it (padding cells are what an infinite weight must not be multiplied by).
+    if out is None:
+        o_sp = _out_shape(x.shape[3:], w.shape[3:], stride, dilation, pads)
+        _guard(math.prod(w.shape[:2]) * math.prod(o_sp) * x.dtype.itemsize, "the output",
+               (*w.shape[:2], *o_sp))
+        out = np.empty((x.shape[0], *w.shape[:2], *o_sp), x.dtype)
     if not _clipped.finite(w):
-        if out is None:
-            out = np.empty((*x.shape[:2], w.shape[1], *_out_shape(x.shape[3:], w.shape[3:],
-                                                                   stride, dilation, pads)),
-                           x.dtype)
         return _clipped.correlate(x, w, stride, dilation, out, bias, pads)
     return _correlate(x, w, stride, dilation, out, bias, pads)
 
