@@ -29,6 +29,7 @@ from rot180.functional.reference import (
     conv_grad_weight_direct,
     conv_matrix,
 )
+from rot180.nn import ConvTranspose2d
 from test_engine import knobs  # noqa: F401  (the fixture forcing each path of the engine)
 
 # (x shape, w shape, stride, padding, dilation): 1-D and 2-D, padded, strided, dilated, 1x1.
@@ -206,6 +207,19 @@ def test_an_output_of_many_gigabytes_is_refused_before_it_is_made() -> None:
         with pytest.raises(ValueError, match=r"the output of one sample would need "
                                              r"29802\.4 GiB \(shape \(1, 1, 2000002, 2000002\)\)"):
             conv(np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3)), padding=10**6)
+
+    _, peak = _peak_bytes(refused)
+    assert peak < 2**20
+
+
+def test_a_transposed_output_of_many_gigabytes_is_refused_before_it_is_made() -> None:
+    """ConvTranspose2d with stride 10**6 on 4x4 cells: 3,000,003**2 outputs per channel."""
+    layer = ConvTranspose2d(1, 1, 3, stride=10**6, dtype=np.float64, rng=0)
+
+    def refused():
+        with pytest.raises(ValueError, match=r"the output of one sample would need .* GiB "
+                                             r"\(shape \(1, 1, 3000003, 3000003\)\)"):
+            layer.forward(np.ones((1, 1, 4, 4)))
 
     _, peak = _peak_bytes(refused)
     assert peak < 2**20

@@ -441,13 +441,15 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         - w: ``(G, M, C, *k)``
         - output: ``(B, G, M, *i)``, ``i = (o-1)s + 1 + low + high - d(k-1)``
     """
+    k = w.shape[3:]
+    i_sp = _stretched_size(dz.shape[3:], stride, pairs, dilation, k)
+    _guard(math.prod(w.shape[:2]) * math.prod(i_sp) * dz.dtype.itemsize, "the output",
+           (*w.shape[:2], *i_sp))
     # An infinite weight must not meet the padding or the inserted zeros; the delta meets zero
     # weights only in the stacked phases, which check it themselves (_stacked).
     if not _clipped.finite(w):
         # kn2row over the phases with implicit padding visits exactly the real connections
         # (see _clipped): no padding cell, no inserted zero is multiplied.
-        k = w.shape[3:]
-        i_sp = _stretched_size(dz.shape[3:], stride, pairs, dilation, k)
         out = np.empty((*dz.shape[:2], w.shape[1], *i_sp), dz.dtype)
         y_bytes = w.shape[0] * math.prod(w.shape[1:2] + k) * math.prod(dz.shape[3:]) * \
             dz.dtype.itemsize                   # kn2row's Y of one sample
