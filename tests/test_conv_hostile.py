@@ -92,37 +92,36 @@ def _assert_same_non_finite(got, want, what):
     np.testing.assert_allclose(got[fin], want[fin], rtol=1e-10, atol=1e-10, err_msg=what)
 
 
+def _same_pattern(case, where, fns) -> None:
+    """``fns`` (forward, input gradient, kernel gradient) against the matrix's sums."""
+    xs, ws, s, p, d = case
+    kw = {"stride": s, "padding": p, "dilation": d}
+    x, w, dz = _arrays(xs, ws, kw, where)
+    want = _expected(x, w, dz, kw)
+    if where == "w":                            # every tap is used: never a trivial case
+        assert not np.isfinite(want[0]).all()
+    got = (fns[0](x, w, **kw), fns[1](dz, w, x.shape, **kw), fns[2](x, dz, w.shape, **kw))
+    for g, wanted, fn in zip(got, want, fns, strict=True):
+        _assert_same_non_finite(g, wanted, fn.__name__)
+
+
+CASE_IDS = [f"{c[0]}-s{c[2]}-p{c[3]}-d{c[4]}" for c in CASES]
+
+
 @pytest.mark.usefixtures("knobs")
 @pytest.mark.parametrize("where", WHERE)
-@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-s{c[2]}-p{c[3]}-d{c[4]}" for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_every_path_gives_the_matrix_non_finite_pattern(case, where) -> None:
-    xs, ws, s, p, d = case
-    kw = {"stride": s, "padding": p, "dilation": d}
-    x, w, dz = _arrays(xs, ws, kw, where)
-    z, gi, gw = _expected(x, w, dz, kw)
-    if where == "w":                            # every tap is used: never a trivial case
-        assert not np.isfinite(z).all()
     # (no errstate: the engine raises no RuntimeWarning, which pytest would turn into errors)
-    got = (conv(x, w, **kw), conv_grad_input(dz, w, x.shape, **kw),
-           conv_grad_weight(x, dz, w.shape, **kw))
-    for g, want, what in zip(got, (z, gi, gw), ("conv", "grad_input", "grad_weight"),
-                             strict=True):
-        _assert_same_non_finite(g, want, what)
+    _same_pattern(case, where, (conv, conv_grad_input, conv_grad_weight))
 
 
 @pytest.mark.parametrize("where", WHERE)
-@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-s{c[2]}-p{c[3]}-d{c[4]}" for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
 def test_the_reference_loops_have_the_same_semantics(case, where) -> None:
-    xs, ws, s, p, d = case
-    kw = {"stride": s, "padding": p, "dilation": d}
-    x, w, dz = _arrays(xs, ws, kw, where)
-    z, gi, gw = _expected(x, w, dz, kw)
     with np.errstate(invalid="ignore"):
-        _assert_same_non_finite(conv_direct(x, w, **kw), z, "conv_direct")
-        _assert_same_non_finite(conv_grad_input_direct(dz, w, x.shape, **kw), gi,
-                                "conv_grad_input_direct")
-        _assert_same_non_finite(conv_grad_weight_direct(x, dz, w.shape, **kw), gw,
-                                "conv_grad_weight_direct")
+        _same_pattern(case, where, (conv_direct, conv_grad_input_direct,
+                                    conv_grad_weight_direct))
 
 
 def test_an_inf_weight_on_padding_is_a_cut_connection() -> None:
