@@ -12,7 +12,13 @@ setup(
         Extension(
             "rot180.functional._directc",
             sources=["src/rot180/functional/_directc.c"],
-            extra_compile_args=["-O3", "-Werror=implicit-function-declaration"],
+            # -fno-gcse / -fno-gcse-after-reload: GCC 12's RTL PRE and the load CSE after
+            # reload took 55 % of the -O3 build here (73.5 s -> 33.1 s without them, the
+            # helper's three target clones compiled serially); the kernels are explicit vector
+            # code, and rot180 bench timed the six layers the same within noise either way
+            # (BENCHMARKS.md, "Install time").
+            extra_compile_args=["-O3", "-fno-gcse", "-fno-gcse-after-reload",
+                                "-Werror=implicit-function-declaration"],
             optional=True,
         )
     ]
