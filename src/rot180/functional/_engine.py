@@ -526,7 +526,12 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
     if taps > 1 and (real < STACK_MIN_FILL * stacked or taps < STACK_MIN_TAPS
                      or not _direct.usable(B, nd, dz.dtype, plan[0][2])):
         return None
-    if not _clipped.finite(dz):                 # the common kernel's zeros are cut taps
+    # The common kernel's zeros are cut taps: a non-finite delta must not meet them. Check
+    # whichever is smaller, the delta before or the result after (a finite result is already
+    # the sum over real taps; a non-finite one is recomputed by the phases): on L6, 7x7 stride 2
+    # from RGB, the 25.7 MB delta took 2 ms of a 15 ms input gradient, the 4.8 MB result 0.3.
+    check_after = math.prod(dz.shape[:2]) * M * math.prod(i_sp) < dz.size
+    if not check_after and not _clipped.finite(dz):
         return None
     combos = list(product(*live))
     dead = any(len(lv) < len(ph) for lv, ph in zip(live, axes, strict=True))
@@ -551,6 +556,8 @@ def _stacked(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
 
     parts = _fold_parts(B, B * G * M * C * real * math.prod(q_sp))
     run_chunks(place, parts, len(parts))
+    if check_after and not _clipped.finite(out):
+        return None
     return out
 
 
