@@ -213,3 +213,40 @@ def test_a_residual_sharing_weights_between_its_paths_passes_gradcheck() -> None
     check = gradcheck(res, _data()[0])
     assert check.ok, str(check)
     assert [n for n, _ in res.named_parameters()] == ["block.0.weight", "block.0.bias"]
+
+
+class _Guarded(nn.Linear):
+    """A user layer whose forward refuses large activations (raises after the layers before it
+    have cached the new input)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if np.abs(x).max() > 100:
+            raise ValueError("activation too large")
+        return super().forward(x)
+
+
+def test_a_backward_after_a_forward_that_raised_is_refused() -> None:
+    """A forward that raised leaves the caches half old, half new: the backward that follows is
+    refused (it silently gave l0's weight gradient off by about 1,000 before)."""
+    rng = np.random.default_rng(0)
+    m = nn.Sequential(nn.Linear(4, 4, rng=rng), nn.ReLU(), _Guarded(4, 3, rng=rng))
+    x = rng.standard_normal((2, 4))
+    m.astype(np.float64)
+    m.forward(x)
+    with pytest.raises(ValueError, match="activation too large"):
+        m.forward(1000 * x)
+    with pytest.raises(ValueError, match="the last forward raised an error before it finished"):
+        m.backward(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="raised an error before it finished"):
+        m.backward_params(np.ones((2, 3)))
+    m.forward(x)                        # a forward to the end makes the backward right again
+    assert m.backward(np.ones((2, 3))).shape == x.shape
+
+
+def test_a_backward_after_a_refused_double_use_is_refused() -> None:
+    lin = nn.Linear(4, 4)
+    bad = nn.Sequential(lin, nn.ReLU(), lin)
+    with pytest.raises(ValueError, match="used twice"):
+        bad.forward(np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="raised an error before it finished"):
+        bad.backward(np.ones((3, 4), np.float32))

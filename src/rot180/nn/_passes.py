@@ -52,6 +52,7 @@ _FIX = ("Give each position its own layer (copy.deepcopy(layer)). To share weigh
         "the one gradient, as a module used twice does in PyTorch.")
 
 _numbers = itertools.count(1)
+_FAILED = 0     # the pass "number" of a module whose last forward raised (real passes are >= 1)
 
 
 class _State(threading.local):
@@ -102,6 +103,16 @@ def _stale(module: Module, root: Module, method: str) -> ValueError:
     )
 
 
+def _incomplete(module: Module, root: Module, method: str) -> ValueError:
+    where = _positions(root, module) if root is not module else []
+    place = f" (its {type(module).__name__} at {where[0]})" if where else ""
+    return ValueError(
+        f"{type(root).__name__}.{method}: the last forward{place} raised an error before it "
+        "finished, so the layers' caches mix that call's inputs with an earlier call's and the "
+        f"gradients would be wrong. Run forward again, to the end, before {method}."
+    )
+
+
 def track_forward(forward: Callable[..., Any]) -> Callable[..., Any]:
     """``forward`` recording its pass, refusing a second use of the module in one pass."""
     if getattr(forward, "_rot180_tracked", False):
@@ -122,6 +133,11 @@ def track_forward(forward: Callable[..., Any]) -> Callable[..., Any]:
         self.__dict__["_forward_pass"] = state.number
         try:
             return forward(self, *args, **kwargs)
+        except BaseException:
+            # Its layers' caches now mix this call's inputs (those that ran) with an earlier
+            # call's (those that did not): no backward may read them.
+            self.__dict__["_forward_pass"] = _FAILED
+            raise
         finally:
             state.active.discard(key)
             if outer:
@@ -140,6 +156,8 @@ def track_backward(backward: Callable[..., Any]) -> Callable[..., Any]:
     def tracked(self: Module, *args: Any, **kwargs: Any) -> Any:
         state = _STATE
         root = state.backward_root
+        if self.__dict__.get("_forward_pass") == _FAILED:
+            raise _incomplete(self, root or self, backward.__name__)
         if root is None:
             state.backward_root = self
             try:
