@@ -445,3 +445,19 @@ def test_named_functions_match_torch_functional(nd, spatial, k, s, p, d, batched
 def test_new_arguments_are_checked_with_clear_errors(call, exc, match) -> None:
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_average_pooling_of_non_finite_values_is_torchs_and_silent() -> None:
+    """inf - inf in a window is NaN, as in PyTorch, without numpy's RuntimeWarning (pytest turns
+    warnings into errors here; the conv engine is silent in the same way)."""
+    x = np.array([[[np.inf, -np.inf, 1.0, 2.0, np.nan, 0.0]]])
+    want = torch.nn.functional.avg_pool1d(torch.tensor(x), 2).numpy()
+    np.testing.assert_array_equal(F.avg_pool1d(x, 2), want)
+    dy = np.array([[[np.inf, 1.0, np.nan]]])
+    xt = torch.zeros(x.shape, dtype=torch.float64, requires_grad=True)
+    torch.nn.functional.avg_pool1d(xt, 2).backward(torch.tensor(dy))
+    np.testing.assert_array_equal(F.avg_pool1d_grad(dy, x.shape, 2), xt.grad.numpy())
+    ya = F.adaptive_avg_pool(x, 2)
+    np.testing.assert_array_equal(ya, torch.nn.functional.adaptive_avg_pool1d(
+        torch.tensor(x), 2).numpy())
+    assert np.isnan(F.global_avg_pool(x)).all()

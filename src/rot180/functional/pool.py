@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validation as V
+from ._clipped import quiet  # inf - inf in a window is NaN, as in PyTorch, and no RuntimeWarning
 from .shapes import as_tuple, pool_output_size
 
 __all__ = [
@@ -414,6 +415,7 @@ def check_divisor_override(value: object, op: str) -> int:
     return int(value)
 
 
+@quiet
 def avg_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
              *, ceil_mode: bool = False, count_include_pad: bool = True,
              divisor_override: int | None = None, nd: int | None = None) -> np.ndarray:
@@ -443,6 +445,7 @@ def avg_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, paddi
     return y
 
 
+@quiet
 def avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int], kernel_size: Size,
                   stride: Size | None = None, padding: Size = 0, *, ceil_mode: bool = False,
                   count_include_pad: bool = True, divisor_override: int | None = None,
@@ -512,6 +515,7 @@ def _adaptive_sizes(spatial: tuple[int, ...], output_size: object, op: str) -> t
     return V.positive_tuple(sizes, nd, "output_size")
 
 
+@quiet
 def adaptive_avg_pool(x: np.ndarray, output_size: int | Sequence[int | None]) -> np.ndarray:
     """Adaptive average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool{1,2,3}d``.
 
@@ -542,6 +546,7 @@ def adaptive_avg_pool(x: np.ndarray, output_size: int | Sequence[int | None]) ->
     return np.ascontiguousarray(y) if y is not x else x.copy()
 
 
+@quiet
 def adaptive_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     """Input gradient of :func:`adaptive_avg_pool`: ``dx = A^T dy`` along every pooled axis.
 
@@ -569,6 +574,7 @@ def adaptive_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.nda
     return np.ascontiguousarray(dx) if dx is not dy else dy.copy()
 
 
+@quiet
 def global_avg_pool(x: np.ndarray, *, nd: int | None = None) -> np.ndarray:
     """Mean over the spatial axes, keeping them as size 1 (``AdaptiveAvgPool{nd}d(1)``).
 
@@ -592,6 +598,7 @@ def global_avg_pool(x: np.ndarray, *, nd: int | None = None) -> np.ndarray:
     return x.mean(axis=tuple(range(x.ndim - nd, x.ndim)), keepdims=True)
 
 
+@quiet
 def global_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
     """Input gradient of :func:`global_avg_pool`: ``dy / (number of pooled cells)`` everywhere.
 
