@@ -60,9 +60,11 @@ non-finite value where it could meet a cut connection (the engine checks the wei
 kernel gradient's result, both small; see :mod:`._clipped` for the cost) takes a path that
 visits only the real connections (:mod:`._clipped`, kn2row over the
 sub-pixel phases), so every path, the helper or not, gives the same NaN and ``inf`` positions.
-PyTorch differs in the forward pass only: it multiplies the padding, so an ``inf`` weight gives
-NaN at every output whose window overlaps the padding (its gradients, through col2im, already
-skip padding and stretch zeros).
+PyTorch differs where it multiplies the padding: its forward, so an ``inf`` weight gives NaN at
+every output whose window overlaps the padding, and its kernel gradient, so an ``inf`` in the
+delta of an output whose window reads padding gives NaN there (``[inf, 1, 1, 1]`` through a
+width-1 kernel with padding 1 on two inputs: PyTorch NaN, rot180 3). Its input gradient, through
+col2im, already skips padding and stretch zeros and agrees with ours.
 
 Zero-size batches: ``N = 0`` gives an empty output of the right shape, empty input gradients
 and zero kernel and bias gradients, as PyTorch.
