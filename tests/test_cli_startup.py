@@ -146,3 +146,34 @@ def test_a_warning_is_one_line():
                  "from rot180.cli import main\nsys.exit(main(['check']))\n")
     assert out.returncode == 0, out.stderr
     assert out.stderr == "rot180: warning: the image is blank: all pixels are 0\n"
+
+
+def test_the_run_extra_is_enough_for_every_command_it_names(tmp_path):
+    """What `make run` installs (rot180[run], no SymPy, no torch) runs train, evaluate, predict
+    and saliency on what train wrote (saliency needed SymPy through the explain drawing
+    helpers: 'needs the sympy package: pip install rot180[run]', a fix that fixed nothing)."""
+    from PIL import Image
+
+    from rot180.data import load_dataset
+
+    Image.fromarray(load_dataset("mnist5k", split="test").images[0, 0]).save(tmp_path / "d.png")
+    no_extras = ("sympy", "torch", "pandas", "scipy", "sklearn")
+    code = f"""
+import dataclasses, numpy as np, rot180.train.trainer as T
+real = T.load_dataset
+def subset(name, *, split="train", **k):     # a random slice of the digits: seconds, not minutes
+    d = real(name, split=split, **k)
+    pick = np.sort(np.random.default_rng(0).permutation(len(d))[:400 if split == "train" else 100])
+    return dataclasses.replace(d, images=d.images[pick], labels=d.labels[pick])
+T.load_dataset = subset
+from rot180.cli import main
+run = {str(tmp_path / "run")!r}
+assert main(["train", "--epochs", "1", "--no-progress", "--out", run]) == 0
+ck = run + "/best.safetensors"
+assert main(["evaluate", ck]) == 0
+assert main(["predict", ck, {str(tmp_path / "d.png")!r}]) == 0
+sys.exit(main(["saliency", ck, {str(tmp_path / "d.png")!r}, "--out", run + "/s.png"]))
+"""
+    out = python(code, no_extras, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "run" / "s.png").stat().st_size > 10_000

@@ -10,15 +10,17 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import sympy as sp
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from .._files import atomic_write_bytes
-from .document import symbol_tex
+
+if TYPE_CHECKING:
+    import sympy as sp
 
 # Okabe-Ito based, colour-blind safe; one colour per kernel tap (w11 is always blue).
 TAP_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#D55E00", "#56B4E9", "#8C564B",
@@ -34,6 +36,10 @@ DPI = 100
 
 def tex(s: sp.Basic | str) -> str:
     """Mathtext for a symbol (``$\\delta_{11}$``), a number, or a string kept as it is."""
+    import sympy as sp  # here, not at the top: saliency figures (rot180[run]) draw without it
+
+    from .document import symbol_tex
+
     if isinstance(s, sp.Symbol):
         return f"${symbol_tex(s.name)}$"
     if isinstance(s, sp.Basic):
@@ -95,6 +101,8 @@ def draw_terms(ax: Axes, x: float, y: float, terms: Sequence[Sequence[sp.Basic]]
                colors: dict, step: float, fontsize: float = 12) -> None:
     """Write a sum one product per line, centred on ``(x, y)``, each line in the colour of its
     kernel weight (``0`` for an empty sum)."""
+    import sympy as sp
+
     lines = list(terms) or [(sp.Integer(0),)]
     top = y - step * (len(lines) - 1) / 2
     for n, term in enumerate(lines):
