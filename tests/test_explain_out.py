@@ -105,7 +105,7 @@ DOC_COMMANDS = _doc_commands((ROOT / "docs" / "explain.md").read_text(encoding="
 
 def test_docs_name_the_commands():
     assert len(DOC_COMMANDS) >= 8
-    assert ["explain", "pooling", "--kernel", "3", "--stride", "2"] in DOC_COMMANDS
+    assert ["explain", "pooling", "--input", "5x5", "--kernel", "3", "--stride", "2"] in DOC_COMMANDS
 
 
 @pytest.mark.parametrize("argv", DOC_COMMANDS, ids=" ".join)
@@ -113,3 +113,12 @@ def test_every_command_in_docs_explain_runs(argv, tmp_path, capsys):
     if "--out" in argv:
         argv = [*argv[:argv.index("--out")], "--out", str(tmp_path / "figures")]
     assert main(argv) == 0, capsys.readouterr().err
+
+
+def test_the_overlapping_pooling_example_has_overlapping_windows(capsys):
+    """docs/explain.md's "overlapping pooling windows": more than one window, stride < kernel
+    (on the default 4x4 input the 3x3 window fitted once: nothing overlapped)."""
+    line = next(a for a in DOC_COMMANDS if a[:2] == ["explain", "pooling"] and "--stride" in a)
+    assert main(line) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    assert "window 3, stride 2" in head and head.endswith("output 2x2"), head
