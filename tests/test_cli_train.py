@@ -173,7 +173,9 @@ def test_divergence_is_an_error_message_not_a_traceback(tmp_path, capsys) -> Non
     (["--model", "alexnet"], "Unknown model 'alexnet'"),
     (["--data", "imagenet"], "Unknown data set 'imagenet'"),
     (["--epochs", "0"], "epochs must be an int >= 1, got 0"),
-    (["--lr", "-1"], "lr must be a finite number > 0"),
+    (["--lr", "-1"], "--lr must be a finite number > 0"),
+    (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0, got nan"),
+    (["--val-fraction", "0"], "--val-fraction must be in (0, 0.5], got 0.0"),
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
 ])
 def test_train_errors_exit_2_without_traceback(tmp_path, capsys, argv, message) -> None:

@@ -255,7 +255,7 @@ def test_a_huge_learning_rate_diverges_in_the_first_epoch(tmp_path) -> None:
 # -- configuration ----------------------------------------------------------------------------
 @pytest.mark.parametrize(("field", "value", "message"), [
     ("epochs", 0, "epochs must be an int >= 1, got 0"),
-    ("batch_size", 0, "batch_size must be an int >= 1, got 0"),
+    ("batch_size", 0, "--batch-size must be an int >= 1, got 0"),
     ("lr", 0.0, "lr must be a finite number > 0, got 0.0"),
     ("lr", -0.1, "lr must be a finite number > 0"),
     ("lr", float("nan"), "lr must be a finite number > 0, got nan"),
@@ -264,9 +264,11 @@ def test_a_huge_learning_rate_diverges_in_the_first_epoch(tmp_path) -> None:
                              r"got 'rmsprop'"),
     ("schedule", "linear", r"schedule must be one of \('none', 'step', 'cosine'\)"),
     ("dtype", "float16", "dtype must be 'float32' or 'float64', got 'float16'"),
-    ("weight_decay", -1e-4, "weight_decay must be >= 0"),
-    ("label_smoothing", 1.0, r"label_smoothing must be in \[0, 1\), got 1.0"),
-    ("label_smoothing", -0.1, r"label_smoothing must be in \[0, 1\)"),
+    ("weight_decay", -1e-4, "--weight-decay must be a finite number >= 0"),
+    ("weight_decay", float("nan"), "--weight-decay must be a finite number >= 0, got nan"),
+    ("val_fraction", 0.0, r"--val-fraction must be in \(0, 0.5\], got 0.0"),
+    ("label_smoothing", 1.0, r"--label-smoothing must be in \[0, 1\), got 1.0"),
+    ("label_smoothing", -0.1, r"--label-smoothing must be in \[0, 1\)"),
 ])
 def test_config_validate_errors(tmp_path, field, value, message) -> None:
     cfg = config(tmp_path, **{field: value})

@@ -106,8 +106,10 @@ class TrainConfig:
     out: str | None = None   # None: runs/<model>-<data>, or the next free -2, -3, ...
 
     def validate(self) -> None:
-        def bad(name: str, expected: str) -> ValueError:
-            return ValueError(f"{name} must be {expected}, got {getattr(self, name)!r}.")
+        def bad(name: str, expected: str) -> ValueError:   # in the command line's terms
+            option = "--" + name.replace("_", "-")
+            return ValueError(f"{option} must be {expected}, got {getattr(self, name)!r} "
+                              f"(TrainConfig.{name}). Pass {option} with such a value.")
 
         if self.epochs < 1:
             raise bad("epochs", "an int >= 1")
@@ -121,8 +123,8 @@ class TrainConfig:
             raise bad("schedule", f"one of {SCHEDULES}")
         if self.dtype not in ("float32", "float64"):
             raise bad("dtype", "'float32' or 'float64'")
-        if self.weight_decay < 0:
-            raise bad("weight_decay", ">= 0")
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise bad("weight_decay", "a finite number >= 0")
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing", "in [0, 1)")
         if not 0 < self.val_fraction <= 0.5:
