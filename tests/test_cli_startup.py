@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -177,3 +178,15 @@ sys.exit(main(["saliency", ck, {str(tmp_path / "d.png")!r}, "--out", run + "/s.p
     out = python(code, no_extras, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr[-2000:]
     assert (tmp_path / "run" / "s.png").stat().st_size > 10_000
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    """`rot180 check | head -1`: the reader goes away; no 'rot180: error: [Errno 32] Broken
+    pipe', no traceback, exit status 141 (128 + SIGPIPE) as other Unix tools."""
+    cmd = (f"{shlex.quote(sys.executable)} -c 'import sys; from rot180.cli import main; "
+           "sys.exit(main([\"check\", \"--configs\", \"300\"]))' | head -c 1; "
+           "echo \" ${PIPESTATUS[0]}\"")
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=120,
+                         cwd=tmp_path)
+    assert "error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.endswith(" 141\n"), out.stdout

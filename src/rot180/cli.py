@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -93,6 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rot180: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`rot180 check | head -1`): stop quietly, as other Unix tools do
+        # (exit status 128 + SIGPIPE). Python would report the failed flush of stdout at exit,
+        # so stdout is pointed at /dev/null first.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141
     except ModuleNotFoundError as err:
         message = missing_package_message(err, command)
         if message is None:
@@ -109,6 +118,8 @@ def _main(argv: list[str]) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         return int(args._run(args))
+    except BrokenPipeError:
+        raise                  # not an error of the user's: main() ends quietly
     except (ValueError, TypeError, OSError) as err:
         print(f"rot180: error: {err}", file=sys.stderr)
         return 2
