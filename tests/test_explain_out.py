@@ -14,7 +14,7 @@ from matplotlib.text import Text
 
 from rot180 import _files
 from rot180.cli import main
-from rot180.explain import _draw, derive_input_gradient, windows, write_figures
+from rot180.explain import derive_input_gradient, windows, write_figures
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["--input", "3", "--kernel", "2"]    # 1-D: the figures draw in about a second
@@ -32,8 +32,7 @@ def test_every_file_goes_through_atomic_write(tmp_path, monkeypatch):
         written.append(Path(path))
         real(path, data)
 
-    monkeypatch.setattr(_draw, "atomic_write_bytes", spy)
-    monkeypatch.setattr(windows, "atomic_write_bytes", spy)
+    monkeypatch.setattr(_files, "atomic_write_bytes", spy)   # what write_file writes with
     paths = write_figures(derive_input_gradient(3, 2), tmp_path)
     on_disk = sorted(p for p in tmp_path.iterdir())
     assert sorted(written) == sorted(paths) == on_disk
@@ -51,7 +50,8 @@ def test_a_full_disk_leaves_the_old_figure_and_no_temporary_file(tmp_path, monke
     code = main(["explain", *SMALL, "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
-    assert err.startswith("rot180: error: [Errno 28] No space left on device")
+    assert err.startswith("rot180: error: [Errno 28] could not write figure ")
+    assert "Free some disk space" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["network.png"]
     assert (tmp_path / "network.png").read_bytes() == old
 
@@ -123,3 +123,11 @@ def test_the_overlapping_pooling_example_has_overlapping_windows(capsys):
     assert main(line) == 0
     head = capsys.readouterr().out.splitlines()[0]
     assert "window 3, stride 2" in head and head.endswith("output 2x2"), head
+
+
+def test_an_out_through_an_existing_file_says_so(tmp_path, capsys):
+    """explain --out a/b where a is a file: the fix for that failure, not "free disk space"."""
+    (tmp_path / "a").write_text("a file")
+    assert main(["explain", *SMALL, "--out", str(tmp_path / "a" / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "existing file where a directory is needed" in err and "disk space" not in err

@@ -174,12 +174,12 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_previous_checkpoint(tmp_pat
 
 
 def test_cli_full_disk_exits_2_without_traceback(tmp_path, monkeypatch, capsys) -> None:
-    import rot180.train.checkpoint as ck
+    import rot180._files as _files
 
     def no_space(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ck, "atomic_write_bytes", no_space)
+    monkeypatch.setattr(_files, "atomic_write_bytes", no_space)
     rc = main(["train", "--epochs", "1", "--out", str(tmp_path), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 2

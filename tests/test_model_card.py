@@ -205,7 +205,7 @@ def test_out_options_naming_the_wrong_kind_of_path(checkpoint, pngs, tmp_path, c
 # -- item 6: figures are written whole or not at all ------------------------------------------
 def test_a_full_disk_keeps_the_previous_figure_and_says_so(checkpoint, pngs, tmp_path, capsys,
                                                            monkeypatch) -> None:
-    import rot180.train.checkpoint as ck
+    import rot180._files as _files
 
     sal, cm = tmp_path / "map.png", tmp_path / "cm.png"
     assert run_cli(capsys, "saliency", checkpoint, pngs[0][0], "--out", sal)[0] == 0
@@ -215,7 +215,7 @@ def test_a_full_disk_keeps_the_previous_figure_and_says_so(checkpoint, pngs, tmp
     def no_space(path, data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ck, "atomic_write_bytes", no_space)
+    monkeypatch.setattr(_files, "atomic_write_bytes", no_space)
     for argv, path in ((["saliency", checkpoint, pngs[0][1], "--out", sal], sal),
                        (["evaluate", checkpoint, "--out", cm], cm)):
         code, _, err = run_cli(capsys, *argv)

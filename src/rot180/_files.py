@@ -15,6 +15,7 @@ is a regular file no larger than the caller's limit, and only then hands it over
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
@@ -22,7 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["open_regular", "read_regular", "atomic_write_bytes"]
+__all__ = ["open_regular", "read_regular", "atomic_write_bytes", "write_file",
+           "write_error"]
 
 
 def _kind(mode: int) -> str:
@@ -118,3 +120,32 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def write_error(exc: OSError, path: str | os.PathLike, what: str) -> OSError:
+    """The error to raise when writing ``what`` ("checkpoint", "figure") to ``path`` failed:
+    the same errno, and a message that says nothing was replaced and gives the fix for *this*
+    failure (a full disk, a path through an existing file, no permission)."""
+    code = exc.errno
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG):
+        fix = "Free some disk space (or choose another --out) and try again."
+    elif code in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        fix = ("A part of the path is an existing file where a directory is needed (or the "
+               "path is a directory): choose another --out.")
+    elif code in (errno.EACCES, errno.EPERM, errno.EROFS):
+        fix = "There is no permission to write there: choose another --out."
+    else:
+        fix = "Choose another --out, or check the disk, and try again."
+    return OSError(code, f"could not write {what} {path}: {exc.strerror or exc}. Nothing was "
+                         f"replaced: the previous {what} at that path, if any, is intact. {fix}")
+
+
+def write_file(path: str | os.PathLike, data: bytes, what: str) -> Path:
+    """:func:`atomic_write_bytes`, and on failure an ``OSError`` (:func:`write_error`) that says
+    what failed, that nothing was replaced, and the fix. ``what`` names the file in the message
+    ("checkpoint", "figure", "metrics file")."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        raise write_error(exc, path, what) from exc
+    return Path(path)

@@ -17,7 +17,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from .._files import atomic_write_bytes
+from .._files import write_file
 
 if TYPE_CHECKING:
     import sympy as sp
@@ -128,6 +128,6 @@ def save(fig: Figure, out_dir: Path, stem: str, formats: Sequence[str] = ("png",
     paths = []
     for fmt in formats:
         path = Path(out_dir) / f"{stem}.{fmt}"
-        atomic_write_bytes(path, figure_bytes(fig, fmt))
+        write_file(path, figure_bytes(fig, fmt), "figure")
         paths.append(path)
     return paths

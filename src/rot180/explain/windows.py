@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch, Rectangle
 
-from .._files import atomic_write_bytes
+from .._files import write_file
 from . import _draw as D
 from .document import linear
 from .report import describe
@@ -373,5 +373,5 @@ def sweep_animation(d: Derivation, path: str | Path, *, fps: float = 1.25,
     frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:],
                    duration=int(1000 / fps), loop=0)
     path = Path(path)
-    atomic_write_bytes(path, buf.getvalue())
+    write_file(path, buf.getvalue(), "animation")
     return path

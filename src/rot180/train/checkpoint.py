@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .._files import atomic_write_bytes, read_regular
+from .._files import atomic_write_bytes, read_regular, write_file
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "atomic_write_bytes", "write_file", "MAX_CHECKPOINT_BYTES"]
@@ -153,23 +153,6 @@ def save_checkpoint(path: str | os.PathLike, model: Any, optimizer: Any = None, 
             f"dicts): {exc}."
         ) from None
     write_file(path, st_save(tensors, metadata={"rot180": text}), "checkpoint")
-    return Path(path)
-
-
-def write_file(path: str | os.PathLike, data: bytes, what: str) -> Path:
-    """Write ``data`` to ``path`` atomically (:func:`atomic_write_bytes`); on failure an
-    ``OSError`` with the errno that says what went wrong and that nothing was replaced.
-
-    ``what`` names the file in the message ("checkpoint", "figure", "metrics file").
-    """
-    try:
-        atomic_write_bytes(path, data)
-    except OSError as exc:
-        raise OSError(
-            exc.errno, f"could not write {what} {path}: {exc.strerror or exc}. Nothing was "
-            f"replaced: the previous {what} at that path, if any, is intact. Free some disk "
-            "space (or choose another --out) and try again."
-        ) from exc
     return Path(path)
 
 
