@@ -20,6 +20,7 @@ import pytest
 
 from rot180.data import (
     DataError,
+    load_images,
     load_idx_pair,
     parse_cifar_python,
     read_cifar_binary,
@@ -147,3 +148,44 @@ def test_a_label_too_large_for_int64_is_a_data_error(label, match):
     batch = {"data": np.zeros((1, 3072), np.uint8), "labels": [label]}
     with pytest.raises(DataError, match=match):
         parse_cifar_python(pickle.dumps(batch, protocol=2), source="p")
+
+
+def test_a_stack_flood_is_refused_before_it_fills_memory():
+    """Every EMPTY_LIST opcode lands on the stack; 2 MB of them once cost 4.5 GB for 60 MB."""
+    flood = b"\x80\x02" + b"]" * 2_000_000 + b"."
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"flood: .*more than 1,000,000 values on the stack"):
+            parse_pickle_data(flood, source="flood")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * 2**20
+
+
+def test_an_array_of_too_many_axes_is_a_data_error():
+    many = pickle.dumps(np.zeros((1,) * 60, np.uint8), protocol=2)
+    with pytest.raises(DataError, match=r"array of 60 axes"):
+        parse_pickle_data(many, source="many")
+
+
+def test_an_image_pillow_cannot_decode_is_a_data_error_naming_it(tmp_path):
+    bad = tmp_path / "bad.ppm"
+    bad.write_bytes(b"P5\n2 2\n2x5\n\x00\x00\x00\x00")     # a PPM whose maxval is no number
+    with pytest.raises(DataError, match=r"bad.ppm: not a readable image"):
+        load_images([bad], (1, 28, 28))
+
+
+def test_a_socket_or_a_symlink_loop_is_refused_with_the_path(tmp_path):
+    import socket
+
+    from rot180._files import read_regular
+
+    sock = tmp_path / "s"
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(sock))
+        with pytest.raises(DataError, match=r"s: cannot open the data file"):
+            read_regular(sock, max_bytes=10, what="data file", error=DataError)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(DataError, match=r"loop: cannot open the data file: Too many levels"):
+        read_regular(tmp_path / "loop", max_bytes=10, what="data file", error=DataError)

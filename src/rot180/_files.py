@@ -54,6 +54,9 @@ def open_regular(path: str | os.PathLike, *, max_bytes: int, what: str,
         raise error(f"{path}: is a directory, not a {what}; pass the file inside it.") from None
     except PermissionError:
         raise error(f"{path}: permission denied reading the {what}.") from None
+    except OSError as exc:   # a socket, a symlink loop, a name too long, a file as a directory
+        raise error(f"{path}: cannot open the {what}: {exc.strerror or exc}. Pass the path of "
+                    "a regular file.") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):

@@ -152,6 +152,8 @@ class _Reader:
         if len(raw) != math.prod(shape) * dt.itemsize:
             raise self.fail(f"array data has {len(raw)} bytes, shape {shape} of {dt.name} "
                             f"needs {math.prod(shape) * dt.itemsize}", at)
+        if len(shape) > MAX_DEPTH // 2:   # numpy allows 64 axes; an image batch has 2-4
+            raise self.fail(f"array of {len(shape)} axes (shape {shape})", at)
         flat = np.frombuffer(raw, dtype=dt)
         return flat.reshape(shape, order="F" if fortran else "C").astype(dt.newbyteorder("="))
 
@@ -165,6 +167,9 @@ class _Reader:
             if handler is None:
                 raise self.fail(f"unsupported pickle opcode {op!r}", at)
             handler(self, at)
+            if len(self.stack) > MAX_STACK:
+                raise self.fail(f"more than {MAX_STACK:,} values on the stack at once (a data "
+                                "batch holds a few: a dict, its keys, one array, the labels)", at)
 
 
 def _ascii(text: str | bytes) -> str:
@@ -293,6 +298,8 @@ def _text(r: _Reader, n: int) -> str:
 #: memo lets a few bytes name a list twice, then that pair twice, 40 levels deep (2**40 items
 #: from 200 bytes). A CIFAR-10 batch holds about 20,000 (two lists of 10,000 and an array).
 MAX_ITEMS = 10_000_000
+#: Values on the reader's stack at once (CIFAR's label list: 10,000 between a MARK and APPENDS).
+MAX_STACK = 1_000_000
 #: Deepest nesting of containers accepted; a CIFAR-10 batch is 2 deep (a dict of lists).
 MAX_DEPTH = 100
 

@@ -135,7 +135,9 @@ def read_image(path: str | Path, *, grey: bool) -> np.ndarray:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise DataError(f"{path}: refused by Pillow as a decompression bomb ({exc}).") \
                 from None
-        except (UnidentifiedImageError, OSError, SyntaxError, EOFError) as exc:
+        except (UnidentifiedImageError, OSError, SyntaxError, EOFError, ValueError) as exc:
+            # (Pillow's decoders raise ValueError too: "not enough image data" for a truncated
+            # QOI, int() of a PPM's bad maxval.)
             raise DataError(f"{path}: not a readable image ({exc}). Pass a PNG or JPEG "
                             "file.") from None
     if grey and colour.ndim == 3:
