@@ -20,8 +20,8 @@ import pytest
 
 from rot180.data import (
     DataError,
-    load_images,
     load_idx_pair,
+    load_images,
     parse_cifar_python,
     read_cifar_binary,
     read_cifar_python,
