@@ -176,6 +176,7 @@ def test_divergence_is_an_error_message_not_a_traceback(tmp_path, capsys) -> Non
     (["--lr", "-1"], "--lr must be a finite number > 0"),
     (["--weight-decay", "nan"], "--weight-decay must be a finite number >= 0, got nan"),
     (["--val-fraction", "0"], "--val-fraction must be in (0, 0.5], got 0.0"),
+    (["--val-fraction", "1e-9"], "--val-fraction 1e-09 of the"),
     (["--optimizer", "rmsprop"], "invalid choice: 'rmsprop'"),
 ])
 def test_train_errors_exit_2_without_traceback(tmp_path, capsys, argv, message) -> None:

@@ -267,6 +267,10 @@ def test_a_huge_learning_rate_diverges_in_the_first_epoch(tmp_path) -> None:
     ("weight_decay", -1e-4, "--weight-decay must be a finite number >= 0"),
     ("weight_decay", float("nan"), "--weight-decay must be a finite number >= 0, got nan"),
     ("val_fraction", 0.0, r"--val-fraction must be in \(0, 0.5\], got 0.0"),
+    ("warmup_epochs", float("nan"), "--warmup-epochs must be a finite number >= 0, got nan"),
+    ("warmup_epochs", -1.0, "--warmup-epochs must be a finite number >= 0, got -1.0"),
+    ("warmup_epochs", 2.0, r"--warmup-epochs must be smaller than --epochs \(2\)"),
+    ("seed", -1, "--seed must be an int >= 0, got -1"),
     ("label_smoothing", 1.0, r"--label-smoothing must be in \[0, 1\), got 1.0"),
     ("label_smoothing", -0.1, r"--label-smoothing must be in \[0, 1\)"),
 ])

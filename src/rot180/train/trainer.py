@@ -129,6 +129,12 @@ class TrainConfig:
             raise bad("label_smoothing", "in [0, 1)")
         if not 0 < self.val_fraction <= 0.5:
             raise bad("val_fraction", "in (0, 0.5]")
+        if not (self.warmup_epochs >= 0 and math.isfinite(self.warmup_epochs)):
+            raise bad("warmup_epochs", "a finite number >= 0")
+        if self.schedule != "none" and self.warmup_epochs >= self.epochs:
+            raise bad("warmup_epochs", f"smaller than --epochs ({self.epochs}) for a schedule")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise bad("seed", "an int >= 0")
 
 
 @dataclass
@@ -197,6 +203,11 @@ class Trainer:
         self.out = Path(cfg.out)
         whole = load_dataset(cfg.data, root=cfg.data_root, split="train",
                              download=cfg.download, progress=progress)
+        if not 1 <= round(cfg.val_fraction * len(whole)) < len(whole):
+            raise ValueError(
+                f"--val-fraction {cfg.val_fraction:g} of the {len(whole)} training images of "
+                f"--data {cfg.data} leaves no image on one side of the validation cut. Pass a "
+                f"--val-fraction of at least {1 / max(len(whole), 1):.2g}, or more data.")
         keep, val = split_indices(whole.labels, test_size=cfg.val_fraction, seed=VAL_SEED)
         self.train_set: Dataset = dataclasses.replace(
             whole, images=whole.images[keep], labels=whole.labels[keep])
