@@ -131,3 +131,15 @@ def test_an_out_through_an_existing_file_says_so(tmp_path, capsys):
     assert main(["explain", *SMALL, "--out", str(tmp_path / "a" / "b")]) == 2
     err = capsys.readouterr().err
     assert "existing file where a directory is needed" in err and "disk space" not in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--padding", "1000000"], r"a padded input of 2000003x2000003 .* too many to read"),
+    (["pooling", "--input", "1000x1000"], r"a pooling example of 1000x1000 .* too many"),
+    (["--stride", "0"], r"stride must be >= 1"),          # 0 was taken as "unset": stride 1
+    (["--dilation", "0"], r"dilation must be >= 1"),
+])
+def test_sizes_and_zeros_are_refused_before_any_work(argv, message, capsys):
+    assert main(["explain", *argv]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and "Traceback" not in err, err

@@ -109,6 +109,15 @@ def _only(args: argparse.Namespace, topic: str, names: tuple[str, ...]) -> None:
         raise ValueError(f"{', '.join(given)} {verb} only to {other}; drop it or switch topic.")
 
 
+def _check_size(spatial: tuple[int, ...], what: str, *, limit: int = MAX_CELLS,
+                fix: str = "a smaller --input") -> None:
+    cells = math.prod(spatial)
+    if cells > limit:
+        raise ValueError(
+            f"rot180 explain writes out every cell; a {what} of {'x'.join(map(str, spatial))} "
+            f"({cells} cells) is too many to read (at most {limit}). Choose {fix}.")
+
+
 def _run_pooling(args: argparse.Namespace) -> int:
     from ..explain.document import render
     from ..explain.figures import pooling_figure
@@ -120,6 +129,7 @@ def _run_pooling(args: argparse.Namespace) -> int:
     pad = 0 if args.padding is None else args.padding
     if isinstance(pad, str) or (isinstance(pad, tuple) and any(isinstance(v, tuple) for v in pad)):
         raise ValueError(f"pooling takes a symmetric int padding per axis, got {pad!r}.")
+    _check_size(spatial, "pooling example")
     mode = args.mode or "max"
     ex = pooling_example(mode, spatial, kernel, args.stride, pad)
     print(render(pooling_report(ex), args.format), end="")
@@ -151,9 +161,22 @@ def run(args: argparse.Namespace) -> int:
             f"rot180 explain derives every cell symbolically; {cells} input cells is too many "
             f"to read (at most {MAX_CELLS}). Choose a smaller --input or fewer --channels."
         )
-    d = derive_input_gradient(spatial, kernel, stride=args.stride or 1,
-                              padding=0 if args.padding is None else args.padding,
-                              dilation=args.dilation or 1,
+    padding = 0 if args.padding is None else args.padding
+    if not isinstance(padding, str):   # the padded input is drawn and derived cell by cell too
+        from ..functional.shapes import as_tuple, resolve_padding
+
+        nd = len(spatial)
+        try:
+            pairs = resolve_padding(padding, as_tuple(kernel, nd, "--kernel"),
+                                    as_tuple(args.dilation or 1, nd, "--dilation"))
+        except (ValueError, TypeError):
+            pairs = ((0, 0),) * nd   # inconsistent settings: the derivation says what is wrong
+        _check_size(tuple(i + lo + hi for i, (lo, hi) in zip(spatial, pairs, strict=True)),
+                    "padded input", limit=4 * MAX_CELLS, fix="less --padding")
+    # (0 is not "unset": stride 0 and dilation 0 go to the library, which refuses them)
+    d = derive_input_gradient(spatial, kernel, stride=1 if args.stride is None else args.stride,
+                              padding=padding,
+                              dilation=1 if args.dilation is None else args.dilation,
                               convention=args.convention or "convolution",
                               channels=args.channels)
     print(render(conv_report(d), args.format), end="")
