@@ -42,6 +42,9 @@ def test_flops_count_three_products() -> None:
     ("64,3,8,8:4,3,1,-1", "padding >= 0"),
     ("64,3,4,4:4,7,1,0", "does not fit the padded input"),
     ("a,b:c", "not of the form"),
+    # arrays of many GB: refused here, not a numpy MemoryError traceback when allocated
+    ("1,1,8,8:1,3,1,1000000", r"its arrays need 59,605.0 GiB, more than the 4 GiB"),
+    ("100000,100000,8,8:1,3,1,1", r"its arrays need 9,536.9 GiB"),
 ])
 def test_bad_layer_specs_say_what_is_wrong(spec, match) -> None:
     with pytest.raises(ValueError, match=match):
@@ -174,3 +177,19 @@ def test_default_layers_are_the_benchmark_set() -> None:
     ours = [bench.parse_layer(s) for s in bench.DEFAULT_LAYERS]
     assert [((la.batch, la.channels, *la.spatial), la.out_channels, la.kernel, la.stride,
              la.padding) for la in ours] == theirs
+
+
+@pytest.mark.parametrize("where", ["fifo", "directory", "missing folder"])
+def test_a_json_path_that_cannot_be_written_is_refused_before_timing(tmp_path, where, capsys):
+    """--json naming a FIFO blocked forever after the timing (write_text opened it); a
+    directory or a missing folder failed only after minutes of timing, with a bare errno."""
+    import os
+
+    path = {"fifo": tmp_path / "f", "directory": tmp_path,
+            "missing folder": tmp_path / "no" / "r.json"}[where]
+    if where == "fifo":
+        os.mkfifo(path)
+    code = cli.main(["bench", "--layer", "1,1,8,8:1,3,1,1", "--json", str(path)])
+    assert code == 2
+    assert f"--json {path}: expected a file path in an existing directory" in \
+        capsys.readouterr().err

@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._files import write_file
 from ..functional import _direct, conv, conv_grad_input, conv_grad_weight
 
 __all__ = ["DEFAULT_LAYERS", "BenchRow", "Layer", "add_parser", "bench_layers",
@@ -53,6 +54,10 @@ DEFAULT_LAYERS = (
     "32,128,16,16:128,3,1,1",
     "8,3,224,224:64,7,2,3",
 )
+
+
+#: Most bytes the arrays of one benchmarked layer may take (input, output, weights, gradients).
+MAX_LAYER_BYTES = 4 * 2**30
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,17 @@ def parse_layer(spec: str) -> Layer:
             f"layer {spec!r}: the kernel {layer.kernel} does not fit the padded input "
             f"{tuple(n + 2 * layer.padding for n in layer.spatial)}; use a smaller kernel or "
             "more padding.")
+    # The input, output, weights and their gradients are allocated (float64 at most) before
+    # anything is timed: refuse what cannot fit rather than fail in numpy's allocator.
+    nd = len(layer.spatial)
+    elements = (2 * layer.batch * layer.channels * math.prod(layer.spatial)
+                + 2 * layer.batch * layer.out_channels * math.prod(layer.output_spatial())
+                + 2 * layer.out_channels * layer.channels * layer.kernel ** nd)
+    if elements * 8 > MAX_LAYER_BYTES:
+        raise ValueError(
+            f"layer {spec!r}: its arrays need {elements * 8 / 2**30:,.1f} GiB, more than the "
+            f"{MAX_LAYER_BYTES / 2**30:g} GiB the bench allocates for one layer. Use smaller "
+            "sizes (e.g. fewer samples N).")
     return layer
 
 
@@ -269,6 +285,11 @@ def run(args: argparse.Namespace, *, matmul_rate: Callable[[], float] | None = N
     if args.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {args.repeats}. Try --repeats 10.")
     layers = [parse_layer(s) for s in (args.layers or DEFAULT_LAYERS)]
+    if args.json is not None and (args.json.exists() and not args.json.is_file()
+                                  or not args.json.parent.is_dir()):
+        raise ValueError(f"--json {args.json}: expected a file path in an existing directory "
+                         "(it names a directory, a device or a FIFO, or its folder is missing). "
+                         "Choose another --json.")   # checked before minutes of timing
     dtype = np.dtype(args.dtype)
     helper_was = _direct.ENABLED
     if args.engine == "numpy":
@@ -288,9 +309,10 @@ def run(args: argparse.Namespace, *, matmul_rate: Callable[[], float] | None = N
               f"between the layers); medians of {args.repeats} calls")
     print(format_rows(rows, header))
     if args.json is not None:
-        args.json.write_text(json.dumps({
+        write_file(args.json, json.dumps({
             "dtype": args.dtype, "threads": args.threads, "engine": args.engine,
             "helper": helper, "matmul_gflops": mm, "matmul_gflops_samples": samples,
             "warnings": [BUSY] if any(r.busy for r in rows) else [],
-            "layers": [{**asdict(r), "total_ms": r.total_ms} for r in rows]}, indent=2))
+            "layers": [{**asdict(r), "total_ms": r.total_ms} for r in rows]},
+            indent=2).encode(), "bench results")
     return 0
