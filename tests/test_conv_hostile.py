@@ -286,3 +286,17 @@ def test_the_helper_refuses_sizes_whose_products_overflow(call) -> None:
                          timeout=60)
     assert run.returncode == 0, f"crashed ({run.returncode}): {run.stderr[-500:]}"
     assert run.stdout.startswith(("OverflowError", "ValueError")), run.stdout
+
+
+@pytest.mark.parametrize("kw", [{"stride": 2**63}, {"stride": 10**30}, {"dilation": 2**62},
+                                {"padding": 2**41}, {"stride": (1, 2**63)}])
+def test_arguments_beyond_any_array_are_a_value_error_not_an_overflow(kw):
+    """A stride of 2**63 overflowed numpy's strided views (OverflowError: Python int too large
+    to convert to C long); 2**40 is the documented bound, and it still computes."""
+    nd = len(kw["stride"]) if isinstance(kw.get("stride"), tuple) else 1
+    x, w = np.ones((1, 1) + (6,) * nd), np.ones((1, 1) + (3,) * nd)
+    for call in (lambda: conv(x, w, **kw), lambda: conv_grad_weight(x, x[..., :1], w.shape, **kw),
+                 lambda: conv_grad_input(x[..., :1], w, x.shape, **kw)):
+        with pytest.raises(ValueError, match=r"must be at most 2\*\*40"):
+            call()
+    assert conv(x, w, stride=2**40).shape == (1, 1) + (1,) * nd

@@ -58,7 +58,7 @@ def as_tuple(value: int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a tuple of {nd} ints, got bool {value!r}.")
     if isinstance(value, int | np.integer):
-        return (int(value),) * nd
+        return (_bounded(int(value), name),) * nd
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) == 1 and nd > 1:
             value = tuple(value) * nd
@@ -71,11 +71,24 @@ def as_tuple(value: int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
         for v in value:
             if isinstance(v, bool) or not isinstance(v, int | np.integer):
                 raise TypeError(f"{name} entries must be ints, got {type(v).__name__} {v!r}.")
-            out.append(int(v))
+            out.append(_bounded(int(v), name))
         return tuple(out)
     raise TypeError(
         f"{name} must be an int or a tuple of {nd} ints, got {type(value).__name__} {value!r}."
     )
+
+
+#: Largest size, stride, dilation or padding accepted (2**40, about 10**12): no array reaches
+#: that far, and index arithmetic on it stays far from int64's end (a stride of 2**63 made
+#: numpy's strided views overflow).
+MAX_EXTENT = 2**40
+
+
+def _bounded(v: int, name: str) -> int:
+    if abs(v) > MAX_EXTENT:
+        raise ValueError(f"{name} must be at most 2**40 (about 1.1e12) in magnitude, got {v}: "
+                         f"no array reaches that far. Pass a smaller {name}.")
+    return v
 
 
 def conv_output_size(i: int, k: int, s: int = 1, p_lo: int = 0, p_hi: int | None = None,
