@@ -300,3 +300,21 @@ def test_arguments_beyond_any_array_are_a_value_error_not_an_overflow(kw):
         with pytest.raises(ValueError, match=r"must be at most 2\*\*40"):
             call()
     assert conv(x, w, stride=2**40).shape == (1, 1) + (1,) * nd
+
+
+@pytest.mark.parametrize(("kw", "x_shape"), [
+    ({"stride": 2, "dilation": 10**12, "output_padding": 10**6}, (1, 1, 1, 6)),
+    ({"stride": 1, "dilation": 20001, "output_padding": 20000}, (1, 1, 1, 1)),
+])
+def test_conv_transpose_sizes_its_output_before_padding_its_input(kw, x_shape):
+    """The layer padded x for stride <= output_padding < dilation before any guard ran: a
+    MemoryError (931 GiB), or 1.6 GB spent before the ValueError. Traced memory stays small."""
+    layer = ConvTranspose2d(1, 1, 2, **kw)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match=r"the output of one sample would need"):
+            layer.forward(np.ones(x_shape, np.float32))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20

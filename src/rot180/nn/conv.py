@@ -30,10 +30,12 @@ cells, and ``x`` is extended with zero cells (which feed nothing) to match.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from ..functional._engine import _guard as guard_sample
 from ..functional.conv import conv, conv_grad_bias, conv_grad_input, conv_grad_weight
 from ..functional.shapes import (
     as_tuple,
@@ -244,8 +246,15 @@ class _ConvTransposeNd(_ConvBase):
             )
         reach = conv_output_shape(out, self.kernel_size, self.stride, self._pads, self.dilation)
         extra = [r - i for r, i in zip(reach, spatial_in, strict=True)]
+        # The output and the padded input are sized before either is made (the engine's guard:
+        # 931 GiB here was numpy's MemoryError from np.pad, 6 GiB cost 1.6 GB first).
+        item = x.dtype.itemsize
+        guard_sample(self.out_channels * math.prod(out) * item, "the output",
+                     (self.groups, self.out_channels // self.groups, *out))
         xe = x
         if any(extra):  # only when stride <= output_padding < dilation: see the module doc
+            guard_sample(self.in_channels * math.prod(reach) * item, "the padded input",
+                         (self.in_channels, *reach))
             xe = np.pad(x, [(0, 0)] * (x.ndim - nd) + [(0, e) for e in extra])
         y = conv_grad_input(xe, self.weight.data, out, **self._kw)
         if self.bias is not None:
