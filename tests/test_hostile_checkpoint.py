@@ -130,11 +130,21 @@ def _set(meta: dict, dotted: str, value: object) -> dict:
     ("class_names", list(range(10)), r"class_names must be a list of 10 names"),
     ("data", [], r"data must be a JSON object, got list"),
     ("data.name", 7, r"data\.name must be a data set name, got int 7"),
-    ("data.std", [0.0], r"data\.std must hold finite numbers > 0, got float 0\.0"),
+    ("data.std", [0.0], r"data\.std must hold finite numbers in \[1e-06, 1000\], got float 0\.0"),
+    ("data.std", [1e-320], r"data\.std must hold finite numbers in \[1e-06, 1000\]"),
+    ("data.mean", [1e308], r"data\.mean must hold finite numbers in \[-1000, 1000\]"),
     ("data.std", [], r"data\.std must be a list of 1 numbers"),
-    ("data.mean", ["0.1"], r"data\.mean must hold finite numbers, got str"),
-    ("data.max_value", 0, r"data\.max_value must be a number in \(0, 65535\], got int 0"),
-    ("data.max_value", 1e400, r"data\.max_value must be a number in \(0, 65535\]"),
+    ("data.mean", ["0.1"], r"data\.mean must hold finite numbers in .*, got str"),
+    ("data.max_value", 0, r"data\.max_value must be a number in \[1, 65535\], got int 0"),
+    ("data.max_value", 1e-300, r"data\.max_value must be a number in \[1, 65535\]"),
+    ("data.max_value", 1e400, r"data\.max_value must be a number in \[1, 65535\]"),
+    # names are echoed to the terminal: no escape sequences or carriage returns
+    ("class_names", ["0", "\x1b[31mRED\x1b[0m\rOVERWRITTEN"] + [str(i) for i in range(2, 10)],
+     r"class_names must be a list of 10 names"),
+    ("data.name", "mnist\x1b[2J", r"data\.name must be a data set name"),
+    # a LeNet card that claims 4096x4096 images (it cost 9 s and 1.7 GB before an error)
+    ("image_shape", [1, 4096, 4096], r"image_shape \[1, 4096, 4096\] does not fit the model: "
+                                     r"lenet5 needs 28x28 images"),
     ("model_config", "small", r"model_config must be a JSON object, got str"),
 ])
 def test_each_malformed_card_field_is_a_checkpoint_error(tmp_path, field, value,

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from ..models import image_size_error
+
 __all__ = ["ModelCard", "check_model_spec", "probabilities", "CONFIG_KEYS"]
 
 #: The configuration keys each model of the zoo accepts from a checkpoint (nothing else: a
@@ -44,6 +46,8 @@ _DEFAULT_WIDTH = {"vgg_small": 32, "resnet_small": 16}
 _MAX_SIDE = 4096          # image height or width
 _MAX_NAME = 200           # characters in a class or data set name
 _MAX_COUNT = 100_000      # classes, channels, width: far above any model here
+_MAX_NORM = 1e3           # |mean| and std, in units of image / max_value (images are in [0, 1])
+_MIN_STD = 1e-6
 
 
 def _error(path: Path | str, what: str) -> Exception:
@@ -61,17 +65,17 @@ def _int(value: object, name: str, path: Path | str, lo: int = 1, hi: int = _MAX
     return value
 
 
-def _floats(value: object, name: str, path: Path | str, n: int, *, positive: bool
-            ) -> tuple[float, ...]:
+def _floats(value: object, name: str, path: Path | str, n: int, *, positive: bool,
+            lo: float = -_MAX_NORM, hi: float = _MAX_NORM) -> tuple[float, ...]:
     if not isinstance(value, list) or len(value) != n:
         raise _error(path, f"{name} must be a list of {n} numbers (one per channel), got "
                            f"{_describe(value)}")
     out = []
     for v in value:
         if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) \
-                or (positive and v <= 0):
-            raise _error(path, f"{name} must hold finite numbers{' > 0' if positive else ''}, "
-                               f"got {_describe(v)}")
+                or (positive and v <= 0) or not lo <= v <= hi:
+            raise _error(path, f"{name} must hold finite numbers in [{lo:g}, {hi:g}], got "
+                               f"{_describe(v)}")
         out.append(float(v))
     return tuple(out)
 
@@ -177,26 +181,31 @@ class ModelCard:
         if not isinstance(shape, list) or len(shape) != 3:
             raise _error(path, f"image_shape must be a list [C, H, W], got {_describe(shape)}")
         c, h, w = (_int(v, "image_shape", path, 1, _MAX_SIDE) for v in shape)
+        if problem := image_size_error(model, (c, h, w), "its image_shape"):
+            raise _error(path, f"image_shape {[c, h, w]} does not fit the model: {problem}")
         if c != in_channels:
             raise _error(path, f"image_shape has {c} channels but the model takes {in_channels}")
         names = meta.get("class_names")
         n_out = config.get("num_classes", 10)
+        # printable: a name is echoed to the terminal (no escape sequences, no carriage return)
         if not isinstance(names, list) or len(names) != n_out or not all(
-                isinstance(s, str) and 0 < len(s) <= _MAX_NAME for s in names):
+                isinstance(s, str) and 0 < len(s) <= _MAX_NAME and s.isprintable()
+                for s in names):
             raise _error(path, f"class_names must be a list of {n_out} names (one per output), "
                                f"got {_describe(names)}")
         data = _mapping(meta.get("data"), "data", path)
         name = data.get("name")
-        if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME:
+        if not isinstance(name, str) or not 0 < len(name) <= _MAX_NAME or not name.isprintable():
             raise _error(path, f"data.name must be a data set name, got {_describe(name)}")
         max_value = data.get("max_value")
         if isinstance(max_value, bool) or not isinstance(max_value, int | float) \
-                or not 0 < max_value <= 65535:
-            raise _error(path, f"data.max_value must be a number in (0, 65535], got "
+                or not 1 <= max_value <= 65535:
+            raise _error(path, f"data.max_value must be a number in [1, 65535], got "
                                f"{_describe(max_value)}")
         return cls(model, config, (c, h, w), tuple(names), name,
                    _floats(data.get("mean"), "data.mean", path, c, positive=False),
-                   _floats(data.get("std"), "data.std", path, c, positive=True),
+                   _floats(data.get("std"), "data.std", path, c, positive=True,
+                           lo=_MIN_STD),
                    float(max_value))
 
     def check_images(self, shape: Sequence[int], source: str) -> None:
