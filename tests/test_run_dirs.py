@@ -80,8 +80,9 @@ def test_the_default_out_is_per_model_and_data_and_never_reused(tmp_path, capsys
     code, out, _ = run_cli(capsys, "train", "--epochs", "1", "--seed", "4", *FAST)  # run again
     assert code == 0
     assert out.startswith("runs/lenet5-mnist5k holds an earlier run (kept); this run goes to "
-                          "runs/lenet5-mnist5k-2. Pass --out runs/lenet5-mnist5k --resume to "
-                          "continue that one instead.\n")
+                          "runs/lenet5-mnist5k-2. To go on with that one instead, pass --out "
+                          "runs/lenet5-mnist5k --resume (an interrupted run), or add --epochs N "
+                          "to extend a finished one.\n")
     assert snapshot(tmp_path / "runs" / "lenet5-mnist5k") == first
     code, out, _ = run_cli(capsys, "train", "--model", "resnet_small", "--epochs", "1", *FAST)
     assert code == 0 and "-> runs/resnet_small-mnist5k\n" in out
@@ -325,3 +326,15 @@ def test_best_is_chosen_on_a_validation_cut_and_the_test_split_is_scored_at_the_
         assert r[f"{name}_acc"] == acc and r[f"{name}_loss"] == pytest.approx(loss, rel=1e-6)
     assert r["images"] == len(test) == 128 and r["last_epoch"] == 2
     assert dataclasses.asdict(t.cfg)["val_fraction"] == 0.1
+
+
+def test_a_file_where_the_default_out_would_go_is_named_as_a_file(tmp_path, monkeypatch) -> None:
+    """It was called "an earlier run", with a --resume hint that then failed on the file."""
+    from rot180.train.rundir import default_out
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "lenet5-mnist5k").write_text("not a run")
+    chosen, note = default_out("lenet5", "mnist5k")
+    assert chosen == Path("runs/lenet5-mnist5k-2")
+    assert note == "runs/lenet5-mnist5k is a file (kept); this run goes to runs/lenet5-mnist5k-2."

@@ -67,8 +67,11 @@ def default_out(model: str, data: str, root: str | os.PathLike = "runs") -> tupl
     while holds_run(Path(f"{base}-{n}")) or Path(f"{base}-{n}").is_file():
         n += 1
     chosen = Path(f"{base}-{n}")
-    return chosen, (f"{base} holds an earlier run (kept); this run goes to {chosen}. Pass "
-                    f"--out {base} --resume to continue that one instead.")
+    if not base.is_dir():
+        return chosen, f"{base} is a file (kept); this run goes to {chosen}."
+    return chosen, (f"{base} holds an earlier run (kept); this run goes to {chosen}. To go on "
+                    f"with that one instead, pass --out {base} --resume (an interrupted run), "
+                    "or add --epochs N to extend a finished one.")
 
 
 def refuse_existing(directory: Path, found: list[str]) -> RunExistsError:
