@@ -189,3 +189,19 @@ def test_a_socket_or_a_symlink_loop_is_refused_with_the_path(tmp_path):
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     with pytest.raises(DataError, match=r"loop: cannot open the data file: Too many levels"):
         read_regular(tmp_path / "loop", max_bytes=10, what="data file", error=DataError)
+
+
+def test_an_array_shape_numpy_cannot_hold_is_a_data_error():
+    """A CIFAR-style dict whose empty array claims shape (0, 2**70) (as Python 3's pickle of
+    numpy writes it, the bytes through _codecs.encode): no bytes, so the size check passed, and
+    numpy's reshape said only "Maximum allowed dimension exceeded", naming no file."""
+    forged = bytes.fromhex(
+    "80027d710028635f636f646563730a656e636f64650a7101580400000064617461710258060000006c617469"
+    "6e317103867104527105636e756d70792e5f636f72652e6d756c746961727261790a5f7265636f6e73747275"
+    "63740a7106636e756d70790a6e6461727261790a71074b0085710868015801000000627109680386710a5271"
+    "0b87710c52710d284b014b008a0900000000000000004086710e636e756d70790a64747970650a710f580200"
+    "0000753171108988877111527112284b0358010000007c71134e4e4e4affffffff4affffffff4b0074711462"
+    "89635f636f646563730a656e636f64650a580000000058060000006c6174696e318652711674711762680158"
+    "060000006c6162656c737118680386711952711a5d711b752e")
+    with pytest.raises(DataError, match=r"huge: bad array shape \(0, 1180591620717411303424\)"):
+        parse_pickle_data(forged, source="huge")

@@ -155,7 +155,11 @@ class _Reader:
         if len(shape) > MAX_DEPTH // 2:   # numpy allows 64 axes; an image batch has 2-4
             raise self.fail(f"array of {len(shape)} axes (shape {shape})", at)
         flat = np.frombuffer(raw, dtype=dt)
-        return flat.reshape(shape, order="F" if fortran else "C").astype(dt.newbyteorder("="))
+        try:
+            out = flat.reshape(shape, order="F" if fortran else "C")
+        except ValueError as exc:   # e.g. (0, 2**70): no bytes, but an axis numpy cannot hold
+            raise self.fail(f"bad array shape {shape!r} ({exc})", at) from None
+        return out.astype(dt.newbyteorder("="))
 
     def run(self) -> Any:
         while True:
