@@ -85,8 +85,10 @@ def axis_arg(axis: object, ndim: int, op: str) -> int:
     return int(axis)
 
 
-def shape_arg(value: object, name: str, op: str) -> tuple[int, ...]:
-    """A shape argument (e.g. ``input_shape``): a tuple of positive ints."""
+def shape_arg(value: object, name: str, op: str, *, empty_batch: bool = False
+              ) -> tuple[int, ...]:
+    """A shape argument (e.g. ``input_shape``): a tuple of positive ints; with
+    ``empty_batch`` the first axis may also be 0 (a batch of no samples, as PyTorch)."""
     if isinstance(value, np.ndarray | str | bytes) or not isinstance(value, Sequence):
         raise TypeError(f"{op}: {name} must be a tuple of ints, got {type(value).__name__}. "
                         "Pass x.shape of the forward input.")
@@ -95,7 +97,8 @@ def shape_arg(value: object, name: str, op: str) -> tuple[int, ...]:
             raise TypeError(f"{op}: {name} must be a tuple of ints, got {type(v).__name__} "
                             f"{v!r} in {tuple(value)!r}. Pass x.shape of the forward input.")
     shape = tuple(int(v) for v in value)
-    if any(v < 1 for v in shape):
+    rest = shape[1:] if empty_batch and len(shape) > 1 and shape[0] == 0 else shape
+    if any(v < 1 for v in rest):
         raise ValueError(f"{op}: {name} must have no zero-size or negative axis, got {shape}. "
                          "Pass x.shape of the forward input.")
     return shape

@@ -329,7 +329,7 @@ def max_pool_grad(dy: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int]
     """
     op = "max_pool_grad"
     dy = V.float_array(dy, "dy")
-    shape = _shape_arg(input_shape, op)
+    shape = V.shape_arg(input_shape, "input_shape", op, empty_batch=True)
     if kernel_size is None:
         nd = _spatial_dims(kernel_size, len(shape), op, nd)
         _check_extent(shape, nd, op)
@@ -462,7 +462,7 @@ def avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int], kernel_size: Size,
     """
     op = "avg_pool_grad"
     dy = V.float_array(dy, "dy")
-    shape = _shape_arg(input_shape, op)
+    shape = V.shape_arg(input_shape, "input_shape", op, empty_batch=True)
     sp = _spec(shape, kernel_size, stride, padding, ceil_mode, op, nd=nd)
     expect = shape[:-sp.nd] + sp.out
     if dy.shape != expect:
@@ -476,15 +476,6 @@ def avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int], kernel_size: Size,
     for v in sp.views(dxp):
         v += g
     return sp.unpad(dxp, shape)
-
-
-def _shape_arg(input_shape: object, op: str) -> tuple[int, ...]:
-    """``V.shape_arg``, except that the first (batch) axis may be 0: an empty batch."""
-    if (isinstance(input_shape, Sequence) and not isinstance(input_shape, str | bytes)
-            and len(input_shape) > 1 and not isinstance(input_shape[0], bool)
-            and isinstance(input_shape[0], int | np.integer) and input_shape[0] == 0):
-        return (0, *V.shape_arg(input_shape[1:], "input_shape", op))
-    return V.shape_arg(input_shape, "input_shape", op)
 
 
 # -- adaptive average pooling --------------------------------------------------------------------
@@ -558,7 +549,7 @@ def adaptive_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.nda
     """
     op = "adaptive_avg_pool_grad"
     dy = V.float_array(dy, "dy")
-    shape = _shape_arg(input_shape, op)
+    shape = V.shape_arg(input_shape, "input_shape", op, empty_batch=True)
     if dy.ndim != len(shape) or 0 in dy.shape[1:] or (dy.shape[0] == 0) != (shape[0] == 0):
         raise ValueError(
             f"{op}: dy {dy.shape} must have as many axes as input_shape {shape} (the forward "
@@ -607,7 +598,7 @@ def global_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarr
     """
     op = "global_avg_pool_grad"
     dy = V.float_array(dy, "dy")
-    shape = _shape_arg(input_shape, op)
+    shape = V.shape_arg(input_shape, "input_shape", op, empty_batch=True)
     if dy.ndim != len(shape) or any(d not in (1, n) for d, n in zip(dy.shape, shape,
                                                                     strict=True)):
         raise ValueError(
