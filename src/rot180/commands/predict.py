@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.images import load_images
 from ..train.card import probabilities
 from ..train.checkpoint import load_checkpoint
-from ..train.images import load_images
 from ._options import at_least_one
 
 HELP = "classify PNG/JPEG images with a checkpoint; prints the top classes"

@@ -29,11 +29,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.images import load_images
     from ..explain.saliency import saliency, saliency_figure
     from ..train import metrics as M
     from ..train.card import probabilities
     from ..train.checkpoint import load_checkpoint
-    from ..train.images import load_images
     from ._options import figure_path
 
     out = figure_path(args.out)

@@ -236,7 +236,7 @@ class ModelCard:
             raise ValueError(
                 f"model_input expects images of shape (N, {want}), got "
                 f"{getattr(raw, 'shape', type(raw).__name__)}. Read files with "
-                "rot180.train.images.load_images(paths, card.image_shape)."
+                "rot180.data.load_images(paths, card.image_shape)."
             )
         scaled = raw if max_value == self.max_value else np.round(
             raw * (self.max_value / max_value))

@@ -1,7 +1,7 @@
 """Metrics and their pictures: accuracy, confusion matrix, the metrics CSV and training curves.
 
 Every file is written whole or not at all: figures are drawn into memory and, like the CSV,
-written with :func:`~rot180.train.checkpoint.write_file` (temporary file, fsync, rename), so a
+written with :func:`~rot180._files.write_file` (temporary file, fsync, rename), so a
 full disk leaves the previous file intact and raises the checkpoint's kind of message.
 """
 
@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .._files import write_file
 
 __all__ = ["accuracy", "confusion_matrix", "format_confusion", "METRIC_COLUMNS",
            "write_metrics_csv", "read_metrics_csv", "plot_curves", "plot_confusion",
@@ -50,8 +52,6 @@ def format_confusion(cm: np.ndarray, labels: Sequence[str] | None = None) -> str
 
 def write_metrics_csv(path: str | os.PathLike, rows: Sequence[dict]) -> None:
     """(Re)write ``metrics.csv`` with :data:`METRIC_COLUMNS`, one row per epoch."""
-    from .checkpoint import write_file
-
     lines = [",".join(METRIC_COLUMNS)]
     for r in rows:
         lines.append(",".join(
@@ -76,8 +76,6 @@ def save_figure(fig: Any, path: str | os.PathLike, **savefig: Any) -> Path:
         fig.savefig(buf, format=path.suffix.lstrip(".").lower() or "png", **savefig)
     finally:
         _pyplot().close(fig)   # a no-op for a Figure that pyplot does not manage
-    from .checkpoint import write_file
-
     return write_file(path, buf.getvalue(), "figure")
 
 
