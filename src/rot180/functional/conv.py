@@ -151,6 +151,13 @@ def conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None, *, stride: i
     """
     x, w, b, spec = V.conv_args(x, w, b, stride=stride, padding=padding, dilation=dilation,
                                 groups=groups, op="conv")
+    return conv_spec(x, w, b, spec, flip)
+
+
+def conv_spec(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, spec: V.ConvSpec,
+              flip: bool = False) -> np.ndarray:
+    """:func:`conv` on arguments already checked against ``spec`` (layers resolve their spec
+    once, at construction, and check each input against it)."""
     if flip:
         w = rot180(w)
     xb = _batched(x, spec.nd)
@@ -190,6 +197,12 @@ def conv_grad_input(dz: np.ndarray, w: np.ndarray, input_shape: Sequence[int], *
     """
     dz, w, spec, shp = V.grad_input_args(dz, w, input_shape, stride=stride, padding=padding,
                                          dilation=dilation, groups=groups, op="conv_grad_input")
+    return conv_grad_input_spec(dz, w, shp, spec, flip)
+
+
+def conv_grad_input_spec(dz: np.ndarray, w: np.ndarray, shp: tuple[int, ...],
+                         spec: V.ConvSpec, flip: bool = False) -> np.ndarray:
+    """:func:`conv_grad_input` on checked arguments; ``shp`` is the full input shape."""
     nd, g = spec.nd, spec.groups
     dzb = _batched(dz, nd)
     if dzb.shape[0] == 0:
@@ -228,6 +241,12 @@ def conv_grad_weight(x: np.ndarray, dz: np.ndarray, weight_shape: Sequence[int],
     x, dz, spec, wshape = V.grad_weight_args(x, dz, weight_shape, stride=stride,
                                              padding=padding, dilation=dilation, groups=groups,
                                              op="conv_grad_weight")
+    return conv_grad_weight_spec(x, dz, wshape, spec, flip)
+
+
+def conv_grad_weight_spec(x: np.ndarray, dz: np.ndarray, wshape: tuple[int, ...],
+                          spec: V.ConvSpec, flip: bool = False) -> np.ndarray:
+    """:func:`conv_grad_weight` on checked arguments; ``wshape`` is the weight's shape."""
     nd, g = spec.nd, spec.groups
     xb, dzb = _batched(x, nd), _batched(dz, nd)
     if xb.shape[0] == 0:

@@ -1,0 +1,148 @@
+"""The engine's knobs in one place: a frozen :class:`Tuning` and the :func:`tuning` context.
+
+Every threshold and switch the convolution engine consults lives in one dataclass. The
+defaults are what the benchmarks chose (the measurement behind each is in ``BENCHMARKS.md``,
+"Engine thresholds"); tests, ``rot180 bench`` and users change them the same way::
+
+    with rot180.functional.tuning(force="im2col", threads=1):
+        y = conv(x, w)              # every call in the block uses im2col where it accepts
+                                    # the call, on one thread
+
+Settings are held in a :class:`contextvars.ContextVar`: a ``with tuning(...)`` block affects
+the code it runs (and the engine's worker threads, which run in a copy of the caller's
+context), not another user thread's calls. Blocks nest; leaving one restores what was before.
+
+``ROT180_PURE_NUMPY=1`` in the environment stays the one environment switch: it makes
+``helper=False`` the default (the compiled helper is never used; the NumPy realisations do
+everything).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+__all__ = ["Tuning", "tuning", "get_tuning"]
+
+
+def _helper_default() -> bool:
+    return os.environ.get("ROT180_PURE_NUMPY", "") in ("", "0")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """How the engine realises correlations. Results are the same sums whatever the settings
+    (to rounding; bit for bit given the same realisation and thread count).
+
+    Attributes:
+        force: the name of a registered realisation (``rot180.functional.realisations()``) to use
+            wherever it accepts a call; calls it does not accept (a 3-D call for the 2-D
+            helper, a 3x3 kernel for ``"pointwise"``) are realised by the usual rule. None: the
+            rule alone.
+        threads: threads for one call's batch chunks; None follows numpy's BLAS thread count
+            (``threadpoolctl`` limits and ``OPENBLAS_NUM_THREADS`` are honoured), capped by the
+            CPUs.
+        helper: whether the optional compiled helper (the ``direct`` realisation) may be used.
+            Default: on where it was built, off under ``ROT180_PURE_NUMPY=1``.
+        chunk_bytes: bytes of expanded input (im2col columns, kn2row products) per batch chunk.
+        kn2row_ratio: kn2row instead of im2col when ``kn2row_ratio * C_out < C_in``.
+        fold_max_row: fold the batch into rows shorter than this (whole batch in one chunk).
+        stack_min_fill: stack a strided input gradient's sub-pixel phases into one helper call
+            when at least this fraction of the stacked kernel's taps are real ...
+        stack_min_taps: ... and the stacked kernel has at least this many taps (or exactly 1).
+        parallel_min_macs: run batch chunks on several threads from this many multiply-adds.
+        direct_min_fill: the helper takes a batch (or its bands of rows) that fills at least
+            this fraction of its blocks of 16 lanes.
+        direct_bands: whether a small batch may be cut into bands of output rows for the helper.
+        narrow_tiles: run the helper's tiles for CPUs without AVX-512 even where it has it (to
+            test both kinds on one machine).
+        max_sample_bytes: the most one sample may expand to before a call raises ValueError.
+    """
+
+    force: str | None = None
+    threads: int | None = None
+    helper: bool = dataclasses.field(default_factory=_helper_default)
+    chunk_bytes: int = 4 * 2**20
+    kn2row_ratio: float = 1
+    fold_max_row: int = 32
+    stack_min_fill: float = 0.45
+    stack_min_taps: int = 9
+    parallel_min_macs: int = 5 * 10**7
+    direct_min_fill: float = 0.75
+    direct_bands: bool = True
+    narrow_tiles: bool = False
+    max_sample_bytes: int = 2 * 2**30
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            _check(f.name, value, _KINDS[f.name])
+
+
+# name -> (accepted types, lowest value or None); bool is not an int here.
+_KINDS: dict[str, tuple[tuple[type, ...], float | None]] = {
+    "force": ((str, type(None)), None),
+    "threads": ((int, type(None)), 1),
+    "helper": ((bool,), None),
+    "chunk_bytes": ((int,), 1),
+    "kn2row_ratio": ((int, float), 0),
+    "fold_max_row": ((int,), 0),
+    "stack_min_fill": ((int, float), 0),
+    "stack_min_taps": ((int,), 0),
+    "parallel_min_macs": ((int,), 0),
+    "direct_min_fill": ((int, float), 0),
+    "direct_bands": ((bool,), None),
+    "narrow_tiles": ((bool,), None),
+    "max_sample_bytes": ((int,), 1),
+}
+MAX_THREADS = 1024
+
+
+def _check(name: str, value: object, kind: tuple[tuple[type, ...], float | None]) -> None:
+    types, low = kind
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+        want = " or ".join("None" if t is type(None) else t.__name__ for t in types)
+        raise TypeError(f"tuning: {name} must be {want}, got {type(value).__name__} "
+                        f"{value!r}.")
+    if low is not None and value is not None and not value >= low:     # NaN fails too
+        raise ValueError(f"tuning: {name} must be >= {low}, got {value!r}.")
+    if name == "threads" and value is not None and value > MAX_THREADS:
+        raise ValueError(f"tuning: threads must be at most {MAX_THREADS}, got {value}; "
+                         "use os.cpu_count() or fewer.")
+
+
+_CURRENT: contextvars.ContextVar[Tuning] = contextvars.ContextVar("rot180_tuning")
+
+
+def get_tuning() -> Tuning:
+    """The settings in force here (the defaults outside any :func:`tuning` block)."""
+    try:
+        return _CURRENT.get()
+    except LookupError:
+        t = Tuning()
+        _CURRENT.set(t)
+        return t
+
+
+@contextlib.contextmanager
+def tuning(**changes: object) -> Iterator[Tuning]:
+    """Change some of the engine's settings (:class:`Tuning`'s fields) inside a ``with`` block.
+
+    Unknown names raise TypeError listing the known ones; a value of the wrong type or range
+    raises TypeError / ValueError. Yields the settings in force inside the block.
+    """
+    known = [f.name for f in dataclasses.fields(Tuning)]
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise TypeError(f"tuning: unknown setting(s) {', '.join(map(repr, unknown))}; the "
+                        f"settings are {', '.join(known)}.")
+    new = dataclasses.replace(get_tuning(), **changes)
+    token = _CURRENT.set(new)
+    try:
+        yield new
+    finally:
+        _CURRENT.reset(token)
