@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 import rot180.functional._direct as D
-import rot180.functional._engine as E
 from rot180.functional import conv, conv_grad_input, conv_grad_weight
+from rot180.functional._tuning import tuning
 from rot180.functional.reference import (
     conv_direct,
     conv_grad_input_direct,
@@ -24,7 +24,7 @@ from rot180.functional.reference import (
 )
 
 pytestmark = pytest.mark.skipif(
-    not D.ENABLED, reason="the compiled helper rot180.functional._directc is not built or off")
+    not D.available(), reason="the compiled helper rot180.functional._directc is not built or off")
 
 # (input shape, C_out, kernel, stride, padding, dilation, groups): LeNet's layers at batch 64 and
 # odd batches, 1-D, strided, dilated and grouped ones.
@@ -51,13 +51,16 @@ def _arrays(shape, c_out, k, stride, padding, dilation, groups, dtype, seed=0):
 
 
 @pytest.fixture
-def always_direct(monkeypatch):
-    monkeypatch.setattr(D, "MIN_FILL", 0)
+def always_direct():
+    with tuning(direct_min_fill=0):
+        yield
 
 
 @pytest.fixture
 def calls(monkeypatch) -> list[str]:
-    """The helper's calls, in order: "c" for a correlation, "k" for a kernel gradient."""
+    """The helper's calls, in order: "c" for a correlation, "k" for a kernel gradient. (Until
+    the engine's plan says which realisation runs, wrapping the two entry points is how to
+    see it.)"""
     seen: list[str] = []
     real_c, real_k = D.correlate, D.correlate_kernel
     monkeypatch.setattr(D, "correlate", lambda *a, **k: seen.append("c") or real_c(*a, **k))
@@ -82,13 +85,14 @@ def test_float64_equals_the_direct_loops(case, always_direct) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[str(c[0]) for c in CASES])
-def test_float32_agrees_with_the_numpy_engine(case, always_direct, monkeypatch) -> None:
+def test_float32_agrees_with_the_numpy_engine(case, always_direct) -> None:
     x, w, b, dz, kw = _arrays(*case, np.float32)
     ours = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
             conv_grad_weight(x, dz, w.shape, **kw))
-    monkeypatch.setattr(D, "ENABLED", False)
-    numpy_ = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
-              conv_grad_weight(x, dz, w.shape, **kw))
+    with tuning(helper=False):
+        assert not D.available() and not D.usable(64, 2, np.float32)
+        numpy_ = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
+                  conv_grad_weight(x, dz, w.shape, **kw))
     for a, r in zip(ours, numpy_, strict=True):
         assert a.dtype == np.float32 and a.shape == r.shape
         np.testing.assert_allclose(a, r, rtol=0, atol=2e-5 * max(1.0, np.abs(r).max()))
@@ -118,10 +122,17 @@ def test_the_choice_of_bands() -> None:
     assert D.bands(3, 3, 1) == 0                    # at most 9 of 16 lanes
 
 
-def test_no_bands_when_switched_off(monkeypatch) -> None:
-    monkeypatch.setattr(D, "BANDS", False)
-    assert D.bands(8, 112, 2) == 0
-    assert D.bands(64, 32, 2) == 1
+def test_no_bands_when_switched_off() -> None:
+    with tuning(direct_bands=False):
+        assert D.bands(8, 112, 2) == 0
+        assert D.bands(64, 32, 2) == 1
+    assert D.bands(8, 112, 2) == 4              # the cached choice follows the settings back
+
+
+def test_the_fill_threshold_is_a_setting() -> None:
+    assert D.bands(8, 1, 2) == 0 and not D.usable(8, 1, np.float32)
+    with tuning(direct_min_fill=0.5):
+        assert D.bands(8, 1, 2) == 1 and D.usable(8, 1, np.float32)
 
 
 # (input shape, C_out, kernel, stride, padding, dilation, groups): batches that fill their lanes
@@ -137,31 +148,31 @@ SMALL = [
 
 @pytest.mark.parametrize("threads_min", [0, 10**18], ids=["pooled", "serial"])
 @pytest.mark.parametrize("case", SMALL, ids=[str(c[0]) for c in SMALL])
-def test_small_batches_in_bands_equal_the_direct_loops(case, threads_min, calls,
-                                                       monkeypatch) -> None:
-    monkeypatch.setattr(E, "PARALLEL_MIN_MACS", threads_min)
+def test_small_batches_in_bands_equal_the_direct_loops(case, threads_min, calls) -> None:
     x, w, b, dz, kw = _arrays(*case, np.float64)
     assert D.bands(x.shape[0], dz.shape[2], 1) > 1
     calls.clear()                               # _arrays ran a forward pass to size dz
-    _assert_equals_the_direct_loops(x, w, b, dz, kw)
+    with tuning(parallel_min_macs=threads_min):
+        _assert_equals_the_direct_loops(x, w, b, dz, kw)
     assert calls[0] == "c" and calls[-1] == "k"  # forward, (input gradient,) kernel gradient
 
 
-def test_bands_give_the_bits_of_whole_samples(monkeypatch) -> None:
+def test_bands_give_the_bits_of_whole_samples() -> None:
     """Each output's sum runs in the same order whichever band computes it."""
     x, w, b, dz, kw = _arrays((8, 3, 30, 31), 5, 7, 2, 3, 1, 1, np.float32)
-    monkeypatch.setattr(D, "MIN_FILL", 0)
-    banded = conv(x, w, b, **kw)
-    monkeypatch.setattr(D, "BANDS", False)
-    np.testing.assert_array_equal(conv(x, w, b, **kw), banded)
+    with tuning(direct_min_fill=0):
+        assert D.bands(8, 12, 1) > 1
+        banded = conv(x, w, b, **kw)
+        with tuning(direct_bands=False):
+            assert D.bands(8, 12, 1) == 1
+            np.testing.assert_array_equal(conv(x, w, b, **kw), banded)
 
 
 @pytest.fixture(params=["wide", "narrow"])
 def tiles(request):
     """The register tiles of this CPU, and those of CPUs without AVX-512 (4 x 4, 4 x 5)."""
-    was = D._directc.narrow(request.param == "narrow")
-    yield request.param
-    D._directc.narrow(was)
+    with tuning(narrow_tiles=request.param == "narrow"):
+        yield request.param
 
 
 @pytest.mark.parametrize("c_out", [1, 2, 3, 5, 8, 13, 20])
@@ -190,25 +201,25 @@ def test_large_layers_take_the_helper_for_every_pass(calls) -> None:
 
 
 @pytest.mark.parametrize("threads_min", [0, 10**18], ids=["pooled", "serial"])
-def test_repeated_calls_give_the_same_bits(threads_min, monkeypatch) -> None:
-    monkeypatch.setattr(E, "PARALLEL_MIN_MACS", threads_min)
+def test_repeated_calls_give_the_same_bits(threads_min) -> None:
     x, w, b, dz, kw = _arrays((64, 6, 14, 14), 16, 5, 1, 0, 1, 1, np.float32)
-    first = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
-             conv_grad_weight(x, dz, w.shape, **kw))
-    for _ in range(5):
-        again = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
+    with tuning(parallel_min_macs=threads_min):
+        first = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
                  conv_grad_weight(x, dz, w.shape, **kw))
-        for a, r in zip(again, first, strict=True):
-            np.testing.assert_array_equal(a, r)
+        for _ in range(5):
+            again = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
+                     conv_grad_weight(x, dz, w.shape, **kw))
+            for a, r in zip(again, first, strict=True):
+                np.testing.assert_array_equal(a, r)
 
 
-def test_forward_bits_do_not_depend_on_the_thread_split(monkeypatch) -> None:
+def test_forward_bits_do_not_depend_on_the_thread_split() -> None:
     """Each block of 16 samples is computed the same way whichever thread runs it."""
     x, w, b, _, kw = _arrays((64, 6, 14, 14), 16, 5, 1, 0, 1, 1, np.float32)
-    monkeypatch.setattr(E, "PARALLEL_MIN_MACS", 10**18)
-    serial = conv(x, w, b, **kw)
-    monkeypatch.setattr(E, "PARALLEL_MIN_MACS", 0)
-    np.testing.assert_array_equal(conv(x, w, b, **kw), serial)
+    with tuning(parallel_min_macs=10**18):
+        serial = conv(x, w, b, **kw)
+    with tuning(parallel_min_macs=0):
+        np.testing.assert_array_equal(conv(x, w, b, **kw), serial)
 
 
 @pytest.mark.parametrize("batch", [1, 15, 16, 17, 40])
@@ -217,12 +228,13 @@ def test_pack_and_unpack_are_inverse(batch, dtype) -> None:
     a = np.random.default_rng(batch).standard_normal((batch, 3, 5)).astype(dtype)
     blocks = -(-batch // D.LANES)
     p = np.empty((blocks, 3, 5, D.LANES), dtype)
-    D._directc.pack_padded(a, p, batch, 1, 0, 1, 1, 15, 1, 0, 0, 0, 0, blocks)
+    # Plain packing: whole samples of 15 values, one band each, no padding.
+    D._directc.pack_padded(a.reshape(batch, 1, 1, 15), p.reshape(blocks, 1, 1, 15, D.LANES))
     for b in range(blocks * D.LANES):
         expected = a[b] if b < batch else 0
         np.testing.assert_array_equal(p[b // D.LANES, ..., b % D.LANES], expected)
     back = np.empty_like(a)
-    D._directc.unpack_bands(p, back, batch, 1, 1, 15, 15, 0, blocks)
+    D._directc.unpack_bands(p.reshape(blocks, 1, 15, D.LANES), back.reshape(batch, 1, 15))
     np.testing.assert_array_equal(back, a)
 
 
@@ -240,7 +252,7 @@ def test_bands_are_packed_and_unpacked(batch, s, step, hp, pt, pl, pr, dtype) ->
     nb = -(-batch * s // D.LANES)
     for n0, n1 in [(0, nb), (nb - 1, nb)]:
         p = np.full((n1 - n0, 2, hp, pl + 17 + pr, D.LANES), np.nan, dtype)
-        D._directc.pack_padded(a, p, batch, s, step, 2, 10, 17, hp, pt, pl, pr, n0, n1)
+        D._directc.pack_padded(a, p, bands=s, step=step, top=pt, left=pl, first_block=n0)
         for v in range(n0 * D.LANES, n1 * D.LANES):
             got = p[v // D.LANES - n0, ..., v % D.LANES]
             if v >= batch * s:
@@ -252,45 +264,57 @@ def test_bands_are_packed_and_unpacked(batch, s, step, hp, pt, pl, pr, dtype) ->
     rows, oh = 4, 4 * s - 2 if s > 1 else 4
     res = rng.standard_normal((nb, 3, rows, 6, D.LANES)).astype(dtype)
     out = np.full((batch, 3, oh, 6), np.nan, dtype)
-    D._directc.unpack_bands(res, out, batch, s, 3, rows * 6, oh * 6, 0, nb)
+    D._directc.unpack_bands(res.reshape(nb, 3, rows * 6, D.LANES), out.reshape(batch, 3, oh * 6),
+                            bands=s)
     for v in range(batch * s):
         j, band = v % s, res[v // D.LANES, ..., v % D.LANES]
         keep = min(rows, oh - j * rows)
         np.testing.assert_array_equal(out[v // s, :, j * rows:j * rows + keep], band[:, :keep])
     assert not np.isnan(out).any()
-
-
-def test_the_extension_refuses_buffers_that_do_not_match() -> None:
-    x = np.zeros((1, 1, 1, 5, 5, D.LANES), np.float32)
-    w = np.zeros((1, 1, 1, 3, 3), np.float32)
-    out = np.zeros((1, 1, 1, 3, 3, D.LANES), np.float32)
-    dims = (1, 1, 5, 5, 1, 3, 3, 3, 3, 1, 1, 1, 1)
-    D._directc.correlate(x, w, out, None, dims, 1, 0, 1)
-    with pytest.raises(ValueError, match="w: expected 9 items"):
-        D._directc.correlate(x, np.zeros((1, 1, 1, 5, 5), np.float32), out, None, dims, 1, 0, 1)
-    with pytest.raises(ValueError, match="windows reach outside"):
-        D._directc.correlate(x, w, out, None, (1, 1, 5, 5, 1, 3, 3, 3, 3, 2, 1, 1, 1), 1, 0, 1)
-    with pytest.raises(ValueError, match="format 'f'"):
-        D._directc.correlate(x, w.astype(np.float64), out, None, dims, 1, 0, 1)
-    with pytest.raises(ValueError, match="bad block range"):
-        D._directc.correlate(x, w, out, None, dims, 1, 0, 2)
-    with pytest.raises((ValueError, TypeError, BufferError)):
-        D._directc.correlate(x, w, out[..., ::2], None, dims, 1, 0, 1)   # not contiguous
-    with pytest.raises((ValueError, TypeError, BufferError)):
-        D._directc.correlate(x, w, out.copy().view(np.int32), None, dims, 1, 0, 1)
-    src = np.zeros((2, 1, 5, 5), np.float32)
-    with pytest.raises(ValueError, match="bad sizes"):      # 2 samples x 9 bands: 2 blocks
-        D._directc.pack_padded(src, x, 2, 9, 1, 1, 5, 5, 5, 0, 0, 0, 0, 3)
-    with pytest.raises(ValueError, match="bad sizes"):      # 2 bands of 1 row cannot cover 3
-        D._directc.unpack_bands(out, src, 1, 2, 1, 1, 3, 0, 1)
-    with pytest.raises(ValueError, match="dst: expected"):
-        D._directc.pack_padded(src, x, 2, 1, 0, 1, 5, 5, 4, 0, 0, 0, 0, 1)
+    # Any range of blocks lands where the whole does.
+    part = np.full_like(out, np.nan)
+    for n in range(nb):
+        D._directc.unpack_bands(res[n:n + 1].reshape(1, 3, rows * 6, D.LANES),
+                                part.reshape(batch, 3, oh * 6), bands=s, first_block=n)
+    np.testing.assert_array_equal(part, out)
 
 
 def test_pure_numpy_switch() -> None:
     code = ("import rot180.functional._direct as D, rot180.functional._engine as E; "
-            "print(D.ENABLED, D.usable(64, 2, 'float32'))")
+            "print(D.built(), D.available(), D.usable(64, 2, 'float32'))")
     env = {**os.environ, "ROT180_PURE_NUMPY": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["True", "False", "False"]
+
+
+def test_no_process_global_state_in_the_helper() -> None:
+    """The tile kind is a per-call argument: threads asking for narrow and wide tiles at once
+    each get their own kind's bits (the kinds chunk the kernel gradient's sums differently, so
+    their bits differ; the module has no toggle left)."""
+    import threading
+
+    assert not hasattr(D._directc, "narrow")
+    x, w, b, dz, kw = _arrays((64, 6, 14, 14), 16, 5, 1, 0, 1, 1, np.float32)
+    want = {}
+    for narrow in (False, True):
+        with tuning(narrow_tiles=narrow):
+            want[narrow] = conv_grad_weight(x, dz, w.shape, **kw)
+    assert not np.array_equal(want[False], want[True])
+    errors: list[BaseException] = []
+
+    def run(narrow: bool) -> None:
+        try:
+            with tuning(narrow_tiles=narrow):
+                for _ in range(20):
+                    np.testing.assert_array_equal(conv_grad_weight(x, dz, w.shape, **kw),
+                                                  want[narrow])
+        except BaseException as e:              # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in (False, True, False, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors

@@ -24,7 +24,10 @@ output positions whose delta is first copied side by side (the delta planes lie 
 and back (16 x 16 register transposes, zero padding written on the way) is done in C too.
 Spatial rank 1 and 2 (1-D as height 1); anything else, or a build without the extension, uses
 the NumPy paths, which stay complete on their own: ``ROT180_PURE_NUMPY=1`` in the environment,
-or ``ENABLED = False``, turns the helper off, and the test suite runs the engine both ways.
+or ``tuning(helper=False)``, turns the helper off, and the test suite runs the engine both ways.
+The helper's settings are :class:`~rot180.functional._tuning.Tuning`'s ``helper``,
+``direct_min_fill``, ``direct_bands`` and ``narrow_tiles``; :func:`built` and :func:`available`
+say whether it was compiled and whether it is on.
 
 Small batches (:func:`bands`): a batch that leaves lanes empty is cut into bands of output rows,
 each band an independent problem of the same shape with its own rows of the input (the kernel's
@@ -40,28 +43,32 @@ summed in range order, so results do not depend on thread timing.
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from ._parallel import run_chunks, scratch, sum_chunks
+from ._tuning import get_tuning
 
 try:
     from . import _directc
 except ImportError:                             # built without a C compiler: NumPy only
     _directc = None
 
-__all__ = ["ENABLED", "bands", "usable", "correlate", "correlate_kernel"]
+__all__ = ["built", "available", "bands", "usable", "correlate", "correlate_kernel"]
 
 LANES = 16                                      # must match _directc.c
-ENABLED = _directc is not None and os.environ.get("ROT180_PURE_NUMPY", "") in ("", "0")
-# Only when at least this fraction of the lanes hold samples, or bands of samples (batch 8 in
-# whole samples fills half a block: the NumPy paths are faster there).
-MIN_FILL = 0.75
-# Whether a small batch may be cut into bands of output rows (:func:`bands`); False: whole
-# samples only (the tests run both).
-BANDS = True
+
+
+def built() -> bool:
+    """Whether the compiled helper ``_directc`` was built (a C compiler was found at install)."""
+    return _directc is not None
+
+
+def available() -> bool:
+    """Whether the engine may use the helper here: built, and ``get_tuning().helper`` (off under
+    ``ROT180_PURE_NUMPY=1`` or ``tuning(helper=False)``)."""
+    return _directc is not None and get_tuning().helper
 
 
 def bands(batch: int, rows: int, threads: int) -> int:
@@ -70,14 +77,16 @@ def bands(batch: int, rows: int, threads: int) -> int:
     A small batch leaves lanes empty (batch 8: half of each vector); cutting each sample's
     output rows into ``S`` bands, each computed from its own rows of the input (with the
     kernel's overlap), makes ``batch * S`` independent problems of the same shape for the
-    lanes. Chosen from the shapes and the thread count only: the ``S`` whose bands fill at
-    least :data:`MIN_FILL` of their blocks of 16 and leave each thread the fewest output rows
+    lanes. Chosen from the shapes, the thread count and the settings: the ``S`` whose bands fill
+    at least ``get_tuning().direct_min_fill`` of their blocks of 16 (batch 8 in whole samples
+    fills half a block: the NumPy paths are faster there) and leave each thread the fewest rows
     (whole blocks per thread x rows per band), the smallest such ``S`` on a tie: whole
     samples (``S = 1``) unless cutting shortens the busiest thread's work. (Each band also
     packs the kernel's overlap of input rows again: cheap next to the multiply-adds, so not
-    counted.)
+    counted.) ``get_tuning().direct_bands = False``: whole samples only (the tests run both).
     """
-    return _bands(batch, rows, max(threads, 1), MIN_FILL, BANDS)
+    t = get_tuning()
+    return _bands(batch, rows, max(threads, 1), t.direct_min_fill, t.direct_bands)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -99,7 +108,7 @@ def _bands(batch: int, rows: int, threads: int, min_fill: float, cut: bool) -> i
 def usable(batch: int, nd: int, dtype: np.dtype, rows: int = 1) -> bool:
     """Whether the helper takes a correlation of this batch size, spatial rank, dtype and
     number of output rows (2-D; a small batch is cut into bands of rows, :func:`bands`)."""
-    if not ENABLED or nd not in (1, 2) or batch < 1:
+    if not available() or nd not in (1, 2) or batch < 1:
         return False
     if np.dtype(dtype) not in (np.float32, np.float64):
         return False
@@ -137,13 +146,6 @@ def _plan(batch: int, out_rows: int, kh: int, sh: int, dh: int, padded_rows: int
     return s, rows, padded_rows if s == 1 else (rows - 1) * sh + (kh - 1) * dh + 1
 
 
-def _dims(x_shape: Sequence[int], w_shape: Sequence[int], out_sp: Sequence[int],
-          stride: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
-    _, G, C, H, W = x_shape
-    M, KH, KW = w_shape[1], w_shape[3], w_shape[4]
-    return (G, C, H, W, M, KH, KW, *out_sp, *stride, *dilation)
-
-
 def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
               out: np.ndarray, bias: np.ndarray | None, threads: int,
               pads: Sequence[tuple[int, int]] | None = None) -> None:
@@ -163,24 +165,28 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     M, KH = w.shape[1], w.shape[3]
     OH, OW = out2.shape[3:]
     s, rows, hp = _plan(B, OH, KH, stride[0], dilation[0], pt + H + pb, threads)
+    wp = pl + W + pr
     # Whole samples: the padding rows are known and their taps skipped; bands: not.
-    r0, r1 = (pt, pt + H) if s == 1 else (0, hp)
-    dims = (*_dims((B, G, C, hp, pl + W + pr), w.shape, (rows, OW), stride, dilation),
-            r0, r1, pl, pl + W)
-    b_ = None if bias is None else np.ascontiguousarray(bias)
+    live = {"live_rows": (pt, pt + H) if s == 1 else (0, hp), "live_cols": (pl, pl + W)}
+    b_ = None if bias is None else np.ascontiguousarray(bias).reshape(G, M)
     dst = out2 if out2.flags.c_contiguous else np.empty(out2.shape, x.dtype)
     # Whole samples unpack as one flat run each; bands as G*M planes of OH*OW.
     planes, band, plane = (1, G * M * OH * OW, G * M * OH * OW) if s == 1 else (
         G * M, rows * OW, OH * OW)
+    flat = x.reshape(B, G * C, H, W)
+    unpacked = dst.reshape(B, planes, plane)    # views: both are C-contiguous
+    narrow = get_tuning().narrow_tiles
 
     def part(r: tuple[int, int]) -> None:
         n0, n1 = r
-        xs = scratch((n1 - n0, G, C, hp, pl + W + pr, LANES), x.dtype, "direct_x")
-        _directc.pack_padded(x, xs, B, s, rows * stride[0], G * C, H, W, hp, pt, pl, pr,
-                             n0, n1)
+        xs = scratch((n1 - n0, G, C, hp, wp, LANES), x.dtype, "direct_x")
+        _directc.pack_padded(flat, xs.reshape(n1 - n0, G * C, hp, wp, LANES), bands=s,
+                             step=rows * stride[0], top=pt, left=pl, first_block=n0)
         res = scratch((n1 - n0, G, M, rows, OW, LANES), x.dtype, "direct_out")
-        _directc.correlate(xs, w, res, b_, dims, n1 - n0, 0, n1 - n0)
-        _directc.unpack_bands(res, dst, B, s, planes, band, plane, n0, n1)
+        _directc.correlate(xs, w, res, b_, stride=stride, dilation=dilation, narrow=narrow,
+                           **live)
+        _directc.unpack_bands(res.reshape(n1 - n0, planes, band, LANES), unpacked, bands=s,
+                              first_block=n0)
 
     run_chunks(part, _ranges(-(-B * s // LANES), threads), threads)
     if dst is not out2:                         # e.g. a sub-pixel phase of a larger output
@@ -203,18 +209,19 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     M, OH, OW = dz.shape[2:]
     s, rows, hp = _plan(B, OH, k2[0], stride[0], dilation[0], pt + H + pb, threads)
     wp = pl + W + pr
-    dims = _dims((B, G, C, hp, wp), (G, M, C, *k2), (rows, OW), stride, dilation)
-    zf = dz.reshape(B, G * M, OH, OW)
+    flat, zf = x.reshape(B, G * C, H, W), dz.reshape(B, G * M, OH, OW)
+    narrow = get_tuning().narrow_tiles
 
     def part(r: tuple[int, int]) -> np.ndarray:
         n0, n1 = r
-        xs = scratch((n1 - n0, G * C, hp, wp, LANES), x.dtype, "direct_x")
-        _directc.pack_padded(x, xs, B, s, rows * stride[0], G * C, H, W, hp, pt, pl, pr,
-                             n0, n1)
-        zs = scratch((n1 - n0, G * M, rows, OW, LANES), x.dtype, "direct_dz")
-        _directc.pack_padded(zf, zs, B, s, rows, G * M, OH, OW, rows, 0, 0, 0, n0, n1)
+        xs = scratch((n1 - n0, G, C, hp, wp, LANES), x.dtype, "direct_x")
+        _directc.pack_padded(flat, xs.reshape(n1 - n0, G * C, hp, wp, LANES), bands=s,
+                             step=rows * stride[0], top=pt, left=pl, first_block=n0)
+        zs = scratch((n1 - n0, G, M, rows, OW, LANES), x.dtype, "direct_dz")
+        _directc.pack_padded(zf, zs.reshape(n1 - n0, G * M, rows, OW, LANES), bands=s,
+                             step=rows, first_block=n0)
         dw = np.empty((G, M, C, *k2), x.dtype)
-        _directc.correlate_kernel(xs, zs, dw, dims, n1 - n0, 0, n1 - n0)
+        _directc.correlate_kernel(xs, zs, dw, stride=stride, dilation=dilation, narrow=narrow)
         return dw
 
     # Partial gradients of the ranges, summed in range order.

@@ -12,54 +12,64 @@
  *   correlate_kernel: dw[g, o, c, ty, tx] = sum_{n, y, q, lane} dz[n, g, o, y, q, lane]
  *                                               * x[n, g, c, y*sh + ty*dh, q*sw + tx*dw, lane]
  *
- * for blocks n0 <= n < n1, with the GIL released so that Python threads can run disjoint block
- * ranges at once. Accumulators are register tiles: forward 8 output channels x 3 output columns
- * with AVX-512, else 4 x 4; kernel gradient 8 output channels x 3 taps of a kernel row with
- * AVX-512, else 4 x up to 5. A lane may hold a band of a sample's rows rather than a whole
+ * over all NB blocks of the arrays given, with the GIL released so that Python threads can run
+ * disjoint ranges of blocks at once (each its own arrays). Accumulators are register tiles:
+ * forward 8 output channels x 3 output columns with AVX-512, else 4 x 4; kernel gradient 8
+ * output channels x 3 taps of a kernel row with AVX-512, else 4 x up to 5 (`narrow=True`: the
+ * latter everywhere, per call). A lane may hold a band of a sample's rows rather than a whole
  * sample (pack_padded, unpack_bands): the loops do not know. Every sum runs in an order fixed
- * by the loops, never by threads or timing. The caller checks shapes;
- * this file checks the sizes of the buffers (every product and sum in overflow-checked
- * arithmetic: OverflowError, never a wrapped size) against `dims` = (G, C, H, W, M, KH, KW, OH, OW, sh,
- * sw, dh, dw), optionally followed by (r0, r1, c0, c1): the rows and columns of x that are not
- * zero padding.
+ * by the loops, never by threads or timing.
+ *
+ * The Python functions take keyword arguments and read every size from the arrays' own shapes,
+ * checking that they agree (ValueError / TypeError naming the argument); every size the glue
+ * derives from them and from the steps, bands and offsets is formed in overflow-checked
+ * arithmetic (OverflowError, never a wrapped size), before anything is allocated or touched.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* One build, the widest vectors the running CPU has (GCC function multi-versioning). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__)
+/* One build, the widest vectors the running CPU has (GCC function multi-versioning). Built with
+ * -DROT180_PORTABLE (CFLAGS="-DROT180_PORTABLE" pip install ...): no target clones, no target
+ * attributes and no asm, the plain vector code for the flags the compiler was given (the same
+ * code as the "default" clone; the tests run against such a build, tests/test_directc_build.py). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&  \
+    !defined(ROT180_PORTABLE)
 #define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #define TARGET_V4 __attribute__((target("arch=x86-64-v4")))
 #define HAVE_V4 1
-#define CPU_V4() (!narrow_only && __builtin_cpu_supports("x86-64-v4"))
+#define CPU_V4(narrow) (!(narrow) && __builtin_cpu_supports("x86-64-v4"))
 #else
 #define MULTI
 #define TARGET_V4
 #define HAVE_V4 0
 #endif
 
-/* Whether the CPU has 32 vector registers (x86 AVX-512), for the wider forward tiles. */
+/* Whether the CPU has 32 vector registers (x86 AVX-512), for the wider tiles. `narrow` (a
+ * per-call argument, Dims.narrow) asks for the tiles of CPUs without them even there (tests run
+ * both kinds on one machine). */
 #if defined(__GNUC__) && defined(__x86_64__)
-#define WIDE_REGISTERS() (!narrow_only && __builtin_cpu_supports("avx512f"))
+#define WIDE_REGISTERS(narrow) (!(narrow) && __builtin_cpu_supports("avx512f"))
 #else
-#define WIDE_REGISTERS() 0
+#define WIDE_REGISTERS(narrow) 0
 #endif
 
 #define LANES 16 /* samples per vector; _direct.py's LANES must match */
 
-/* Set by narrow(True): the tiles of CPUs without AVX-512 even where it is present (tests). */
-static int narrow_only = 0;
 /* KEEP_x(g): keep g in a register. In the kernel gradient's 8 x 3 tiles GCC otherwise re-reads
  * each delta vector as a memory operand of all three multiply-adds that use it (24 vector loads
- * for 24 multiply-adds instead of 8 + 3), which ties the loop to the load ports: measured 37
- * against 50 GMAC/s (one thread, L3's shape). Only where a vector is one register (AVX-512,
- * float32, the TARGET_V4 build of that loop). */
+ * for 24 multiply-adds instead of 8 + 3), which ties the loop to the load ports (the
+ * measurement: BENCHMARKS.md, "The register pin"). Only where a vector is one register
+ * (AVX-512, float32, the TARGET_V4 build of that loop); -DROT180_NO_ASM leaves it out (to
+ * measure it again). */
 #define KEEP_f32(g) (void)0
 #define KEEP_f64(g) (void)0
+#if HAVE_V4 && !defined(ROT180_NO_ASM)
 #define KEEP_f32v4(g) __asm__("" : "+v"(g))
+#else
+#define KEEP_f32v4(g) (void)0
+#endif
 
 typedef float vf32 __attribute__((vector_size(LANES * sizeof(float))));
 typedef double vf64 __attribute__((vector_size(LANES * sizeof(double))));
@@ -71,6 +81,7 @@ typedef struct {
     /* Rows r0:r1 and columns c0:c1 of x may be non-zero; outside is zero padding, whose taps
      * the forward skips (a whole kernel row, or a tap whose columns all fall in it). */
     Py_ssize_t r0, r1, c0, c1;
+    int narrow; /* use the tiles of CPUs without AVX-512 (a per-call choice, for tests) */
 } Dims;
 
 /* Unaligned vector load/store (numpy guarantees only element alignment). */
@@ -161,12 +172,12 @@ typedef struct {
     DEFINE_WIDE(T, V, SUF)                                                                     \
                                                                                                \
     MULTI static void corr_##SUF(const T *x, const T *w, T *out, const T *bias, const Dims *d, \
-                                 Py_ssize_t n0, Py_ssize_t n1)                                 \
+                                 Py_ssize_t NB)                                                \
     {                                                                                          \
         const Py_ssize_t G = d->G, M = d->M, CK = d->C * d->KH * d->KW;                        \
         const Py_ssize_t xs = d->C * d->H * d->W * LANES, os = d->OH * d->OW * LANES;          \
-        const int wide = WIDE_REGISTERS();                                                     \
-        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+        const int wide = WIDE_REGISTERS(d->narrow);                                            \
+        for (Py_ssize_t n = 0; n < NB; n++)                                                    \
             for (Py_ssize_t g = 0; g < G; g++) {                                               \
                 const T *xg = x + (n * G + g) * xs;                                            \
                 T *og = out + (n * G + g) * M * os;                                            \
@@ -303,13 +314,13 @@ DEFINE_HSUM(double, vf64, vi64, f64)
     /* part: 8 * CK vectors, zb: GRAD_CHUNK_BYTES. Per block of samples and of output         \
      * channels, the lanes of the partial sums are summed (fixed order) into dw. */            \
     ATTR static void kern_##SUF(const T *x, const T *dz, T *dw, V *part, V *zb, const Dims *d, \
-                                 Py_ssize_t n0, Py_ssize_t n1)                                 \
+                                 Py_ssize_t NB)                                                \
     {                                                                                          \
         const Py_ssize_t G = d->G, M = d->M, C = d->C, CK = C * d->KH * d->KW;                 \
         const Py_ssize_t HWL = d->H * d->W * LANES, plane = d->OH * d->OW * LANES;             \
-        const int wide = WIDE_REGISTERS();                                                     \
+        const int wide = WIDE_REGISTERS(d->narrow);                                            \
         for (Py_ssize_t r = 0; r < G * M * CK; r++) dw[r] = 0;                                 \
-        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+        for (Py_ssize_t n = 0; n < NB; n++)                                                    \
             for (Py_ssize_t g = 0; g < G; g++) {                                               \
                 const T *xg = x + (n * G + g) * C * HWL, *dzg = dz + (n * G + g) * M * plane;  \
                 for (Py_ssize_t o = 0; o < M;) {                                               \
@@ -464,68 +475,194 @@ DEFINE_PACK_PAD(double, vf64, f64)
 
 /* --- Python glue ----------------------------------------------------------------------------- */
 
-/* Every size the glue computes from its arguments goes through these: a product or sum that
+/* Every size the glue derives from its arguments goes through these: a product or sum that
  * wraps around would let a small (even zero-byte) buffer pass the size checks and the loops
  * run past it. -1 with OverflowError set. */
-static int size_product(Py_ssize_t *out, const char *what, int n, ...)
+static int overflow(const char *fn, const char *what)
 {
-    va_list ap;
-    va_start(ap, n);
-    Py_ssize_t r = 1;
-    int bad = 0;
-    for (int i = 0; i < n; i++) bad |= __builtin_mul_overflow(r, va_arg(ap, Py_ssize_t), &r);
-    va_end(ap);
-    if (bad) {
-        PyErr_Format(PyExc_OverflowError, "%s: the size overflows a Py_ssize_t", what);
-        return -1;
-    }
-    *out = r;
-    return 0;
+    PyErr_Format(PyExc_OverflowError, "%s: %s overflows a Py_ssize_t; the sizes given are not "
+                 "those of any array", fn, what);
+    return -1;
 }
 
 /* a * b + c, checked. */
-static int size_mul_add(Py_ssize_t *out, const char *what, Py_ssize_t a, Py_ssize_t b,
-                        Py_ssize_t c)
+static int mul_add(Py_ssize_t *out, const char *fn, const char *what, Py_ssize_t a,
+                   Py_ssize_t b, Py_ssize_t c)
 {
     Py_ssize_t r;
-    if (__builtin_mul_overflow(a, b, &r) || __builtin_add_overflow(r, c, &r)) {
-        PyErr_Format(PyExc_OverflowError, "%s: the size overflows a Py_ssize_t", what);
-        return -1;
-    }
+    if (__builtin_mul_overflow(a, b, &r) || __builtin_add_overflow(r, c, &r))
+        return overflow(fn, what);
     *out = r;
     return 0;
 }
 
-static int parse_dims(PyObject *t, Dims *d)
+/* Blocks of 16 lanes that `bands` bands of each of B samples fill: ceil(B * bands / 16). */
+static int blocks_of(Py_ssize_t *out, const char *fn, Py_ssize_t B, Py_ssize_t bands)
 {
-    Py_ssize_t v[17];
-    const Py_ssize_t n = PyTuple_Check(t) ? PyTuple_GET_SIZE(t) : 0;
-    if (n != 13 && n != 17) {
-        PyErr_SetString(PyExc_ValueError, "dims must be a tuple of 13 or 17 ints");
+    Py_ssize_t nv;
+    if (mul_add(&nv, fn, "samples x bands", B, bands, LANES - 1) < 0) return -1;
+    *out = nv / LANES;
+    return 0;
+}
+
+/* An array argument: its buffer (C-contiguous, writable if asked) of `ndim` axes, float32 or
+ * float64. The first array of a call passes *kind == 0 and sets it ('f' or 'd'); the others
+ * must have the same dtype. TypeError for a wrong dtype, ValueError for the rest, each naming
+ * the argument, what was expected and what was given. */
+typedef struct {
+    Py_buffer view;
+    int held;
+} Arg;
+
+static const char *dtype_name(char k) { return k == 'f' ? "float32" : "float64"; }
+
+static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, int ndim,
+                     const char *axes, int writable, char *kind)
+{
+    a->held = 0;
+    if (PyObject_GetBuffer(obj, &a->view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a float32 or float64 array, got %.100s",
+                     fn, name, Py_TYPE(obj)->tp_name);
         return -1;
     }
-    for (int i = 0; i < n; i++) {
-        v[i] = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, i));
-        if (v[i] == -1 && PyErr_Occurred()) return -1;
-        if (v[i] < (i >= 9 && i <= 12 ? 1 : 0)) {
-            PyErr_SetString(PyExc_ValueError, "dims must be >= 0 (steps >= 1)");
+    a->held = 1;
+    Py_buffer *v = &a->view;
+    const char *f = v->format ? v->format : "B";
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+    const char k = (f[0] == 'f' || f[0] == 'd') && f[1] == '\0' ? f[0] : 0;
+    if (!k || (*kind && k != *kind)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be %s, got format '%s'%s", fn, name,
+                     *kind ? dtype_name(*kind) : "float32 or float64", v->format ? v->format : "B",
+                     *kind ? " (all arrays of a call have one dtype)" : "");
+        return -1;
+    }
+    *kind = k;
+    if (v->ndim != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must have %d axes %s, got %d", fn, name, ndim,
+                     axes, v->ndim);
+        return -1;
+    }
+    if (!PyBuffer_IsContiguous(v, 'C')) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must be C-contiguous (np.ascontiguousarray)", fn,
+                     name);
+        return -1;
+    }
+    if (writable && v->readonly) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must be writable, got a read-only array", fn,
+                     name);
+        return -1;
+    }
+    /* The loops index by shape: the exporter's length must be the shape's product, and the
+     * product of the non-zero extents (in bytes) must fit, so that no product of some of one
+     * array's extents, which the loops form, can wrap (checked here once). */
+    Py_ssize_t nonzero = v->itemsize, bytes;
+    int empty = 0;
+    for (int i = 0; i < ndim; i++) {
+        if (v->shape[i] < 0) return overflow(fn, name);
+        if (v->shape[i] == 0) empty = 1;
+        else if (__builtin_mul_overflow(nonzero, v->shape[i], &nonzero))
+            return overflow(fn, name);
+    }
+    bytes = empty ? 0 : nonzero;
+    if (bytes != v->len) {
+        PyErr_Format(PyExc_ValueError, "%s: %s holds %zd bytes, its shape says %zd", fn, name,
+                     v->len, bytes);
+        return -1;
+    }
+    return 0;
+}
+
+static void release(Arg *args, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (args[i].held) PyBuffer_Release(&args[i].view);
+}
+
+/* Axis `i` of argument `a` must equal `want` (which `from` named). */
+static int same(const char *fn, const Arg *a, const char *name, int i, const char *axis,
+                Py_ssize_t want, const char *from)
+{
+    const Py_ssize_t got = a->view.shape[i];
+    if (got == want) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: %s has %s = %zd (axis %d), expected %zd as in %s", fn,
+                 name, axis, got, i, want, from);
+    return -1;
+}
+
+/* A pair of Py_ssize_t (a tuple or list of 2 ints), each >= low; `name` for the errors. */
+static int get_pair(PyObject *obj, Py_ssize_t *a, Py_ssize_t *b, Py_ssize_t low, const char *fn,
+                    const char *name)
+{
+    PyObject *seq = obj ? PySequence_Fast(obj, "") : NULL;
+    if (!seq || PySequence_Fast_GET_SIZE(seq) != 2) {
+        Py_XDECREF(seq);
+        PyErr_Clear();
+        if (obj)
+            PyErr_Format(PyExc_TypeError, "%s: %s= must be a pair of ints, got %R", fn, name,
+                         obj);
+        else
+            PyErr_Format(PyExc_TypeError, "%s: %s= is required (a pair of ints)", fn, name);
+        return -1;
+    }
+    Py_ssize_t v[2];
+    for (int i = 0; i < 2; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        v[i] = PyIndex_Check(item) ? PyNumber_AsSsize_t(item, PyExc_OverflowError) : -1;
+        if (v[i] == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            PyErr_Clear();
+            PyErr_Format(PyExc_OverflowError, "%s: %s[%d] does not fit a Py_ssize_t", fn, name,
+                         i);
+            return -1;
+        }
+        if (!PyIndex_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "%s: %s= must be a pair of ints, got %R", fn, name,
+                         obj);
+            Py_DECREF(seq);
+            return -1;
+        }
+        if (v[i] < low) {
+            PyErr_Format(PyExc_ValueError, "%s: %s= must be ints >= %zd, got %R", fn, name, low,
+                         obj);
+            Py_DECREF(seq);
             return -1;
         }
     }
-    if (n == 13) { /* no padding information: every row and column may be non-zero */
-        v[13] = 0, v[14] = v[2], v[15] = 0, v[16] = v[3];
-    }
-    Dims r = {v[0],  v[1],  v[2],  v[3],  v[4],  v[5],  v[6],  v[7], v[8],
-              v[9],  v[10], v[11], v[12], v[13], v[14], v[15], v[16]};
+    Py_DECREF(seq);
+    *a = v[0], *b = v[1];
+    return 0;
+}
+
+/* The geometry of a correlation from x (NB, G, C, H, W, 16), w (G, M, C, KH, KW) and dz/out
+ * (NB, G, M, OH, OW, 16), which must agree, and the steps: every window inside x. */
+static int geometry(Dims *d, const char *fn, const Arg *x, const Arg *w, const char *wname,
+                    const Arg *z, const char *zname, PyObject *stride, PyObject *dilation)
+{
+    const Py_ssize_t *xs = x->view.shape, *ws = w->view.shape, *zs = z->view.shape;
+    if (same(fn, x, "x", 5, "the lanes", LANES, "LANES") < 0 ||
+        same(fn, z, zname, 5, "the lanes", LANES, "LANES") < 0 ||
+        same(fn, z, zname, 0, "NB", xs[0], "x") < 0 || same(fn, w, wname, 0, "G", xs[1], "x") < 0 ||
+        same(fn, z, zname, 1, "G", xs[1], "x") < 0 || same(fn, w, wname, 2, "C", xs[2], "x") < 0 ||
+        same(fn, z, zname, 2, "M", ws[1], wname) < 0)
+        return -1;
+    Dims r = {.G = xs[1], .C = xs[2], .H = xs[3], .W = xs[4], .M = ws[1], .KH = ws[3],
+              .KW = ws[4], .OH = zs[3], .OW = zs[4], .r0 = 0, .r1 = xs[3], .c0 = 0,
+              .c1 = xs[4], .narrow = 0};
+    if (get_pair(stride, &r.sh, &r.sw, 1, fn, "stride") < 0 ||
+        get_pair(dilation, &r.dh, &r.dw, 1, fn, "dilation") < 0)
+        return -1;
     if (r.OH > 0 && r.OW > 0 && r.KH > 0 && r.KW > 0) {
         Py_ssize_t th, tw, eh, ew; /* the last row and column a window reads */
-        if (size_mul_add(&th, "dims", r.KH - 1, r.dh, 0) < 0 ||
-            size_mul_add(&eh, "dims", r.OH - 1, r.sh, th) < 0 ||
-            size_mul_add(&tw, "dims", r.KW - 1, r.dw, 0) < 0 ||
-            size_mul_add(&ew, "dims", r.OW - 1, r.sw, tw) < 0)
+        if (mul_add(&th, fn, "the windows' extent", r.KH - 1, r.dh, 0) < 0 ||
+            mul_add(&eh, fn, "the windows' extent", r.OH - 1, r.sh, th) < 0 ||
+            mul_add(&tw, fn, "the windows' extent", r.KW - 1, r.dw, 0) < 0 ||
+            mul_add(&ew, fn, "the windows' extent", r.OW - 1, r.sw, tw) < 0)
             return -1;
         if (eh >= r.H || ew >= r.W) {
-            PyErr_SetString(PyExc_ValueError, "windows reach outside the input");
+            PyErr_Format(PyExc_ValueError, "%s: the windows reach row %zd and column %zd, "
+                         "outside x's %zd x %zd (check %s's OH, OW, the stride and dilation)",
+                         fn, eh, ew, r.H, r.W, zname);
             return -1;
         }
     }
@@ -533,255 +670,250 @@ static int parse_dims(PyObject *t, Dims *d)
     return 0;
 }
 
-/* A writable-if-asked C-contiguous buffer of exactly `count` items of format *kind ('f' or
- * 'd'). The first buffer of a call passes *kind == 0 and sets it: float64 if its format says
- * 'd', else float32 (anything but 'f' then fails). */
-static int get_buffer(PyObject *obj, Py_buffer *view, int writable, Py_ssize_t count,
-                      char *kind, const char *name)
+static PyObject *py_correlate(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, view, flags) < 0) return -1;
-    const char *f = view->format ? view->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    if (!*kind) *kind = f[0] == 'd' ? 'd' : 'f';
-    Py_ssize_t bytes;
-    if (__builtin_mul_overflow(count, view->itemsize, &bytes)) {
-        PyErr_Format(PyExc_OverflowError, "%s: the size overflows a Py_ssize_t", name);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    if (f[0] != *kind || f[1] != '\0' || view->len != bytes) {
-        PyErr_Format(PyExc_ValueError, "%s: expected %zd items of format '%c'", name, count,
-                     *kind);
-        PyBuffer_Release(view);
-        return -1;
-    }
-    return 0;
-}
-
-/* The dims and the block range of a call; -1 with an error set. */
-static int checked_call(PyObject *odims, Dims *d, Py_ssize_t NB, Py_ssize_t n0, Py_ssize_t n1)
-{
-    if (parse_dims(odims, d) < 0) return -1;
-    if (n0 < 0 || n1 > NB || n0 > n1) {
-        PyErr_SetString(PyExc_ValueError, "bad block range");
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *py_correlate(PyObject *self, PyObject *args)
-{
-    PyObject *ox, *ow, *oout, *obias, *odims;
-    Py_ssize_t NB, n0, n1;
-    Dims d;
+    static char *kw[] = {"x", "w", "out", "bias", "stride", "dilation", "live_rows",
+                         "live_cols", "narrow", NULL};
+    static const char *fn = "correlate";
+    PyObject *ox, *ow, *oout, *obias = Py_None, *ostride = NULL, *odil = NULL,
+             *orows = Py_None, *ocols = Py_None;
+    int narrow = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOOnnn", &ox, &ow, &oout, &obias, &odims, &NB, &n0, &n1))
-        return NULL;
-    if (checked_call(odims, &d, NB, n0, n1) < 0) return NULL;
-    Py_ssize_t nx, nw, no, nb;
-    if (size_product(&nx, "x", 6, NB, d.G, d.C, d.H, d.W, (Py_ssize_t)LANES) < 0 ||
-        size_product(&nw, "w", 5, d.G, d.M, d.C, d.KH, d.KW) < 0 ||
-        size_product(&no, "out", 6, NB, d.G, d.M, d.OH, d.OW, (Py_ssize_t)LANES) < 0 ||
-        size_product(&nb, "bias", 2, d.G, d.M) < 0)
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOp", kw, &ox, &ow, &oout, &obias,
+                                     &ostride, &odil, &orows, &ocols, &narrow))
         return NULL;
     char kind = 0;
-    Py_buffer vx, vw, vo, vb;
-    vb.buf = NULL;
-    if (get_buffer(ox, &vx, 0, nx, &kind, "x") < 0) return NULL;
-    if (get_buffer(ow, &vw, 0, nw, &kind, "w") < 0) goto fail_x;
-    if (get_buffer(oout, &vo, 1, no, &kind, "out") < 0) goto fail_w;
-    if (obias != Py_None && get_buffer(obias, &vb, 0, nb, &kind, "bias") < 0) goto fail_o;
+    Arg a[4] = {{.held = 0}};
+    Dims d;
+    if (get_array(&a[0], ox, fn, "x", 6, "(NB, G, C, H, W, 16)", 0, &kind) < 0 ||
+        get_array(&a[1], ow, fn, "w", 5, "(G, M, C, KH, KW)", 0, &kind) < 0 ||
+        get_array(&a[2], oout, fn, "out", 6, "(NB, G, M, OH, OW, 16)", 1, &kind) < 0 ||
+        geometry(&d, fn, &a[0], &a[1], "w", &a[2], "out", ostride, odil) < 0)
+        goto fail;
+    if (obias != Py_None &&
+        (get_array(&a[3], obias, fn, "bias", 2, "(G, M)", 0, &kind) < 0 ||
+         same(fn, &a[3], "bias", 0, "G", d.G, "x") < 0 ||
+         same(fn, &a[3], "bias", 1, "M", d.M, "w") < 0))
+        goto fail;
+    /* Rows r0:r1 and columns c0:c1 of x may be non-zero (the rest is padding). */
+    if (orows != Py_None && get_pair(orows, &d.r0, &d.r1, 0, fn, "live_rows") < 0) goto fail;
+    if (ocols != Py_None && get_pair(ocols, &d.c0, &d.c1, 0, fn, "live_cols") < 0) goto fail;
+    if (d.r0 > d.r1 || d.r1 > d.H || d.c0 > d.c1 || d.c1 > d.W) {
+        PyErr_Format(PyExc_ValueError, "%s: live_rows (%zd, %zd) and live_cols (%zd, %zd) must be "
+                     "ranges inside x's %zd rows and %zd columns", fn, d.r0, d.r1, d.c0, d.c1,
+                     d.H, d.W);
+        goto fail;
+    }
+    d.narrow = narrow;
+    const Py_ssize_t NB = a[0].view.shape[0];
+    const void *bias = a[3].held ? a[3].view.buf : NULL;
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
-        corr_f32(vx.buf, vw.buf, vo.buf, vb.buf, &d, n0, n1);
+        corr_f32(a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, NB);
     else
-        corr_f64(vx.buf, vw.buf, vo.buf, vb.buf, &d, n0, n1);
+        corr_f64(a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, NB);
     Py_END_ALLOW_THREADS
-    if (vb.buf) PyBuffer_Release(&vb);
-    PyBuffer_Release(&vo);
-    PyBuffer_Release(&vw);
-    PyBuffer_Release(&vx);
+    release(a, 4);
     Py_RETURN_NONE;
-fail_o:
-    PyBuffer_Release(&vo);
-fail_w:
-    PyBuffer_Release(&vw);
-fail_x:
-    PyBuffer_Release(&vx);
+fail:
+    release(a, 4);
     return NULL;
 }
 
-static PyObject *py_correlate_kernel(PyObject *self, PyObject *args)
+static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    PyObject *ox, *odz, *odw, *odims;
-    Py_ssize_t NB, n0, n1;
-    Dims d;
+    static char *kw[] = {"x", "dz", "dw", "stride", "dilation", "narrow", NULL};
+    static const char *fn = "correlate_kernel";
+    PyObject *ox, *odz, *odw, *ostride = NULL, *odil = NULL;
+    int narrow = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOOOnnn", &ox, &odz, &odw, &odims, &NB, &n0, &n1))
-        return NULL;
-    if (checked_call(odims, &d, NB, n0, n1) < 0) return NULL;
-    /* np_: the partial sums of 8 output channels, in vectors; with the delta chunk after them
-     * they must fit in bytes for the wider (float64) vector */
-    Py_ssize_t nx, nz, nw, np_, part_bytes;
-    if (size_product(&nx, "x", 6, NB, d.G, d.C, d.H, d.W, (Py_ssize_t)LANES) < 0 ||
-        size_product(&nz, "dz", 6, NB, d.G, d.M, d.OH, d.OW, (Py_ssize_t)LANES) < 0 ||
-        size_product(&nw, "dw", 5, d.G, d.M, d.C, d.KH, d.KW) < 0 ||
-        size_product(&np_, "dw", 4, (Py_ssize_t)8, d.C, d.KH, d.KW) < 0 ||
-        size_mul_add(&part_bytes, "dw", np_, (Py_ssize_t)sizeof(vf64), GRAD_CHUNK_BYTES) < 0)
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$OOp", kw, &ox, &odz, &odw, &ostride,
+                                     &odil, &narrow))
         return NULL;
     char kind = 0;
-    Py_buffer vx, vz, vw;
-    if (get_buffer(ox, &vx, 0, nx, &kind, "x") < 0) return NULL;
-    if (get_buffer(odz, &vz, 0, nz, &kind, "dz") < 0) {
-        PyBuffer_Release(&vx);
-        return NULL;
-    }
-    if (get_buffer(odw, &vw, 1, nw, &kind, "dw") < 0) {
-        PyBuffer_Release(&vz);
-        PyBuffer_Release(&vx);
-        return NULL;
-    }
+    Arg a[3] = {{.held = 0}};
+    Dims d;
+    if (get_array(&a[0], ox, fn, "x", 6, "(NB, G, C, H, W, 16)", 0, &kind) < 0 ||
+        get_array(&a[1], odz, fn, "dz", 6, "(NB, G, M, OH, OW, 16)", 0, &kind) < 0 ||
+        get_array(&a[2], odw, fn, "dw", 5, "(G, M, C, KH, KW)", 1, &kind) < 0 ||
+        geometry(&d, fn, &a[0], &a[2], "dw", &a[1], "dz", ostride, odil) < 0)
+        goto fail;
+    d.narrow = narrow;
+    /* np_: the partial sums of 8 output channels, in vectors; with the delta chunk after them
+     * they must fit in bytes for the wider (float64) vector */
+    Py_ssize_t np_, part_bytes;
+    if (mul_add(&np_, fn, "dw's partial sums", d.C, d.KH, 0) < 0 ||
+        mul_add(&np_, fn, "dw's partial sums", np_, d.KW, 0) < 0 ||
+        mul_add(&np_, fn, "dw's partial sums", np_, 8, 0) < 0 ||
+        mul_add(&part_bytes, fn, "dw's partial sums", np_, (Py_ssize_t)sizeof(vf64),
+                GRAD_CHUNK_BYTES) < 0)
+        goto fail;
     const size_t vsize = kind == 'd' ? sizeof(vf64) : sizeof(vf32);
-    /* Partial sums of 8 output channels (aligned: whole vectors), then the delta chunk; the
-     * bytes were checked above for the wider vector. */
+    /* Partial sums of 8 output channels (aligned: whole vectors), then the delta chunk. */
     void *part = aligned_alloc(vsize, (size_t)np_ * vsize + GRAD_CHUNK_BYTES);
     if (!part) {
-        PyBuffer_Release(&vw);
-        PyBuffer_Release(&vz);
-        PyBuffer_Release(&vx);
+        release(a, 3);
         return PyErr_NoMemory();
     }
+    const Py_ssize_t NB = a[0].view.shape[0];
+    const void *x = a[0].view.buf, *dz = a[1].view.buf;
+    void *dw = a[2].view.buf;
     Py_BEGIN_ALLOW_THREADS
 #if HAVE_V4
-    if (kind == 'f' && CPU_V4())
-        kern_f32v4(vx.buf, vz.buf, vw.buf, part, (vf32 *)part + np_, &d, n0, n1);
+    if (kind == 'f' && CPU_V4(narrow))
+        kern_f32v4(x, dz, dw, part, (vf32 *)part + np_, &d, NB);
     else
 #endif
     if (kind == 'f')
-        kern_f32(vx.buf, vz.buf, vw.buf, part, (vf32 *)part + np_, &d, n0, n1);
+        kern_f32(x, dz, dw, part, (vf32 *)part + np_, &d, NB);
     else
-        kern_f64(vx.buf, vz.buf, vw.buf, part, (vf64 *)part + np_, &d, n0, n1);
+        kern_f64(x, dz, dw, part, (vf64 *)part + np_, &d, NB);
     Py_END_ALLOW_THREADS
     free(part);
-    PyBuffer_Release(&vw);
-    PyBuffer_Release(&vz);
-    PyBuffer_Release(&vx);
+    release(a, 3);
     Py_RETURN_NONE;
+fail:
+    release(a, 3);
+    return NULL;
 }
 
-/* pack_padded(src, dst, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1): blocks n0:n1 of the
- * bands of pack_pad, which are all the lane buffer dst holds (also for unpack_bands' src). With
- * S = 1, H = Hp = 1 and no padding it is plain packing of B samples of W values. */
-static PyObject *py_pack_padded(PyObject *self, PyObject *args)
+/* A non-negative Py_ssize_t keyword. */
+static int non_negative(const char *fn, const char *name, Py_ssize_t v, Py_ssize_t low)
 {
+    if (v >= low) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: %s must be >= %zd, got %zd", fn, name, low, v);
+    return -1;
+}
+
+/* The block range first:first+n of the bands of B samples; -1 with ValueError if outside. */
+static int block_range(const char *fn, Py_ssize_t B, Py_ssize_t S, Py_ssize_t first,
+                       Py_ssize_t n, const char *name)
+{
+    Py_ssize_t NB, end;
+    if (blocks_of(&NB, fn, B, S) < 0) return -1;
+    if (__builtin_add_overflow(first, n, &end)) return overflow(fn, "first_block + blocks");
+    if (end <= NB) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: blocks %zd:%zd of %s are past the %zd blocks of 16 "
+                 "that %zd samples x %zd bands fill", fn, first, end, name, NB, B, S);
+    return -1;
+}
+
+/* pack_padded(src, dst, *, bands, step, top, left, first_block): see pack_pad. */
+static PyObject *py_pack_padded(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"src", "dst", "bands", "step", "top", "left", "first_block", NULL};
+    static const char *fn = "pack_padded";
     PyObject *osrc, *odst;
-    Py_ssize_t B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1;
+    Py_ssize_t S = 1, step = 0, pt = 0, pl = 0, n0 = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOnnnnnnnnnnnn", &osrc, &odst, &B, &S, &step, &CH, &H, &W, &Hp,
-                          &pt, &pl, &pr, &n0, &n1))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nnnnn", kw, &osrc, &odst, &S, &step, &pt,
+                                     &pl, &n0))
         return NULL;
-    if (B < 0 || S < 1 || step < 0 || CH < 0 || H < 0 || W < 0 || Hp < 0 || pt < 0 || pl < 0 ||
-        pr < 0) {
-        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
-        return NULL;
-    }
-    /* bands (B * S), the last band's last row ((S - 1) step + Hp, also less pt), the padded
-     * width, and both buffers */
-    Py_ssize_t nv, last, wp, nsrc, packed;
-    if (size_product(&nv, "bands", 2, B, S) < 0 ||
-        size_mul_add(&last, "rows", S - 1, step, Hp) < 0 ||
-        size_mul_add(&wp, "width", 1, pl, W) < 0 || size_mul_add(&wp, "width", 1, wp, pr) < 0 ||
-        size_mul_add(&last, "rows", 1, last, pt) < 0 ||
-        size_product(&nsrc, "src", 4, B, CH, H, W) < 0)
-        return NULL;
-    const Py_ssize_t NB = nv > 0 ? nv / LANES + (nv % LANES != 0) : 0;
-    if (n0 < 0 || n1 > NB || n0 > n1) {
-        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
-        return NULL;
-    }
-    if (size_product(&packed, "dst", 5, n1 - n0, CH, Hp, wp, (Py_ssize_t)LANES) < 0)
+    if (non_negative(fn, "bands", S, 1) < 0 || non_negative(fn, "step", step, 0) < 0 ||
+        non_negative(fn, "top", pt, 0) < 0 || non_negative(fn, "left", pl, 0) < 0 ||
+        non_negative(fn, "first_block", n0, 0) < 0)
         return NULL;
     char kind = 0;
-    Py_buffer vs, vd;
-    if (get_buffer(osrc, &vs, 0, nsrc, &kind, "src") < 0) return NULL;
-    if (get_buffer(odst, &vd, 1, packed, &kind, "dst") < 0) {
-        PyBuffer_Release(&vs);
-        return NULL;
+    Arg a[2] = {{.held = 0}};
+    if (get_array(&a[0], osrc, fn, "src", 4, "(B, CH, H, W)", 0, &kind) < 0 ||
+        get_array(&a[1], odst, fn, "dst", 5, "(blocks, CH, Hp, Wp, 16)", 1, &kind) < 0 ||
+        same(fn, &a[1], "dst", 1, "CH", a[0].view.shape[1], "src") < 0 ||
+        same(fn, &a[1], "dst", 4, "the lanes", LANES, "LANES") < 0)
+        goto fail;
+    const Py_ssize_t *ss = a[0].view.shape, *ds = a[1].view.shape;
+    const Py_ssize_t B = ss[0], CH = ss[1], H = ss[2], W = ss[3], Hp = ds[2], Wp = ds[3];
+    /* The last band's rows ((S - 1) step + Hp, the index arithmetic of the loops) and the
+     * right padding that dst's width leaves. */
+    Py_ssize_t last, lw;
+    if (mul_add(&last, fn, "bands x step", S - 1, step, Hp) < 0 ||
+        mul_add(&lw, fn, "left + W", 1, pl, W) < 0 ||
+        block_range(fn, B, S, n0, ds[0], "dst") < 0)
+        goto fail;
+    (void)last; /* checked only: the loops form (v % S) * step + yy - top */
+    if (lw > Wp) {
+        PyErr_Format(PyExc_ValueError, "%s: dst has Wp = %zd columns, fewer than left + W = "
+                     "%zd + %zd", fn, Wp, pl, W);
+        goto fail;
     }
+    const Py_ssize_t pr = Wp - lw, n1 = n0 + ds[0];
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
-        pack_pad_f32(vs.buf, vd.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1);
+        pack_pad_f32(a[0].view.buf, a[1].view.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1);
     else
-        pack_pad_f64(vs.buf, vd.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1);
+        pack_pad_f64(a[0].view.buf, a[1].view.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1);
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&vd);
-    PyBuffer_Release(&vs);
+    release(a, 2);
     Py_RETURN_NONE;
+fail:
+    release(a, 2);
+    return NULL;
 }
 
-/* unpack_bands(src, dst, B, S, CH, R, OH, n0, n1): blocks n0:n1 of the bands of unpack. */
-static PyObject *py_unpack_bands(PyObject *self, PyObject *args)
+/* unpack_bands(src, dst, *, bands, first_block): see unpack. */
+static PyObject *py_unpack_bands(PyObject *self, PyObject *args, PyObject *kwds)
 {
+    static char *kw[] = {"src", "dst", "bands", "first_block", NULL};
+    static const char *fn = "unpack_bands";
     PyObject *osrc, *odst;
-    Py_ssize_t B, S, CH, R, OH, n0, n1;
+    Py_ssize_t S = 1, n0 = 0;
     (void)self;
-    if (!PyArg_ParseTuple(args, "OOnnnnnnn", &osrc, &odst, &B, &S, &CH, &R, &OH, &n0, &n1))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nn", kw, &osrc, &odst, &S, &n0))
         return NULL;
-    if (B < 0 || S < 1 || CH < 0 || R < 0 || OH < 0) {
-        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
+    if (non_negative(fn, "bands", S, 1) < 0 || non_negative(fn, "first_block", n0, 0) < 0)
         return NULL;
-    }
-    Py_ssize_t nv, rows, ndst, nsrc;
-    if (size_product(&nv, "bands", 2, B, S) < 0 || size_product(&rows, "rows", 2, S, R) < 0 ||
-        size_product(&ndst, "dst", 3, B, CH, OH) < 0)
-        return NULL;
-    const Py_ssize_t NB = nv > 0 ? nv / LANES + (nv % LANES != 0) : 0;
-    if (rows < OH || n0 < 0 || n1 > NB || n0 > n1) {
-        PyErr_SetString(PyExc_ValueError, "bad sizes or block range");
-        return NULL;
-    }
-    if (size_product(&nsrc, "src", 4, n1 - n0, CH, R, (Py_ssize_t)LANES) < 0) return NULL;
     char kind = 0;
-    Py_buffer vs, vd;
-    if (get_buffer(osrc, &vs, 0, nsrc, &kind, "src") < 0) return NULL;
-    if (get_buffer(odst, &vd, 1, ndst, &kind, "dst") < 0) {
-        PyBuffer_Release(&vs);
-        return NULL;
+    Arg a[2] = {{.held = 0}};
+    if (get_array(&a[0], osrc, fn, "src", 4, "(blocks, CH, R, 16)", 0, &kind) < 0 ||
+        get_array(&a[1], odst, fn, "dst", 3, "(B, CH, OH)", 1, &kind) < 0 ||
+        same(fn, &a[0], "src", 1, "CH", a[1].view.shape[1], "dst") < 0 ||
+        same(fn, &a[0], "src", 3, "the lanes", LANES, "LANES") < 0)
+        goto fail;
+    const Py_ssize_t *ss = a[0].view.shape, *ds = a[1].view.shape;
+    const Py_ssize_t B = ds[0], CH = ds[1], OH = ds[2], R = ss[2];
+    Py_ssize_t rows;
+    if (mul_add(&rows, fn, "bands x R", S, R, 0) < 0 ||
+        block_range(fn, B, S, n0, ss[0], "src") < 0)
+        goto fail;
+    if (rows < OH) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bands of R = %zd rows cover %zd of dst's OH = "
+                     "%zd", fn, S, R, rows, OH);
+        goto fail;
     }
+    const Py_ssize_t n1 = n0 + ss[0];
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
-        unpack_f32(vs.buf, vd.buf, B, S, CH, R, OH, n0, n1);
+        unpack_f32(a[0].view.buf, a[1].view.buf, B, S, CH, R, OH, n0, n1);
     else
-        unpack_f64(vs.buf, vd.buf, B, S, CH, R, OH, n0, n1);
+        unpack_f64(a[0].view.buf, a[1].view.buf, B, S, CH, R, OH, n0, n1);
     Py_END_ALLOW_THREADS
-    PyBuffer_Release(&vd);
-    PyBuffer_Release(&vs);
+    release(a, 2);
     Py_RETURN_NONE;
-}
-
-static PyObject *py_narrow(PyObject *self, PyObject *arg)
-{
-    (void)self;
-    const int v = PyObject_IsTrue(arg);
-    if (v < 0) return NULL;
-    PyObject *was = PyBool_FromLong(narrow_only);
-    narrow_only = v;
-    return was;
+fail:
+    release(a, 2);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
-    {"narrow", py_narrow, METH_O,
-     "narrow(flag) -> previous: use only the tiles of CPUs without AVX-512 (for tests)."},
-    {"pack_padded", py_pack_padded, METH_VARARGS,
-     "pack_padded(src, dst, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1): pack row bands of "
-     "the zero-padded input."},
-    {"unpack_bands", py_unpack_bands, METH_VARARGS,
-     "unpack_bands(src, dst, B, S, CH, R, OH, n0, n1): unpack row bands into (B, CH, OH)."},
-    {"correlate", py_correlate, METH_VARARGS,
-     "correlate(x, w, out, bias, dims, NB, n0, n1): blocks n0:n1 of the valid correlation."},
-    {"correlate_kernel", py_correlate_kernel, METH_VARARGS,
-     "correlate_kernel(x, dz, dw, dims, NB, n0, n1): kernel gradient over blocks n0:n1."},
+    {"pack_padded", (PyCFunction)(void (*)(void))py_pack_padded, METH_VARARGS | METH_KEYWORDS,
+     "pack_padded(src, dst, *, bands=1, step=0, top=0, left=0, first_block=0): blocks\n"
+     "first_block: of the row bands of the zero-padded src (B, CH, H, W) into dst (blocks, CH,\n"
+     "Hp, Wp, 16). Lane l of block n is band v = 16 n + l: sample v // bands, padded rows\n"
+     "(v % bands) * step + [0, Hp), padded row p being row p - top of src, columns shifted by\n"
+     "left; zeros outside src and past the last band."},
+    {"unpack_bands", (PyCFunction)(void (*)(void))py_unpack_bands, METH_VARARGS | METH_KEYWORDS,
+     "unpack_bands(src, dst, *, bands=1, first_block=0): the inverse for results: band v's\n"
+     "R values of plane ch of src (blocks, CH, R, 16) land at dst[v // bands, ch,\n"
+     "(v % bands) * R + r] (B, CH, OH), those at or past OH dropped."},
+    {"correlate", (PyCFunction)(void (*)(void))py_correlate, METH_VARARGS | METH_KEYWORDS,
+     "correlate(x, w, out, bias=None, *, stride, dilation, live_rows=None, live_cols=None,\n"
+     "narrow=False): the valid correlation of x (NB, G, C, H, W, 16) with w (G, M, C, KH, KW)\n"
+     "plus bias (G, M) into out (NB, G, M, OH, OW, 16); taps reading only rows outside\n"
+     "live_rows or columns outside live_cols (zero padding) are skipped. narrow: the tiles of\n"
+     "CPUs without AVX-512."},
+    {"correlate_kernel", (PyCFunction)(void (*)(void))py_correlate_kernel,
+     METH_VARARGS | METH_KEYWORDS,
+     "correlate_kernel(x, dz, dw, *, stride, dilation, narrow=False): the kernel gradient\n"
+     "dw (G, M, C, KH, KW) of x (NB, G, C, H, W, 16) and dz (NB, G, M, OH, OW, 16)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,194 @@
+"""The compiled helper's own argument checks (``rot180.functional._directc``).
+
+Its functions take keyword arguments and read every size from the arrays' shapes; here: that
+shapes which do not agree, wrong dtypes, layouts and ranges are refused with an error that
+names the argument, and that sizes whose products would wrap around a 64-bit ``Py_ssize_t``
+(huge strides, bands, steps, offsets) are refused before anything is allocated or touched.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import rot180.functional._direct as D
+
+pytestmark = pytest.mark.skipif(not D.built(), reason="the compiled helper is not built")
+
+L = D.LANES
+
+
+def _call():
+    """A valid correlate call (5x5 input, 3x3 kernel, 3x3 output) and its arrays."""
+    x = np.zeros((1, 1, 1, 5, 5, L), np.float32)
+    w = np.zeros((1, 1, 1, 3, 3), np.float32)
+    out = np.zeros((1, 1, 1, 3, 3, L), np.float32)
+    return x, w, out
+
+
+def test_a_valid_call_computes() -> None:
+    x, w, out = _call()
+    x[...] = 1
+    w[...] = 2
+    bias = np.full((1, 1), 0.5, np.float32)
+    D._directc.correlate(x, w, out, bias, stride=(1, 1), dilation=(1, 1))
+    np.testing.assert_array_equal(out, 18.5)
+    D._directc.correlate(x, w, out, stride=(1, 1), dilation=(1, 1), live_rows=(0, 1),
+                         live_cols=(0, 5))          # only row 0 non-zero: one kernel row
+    np.testing.assert_array_equal(out[0, 0, 0, 0], 6)
+    np.testing.assert_array_equal(out[0, 0, 0, 1:], 0)
+
+
+@pytest.mark.parametrize(("change", "error", "match"), [
+    ({"w": np.zeros((1, 1, 1, 5, 5), np.float32)}, ValueError,
+     r"correlate: the windows reach row 6 and column 6, outside x's 5 x 5"),
+    ({"w": np.zeros((1, 1, 2, 3, 3), np.float32)}, ValueError,
+     r"correlate: w has C = 2 \(axis 2\), expected 1 as in x"),
+    ({"w": np.zeros((2, 1, 1, 3, 3), np.float32)}, ValueError, r"w has G = 2 \(axis 0\)"),
+    ({"out": np.zeros((1, 1, 2, 3, 3, L), np.float32)}, ValueError,
+     r"out has M = 2 \(axis 2\), expected 1 as in w"),
+    ({"out": np.zeros((2, 1, 1, 3, 3, L), np.float32)}, ValueError, r"out has NB = 2"),
+    ({"x": np.zeros((1, 1, 1, 5, 5, 8), np.float32)}, ValueError,
+     r"x has the lanes = 8 \(axis 5\), expected 16 as in LANES"),
+    ({"x": np.zeros((1, 1, 5, 5, L), np.float32)}, ValueError,
+     r"x must have 6 axes \(NB, G, C, H, W, 16\), got 5"),
+    ({"w": np.zeros((1, 1, 1, 3, 3))}, TypeError,
+     r"correlate: w must be float32, got format 'd' \(all arrays of a call have one dtype\)"),
+    ({"x": np.zeros((1, 1, 1, 5, 5, L), np.int32)}, TypeError,
+     r"x must be float32 or float64, got format 'i'"),
+    ({"x": [1.0]}, TypeError, r"x must be a float32 or float64 array, got list"),
+    ({"out": np.zeros((1, 1, 1, 3, 6, L), np.float32)[:, :, :, :, ::2]}, ValueError,
+     r"out must be C-contiguous"),
+    ({"bias": np.zeros((1, 2), np.float32)}, ValueError, r"bias has M = 2 \(axis 1\)"),
+    ({"bias": np.zeros(1, np.float32)}, ValueError, r"bias must have 2 axes \(G, M\)"),
+    ({"stride": (2, 1)}, ValueError, r"the windows reach row 6 and column 4"),
+    ({"stride": (0, 1)}, ValueError, r"stride= must be ints >= 1, got \(0, 1\)"),
+    ({"stride": (1,)}, TypeError, r"stride= must be a pair of ints, got \(1,\)"),
+    ({"stride": (1.0, 1)}, TypeError, r"stride= must be a pair of ints"),
+    ({"dilation": None}, TypeError, r"dilation= must be a pair of ints, got None"),
+    ({"live_rows": (0, 6)}, ValueError, r"live_rows \(0, 6\) and live_cols \(0, 5\) must be"),
+    ({"live_cols": (3, 2)}, ValueError, r"live_cols \(3, 2\)"),
+])
+def test_correlate_refuses_arguments_that_do_not_agree(change, error, match) -> None:
+    x, w, out = _call()
+    args = {"x": x, "w": w, "out": out, "bias": None, "stride": (1, 1), "dilation": (1, 1),
+            **change}
+    with pytest.raises(error, match=match):
+        D._directc.correlate(**args)
+
+
+def test_stride_and_dilation_are_required_keywords() -> None:
+    x, w, out = _call()
+    with pytest.raises(TypeError, match=r"stride= is required \(a pair of ints\)"):
+        D._directc.correlate(x, w, out, dilation=(1, 1))
+    with pytest.raises(TypeError):
+        D._directc.correlate(x, w, out, None, (1, 1), (1, 1))     # keyword-only
+    with pytest.raises(ValueError, match=r"out must be writable"):
+        out.flags.writeable = False
+        D._directc.correlate(x, w, out, stride=(1, 1), dilation=(1, 1))
+
+
+def test_correlate_kernel_checks_its_arrays() -> None:
+    x, w, dz = _call()
+    D._directc.correlate_kernel(x, dz, w, stride=(1, 1), dilation=(1, 1))
+    with pytest.raises(ValueError, match=r"correlate_kernel: dz has M = 2 \(axis 2\), "
+                                         r"expected 1 as in dw"):
+        D._directc.correlate_kernel(x, np.zeros((1, 1, 2, 3, 3, L), np.float32), w,
+                                    stride=(1, 1), dilation=(1, 1))
+    with pytest.raises(ValueError, match=r"dw must be writable"):
+        w.flags.writeable = False
+        D._directc.correlate_kernel(x, dz, w, stride=(1, 1), dilation=(1, 1))
+
+
+def test_packing_checks_its_arrays_and_ranges() -> None:
+    src = np.zeros((2, 1, 5, 5), np.float32)
+    dst = np.zeros((1, 1, 5, 5, L), np.float32)
+    D._directc.pack_padded(src, dst, bands=8, step=0)
+    with pytest.raises(ValueError, match=r"pack_padded: blocks 0:3 of dst are past the 2 "
+                                         r"blocks of 16 that 2 samples x 9 bands fill"):
+        D._directc.pack_padded(src, np.zeros((3, 1, 5, 5, L), np.float32), bands=9, step=1)
+    with pytest.raises(ValueError, match=r"blocks 1:2 of dst are past the 1 blocks"):
+        D._directc.pack_padded(src, dst, first_block=1)
+    with pytest.raises(ValueError, match=r"dst has Wp = 5 columns, fewer than left \+ W = "
+                                         r"1 \+ 5"):
+        D._directc.pack_padded(src, dst, left=1)
+    with pytest.raises(ValueError, match=r"dst has CH = 1 \(axis 1\), expected 2 as in src"):
+        D._directc.pack_padded(np.zeros((2, 2, 5, 5), np.float32), dst)
+    with pytest.raises(ValueError, match=r"bands must be >= 1, got 0"):
+        D._directc.pack_padded(src, dst, bands=0)
+    with pytest.raises(ValueError, match=r"top must be >= 0, got -1"):
+        D._directc.pack_padded(src, dst, top=-1)
+    res = np.zeros((1, 1, 1, L), np.float32)
+    with pytest.raises(ValueError, match=r"unpack_bands: 2 bands of R = 1 rows cover 2 of "
+                                         r"dst's OH = 3"):
+        D._directc.unpack_bands(res, np.zeros((1, 1, 3), np.float32), bands=2)
+    with pytest.raises(TypeError, match=r"dst must be float32, got format 'd'"):
+        D._directc.unpack_bands(res, np.zeros((1, 1, 1)))
+
+
+# --- sizes whose products overflow --------------------------------------------------------------
+
+# Each call gives tiny arrays and one claimed size (a step, a band count, an offset) whose
+# arithmetic wraps around a 64-bit Py_ssize_t (to a negative number, or to a small one that
+# would pass the range checks), so unchecked arithmetic would run the loops outside the arrays.
+# Run in a subprocess: a crash fails the test instead of ending pytest.
+_SETUP = ("import numpy as np\nimport rot180.functional._direct as D\nC = D._directc\n"
+          "def z(*s): return np.zeros(s, np.float32)\n")
+WRAPPING = {
+    # (OH - 1) * sh = 2 * 2**62 wraps negative: "inside" a 5-row input
+    "correlate stride": "C.correlate(z(1, 1, 1, 5, 5, 16), z(1, 1, 1, 1, 1), "
+                        f"z(1, 1, 1, 3, 1, 16), stride=({2**62}, 1), dilation=(1, 1))",
+    "correlate dilation": "C.correlate(z(1, 1, 1, 5, 5, 16), z(1, 1, 1, 1, 3), "
+                          f"z(1, 1, 1, 1, 1, 16), stride=(1, 1), dilation=(1, {2**62}))",
+    "correlate_kernel stride": "C.correlate_kernel(z(1, 1, 1, 5, 5, 16), z(1, 1, 1, 3, 1, 16), "
+                               f"z(1, 1, 1, 1, 1), stride=({2**62}, 1), dilation=(1, 1))",
+    "correlate stride too big": "C.correlate(z(1, 1, 1, 5, 5, 16), z(1, 1, 1, 1, 1), "
+                                f"z(1, 1, 1, 3, 1, 16), stride=({2**64}, 1), dilation=(1, 1))",
+    # 8 C KH KW partial-sum vectors of 128 bytes: 2**56 * 8 * 128 bytes overflow (empty arrays)
+    "correlate_kernel partial sums": f"C.correlate_kernel(z(0, 1, {2**56}, 1, 1, 16), "
+                                     f"z(0, 1, 0, 1, 1, 16), z(1, 0, {2**56}, 1, 1), "
+                                     "stride=(1, 1), dilation=(1, 1))",
+    # samples x bands: 4 * 2**62 wraps to 0 blocks, first_block + blocks wraps negative
+    "pack_padded bands": f"C.pack_padded(z(4, 1, 1, 1), z(1, 1, 1, 1, 16), bands={2**62})",
+    "pack_padded first_block": f"C.pack_padded(z(16, 1, 1, 1), z(1, 1, 1, 1, 16), "
+                               f"first_block={2**63 - 1})",
+    # the last band's rows (S - 1) * step + Hp overflow
+    "pack_padded step": f"C.pack_padded(z(1, 1, 1, 1), z(1, 1, 2, 1, 16), bands=2, "
+                        f"step={2**63 - 1})",
+    # left + W overflows
+    "pack_padded left": f"C.pack_padded(z(1, 1, 1, 2), z(1, 1, 1, 1, 16), left={2**63 - 1})",
+    # bands x R: 2**62 * 4 wraps to 0 >= OH... and the blocks of 1 sample x 2**62 bands
+    "unpack_bands bands": f"C.unpack_bands(z(1, 1, 4, 16), z(1, 1, 1), bands={2**62})",
+    "unpack_bands first_block": f"C.unpack_bands(z(1, 1, 1, 16), z(1, 1, 1), "
+                                f"first_block={2**63 - 1})",
+}
+
+
+def test_huge_claimed_sizes_are_refused_in_process_without_allocating() -> None:
+    """The checks run before any buffer is touched or allocated (tracemalloc: the peak of the
+    calls stays under a few KiB), and quickly: one call each."""
+    namespace: dict = {}
+    exec(_SETUP, namespace)                     # noqa: S102  (the fixed text above)
+    tracemalloc.start()
+    try:
+        for name, call in WRAPPING.items():    # (its arrays are tiny or empty)
+            before = tracemalloc.get_traced_memory()[1]
+            with pytest.raises((OverflowError, ValueError)):
+                eval(call, namespace)           # noqa: S307  (the fixed text above)
+            assert tracemalloc.get_traced_memory()[1] - before < 2**16, name
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("call", list(WRAPPING.values()), ids=list(WRAPPING))
+def test_the_helper_refuses_sizes_whose_products_overflow(call) -> None:
+    code = (_SETUP + f"try:\n    {call}\nexcept (OverflowError, ValueError) as e:\n"
+            "    print(type(e).__name__, e)\nelse:\n    print('accepted')\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, f"crashed ({run.returncode}): {run.stderr[-500:]}"
+    assert run.stdout.startswith(("OverflowError", "ValueError")), run.stdout
