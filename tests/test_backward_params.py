@@ -66,13 +66,13 @@ def test_first_convolution_skips_its_input_gradient(monkeypatch) -> None:
     model = lenet5(seed=0)
     x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
     calls: list[tuple[int, ...]] = []
-    real = nn_conv.conv_grad_input
+    real = nn_conv.conv_grad_input_spec
 
-    def spy(dz, w, input_shape, **kw):
+    def spy(dz, w, input_shape, spec, *args):
         calls.append(tuple(input_shape))
-        return real(dz, w, input_shape, **kw)
+        return real(dz, w, input_shape, spec, *args)
 
-    monkeypatch.setattr(nn_conv, "conv_grad_input", spy)
+    monkeypatch.setattr(nn_conv, "conv_grad_input_spec", spy)
     y = model.forward(x)
     model.backward_params(np.ones_like(y))
     assert calls == [(2, 6, 14, 14)]          # the second conv's, not the first's (2, 1, 28, 28)

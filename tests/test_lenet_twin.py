@@ -127,12 +127,12 @@ def test_the_twin_check_detects_a_wrong_backward(digit_batches, monkeypatch) -> 
     degrees (the second conv's is the one that reaches parameters), the comparison fails."""
     from rot180.nn import conv as conv_mod
 
-    real = conv_mod.conv_grad_input
+    real = conv_mod.conv_grad_input_spec
 
     def unrotated(dz, w, *args, **kwargs):
         return real(dz, w[..., ::-1, ::-1], *args, **kwargs)
 
-    monkeypatch.setattr(conv_mod, "conv_grad_input", unrotated)
+    monkeypatch.setattr(conv_mod, "conv_grad_input_spec", unrotated)
     ours, theirs = _twins(seed=0)
 
     def opts(m, t):

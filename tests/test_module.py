@@ -72,7 +72,8 @@ def test_train_eval_reach_every_module() -> None:
 
 
 def test_parameter_rejects_integers_and_zero_grad_keeps_the_array() -> None:
-    with pytest.raises(TypeError, match="Parameter data must be float32 or float64, got int64"):
+    with pytest.raises(TypeError,
+                       match="Parameter: data must have dtype float32 or float64, got int64"):
         Parameter(np.arange(3))
     p = Parameter(np.ones(3))
     g = p.grad

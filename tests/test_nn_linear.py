@@ -120,8 +120,8 @@ def test_repr_as_torch():
 
 
 @pytest.mark.parametrize("make, exc, match", [
-    (lambda: Linear(0, 3), ValueError, "in_features must be a positive integer"),
-    (lambda: Linear(3, -1), ValueError, "out_features must be a positive integer"),
+    (lambda: Linear(0, 3), ValueError, "Linear: in_features must be >= 1, got 0"),
+    (lambda: Linear(3, -1), ValueError, "Linear: out_features must be >= 1, got -1"),
     (lambda: Linear(3.5, 2), TypeError, "in_features must be an int"),
     (lambda: Linear(3, 2, dtype=np.int64), TypeError, "dtype must be float32 or float64"),
     (lambda: Linear(3, 2, rng=1.5), TypeError, "rng must be a numpy Generator"),

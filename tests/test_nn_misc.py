@@ -61,8 +61,9 @@ def test_dropout_identity_in_eval_and_edge_probabilities() -> None:
 
 
 @pytest.mark.parametrize(("call", "exc", "match"), [
-    (lambda: nn.Dropout(1.5), ValueError, "between 0 and 1"),
-    (lambda: nn.Dropout("0.5"), TypeError, "p must be a number"),
+    (lambda: nn.Dropout(1.5), ValueError,
+     r"Dropout: Invalid dropout probability: 1\.5 \(expected p >= 0 and <= 1\)"),
+    (lambda: nn.Dropout("0.5"), TypeError, "Dropout: p must be a real number"),
     (lambda: nn.Dropout(0.5, rng="seed"), TypeError, "rng must be"),
     (lambda: nn.Dropout(0.5, rng=0).forward(np.ones(3, np.int64)), TypeError, "float32"),
     (lambda: nn.Dropout(0.5, rng=0).backward(np.ones(3)), RuntimeError, "before forward"),

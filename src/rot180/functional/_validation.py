@@ -1,13 +1,24 @@
-"""Input checks for every public function of :mod:`rot180.functional`: one place, run first.
+"""Argument checks for the whole library: one place, run first at every public entry point.
 
-Messages follow one pattern: what was expected, what was received, and how to fix it.
-``TypeError`` is for a wrong kind of thing (dtype, Python type), ``ValueError`` for a wrong value
-(shape, size, range).
+Every package (functional, nn, optim, data, train, explain, the CLI) checks its arguments with
+these functions and nothing else; this module imports nothing of rot180 but ``functional``'s
+own shape arithmetic, so everything may import it. Each check takes the caller's name for its
+message, ``where`` (``"Conv2d"``, ``"SGD"``, ``"conv_grad_input"``; ``None`` for none), so that
+a message says who refused what: what was expected, what was received, and how to fix it.
+``TypeError`` is for a wrong kind of thing (dtype, Python type), ``ValueError`` for a wrong
+value (shape, size, range).
 
-Array arguments may also be (nested) lists, tuples or Python scalars: they are converted with
-``np.asarray``, so Python floats become float64 and ints are refused like int arrays. Every check
-is O(1) (shapes, dtypes, scalars) except :func:`all_finite`, which scans values and is used only
-on small arrays where a NaN is a user error (loss targets), never on activations.
+Array arguments go through the array-namespace seam, :func:`rot180.functional._array.as_array`
+(re-exported here with the array checks built on it). The functional API also takes (nested)
+lists, tuples and Python scalars, converted with ``np.asarray``, so Python floats become float64
+and ints are refused like int arrays. Every check is O(1) (shapes, dtypes, scalars) except
+:func:`all_finite`, which scans values and is used only on small arrays where a NaN is a user
+error (loss targets), never on activations.
+
+A layer resolves its convolution settings once, at construction, into a :class:`ConvSpec`
+(:func:`weight_spec`), and checks each input against it (:func:`input_shape_for`,
+:func:`dz_for`); the public functions check everything on every call (:func:`conv_args`,
+:func:`grad_input_args`, :func:`grad_weight_args`).
 """
 
 from __future__ import annotations
@@ -15,131 +26,155 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 
 from . import shapes
+from ._array import (
+    FLOAT_DTYPES,
+    NAMESPACES,
+    all_finite,
+    array_namespace,
+    as_array,
+    cached,
+    check_grad,
+    check_input,
+    float_array,
+    same_dtype,
+    type_name,
+)
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def float_array(a: object, name: str) -> np.ndarray:
-    """Return ``a`` as an ndarray of float32 or float64, never converting between them."""
-    if not isinstance(a, np.ndarray):
-        # a str is a numpy "scalar" too; it must not reach the dtype message below
-        if isinstance(a, list | tuple) or (np.isscalar(a) and not isinstance(a, str | bytes)):
-            try:
-                a = np.asarray(a)
-            except ValueError as exc:  # ragged nesting
-                raise ValueError(
-                    f"{name} must be a rectangular array, got a ragged {type(a).__name__} "
-                    f"({exc}). Pass a numpy array."
-                ) from None
-        else:
-            raise TypeError(
-                f"{name} must be a numpy array, got {type(a).__name__}. "
-                "Convert it with np.asarray(..., dtype=np.float32)."
-            )
-    if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(
-            f"{name} must have dtype float32 or float64, got {a.dtype}. "
-            f"Convert it with {name}.astype(np.float32) (or np.float64)."
-        )
-    return a
+__all__ = [
+    "FLOAT_DTYPES", "NAMESPACES", "ConvSpec", "all_finite", "array_namespace", "as_array",
+    "axis_arg", "cached", "check_grad", "check_input", "conv_args", "dz_for", "flag",
+    "float_array", "float_dtype", "grad_input_args", "grad_weight_args", "input_shape_for",
+    "int_tuple", "integer", "option", "positive_tuple", "real", "resolve_input_shape",
+    "same_dtype", "shape_arg", "type_name", "weight_spec",
+]
 
 
-def real_scalar(value: object, name: str, op: str, *, low: float | None = None,
-                high: float | None = None, low_open: bool = False) -> float:
-    """A finite real hyperparameter in ``[low, high]`` (``(low, high]`` with ``low_open``)."""
+def _at(where: str | None) -> str:
+    return f"{where}: " if where else ""
+
+
+def real(value: object, name: str, where: str | None = None, *, low: float | None = None,
+         high: float | None = None, low_open: bool = False, high_open: bool = False,
+         invalid: str | None = None) -> float:
+    """A finite real number in ``[low, high]`` (``low_open``, ``high_open``: the bound itself
+    excluded), as a Python float.
+
+    Bools, strings and arrays are refused; NaN and infinities too (NaN passes every range test
+    and spreads silently). ``invalid`` words a finite value out of range as PyTorch does,
+    ``Invalid learning rate: -1.0 (expected lr >= 0)``.
+    """
+    at = _at(where)
     if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{op}: {name} must be a real number, got {type(value).__name__} "
-                        f"{value!r}.")
+        raise TypeError(f"{at}{name} must be a real number, got {type_name(value)} {value!r}.")
     out = float(value)
-    below = low is not None and (out <= low if low_open else out < low)
-    if not math.isfinite(out) or below or (high is not None and out > high):
-        bounds = "".join(f" and {b}" for b in (
-            None if low is None else f"{'>' if low_open else '>='} {low}",
-            None if high is None else f"<= {high}") if b)
-        raise ValueError(f"{op}: {name} must be finite{bounds}, got {value!r}.")
+    outside = ((low is not None and (out <= low if low_open else out < low))
+               or (high is not None and (out >= high if high_open else out > high)))
+    if not math.isfinite(out) or outside:
+        bounds = [b for b in (None if low is None else f"{'>' if low_open else '>='} {low}",
+                              None if high is None else f"{'<' if high_open else '<='} {high}")
+                  if b]
+        if invalid is not None and math.isfinite(out):
+            raise ValueError(f"{at}Invalid {invalid}: {out} (expected {name} "
+                             f"{' and '.join(bounds)}).")
+        raise ValueError(f"{at}{name} must be finite{''.join(f' and {b}' for b in bounds)}, "
+                         f"got {value!r}.")
     return out
 
 
-def option(value: object, options: Sequence[str], name: str, op: str) -> str:
+def integer(value: object, name: str, where: str | None = None, *, low: int | None = 1,
+            fix: str | None = None) -> int:
+    """An int ``>= low`` (``low=None``: any); numpy integers are taken, bools refused."""
+    at = _at(where)
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise TypeError(f"{at}{name} must be an int, got {type_name(value)} {value!r}.")
+    if low is not None and value < low:
+        fix = fix or {1: "Pass a positive int.", 0: "Pass a non-negative int."}.get(low, "")
+        raise ValueError(f"{at}{name} must be >= {low}, got {value}. {fix}".rstrip())
+    return int(value)
+
+
+def flag(value: object, name: str, where: str | None = None) -> bool:
+    """``True`` or ``False`` (a numpy bool too); ``0``, ``1``, ``"yes"`` and ``None`` refused."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{_at(where)}{name} must be True or False, got {type_name(value)} "
+                        f"{value!r}.")
+    return bool(value)
+
+
+def option(value: object, options: Sequence[str], name: str, where: str | None = None) -> str:
     """One of the strings ``options``."""
+    at = _at(where)
     if not isinstance(value, str):
-        raise TypeError(f"{op}: {name} must be a str, one of {tuple(options)}, got "
-                        f"{type(value).__name__} {value!r}.")
+        raise TypeError(f"{at}{name} must be a str, one of {tuple(options)}, got "
+                        f"{type_name(value)} {value!r}.")
     if value not in options:
-        raise ValueError(f"{op}: {name} must be one of {tuple(options)}, got {value!r}.")
+        raise ValueError(f"{at}{name} must be one of {tuple(options)}, got {value!r}.")
     return value
 
 
-def axis_arg(axis: object, ndim: int, op: str) -> int:
+def float_dtype(dtype: object, where: str | None = None) -> np.dtype:
+    """``dtype`` as ``np.dtype``: float32 or float64 only."""
+    try:
+        dt = np.dtype(dtype)  # type: ignore[call-overload]
+    except TypeError:
+        dt = None
+    if dt is None or dt not in FLOAT_DTYPES:  # (np.dtype == None compares as float64)
+        raise TypeError(
+            f"{_at(where)}dtype must be float32 or float64, got {dtype!r}. Pass "
+            "dtype=np.float32 or np.float64."
+        )
+    return dt  # type: ignore[return-value]
+
+
+def axis_arg(axis: object, ndim: int, where: str | None = None) -> int:
     """An axis index valid for an array of ``ndim`` dimensions (negative counts from the end)."""
-    if isinstance(axis, bool) or not isinstance(axis, int | np.integer):
-        raise TypeError(f"{op}: axis must be an int, got {type(axis).__name__} {axis!r}.")
+    at = _at(where)
+    if isinstance(axis, bool) or not isinstance(axis, Integral):
+        raise TypeError(f"{at}axis must be an int, got {type_name(axis)} {axis!r}.")
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{op}: axis {axis} is out of range for a {ndim}-D array; pass an "
+        raise ValueError(f"{at}axis {axis} is out of range for a {ndim}-D array; pass an "
                          f"axis in [{-ndim}, {ndim - 1}].")
     return int(axis)
 
 
-def shape_arg(value: object, name: str, op: str, *, empty_batch: bool = False
+def int_tuple(value: object, name: str, where: str | None = None, *,
+              fix: str = "Pass x.shape of the forward input.") -> tuple[int, ...]:
+    """A sequence of ints (a shape argument), as a tuple of Python ints; any values."""
+    at = _at(where)
+    if isinstance(value, np.ndarray | str | bytes) or not isinstance(value, Sequence):
+        raise TypeError(f"{at}{name} must be a tuple of ints, got {type_name(value)}. {fix}")
+    for v in value:
+        if isinstance(v, bool) or not isinstance(v, Integral):
+            raise TypeError(f"{at}{name} must be a tuple of ints, got {type_name(v)} {v!r} in "
+                            f"{tuple(value)!r}. {fix}")
+    return tuple(int(v) for v in value)
+
+
+def shape_arg(value: object, name: str, where: str | None = None, *, empty_batch: bool = False
               ) -> tuple[int, ...]:
     """A shape argument (e.g. ``input_shape``): a tuple of positive ints; with
     ``empty_batch`` the first axis may also be 0 (a batch of no samples, as PyTorch)."""
-    if isinstance(value, np.ndarray | str | bytes) or not isinstance(value, Sequence):
-        raise TypeError(f"{op}: {name} must be a tuple of ints, got {type(value).__name__}. "
-                        "Pass x.shape of the forward input.")
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise TypeError(f"{op}: {name} must be a tuple of ints, got {type(v).__name__} "
-                            f"{v!r} in {tuple(value)!r}. Pass x.shape of the forward input.")
-    shape = tuple(int(v) for v in value)
+    shape = int_tuple(value, name, where)
     rest = shape[1:] if empty_batch and len(shape) > 1 and shape[0] == 0 else shape
     if any(v < 1 for v in rest):
-        raise ValueError(f"{op}: {name} must have no zero-size or negative axis, got {shape}. "
-                         "Pass x.shape of the forward input.")
+        raise ValueError(f"{_at(where)}{name} must have no zero-size or negative axis, got "
+                         f"{shape}. Pass x.shape of the forward input.")
     return shape
 
 
-def all_finite(a: np.ndarray, name: str, op: str) -> None:
-    """Refuse NaN or infinite values (a full scan: for small arrays such as loss targets)."""
-    if not np.isfinite(a).all():
-        bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
-        raise ValueError(f"{op}: {name} must be finite, got {bad} NaN or infinite value(s) in "
-                         f"shape {a.shape}. Check the data (e.g. with np.isfinite) before the "
-                         "loss.")
-
-
-def same_dtype(**arrays: np.ndarray | None) -> np.dtype:
-    """Check that all given arrays share one dtype (no silent float32 -> float64 upcast)."""
-    present = {k: v for k, v in arrays.items() if v is not None}
-    dtypes = {k: v.dtype for k, v in present.items()}
-    if len(set(dtypes.values())) > 1:
-        got = ", ".join(f"{k}: {v}" for k, v in dtypes.items())
-        raise TypeError(
-            f"All arrays must share one dtype, got {got}. Cast them to one dtype, e.g. "
-            "w.astype(x.dtype); rot180 never upcasts silently."
-        )
-    return next(iter(dtypes.values()))
-
-
-def positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}. Pass a positive int.")
-    return int(value)
-
-
-def positive_tuple(value: object, nd: int, name: str) -> tuple[int, ...]:
+def positive_tuple(value: object, nd: int, name: str, where: str | None = None
+                   ) -> tuple[int, ...]:
+    """An int or ``nd`` ints (a one-entry tuple repeats, as PyTorch), each ``>= 1``."""
     out = shapes.as_tuple(value, nd, name)  # type: ignore[arg-type]
     if any(v < 1 for v in out):
         raise ValueError(
-            f"{name} must be >= 1 in every dimension, got {value!r}. Pass a positive int or "
-            f"a tuple of {nd} positive ints."
+            f"{_at(where)}{name} must be >= 1 in every dimension, got {value!r}. Pass a "
+            f"positive int or a tuple of {nd} positive ints."
         )
     return out
 
@@ -178,7 +213,7 @@ def weight_spec(w_shape: tuple[int, ...], *, stride: object, padding: object, di
     nd = len(w_shape) - 2
     if any(k < 1 for k in w_shape[2:]) or w_shape[1] < 1 or w_shape[0] < 1:
         raise ValueError(f"{op}: weight shape must have no zero-size axis, got {w_shape}.")
-    g = positive_int(groups, "groups")
+    g = integer(groups, "groups")
     if w_shape[0] % g:
         raise ValueError(
             f"{op}: groups={g} must divide the output channels, got C_out={w_shape[0]} "
@@ -238,20 +273,9 @@ def resolve_input_shape(spec: ConvSpec, input_shape: object, dz_shape: tuple[int
     anything PyTorch's ``output_padding`` may be, ``0 <= a < max(s, d)``; otherwise ``i`` must
     give exactly ``dz``'s size in a forward pass (``a < s``).
     """
-    if isinstance(input_shape, np.ndarray) or not isinstance(input_shape, Sequence):
-        raise TypeError(
-            f"{op}: {name} must be a tuple of ints, got {type(input_shape).__name__}. "
-            "Pass x.shape of the forward input."
-        )
-    for v in input_shape:
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise TypeError(
-                f"{op}: {name} must be a tuple of ints, got {type(v).__name__} {v!r} in "
-                f"{tuple(input_shape)!r}. Pass x.shape of the forward input."
-            )
     fix = ("Pass the forward input's shape, x.shape." if name == "input_shape" else
            f"{name} and dz must come from the same forward pass.")
-    shp = tuple(int(v) for v in input_shape)
+    shp = int_tuple(input_shape, name, op)
     batch = dz_shape[:-spec.nd - 1]
     if len(shp) == spec.nd:
         shp = batch + (spec.in_channels,) + shp
@@ -306,21 +330,6 @@ def dz_for(spec: ConvSpec, dz: np.ndarray, op: str) -> None:
         )
 
 
-def weight_shape_arg(weight_shape: object, op: str) -> tuple[int, ...]:
-    if isinstance(weight_shape, np.ndarray) or not isinstance(weight_shape, Sequence):
-        raise TypeError(
-            f"{op}: weight_shape must be a tuple of ints, got {type(weight_shape).__name__}. "
-            "Pass w.shape."
-        )
-    for v in weight_shape:
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise TypeError(
-                f"{op}: weight_shape must be a tuple of ints, got {type(v).__name__} {v!r} in "
-                f"{tuple(weight_shape)!r}. Pass w.shape."
-            )
-    return tuple(int(v) for v in weight_shape)
-
-
 # -- the three public signatures, checked in one place for the fast path and the oracles ------
 
 def conv_args(x: object, w: object, b: object, *, stride: object, padding: object,
@@ -361,7 +370,7 @@ def grad_weight_args(x: object, dz: object, weight_shape: object, *, stride: obj
     x = float_array(x, "x")
     dz = float_array(dz, "dz")
     same_dtype(x=x, dz=dz)
-    wshape = weight_shape_arg(weight_shape, op)
+    wshape = int_tuple(weight_shape, "weight_shape", op, fix="Pass w.shape.")
     spec = weight_spec(wshape, stride=stride, padding=padding, dilation=dilation,
                        groups=groups, op=op)
     input_shape_for(spec, x.shape, "x", op)

@@ -69,7 +69,7 @@ def relu_grad(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
 
 
 def _slope(negative_slope: object, op: str) -> float:
-    return V.real_scalar(negative_slope, "negative_slope", op)
+    return V.real(negative_slope, "negative_slope", op)
 
 
 def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:

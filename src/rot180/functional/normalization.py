@@ -100,7 +100,7 @@ def batch_norm(x: np.ndarray, mean: np.ndarray, var: np.ndarray, weight: np.ndar
                 f"got {a.shape}."
             )
     V.same_dtype(x=x, **arrays)
-    eps = V.real_scalar(eps, "eps", op, low=0.0, low_open=True)
+    eps = V.real(eps, "eps", op, low=0.0, low_open=True)
     var_eps = arrays["var"] + x.dtype.type(eps)
     # O(C), not a scan of x. A negative variance is a caller's error; NaN (a diverged batch)
     # is let through so that it reaches the loss, where the trainer reports it.

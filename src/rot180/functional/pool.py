@@ -199,8 +199,7 @@ def _spec(shape: tuple[int, ...], kernel_size: Size, stride: Size | None, paddin
                 f"for kernel_size={k}. Each window must hold at least one input cell; use "
                 "padding <= kernel_size // 2."
             )
-    if not isinstance(ceil_mode, bool | np.bool_):
-        raise TypeError(f"{op}: ceil_mode must be a bool, got {type(ceil_mode).__name__}.")
+    ceil_mode = V.flag(ceil_mode, "ceil_mode", op)
     spatial = tuple(shape[-nd:])
     out = []
     for ax, (i, kj, sj, pj, dj) in enumerate(zip(spatial, k, s, p, d, strict=True)):
@@ -383,9 +382,7 @@ def _divisor(sp: _PoolSpec, count_include_pad: bool, divisor_override: object,
     """Cells each window averages over, as PyTorch: ``divisor_override`` when given, else ``k``
     clipped to the padded input, or the real input cells only (``count_include_pad=False``).
     An int when every window agrees."""
-    if not isinstance(count_include_pad, bool | np.bool_):
-        raise TypeError(f"{op}: count_include_pad must be a bool, got "
-                        f"{type(count_include_pad).__name__} {count_include_pad!r}.")
+    count_include_pad = V.flag(count_include_pad, "count_include_pad", op)
     if divisor_override is not None:
         return check_divisor_override(divisor_override, op)
     div: np.ndarray | int = 1

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import _validation as C
 from ..functional import activations as A
-from . import _checks as C
 from .module import Module
 
 __all__ = ["ReLU", "LeakyReLU", "Sigmoid", "Tanh"]

@@ -35,15 +35,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..functional import _validation as C
 from ..functional._engine import _guard as guard_sample
-from ..functional.conv import conv, conv_grad_bias, conv_grad_input, conv_grad_weight
-from ..functional.shapes import (
-    as_tuple,
-    conv_output_shape,
-    resolve_padding,
-    transposed_output_size,
+from ..functional.conv import (
+    conv_grad_bias,
+    conv_grad_input_spec,
+    conv_grad_weight_spec,
+    conv_spec,
 )
-from . import _checks as C
+from ..functional.shapes import as_tuple, conv_output_shape, transposed_output_size
 from . import init
 from .module import Module, Parameter
 
@@ -54,15 +54,14 @@ RNG = np.random.Generator | int | None
 _PADDING_STRINGS = ("valid", "same")
 
 
-def _positive_tuple(value: object, nd: int, name: str) -> tuple[int, ...]:
-    out = as_tuple(value, nd, name)  # type: ignore[arg-type]
-    if any(v < 1 for v in out):
-        raise ValueError(f"{name} must be >= 1 in every dimension, got {value!r}.")
-    return out
-
-
 class _ConvBase(Module):
-    """Argument checks, parameters and input checks shared by every conv layer."""
+    """Argument checks, parameters and input checks shared by every conv layer.
+
+    The settings are checked and resolved once, here, into a
+    :class:`~rot180.functional._validation.ConvSpec` (padding as ``(low, high)`` pairs); each
+    call checks only its input against the spec and runs the spec-taking internals of
+    :mod:`rot180.functional.conv`, so no stride or padding is re-validated per call.
+    """
 
     _nd: int
     _transposed = False
@@ -72,9 +71,9 @@ class _ConvBase(Module):
                groups: int, bias: bool, padding_mode: str, dtype: type | np.dtype,
                rng: RNG) -> None:
         nd, name = self._nd, type(self).__name__
-        groups = C.positive_int(groups, "groups", name)
-        self.in_channels = C.positive_int(in_channels, "in_channels", name)
-        self.out_channels = C.positive_int(out_channels, "out_channels", name)
+        groups = C.integer(groups, "groups", name)
+        self.in_channels = C.integer(in_channels, "in_channels", name)
+        self.out_channels = C.integer(out_channels, "out_channels", name)
         if in_channels % groups:
             raise ValueError(
                 f"in_channels must be divisible by groups, got in_channels={in_channels}, "
@@ -86,9 +85,9 @@ class _ConvBase(Module):
                 f"groups={groups}."
             )
         self.groups = int(groups)
-        self.kernel_size = _positive_tuple(kernel_size, nd, "kernel_size")
-        self.stride = _positive_tuple(stride, nd, "stride")
-        self.dilation = _positive_tuple(dilation, nd, "dilation")
+        self.kernel_size = C.positive_tuple(kernel_size, nd, "kernel_size")
+        self.stride = C.positive_tuple(stride, nd, "stride")
+        self.dilation = C.positive_tuple(dilation, nd, "dilation")
         if not isinstance(padding_mode, str) or padding_mode != "zeros":
             raise ValueError(
                 f"{name}: padding_mode={padding_mode!r} is not supported; only 'zeros' is "
@@ -117,8 +116,6 @@ class _ConvBase(Module):
                 f"{name}: padding must be an int, a tuple of {nd} ints or one of "
                 f"{_PADDING_STRINGS}, got {type(padding).__name__} {padding!r}."
             )
-        # Every form resolved once to (low, high) pairs; this also validates it.
-        self._pads = resolve_padding(self.padding, self.kernel_size, self.dilation, self.stride)
         dt = C.float_dtype(dtype, name)
         a, b = ((in_channels, out_channels) if self._transposed
                 else (out_channels, in_channels))
@@ -126,11 +123,20 @@ class _ConvBase(Module):
         self.bias = Parameter(np.empty(out_channels, dt)) if C.flag(bias, "bias", name) else None
         init.default_init_(self.weight, self.bias, rng=rng)
         self._cache: tuple | None = None
+        # Every padding form resolved once to (low, high) pairs (this also validates it).
+        self._spec_of: tuple[tuple[int, ...], C.ConvSpec] | None = None
+        self._pads = self._spec().padding
 
-    @property
-    def _kw(self) -> dict:
-        return {"stride": self.stride, "padding": self._pads, "dilation": self.dilation,
-                "groups": self.groups}
+    def _spec(self) -> C.ConvSpec:
+        """The spec of the current weight: built at construction, and again only if the weight
+        was replaced by one of another shape (``layer.weight = Parameter(...)``)."""
+        shape = self.weight.data.shape
+        if self._spec_of is None or self._spec_of[0] != shape:
+            spec = C.weight_spec(shape, stride=self.stride, padding=self.padding,
+                                 dilation=self.dilation, groups=self.groups,
+                                 op=type(self).__name__)
+            self._spec_of = (shape, spec)
+        return self._spec_of[1]
 
     def _check_input(self, x: object) -> np.ndarray:
         nd, c = self._nd, self.in_channels
@@ -139,11 +145,11 @@ class _ConvBase(Module):
             dtype=self.weight.data.dtype,
             expected=f"input of shape (N, {c}, *{nd} spatial) or unbatched ({c}, *{nd} spatial)")
 
-    def _backward_cache(self, dy: object, *, check_shape: bool) -> tuple:
-        """The forward cache (whose last entry is the output shape), after checking ``dy``."""
+    def _backward_cache(self, dy: object) -> tuple:
+        """The forward cache (whose last entry is the output shape), after checking ``dy``
+        against that output completely (so it fits the spec)."""
         cache: tuple = C.cached(self._cache, type(self).__name__)  # type: ignore[assignment]
-        C.check_grad(dy, type(self).__name__, cache[-1] if check_shape else None,
-                     self.weight.data.dtype)
+        C.check_grad(dy, type(self).__name__, cache[-1], self.weight.data.dtype)
         return cache[:-1]
 
     def _accumulate_bias(self, dy: np.ndarray) -> None:
@@ -180,26 +186,27 @@ class _ConvNd(_ConvBase):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
+        spec = self._spec()
+        C.input_shape_for(spec, x.shape, "x", type(self).__name__)
         b = None if self.bias is None else self.bias.data
-        y = conv(x, self.weight.data, b, **self._kw)
+        y = conv_spec(x, self.weight.data, b, spec)
         self._cache = (x, y.shape)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        # No shape test here: conv_grad_input checks dy against the cached input shape completely
-        # ("cannot have produced dz"), before anything accumulates.
-        (x,) = self._backward_cache(dy, check_shape=False)
-        dx = conv_grad_input(dy, self.weight.data, x.shape, **self._kw)
+        (x,) = self._backward_cache(dy)
+        dx = conv_grad_input_spec(dy, self.weight.data, x.shape, self._spec())
         self._accumulate_params(x, dy)
         return dx
 
     def backward_params(self, dy: np.ndarray) -> None:
         """The kernel and bias gradients of :meth:`backward`, without ``conv_grad_input``."""
-        (x,) = self._backward_cache(dy, check_shape=True)
+        (x,) = self._backward_cache(dy)
         self._accumulate_params(x, dy)
 
     def _accumulate_params(self, x: np.ndarray, dy: np.ndarray) -> None:
-        self.weight.grad += conv_grad_weight(x, dy, self.weight.data.shape, **self._kw)
+        w = self.weight.data
+        self.weight.grad += conv_grad_weight_spec(x, dy, w.shape, self._spec())
         self._accumulate_bias(dy)
 
 
@@ -256,7 +263,9 @@ class _ConvTransposeNd(_ConvBase):
             guard_sample(self.in_channels * math.prod(reach) * item, "the padded input",
                          (self.in_channels, *reach))
             xe = np.pad(x, [(0, 0)] * (x.ndim - nd) + [(0, e) for e in extra])
-        y = conv_grad_input(xe, self.weight.data, out, **self._kw)
+        # the full output shape, as conv_grad_input resolves it from the spatial sizes ``out``
+        y = conv_grad_input_spec(xe, self.weight.data, (*x.shape[:-nd - 1], self.out_channels,
+                                                         *out), self._spec())
         if self.bias is not None:
             y += self.bias.data.reshape((-1,) + (1,) * nd)
         self._cache = (xe, spatial_in, y.shape)
@@ -265,11 +274,11 @@ class _ConvTransposeNd(_ConvBase):
     def backward(self, dy: np.ndarray) -> np.ndarray:
         # The shape is checked here: conv(dy, w) would accept a dy of another size and the crop
         # below would hide it.
-        xe, spatial_in = self._backward_cache(dy, check_shape=True)
-        w = self.weight.data
-        dx = conv(dy, w, **self._kw)
+        xe, spatial_in = self._backward_cache(dy)
+        w, spec = self.weight.data, self._spec()
+        dx = conv_spec(dy, w, None, spec)
         dx = dx[(Ellipsis, *(slice(0, i) for i in spatial_in))]
-        self.weight.grad += conv_grad_weight(dy, xe, w.shape, **self._kw)
+        self.weight.grad += conv_grad_weight_spec(dy, xe, w.shape, spec)
         self._accumulate_bias(dy)
         return dx
 

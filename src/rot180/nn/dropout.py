@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks as C
+from ..functional import _validation as C
 from .init import RNG, make_rng
 from .module import Module
 
@@ -31,13 +31,7 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, rng: RNG = None) -> None:
         super().__init__()
-        if isinstance(p, bool) or not isinstance(p, int | float | np.integer | np.floating):
-            raise TypeError(f"Dropout: p must be a number in [0, 1], got {type(p).__name__}.")
-        if not 0 <= p <= 1:
-            raise ValueError(
-                f"Dropout: dropout probability has to be between 0 and 1, but got p={p}."
-            )
-        self.p = float(p)
+        self.p = C.real(p, "p", "Dropout", low=0, high=1, invalid="dropout probability")
         self.rng = make_rng(rng)
         self._mask: np.ndarray | None = None
         self._out: tuple[tuple[int, ...], np.dtype] | None = None  # shape, dtype of the output

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _checks as C
+from ..functional import _validation as C
 from .module import Module
 
 __all__ = ["Flatten"]
@@ -20,18 +20,12 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()
-        for name, v in (("start_dim", start_dim), ("end_dim", end_dim)):
-            if isinstance(v, bool) or not isinstance(v, int | np.integer):
-                raise TypeError(f"Flatten: {name} must be an int, got {type(v).__name__} {v!r}.")
-        self.start_dim, self.end_dim = int(start_dim), int(end_dim)
+        self.start_dim = C.integer(start_dim, "start_dim", "Flatten", low=None)
+        self.end_dim = C.integer(end_dim, "end_dim", "Flatten", low=None)
         self._shapes: tuple | None = None  # input shape, output shape, dtype
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if not isinstance(x, np.ndarray):
-            raise TypeError(
-                f"Flatten: expected a numpy array, got {type(x).__name__}. Convert it with "
-                "np.asarray(x, dtype=np.float32)."
-            )
+        x = C.as_array(x, "x", "Flatten")
         nd = max(x.ndim, 1)  # a 0-d input flattens to shape (1,), as torch
         start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
         end = self.end_dim + nd if self.end_dim < 0 else self.end_dim

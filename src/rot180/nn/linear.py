@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import _validation as C
 from ..functional.linear import linear, linear_grad_bias, linear_grad_input, linear_grad_weight
-from . import _checks as C
 from . import init
 from .module import Module, Parameter
 
@@ -38,8 +38,8 @@ class Linear(Module):
                  dtype: type | np.dtype = np.float32,
                  rng: np.random.Generator | int | None = None) -> None:
         super().__init__()
-        self.in_features = C.positive_int(in_features, "in_features", "Linear")
-        self.out_features = C.positive_int(out_features, "out_features", "Linear")
+        self.in_features = C.integer(in_features, "in_features", "Linear")
+        self.out_features = C.integer(out_features, "out_features", "Linear")
         dt = C.float_dtype(dtype, "Linear")
         self.weight = Parameter(np.empty((self.out_features, self.in_features), dt))
         self.bias = Parameter(np.empty(self.out_features, dt)) if C.flag(bias, "bias",

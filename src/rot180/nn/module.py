@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping
 
 import numpy as np
 
+from ..functional import _validation as V
 from ._passes import track_backward, track_forward
 
 __all__ = ["Parameter", "Module", "StateDictError"]
@@ -39,13 +40,9 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data: np.ndarray) -> None:
-        data = np.asarray(data)
-        if data.dtype not in (np.float32, np.float64):
-            raise TypeError(
-                f"Parameter data must be float32 or float64, got {data.dtype}. "
-                "Convert it with .astype(np.float32)."
-            )
-        self.data = data
+        # A numpy subclass (np.matrix, a masked array) is stored as the plain ndarray it wraps.
+        self.data = np.asarray(V.as_array(data, "data", "Parameter", dtypes=V.FLOAT_DTYPES,
+                                          cast="data.astype(np.float32)"))
         self.grad = np.zeros_like(data)
 
     @property

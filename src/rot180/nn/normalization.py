@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import _validation as C
 from ..functional import normalization as F
-from . import _checks as C
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
@@ -52,7 +52,7 @@ class _BatchNorm(Module):
                  dtype: type | np.dtype = np.float32) -> None:
         super().__init__()
         name = type(self).__name__
-        self.num_features = C.positive_int(num_features, "num_features", name)
+        self.num_features = C.integer(num_features, "num_features", name)
         self.eps = C.real(eps, "eps", name, low=0.0, low_open=True)
         self.momentum = (None if momentum is None
                          else C.real(momentum, "momentum", name, low=0.0, high=1.0))

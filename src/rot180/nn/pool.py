@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..functional import _validation as C
 from ..functional import pool as P
 from ..functional.shapes import as_tuple
-from . import _checks as C
 from .module import Module
 
 __all__ = [
@@ -48,15 +48,11 @@ class _Pool(Module):
                  ceil_mode: bool, dilation: IntOrTuple = 1) -> None:
         super().__init__()
         nd, name = self._nd, type(self).__name__
-        self.kernel_size = as_tuple(kernel_size, nd, "kernel_size")
-        self.stride = self.kernel_size if stride is None else as_tuple(stride, nd, "stride")
+        self.kernel_size = C.positive_tuple(kernel_size, nd, "kernel_size", name)
+        self.stride = (self.kernel_size if stride is None
+                       else C.positive_tuple(stride, nd, "stride", name))
         self.padding = as_tuple(padding, nd, "padding")
-        self.dilation = as_tuple(dilation, nd, "dilation")
-        if any(v < 1 for v in self.kernel_size + self.stride + self.dilation):
-            raise ValueError(
-                f"{name}: kernel_size, stride and dilation must be >= 1, got kernel_size="
-                f"{kernel_size!r}, stride={stride!r}, dilation={dilation!r}."
-            )
+        self.dilation = C.positive_tuple(dilation, nd, "dilation", name)
         if any(p < 0 or p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
             raise ValueError(
                 f"{name}: pad should be at most half of kernel size (and >= 0), got "

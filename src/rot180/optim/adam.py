@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..functional import _validation as check
 from ..nn.module import Parameter
-from . import _validation as check
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["Adam", "AdamW"]
@@ -71,12 +71,13 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        group["lr"] = check.non_negative(group["lr"], "lr", "learning rate")
-        group["betas"] = check.betas(group["betas"])
-        group["eps"] = check.non_negative(group["eps"], "eps", "epsilon value")
-        group["weight_decay"] = check.non_negative(group["weight_decay"], "weight_decay",
-                                                   "weight_decay value")
-        group["amsgrad"] = check.flag(group["amsgrad"], "amsgrad")
+        name = type(self).__name__
+        group["lr"] = check.real(group["lr"], "lr", name, low=0, invalid="learning rate")
+        group["betas"] = _betas(group["betas"], name)
+        group["eps"] = check.real(group["eps"], "eps", name, low=0, invalid="epsilon value")
+        group["weight_decay"] = check.real(group["weight_decay"], "weight_decay", name, low=0,
+                                           invalid="weight_decay value")
+        group["amsgrad"] = check.flag(group["amsgrad"], "amsgrad", name)
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
         base = ("step", "exp_avg", "exp_avg_sq")
@@ -168,3 +169,12 @@ def _lerp_(start: np.ndarray, end: np.ndarray, weight: np.floating) -> None:
     else:
         diff *= weight.dtype.type(1) - weight
         np.subtract(end, diff, out=start)
+
+
+def _betas(value: object, where: str) -> tuple[float, float]:
+    """Adam's ``(beta1, beta2)``, each in ``[0, 1)``."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise TypeError(f"{where}: betas must be a pair (beta1, beta2), got {value!r}.")
+    return tuple(  # type: ignore[return-value]
+        check.real(b, f"betas[{i}]", where, low=0, high=1, high_open=True,
+                   invalid=f"beta parameter at index {i}") for i, b in enumerate(value))

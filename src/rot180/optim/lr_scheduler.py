@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from numbers import Integral
 from typing import Any
 
-from . import _validation as check
+from ..functional import _validation as check
 from .optimizer import Optimizer
 
 __all__ = [
@@ -123,9 +123,10 @@ class LRScheduler:
                     f"optimizer {n} param groups. Load a state saved with the same optimizer."
                 )
         self.last_epoch = _epoch(state_dict["last_epoch"])
-        self._step_count = check.non_negative_int(state_dict["_step_count"], "_step_count")
-        self.base_lrs = [check.real(v, "base_lrs") for v in state_dict["base_lrs"]]
-        self._last_lr = [check.real(v, "_last_lr") for v in state_dict["_last_lr"]]
+        where = type(self).__name__
+        self._step_count = check.integer(state_dict["_step_count"], "_step_count", where, low=0)
+        self.base_lrs = [check.real(v, "base_lrs", where) for v in state_dict["base_lrs"]]
+        self._last_lr = [check.real(v, "_last_lr", where) for v in state_dict["_last_lr"]]
 
     def __repr__(self) -> str:
         hyper = ", ".join(f"{h}={getattr(self, h)!r}" for h in self._hyper)
@@ -154,8 +155,8 @@ class StepLR(LRScheduler):
         super().__init__(optimizer)
 
     def _set_hyper(self, *, step_size: object, gamma: object) -> None:
-        self.step_size = check.positive_int(step_size, "step_size")
-        self.gamma = check.non_negative(gamma, "gamma", "gamma value")
+        self.step_size = check.integer(step_size, "step_size", type(self).__name__)
+        self.gamma = check.real(gamma, "gamma", type(self).__name__, low=0, invalid="gamma value")
 
     def _get_lr(self) -> list[float]:
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
@@ -191,8 +192,9 @@ class CosineAnnealingLR(LRScheduler):
         super().__init__(optimizer)
 
     def _set_hyper(self, *, T_max: object, eta_min: object) -> None:
-        self.T_max = check.positive_int(T_max, "T_max")
-        self.eta_min = check.non_negative(eta_min, "eta_min", "eta_min value")
+        self.T_max = check.integer(T_max, "T_max", type(self).__name__)
+        self.eta_min = check.real(eta_min, "eta_min", type(self).__name__, low=0,
+                                  invalid="eta_min value")
 
     def _get_lr(self) -> list[float]:
         if self._is_initial:
@@ -240,20 +242,20 @@ class LinearWarmup(LRScheduler):
 
     def _set_hyper(self, *, start_factor: object, end_factor: object,
                    total_iters: object) -> None:
-        start = check.real(start_factor, "start_factor")
+        start = check.real(start_factor, "start_factor", type(self).__name__)
         if not 0 < start <= 1:
             raise ValueError(
                 "Starting multiplicative factor expected to be greater than 0 and less or equal "
                 f"to 1, got start_factor={start}."
             )
-        end = check.real(end_factor, "end_factor")
+        end = check.real(end_factor, "end_factor", type(self).__name__)
         if not 0 <= end <= 1:
             raise ValueError(
                 f"Ending multiplicative factor expected to be between 0 and 1, got "
                 f"end_factor={end}."
             )
         self.start_factor, self.end_factor = start, end
-        self.total_iters = check.positive_int(total_iters, "total_iters")
+        self.total_iters = check.integer(total_iters, "total_iters", type(self).__name__)
 
     def _get_lr(self) -> list[float]:
         t, start, end = self.last_epoch, self.start_factor, self.end_factor
@@ -303,7 +305,7 @@ class SequentialLR(LRScheduler):
                     f"SequentialLR expects all schedulers to belong to the same optimizer, but "
                     f"the {type(s).__name__} at index {i} has another one."
                 )
-        milestones = [check.positive_int(m, "milestone") for m in milestones]
+        milestones = [check.integer(m, "milestone", type(self).__name__) for m in milestones]
         if len(milestones) != len(schedulers) - 1:
             raise ValueError(
                 "SequentialLR expects one more scheduler than milestones, got "
@@ -352,8 +354,9 @@ class SequentialLR(LRScheduler):
         for s, saved in zip(self._schedulers, state_dict["_schedulers"], strict=True):
             s.load_state_dict(saved)
         self.last_epoch = _epoch(state_dict["last_epoch"])
-        self._milestones = [check.positive_int(m, "milestone") for m in state_dict["_milestones"]]
-        self._last_lr = [check.real(v, "_last_lr") for v in state_dict["_last_lr"]]
+        where = type(self).__name__
+        self._milestones = [check.integer(m, "milestone", where) for m in state_dict["_milestones"]]
+        self._last_lr = [check.real(v, "_last_lr", where) for v in state_dict["_last_lr"]]
 
     def __repr__(self) -> str:
         inner = ", ".join(repr(s) for s in self._schedulers)
@@ -368,8 +371,8 @@ def warmup_cosine(optimizer: Optimizer, *, warmup_steps: int, total_steps: int,
     CosineAnnealingLR(total_steps - warmup_steps, eta_min)], milestones=[warmup_steps])``; with
     ``warmup_steps=0``, a plain :class:`CosineAnnealingLR`.
     """
-    warmup_steps = check.non_negative_int(warmup_steps, "warmup_steps")
-    total_steps = check.positive_int(total_steps, "total_steps")
+    warmup_steps = check.integer(warmup_steps, "warmup_steps", "warmup_cosine", low=0)
+    total_steps = check.integer(total_steps, "total_steps", "warmup_cosine")
     if total_steps <= warmup_steps:
         raise ValueError(
             f"total_steps must exceed warmup_steps, got total_steps={total_steps} and "

@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..functional import _validation as check
 from ..nn.module import Module, Parameter
-from . import _validation as check
 
 __all__ = ["Optimizer", "ParamsT"]
 
@@ -144,7 +144,7 @@ class Optimizer:
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                grad = _checked_grad(p)
+                grad = _checked_grad(p, type(self).__name__)
                 state = self.state.get(p, {})
                 self._update(p, grad, state, group)
                 if state:
@@ -280,9 +280,12 @@ class Optimizer:
             if k in self._state_ints:
                 if isinstance(v, bool) or not isinstance(v, Real) or not float(v).is_integer():
                     raise ValueError(f"state '{k}' of parameter {idx} must be an int, got {v!r}.")
-                out[k] = check.non_negative_int(int(v), k)
+                out[k] = check.integer(int(v), k, type(self).__name__, low=0)
             else:
-                arr = np.asarray(v)
+                # an array, or a list of numbers after a JSON round trip; never another library's
+                arr = check.as_array(v, f"state '{k}' of parameter {idx}", type(self).__name__,
+                                     sequences=True, convert="numpy.asarray(...), as "
+                                     "Optimizer.state_dict() saves it")
                 if arr.dtype.kind not in "iuf":
                     raise TypeError(
                         f"state '{k}' of parameter {idx}: expected a numeric array, got dtype "
@@ -312,17 +315,18 @@ class Optimizer:
         return "\n".join(lines) + "\n)"
 
 
-def _checked_grad(p: Parameter) -> np.ndarray:
-    grad = p.grad
-    if not isinstance(grad, np.ndarray) or grad.shape != p.data.shape:
+def _checked_grad(p: Parameter, where: str) -> np.ndarray:
+    grad = check.as_array(p.grad, f"the gradient of {p!r}", where,
+                          convert="p.grad = np.asarray(...); zero it with p.zero_grad()")
+    if grad.shape != p.data.shape:
         raise ValueError(
-            f"gradient of {p!r} must be an array of shape {p.data.shape}, got "
-            f"{getattr(grad, 'shape', type(grad).__name__)}. Zero it with p.zero_grad()."
+            f"{where}: gradient of {p!r} must be an array of shape {p.data.shape}, got "
+            f"{grad.shape}. Zero it with p.zero_grad()."
         )
     if grad.dtype != p.data.dtype:
         raise TypeError(
-            f"gradient of {p!r} has dtype {grad.dtype}; expected {p.data.dtype}. rot180 never "
-            "upcasts silently: cast the gradient to the parameter's dtype."
+            f"{where}: gradient of {p!r} has dtype {grad.dtype}; expected {p.data.dtype}. "
+            "rot180 never upcasts silently: cast the gradient to the parameter's dtype."
         )
     return grad
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
+from ..functional import _validation as check
 from ..nn.module import Parameter
-from . import _validation as check
 from .optimizer import Optimizer, ParamsT
 
 __all__ = ["SGD"]
@@ -76,12 +76,14 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        group["lr"] = check.non_negative(group["lr"], "lr", "learning rate")
-        group["momentum"] = check.non_negative(group["momentum"], "momentum", "momentum value")
-        group["dampening"] = check.real(group["dampening"], "dampening")
-        group["weight_decay"] = check.non_negative(group["weight_decay"], "weight_decay",
-                                                   "weight_decay value")
-        group["nesterov"] = check.flag(group["nesterov"], "nesterov")
+        name = type(self).__name__
+        group["lr"] = check.real(group["lr"], "lr", name, low=0, invalid="learning rate")
+        group["momentum"] = check.real(group["momentum"], "momentum", name, low=0,
+                                       invalid="momentum value")
+        group["dampening"] = check.real(group["dampening"], "dampening", name)
+        group["weight_decay"] = check.real(group["weight_decay"], "weight_decay", name, low=0,
+                                           invalid="weight_decay value")
+        group["nesterov"] = check.flag(group["nesterov"], "nesterov", name)
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError(
                 "Nesterov momentum requires a momentum and zero dampening: got momentum="
