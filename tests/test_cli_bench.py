@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rot180 import cli
 from rot180.commands import bench
-from rot180.functional import _direct
+from rot180.functional import _direct, get_tuning
 
 
 def test_parse_layer_reads_every_rank() -> None:
@@ -79,7 +79,8 @@ def test_cli_prints_a_row_per_layer_and_writes_json(tmp_path, capsys) -> None:
 
 def _args(**kw) -> argparse.Namespace:
     return argparse.Namespace(**{"layers": ["16,2,9,9:3,3,1,1"], "repeats": 1, "threads": None,
-                                 "dtype": "float32", "engine": "auto", "json": None, **kw})
+                                 "dtype": "float32", "engine": "auto", "json": None,
+                                 "force": None, "explain_plan": False, **kw})
 
 
 def _fixed_times(ms: float = 1.0):
@@ -87,22 +88,53 @@ def _fixed_times(ms: float = 1.0):
     calls = []
 
     def timer(layer, *, repeats, dtype):
-        calls.append((str(layer), repeats, np.dtype(dtype), _direct.ENABLED))
+        calls.append((str(layer), repeats, np.dtype(dtype), get_tuning().helper))
         return ms, ms, ms
 
     return timer, calls
 
 
 def test_engine_numpy_turns_the_helper_off_for_the_run_only(capsys) -> None:
-    before = _direct.ENABLED
+    before = get_tuning()
     timer, calls = _fixed_times()
     assert bench.run(_args(engine="numpy", dtype="float64"), matmul_rate=lambda: 50.0,
                      timer=timer) == 0
     assert calls == [("(16,2,9,9)->3,3,1,1", 1, np.dtype(np.float64), False)]
-    assert _direct.ENABLED == before
+    assert get_tuning() is before
     head = capsys.readouterr().out.splitlines()[0]
     state = "compiled helper not built" if _direct._directc is None else "compiled helper off"
     assert head.startswith("rot180 bench: float64") and state in head
+
+
+def test_force_runs_the_layers_with_that_realisation(capsys) -> None:
+    seen = []
+
+    def timer(layer, *, repeats, dtype):
+        seen.append(get_tuning().force)
+        return 1.0, 1.0, 1.0
+
+    assert bench.run(_args(force="kn2row"), matmul_rate=lambda: 50.0, timer=timer) == 0
+    assert seen == ["kn2row"] and get_tuning().force is None
+
+
+def test_explain_plan_prints_the_three_plans_of_every_layer_without_timing(capsys) -> None:
+    def timer(layer, *, repeats, dtype):
+        raise AssertionError("--explain-plan does not time")
+
+    layers = ["64,1,28,28:6,5,1,2", "4,8,9,9:4,1,2,0"]
+    assert bench.run(_args(layers=layers, explain_plan=True, engine="numpy"),
+                     matmul_rate=lambda: 50.0, timer=timer) == 0
+    out = capsys.readouterr().out
+    assert out.count("forward: x") >= 2 and out.count("grad_input: dz") == 2
+    assert out.count("grad_weight: x") == 2 and "direct" not in out     # helper off
+    assert "(4,8,9,9)->4,1,2,0:" in out and "pointwise (chosen)" in out
+
+
+def test_explain_plan_through_the_cli(capsys) -> None:
+    assert cli.main(["bench", "--explain-plan", "--layer", "8,3,40:5,7,3,3",
+                     "--force", "im2col"]) == 0
+    out = capsys.readouterr().out
+    assert "im2col (forced)" in out and "sub-pixel phases" in out
 
 
 LAYER = bench.parse_layer("16,2,9,9:3,3,1,1")

@@ -13,16 +13,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import math
 import tracemalloc
 
 import numpy as np
 import pytest
 
-import rot180.functional._direct as D
-import rot180.functional._engine as E
-from rot180.functional import conv, conv_grad_input, conv_grad_weight
+from rot180.functional import conv, conv_grad_input, conv_grad_weight, plan
+from rot180.functional._layout import phases
 from rot180.functional.reference import (
     conv_direct,
     conv_grad_input_direct,
@@ -182,23 +180,23 @@ def test_huge_arguments_on_a_tiny_input_cost_what_the_data_costs(x_shape, w_shap
 
 
 def test_only_the_phases_that_reach_the_input_are_built() -> None:
-    phases = E._phases(4, 10**6, 2, 1, 3)
-    assert [p.r for p in phases] == [0, 1, 2, 3]
-    assert all(p.m == 1 for p in phases)
+    ph = phases(4, 10**6, 2, 1, 3)
+    assert [p.r for p in ph] == [0, 1, 2, 3]
+    assert all(p.m == 1 for p in ph)
 
 
 @pytest.mark.usefixtures("knobs")
-def test_a_stride_beyond_the_kernel_computes_only_the_phases_a_tap_reaches(monkeypatch) -> None:
+def test_a_stride_beyond_the_kernel_computes_only_the_phases_a_tap_reaches() -> None:
     """Stride 1000 on 600x600 cells, 3x3 kernel: 360,000 phases, 9 of which any tap reaches.
-    Correlations (stacked or per phase) are built for those 9 only; the rest is zeros."""
+    The plan builds correlations (stacked or per phase) for those 9 only; the rest is zeros."""
     rng = np.random.default_rng(2)
     x_shape, w = (2, 2, 600, 600), rng.standard_normal((3, 2, 3, 3))
     dz = rng.standard_normal((2, 3, 1, 1))
-    seen, real = [], E._correlate
-    monkeypatch.setattr(E, "_correlate", lambda x, w, *a, **k: seen.append(w.shape) or
-                        real(x, w, *a, **k))
+    p = plan(x_shape, w.shape, stride=1000, which="grad_input", dtype=np.float64)
+    assert p.phases == (9, 360_000), str(p)
+    leaves = p.leaves()
+    assert len(leaves) <= 9 and all(math.prod(lf.problem.w[:2]) <= 9 * 2 for lf in leaves), p
     got = conv_grad_input(dz, w, x_shape, stride=1000)
-    assert len(seen) <= 9 and all(s[0] * s[1] <= 9 * 2 for s in seen), seen[:3]
     np.testing.assert_allclose(got, conv_grad_input_direct(dz, w, x_shape, stride=1000),
                                rtol=0, atol=1e-12)
 
@@ -248,44 +246,7 @@ def test_an_expansion_of_many_gigabytes_is_refused_before_it_is_made(op) -> None
     assert peak < 2**27
 
 
-# --- the helper's size checks (item 9) -------------------------------------------------------
-
-# Each call passes sizes whose product wraps around a 64-bit Py_ssize_t to 0 or to the size of
-# the (tiny) buffer given, so unchecked arithmetic would accept the buffers and run the loops
-# past them. Run in a subprocess: a segfault fails the test instead of ending pytest.
-_BIG = 2**60
-WRAPPING = {
-    # x: NB * 16 = 2**64 -> 0 items; correlate would read block 0
-    "correlate x": f"C.correlate(z(0), z(1), z(0), None, (1,) * 13, {_BIG}, 0, 1)",
-    "correlate_kernel x": f"C.correlate_kernel(z(0), z(0), z(1), (1,) * 13, {_BIG}, 0, 1)",
-    # the window check: (OH - 1) * sh = 2**63 wraps negative, "inside" a 5-row input
-    "correlate window": f"C.correlate(z(400), z(1), z(48), None, "
-                        f"(1, 1, 5, 5, 1, 1, 1, 3, 1, {2**62}, 1, 1, 1), 1, 0, 1)",
-    "correlate_kernel window": f"C.correlate_kernel(z(400), z(48), z(1), "
-                               f"(1, 1, 5, 5, 1, 1, 1, 3, 1, {2**62}, 1, 1, 1), 1, 0, 1)",
-    # src: B * CH * H * W = 2**64 -> 0 items
-    "pack_padded src": f"C.pack_padded(z(0), z(64), {2**62}, 1, 0, 4, 1, 1, 1, 0, 0, 0, 0, 1)",
-    # the last band's rows: (S - 1) * step + Hp overflows
-    "pack_padded step": f"C.pack_padded(z(1), z(32), 1, 2, {2**63 - 1}, 1, 1, 1, 2, 0, 0, 0, 0, "
-                        "1)",
-    # dst: B * CH * OH = 2**64 -> 0 items; unpack would write into it
-    "unpack_bands dst": f"C.unpack_bands(z(64), z(0), {2**62}, 1, 4, 1, 1, 0, 1)",
-    # rows per band R = 2**62 + 1: S * R wraps to 4 >= OH and src's R * 16 items to 16
-    "unpack_bands rows": f"C.unpack_bands(z(16), z(1), 1, 4, 1, {2**62 + 1}, 1, 0, 1)",
-}
-
-
-@pytest.mark.skipif(not D.ENABLED, reason="the compiled helper is not built or switched off")
-@pytest.mark.parametrize("call", list(WRAPPING.values()), ids=list(WRAPPING))
-def test_the_helper_refuses_sizes_whose_products_overflow(call) -> None:
-    code = ("import numpy as np\nimport rot180.functional._direct as D\nC = D._directc\n"
-            "def z(n): return np.zeros(n, np.float32)\n"
-            f"try:\n    {call}\nexcept (OverflowError, ValueError) as e:\n"
-            "    print(type(e).__name__, e)\nelse:\n    print('accepted')\n")
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60)
-    assert run.returncode == 0, f"crashed ({run.returncode}): {run.stderr[-500:]}"
-    assert run.stdout.startswith(("OverflowError", "ValueError")), run.stdout
+# The helper's own size checks (sizes whose products wrap around): tests/test_directc_args.py.
 
 
 @pytest.mark.parametrize("kw", [{"stride": 2**63}, {"stride": 10**30}, {"dilation": 2**62},

@@ -18,49 +18,52 @@ import rot180.functional._direct as D
 import rot180.functional._engine as E
 from conftest import random_configs
 from rot180.functional import conv, conv_grad_bias, conv_grad_input, conv_grad_weight
+from rot180.functional._tuning import get_tuning, tuning
 from rot180.functional.reference import (
     conv_direct,
     conv_grad_input_direct,
     conv_grad_weight_direct,
 )
 
-# Each setting pushes every threshold one way (an unknown name fails: a renamed knob must not
-# silently stop being tested).
-# "D." names are the compiled helper's (rot180.functional._direct): the NumPy settings turn it
-# off so that their paths keep being tested, the "direct" ones force it onto every call.
-_NUMPY = {"D.ENABLED": False}
-_DIRECT = {"D.MIN_FILL": 0}
+# Each setting pushes every threshold one way, through ``tuning(...)`` (an unknown name fails:
+# a renamed knob must not silently stop being tested). The NumPy settings turn the compiled
+# helper off so that their paths keep being tested, the "direct" ones put it onto every call
+# it can take; the "force-" ones name a realisation of the table for every call it accepts.
+_NUMPY = {"helper": False}
+_DIRECT = {"direct_min_fill": 0}
 KNOBS = {
     "default": {},
     "numpy-default": {**_NUMPY},
-    "direct": {**_DIRECT, "STACK_MIN_FILL": 0, "STACK_MIN_TAPS": 0,
-               "PARALLEL_MIN_MACS": 10**18},
-    "direct-threads": {**_DIRECT, "STACK_MIN_FILL": 0, "STACK_MIN_TAPS": 0,
-                       "PARALLEL_MIN_MACS": 0},
-    "direct-whole-samples": {**_DIRECT, "D.BANDS": False, "STACK_MIN_FILL": 2,
-                             "PARALLEL_MIN_MACS": 0},
-    "tiny-chunks-im2col": {**_NUMPY, "CHUNK_BYTES": 1, "KN2ROW_RATIO": 10**9, "FOLD_MAX_ROW": 0,
-                           "PARALLEL_MIN_MACS": 0},
-    "tiny-chunks-kn2row": {**_NUMPY, "CHUNK_BYTES": 1, "KN2ROW_RATIO": 0, "FOLD_MAX_ROW": 0,
-                           "PARALLEL_MIN_MACS": 0},
-    "one-chunk-fold-kn2row": {**_NUMPY, "CHUNK_BYTES": 2**40, "KN2ROW_RATIO": 0,
-                              "FOLD_MAX_ROW": 10**9, "PARALLEL_MIN_MACS": 10**18},
-    "one-chunk-fold-im2col": {**_NUMPY, "CHUNK_BYTES": 2**40, "KN2ROW_RATIO": 10**9,
-                              "FOLD_MAX_ROW": 10**9, "PARALLEL_MIN_MACS": 10**18},
-    "serial": {**_NUMPY, "PARALLEL_MIN_MACS": 10**18},
+    "direct": {**_DIRECT, "stack_min_fill": 0, "stack_min_taps": 0,
+               "parallel_min_macs": 10**18},
+    "direct-threads": {**_DIRECT, "stack_min_fill": 0, "stack_min_taps": 0,
+                       "parallel_min_macs": 0, "threads": 2},
+    "direct-whole-samples": {**_DIRECT, "direct_bands": False, "stack_min_fill": 2,
+                             "parallel_min_macs": 0},
+    "tiny-chunks-im2col": {**_NUMPY, "chunk_bytes": 1, "kn2row_ratio": 10**9,
+                           "fold_max_row": 0, "parallel_min_macs": 0},
+    "tiny-chunks-kn2row": {**_NUMPY, "chunk_bytes": 1, "kn2row_ratio": 0, "fold_max_row": 0,
+                           "parallel_min_macs": 0},
+    "one-chunk-fold-kn2row": {**_NUMPY, "chunk_bytes": 2**40, "kn2row_ratio": 0,
+                              "fold_max_row": 10**9, "parallel_min_macs": 10**18},
+    "one-chunk-fold-im2col": {**_NUMPY, "chunk_bytes": 2**40, "kn2row_ratio": 10**9,
+                              "fold_max_row": 10**9, "parallel_min_macs": 10**18},
+    "serial": {**_NUMPY, "parallel_min_macs": 10**18},
+    "force-direct": {**_DIRECT, "force": "direct"},
+    "force-im2col": {"force": "im2col", "parallel_min_macs": 0},
+    "force-kn2row": {"force": "kn2row"},
+    "force-clipped": {"force": "clipped"},
 }
 
 
 @pytest.fixture(params=list(KNOBS))
-def knobs(request, monkeypatch):
+def knobs(request):
     settings = KNOBS[request.param]
-    if "D.MIN_FILL" in settings and not D.ENABLED:
+    if (settings.get("force") == "direct" or "direct_min_fill" in settings) and \
+            (D._directc is None or not get_tuning().helper):
         pytest.skip("the compiled helper rot180.functional._directc is not built or disabled")
-    for name, value in settings.items():
-        module, attr = (D, name[2:]) if name.startswith("D.") else (E, name)
-        assert hasattr(module, attr), f"no knob {name}"
-        monkeypatch.setattr(module, attr, value)
-    return request.param
+    with tuning(**settings):
+        yield request.param
 
 
 @pytest.mark.skipif(os.environ.get("ROT180_REQUIRE_HELPER") != "1",

@@ -13,8 +13,11 @@ own rate (one sample taken while the machine was busy made layers timed later re
 its share is left out and the table and the JSON say that the machine was busy.
 
 ``--engine numpy`` turns the optional compiled helper off for the run, so the two engines can
-be compared. The side-by-side comparison with PyTorch lives in
-``benchmarks/conv.py`` (PyTorch is a test and benchmark dependency, never the library's).
+be compared; ``--force NAME`` runs every call a realisation of the engine's table accepts with
+it (``rot180.functional.realisations()``), and ``--explain-plan`` prints how the engine
+realises each layer (its three plans) instead of timing it. The side-by-side comparison with
+PyTorch lives in ``benchmarks/conv.py`` (PyTorch is a test and benchmark dependency, never the
+library's).
 
 Layers are written ``N,C,*spatial:K,k,s,p`` (batch, channels, 1-3 spatial sizes; output
 channels, kernel, stride, padding, the same along every axis). The default set is the six
@@ -37,9 +40,18 @@ from pathlib import Path
 import numpy as np
 
 from .._files import write_file
-from ..functional import _direct, conv, conv_grad_input, conv_grad_weight
+from ..functional import (
+    _direct,
+    conv,
+    conv_grad_input,
+    conv_grad_weight,
+    get_tuning,
+    plan,
+    tuning,
+)
+from ..functional._registry import names as realisation_names
 
-__all__ = ["DEFAULT_LAYERS", "BenchRow", "Layer", "add_parser", "bench_layers",
+__all__ = ["DEFAULT_LAYERS", "BenchRow", "Layer", "add_parser", "bench_layers", "explain",
            "format_rows", "matmul_gflops", "parse_layer", "run", "time_layer"]
 
 BUSY = ("* faster than the best matmul rate measured in this run: the machine was busy while "
@@ -191,6 +203,15 @@ def _row(layer: Layer, times: tuple[float, float, float], mm_gflops: float) -> B
     return BenchRow(str(layer), *times, rate, None if busy else rate / mm_gflops, busy)
 
 
+def explain(layer: Layer, dtype: np.dtype) -> str:
+    """The engine's plans of ``layer``'s forward pass and two gradients, indented."""
+    nd = len(layer.spatial)
+    p = plan((layer.batch, layer.channels, *layer.spatial),
+             (layer.out_channels, layer.channels, *(layer.kernel,) * nd), stride=layer.stride,
+             padding=layer.padding, dtype=dtype)
+    return "\n".join("  " + line for line in str(p).splitlines())
+
+
 def bench_layers(layers: Iterable[Layer], *, repeats: int, dtype: np.dtype,
                  matmul_rate: Callable[[], float] | None = None,
                  timer: Callable[..., tuple[float, float, float]] = time_layer,
@@ -274,6 +295,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     parser.add_argument("--engine", choices=("auto", "numpy"), default="auto",
                         help="'numpy' turns the compiled helper off for this run")
+    parser.add_argument("--force", choices=realisation_names(), default=None,
+                        help="use this realisation wherever it accepts the call "
+                             "(rot180.functional.realisations())")
+    parser.add_argument("--explain-plan", action="store_true",
+                        help="print how the engine realises each layer instead of timing it")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE",
                         help="also write the results as JSON")
     return parser
@@ -291,18 +317,20 @@ def run(args: argparse.Namespace, *, matmul_rate: Callable[[], float] | None = N
                          "(it names a directory, a device or a FIFO, or its folder is missing). "
                          "Choose another --json.")   # checked before minutes of timing
     dtype = np.dtype(args.dtype)
-    helper_was = _direct.ENABLED
+    settings: dict[str, object] = {}
     if args.engine == "numpy":
-        _direct.ENABLED = False
-    try:
-        with _thread_limit(args.threads):
-            rows, samples = bench_layers(_progress(layers, "rot180 bench"),
-                                         repeats=args.repeats, dtype=dtype,
-                                         matmul_rate=matmul_rate, timer=timer)
-    finally:
-        _direct.ENABLED = helper_was
-    helper = ("on" if _direct.ENABLED and args.engine == "auto" else
-              "off" if _direct._directc is not None else "not built")
+        settings["helper"] = False
+    if getattr(args, "force", None) is not None:
+        settings["force"] = args.force
+    with tuning(**settings), _thread_limit(args.threads):
+        if getattr(args, "explain_plan", False):
+            for layer in layers:
+                print(f"{layer}:\n{explain(layer, dtype)}")
+            return 0
+        rows, samples = bench_layers(_progress(layers, "rot180 bench"), repeats=args.repeats,
+                                     dtype=dtype, matmul_rate=matmul_rate, timer=timer)
+        helper = ("not built" if _direct._directc is None else
+                  "on" if get_tuning().helper else "off")
     mm = max(samples)
     header = (f"rot180 bench: {args.dtype}, threads {args.threads or 'default'}, compiled "
               f"helper {helper}; matmul rate {mm:.1f} GFLOP/s (best of {len(samples)} samples "

@@ -2,6 +2,8 @@
 losses, shape arithmetic and reference oracles. Imports nothing else from rot180."""
 
 from . import reference, shapes
+from ._inspect import plan, realisations
+from ._tuning import Tuning, get_tuning, tuning
 from .activations import (
     leaky_relu,
     leaky_relu_grad,
@@ -49,6 +51,11 @@ from .pool_nd import (
 )
 
 __all__ = [
+    "Tuning",
+    "get_tuning",
+    "plan",
+    "realisations",
+    "tuning",
     "conv",
     "conv_grad_bias",
     "conv_grad_input",

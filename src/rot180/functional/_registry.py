@@ -1,0 +1,260 @@
+"""The table of realisations: every way the engine can compute one correlation, what each
+accepts, and the short rule that chooses among them.
+
+A *problem* (:class:`Problem`) is one correlation described by shapes alone: the entry point
+(``"forward"``, ``"grad_input"``, ``"grad_weight"``), the operands' shapes, stride, dilation,
+padding and dtype. A *realisation* (:class:`Realisation`) declares which problems it takes
+(:attr:`~Realisation.accepts`: True, or the reason it does not) and which array namespaces
+(today ``"numpy"`` only), and runs a leaf of a :class:`~._plan.Plan`. :func:`choose` is the
+rule. Batch folding, the live-window trimming and the input gradient's sub-pixel phases or
+stacking are not realisations: they are steps of a plan (:mod:`._plan`) that end in leaves
+realised here.
+
+Where a second array library (CuPy on a GPU) plugs in: an entry of :data:`TABLE` whose
+``namespaces`` names it, with runners that take that library's arrays; :func:`choose` then
+needs the problem's namespace (a field of :class:`Problem`) and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from . import _clipped, _direct
+from ._im2col import im2col, im2col_kernel, pointwise
+from ._kn2row import kn2row
+from ._layout import Pads, out_shape, stretched_size
+from ._padding import crop_negative
+from ._parallel import run_chunks
+from ._tuning import Tuning
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+
+__all__ = ["Problem", "Realisation", "TABLE", "choose", "names"]
+
+
+class Problem(NamedTuple):
+    """One correlation, by shapes: the key of a plan.
+
+    ``x``: the input ``(B, G, C, *S)`` (for ``"grad_input"`` the delta ``(B, G, C, *o)``);
+    ``w``: the kernel ``(G, M, C, *k)`` (for ``"grad_weight"`` the delta ``(B, G, M, *o)``);
+    ``pads``: ``(low, high)`` per axis or None (for ``"grad_input"`` the stretched delta's).
+    ``top``: an entry point's own call (guards its output); ``stack``: an input gradient may
+    stack its phases.
+    """
+
+    entry: str
+    x: tuple[int, ...]
+    w: tuple[int, ...]
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    pads: Pads | None
+    dtype: str
+    top: bool = False
+    stack: bool = True
+
+    @property
+    def nd(self) -> int:
+        return len(self.kernel)
+
+    @property
+    def out_sp(self) -> tuple[int, ...]:
+        """Spatial size of the result (the delta's for ``"grad_weight"``)."""
+        if self.entry == "grad_weight":
+            return self.w[3:]
+        if self.entry == "grad_input":
+            return stretched_size(self.x[3:], self.stride, self.pads, self.dilation,
+                                  self.kernel)
+        return out_shape(self.x[3:], self.kernel, self.stride, self.dilation, self.pads)
+
+    @property
+    def one_by_one(self) -> bool:
+        return all(k == 1 for k in self.kernel)
+
+    @property
+    def unit_stride(self) -> bool:
+        return all(s == 1 for s in self.stride)
+
+
+@dataclass(frozen=True)
+class Realisation:
+    """One entry of :data:`TABLE`.
+
+    ``accepts(problem, tuning)``: True, or a short reason why not. ``forward(plan, x, w, out,
+    bias)`` fills ``out``; ``kernel(plan, x, dz)`` returns the kernel gradient. ``pads_itself``:
+    it takes the unpadded input and the plan's pads (the others get a padded copy).
+    """
+
+    name: str
+    summary: str
+    takes: str
+    accepts: Callable[[Problem, Tuning], bool | str]
+    forward: Callable[..., None] | None = None
+    kernel: Callable[..., np.ndarray] | None = None
+    pads_itself: bool = False
+    namespaces: tuple[str, ...] = ("numpy",)
+
+    def __str__(self) -> str:
+        return f"{self.name:<10} {self.summary}; takes {self.takes}"
+
+
+# --- what each accepts ------------------------------------------------------------------------
+
+def _direct_accepts(p: Problem, t: Tuning) -> bool | str:
+    if p.entry == "grad_input":
+        return "the input gradient reaches it through its correlations"
+    if not t.helper or _direct._directc is None:
+        return "the compiled helper is off or not built"
+    if p.one_by_one:
+        return "a 1x1 kernel (one product: pointwise)"
+    if not _direct.usable(p.x[0], p.nd, np.dtype(p.dtype), p.out_sp[0]):
+        return "not 1-D/2-D float, or the batch (or bands of rows) fills too few lanes"
+    return True
+
+
+def _kn2row_accepts(p: Problem, t: Tuning) -> bool | str:
+    if p.entry == "grad_weight":
+        return "kernel gradients go through im2col or the helper"
+    if p.entry == "forward" and not p.unit_stride:
+        return "a strided forward pass (only the input gradient's phases are strided)"
+    return True
+
+
+def _pointwise_accepts(p: Problem, t: Tuning) -> bool | str:
+    if p.entry != "forward" or not p.one_by_one:
+        return "forward passes with every kernel size 1 only"
+    return True
+
+
+def _im2col_accepts(p: Problem, t: Tuning) -> bool | str:
+    if p.entry == "grad_input":
+        return "the input gradient reaches it through its correlations"
+    return True
+
+
+def _clipped_accepts(p: Problem, t: Tuning) -> bool | str:
+    return True if p.top else "whole calls only"
+
+
+# --- how each runs a plan's leaf --------------------------------------------------------------
+
+def _bias(out: np.ndarray, bias: np.ndarray | None) -> None:
+    if bias is not None:
+        G, M = bias.shape
+        out += bias.reshape(G, M, *(1,) * (out.ndim - 3))
+
+
+def _direct_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
+                    bias: np.ndarray | None) -> None:
+    p = plan.problem
+    x, pads = crop_negative(x, p.pads)
+    _direct.correlate(x, w, p.stride, p.dilation, out, bias, plan.threads, pads)
+
+
+def _direct_kernel(plan: Plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    p = plan.problem
+    x, pads = crop_negative(x, p.pads)
+    return _direct.correlate_kernel(x, dz, p.kernel, p.stride, p.dilation, plan.threads, pads)
+
+
+def _im2col_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
+                    bias: np.ndarray | None) -> None:
+    p = plan.problem
+    im2col(x, w, p.stride, p.dilation, out, bias, plan.chunk, plan.threads)
+
+
+def _im2col_kernel(plan: Plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    p = plan.problem
+    G, C, M = x.shape[1], x.shape[2], dz.shape[2]
+    acc = im2col_kernel(x, dz, p.kernel, p.stride, p.dilation, plan.chunk, plan.threads)
+    return np.ascontiguousarray(acc.swapaxes(1, 2)).reshape(G, M, C, *p.kernel)
+
+
+def _kn2row_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
+                    bias: np.ndarray | None) -> None:
+    kn2row(x, w, plan.layout, out, plan.chunk, plan.threads)
+    _bias(out, bias)
+
+
+def _pointwise_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
+                       bias: np.ndarray | None) -> None:
+    stride = plan.problem.stride
+    run_chunks(lambda _: pointwise(x, w, stride, out), [0], 1)     # in a region all the same
+    _bias(out, bias)
+
+
+def _clipped_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
+                     bias: np.ndarray | None) -> None:
+    p = plan.problem
+    _clipped.correlate(x, w, p.stride, p.dilation, out, bias, p.pads)
+
+
+def _clipped_kernel(plan: Plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    p = plan.problem
+    return _clipped.correlate_kernel(x, dz, p.kernel, p.stride, p.dilation, p.pads)
+
+
+TABLE: dict[str, Realisation] = {r.name: r for r in (
+    Realisation("direct", "the compiled helper: 16 samples in vector lanes, no expansion",
+                "1-D/2-D float32/64 forward and kernel gradients whose batch (or bands of "
+                "rows) fills direct_min_fill of the lanes, helper on", _direct_accepts,
+                _direct_forward, _direct_kernel, pads_itself=True),
+    Realisation("im2col", "gather windows into columns per batch chunk, one product",
+                "every forward pass and kernel gradient", _im2col_accepts, _im2col_forward,
+                _im2col_kernel),
+    Realisation("kn2row", "multiply the unexpanded input, then sum shifted slices",
+                "stride-1 forward passes and every input gradient (over its phases)",
+                _kn2row_accepts, _kn2row_forward),
+    Realisation("pointwise", "every kernel size 1: the strided input is the window, one "
+                "product", "forward passes with a 1x1 kernel", _pointwise_accepts,
+                _pointwise_forward),
+    Realisation("clipped", "tap loops over the real connections only (IEEE semantics)",
+                "every whole call; chosen where an operand is not finite (data dependent)",
+                _clipped_accepts, _clipped_forward, _clipped_kernel, pads_itself=True),
+)}
+
+
+def names() -> tuple[str, ...]:
+    return tuple(TABLE)
+
+
+def forced(p: Problem, t: Tuning) -> bool:
+    """Whether ``t.force`` names a realisation that accepts ``p``."""
+    return t.force is not None and TABLE[t.force].accepts(p, t) is True
+
+
+def choose(p: Problem, t: Tuning) -> tuple[str, bool]:
+    """The realisation of a leaf (a forward pass or kernel gradient), and whether forced.
+
+    Thresholds: ``Tuning`` (measured: BENCHMARKS.md, "Engine thresholds").
+    """
+    if forced(p, t):
+        return t.force, True
+    if TABLE["direct"].accepts(p, t) is True:   # no expansion at all: wins where it runs
+        return "direct", False
+    if p.entry == "grad_weight":
+        return "im2col", False
+    if p.one_by_one:
+        return "pointwise", False
+    if p.unit_stride and t.kn2row_ratio * p.w[1] < p.w[2]:     # M < C: expanding x costs more
+        return "kn2row", False
+    return "im2col", False
+
+
+def threads_for(macs: int, t: Tuning, workers: int) -> int:
+    """Threads for a call's batch chunks: 1 (the caller's, BLAS as the user set it) below
+    ``t.parallel_min_macs``."""
+    return workers if macs >= t.parallel_min_macs else 1
+
+
+def macs(p: Problem) -> int:
+    """Multiply-adds of a forward or kernel-gradient leaf."""
+    B, G, C = p.x[:3]
+    M = p.w[2] if p.entry == "grad_weight" else p.w[1]
+    return B * G * M * C * math.prod(p.kernel) * math.prod(p.out_sp)
