@@ -7,31 +7,74 @@ product is slow while they spin). Instead, the engine hands whole batch chunks (
 output write) to a pool of Python threads, each of which runs *single-threaded* BLAS: numpy
 releases the GIL in copies, ufuncs and ``matmul``, so every step of a chunk runs in parallel.
 
-Thread count: as many workers as numpy's BLAS would use (``threadpoolctl`` limits, ``OPENBLAS_
-NUM_THREADS`` and the like are honoured; with 1 everything stays on the caller's thread). While
-the workers run, OpenBLAS is set to one thread through ``openblas_set_num_threads`` (found with
-``ctypes`` in the library numpy loaded) and restored afterwards. Its ``_local`` variant would
-be neater but changes the process-wide count in OpenBLAS 0.3.31 (measured). With another BLAS,
-or without those symbols, chunks run serially.
+Thread count (:func:`workers`): ``tuning(threads=n)`` when set (honoured as asked, not capped
+by the CPUs, so that a 3-way split can be tested on 2 cores); otherwise as many workers as
+numpy's BLAS would use (``threadpoolctl`` limits, ``OPENBLAS_NUM_THREADS`` and the like are
+honoured), capped by the CPUs; with 1 everything stays on the caller's thread. Inside a chunk
+(a pool thread) it is 1: nested engine calls run plainly there.
+
+BLAS limits go through ``threadpoolctl`` (one :class:`~threadpoolctl.ThreadpoolController`
+per process, made at first use: it scans the loaded libraries, ~1 ms; an install without
+threadpoolctl knows no BLAS: one worker unless ``tuning(threads=n)``, BLAS never limited; a
+BLAS loaded after that first use is not seen). Most BLAS builds
+(OpenBLAS with pthreads, BLIS) have one process-wide thread count; libraries whose count is
+per thread (MKL, OpenBLAS built with OpenMP) are set to one thread in each pool thread once and
+never touched elsewhere. For a process-wide count:
+
+* A *pooled region* (a call's chunks on the pool) needs BLAS at 1 thread. Pooled regions are
+  reference-counted: the first to open records the user's counts and sets 1, the last to close
+  restores them (~10 us the pair), so regions from several user threads run at the same
+  time, and each splits its work by the recorded user count (:func:`workers`), not by the 1.
+* A *serial run* (chunks on the caller's thread) needs the user's count, because OpenBLAS's
+  results depend on its thread count (0.3.31: ~half of random float32/float64 products differ
+  in the last bits between 1 and 2 threads). Serial runs from several threads run together;
+  a serial run waits while pooled regions hold BLAS at 1, and a pooled region that would have
+  to set 1 waits while serial runs are open (whichever kind waits gets the next turn, so
+  neither starves). When the user's count is 1 already, nothing is set and nothing waits.
+* The small lock behind this guards counters only and is never held while chunks run. A
+  chunk that raises closes its region as usual (the chunks not started are cancelled, the
+  running ones waited for), so the count is restored and no counter leaks.
 
 Determinism: the work is split into chunks from the shapes and the thread count alone, each
-chunk writes its own slice of the output, and anything summed over chunks is summed by the
-caller in chunk order (:func:`map_chunks` returns results in order), so results do not depend
-on thread timing. One region runs at a time, so no call sees a thread count another set.
+chunk writes its own slice of the output, anything summed over chunks is summed by the caller
+in chunk order (:func:`map_chunks` returns results in order), and every product runs with the
+BLAS count of its kind (1 in the pool, the user's on the caller's thread), so results do not
+depend on thread timing or on what other user threads run at the same time.
+
+Chunks run in a copy of the caller's :mod:`contextvars` context (one per chunk): they see the
+caller's :func:`~rot180.functional.tuning` settings and, with numpy >= 2, its ``errstate``.
+
+What this cannot control: numpy products outside rot180 in another user thread run with BLAS
+at 1 while a pooled region is open. A BLAS limit set from another thread while a region is
+open (``threadpool_limits``, a library's ``set_num_threads``) applies to the products that
+follow, the region's included (deterministic per count, but not the bits of a quiet run). The
+last region to close restores the recorded count only if BLAS is still at the 1 it set, so a
+newer user setting stands; but a ``threadpool_limits`` block entered while a region is open
+records that 1 and restores it when it ends. So set BLAS limits while no other thread runs
+convolutions (around the whole workload: a block entered before the regions open and left
+after they close is honoured, from any thread). A forked child starts with no region open and
+BLAS restored, and gets pool threads of its own.
 """
 
 from __future__ import annotations
 
-import ctypes
+import contextvars
 import math
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
+
+try:                    # a core dependency; an install without it runs chunks on one thread
+    from threadpoolctl import ThreadpoolController
+except ImportError:     # pragma: no cover - tests/test_cli_startup.py runs it in a subprocess
+    ThreadpoolController = None
+
+from ._tuning import get_tuning
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,66 +102,59 @@ def scratch(shape: tuple[int, ...], dtype: np.dtype, tag: str) -> np.ndarray:
     return buf[:size].reshape(shape)
 
 
-# --- numpy's OpenBLAS, through ctypes ---------------------------------------------------------
+# --- numpy's BLAS, through threadpoolctl ------------------------------------------------------
+
+def _per_thread(lib: object) -> bool:
+    """Whether threadpoolctl sets this library's count for the calling thread only: MKL (its
+    ``_Local`` setter) and OpenBLAS on the OpenMP threading layer."""
+    return (getattr(lib, "internal_api", "") == "mkl"
+            or getattr(lib, "threading_layer", "") == "openmp")
+
+
+def _count(lib: object) -> int:
+    return max(1, int(getattr(lib, "num_threads", None) or 1))
+
 
 class _Blas:
-    """``get_num_threads`` and ``set_num_threads`` of numpy's OpenBLAS (None if not found)."""
+    """The BLAS libraries threadpoolctl finds once numpy's is loaded, split by the scope of
+    their thread count, and the one numpy calls (its count is the user's count)."""
 
     def __init__(self) -> None:
-        self.get: Callable[[], int] | None = None
-        self.set: Callable[[int], None] | None = None
         np.ones((2, 2)) @ np.ones((2, 2))       # make sure the library is loaded
-        for path in self._candidates():
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            get = self._symbol(lib, ("scipy_openblas_get_num_threads64_",
-                                     "openblas_get_num_threads64_", "openblas_get_num_threads"))
-            set_ = self._symbol(lib, ("scipy_openblas_set_num_threads64_",
-                                      "openblas_set_num_threads64_", "openblas_set_num_threads"))
-            if get is not None and set_ is not None:
-                get.restype = ctypes.c_int
-                set_.argtypes, set_.restype = [ctypes.c_int], None
-                self.get, self.set = get, set_
-                return
+        libs = ([] if ThreadpoolController is None else
+                list(ThreadpoolController().select(user_api="blas").lib_controllers))
+        self.shared = [lib for lib in libs if not _per_thread(lib)]
+        self.local = [lib for lib in libs if _per_thread(lib)]
+        root = Path(np.__file__).resolve().parent     # wheels: numpy.libs/ or numpy/.dylibs/
+        own = [lib for lib in libs
+               if any(Path(lib.filepath).resolve().is_relative_to(folder)
+                      for folder in (root, root.parent / "numpy.libs"))]
+        self.numpy = (own or libs or [None])[0]
+        kinds = {type(lib) for lib in self.shared}
+        self.releases = [k.clear_controlling_thread for k in kinds
+                         if hasattr(k, "clear_controlling_thread")]
+        self.numpy_shared = next((i for i, lib in enumerate(self.shared) if lib is self.numpy),
+                                 -1)
 
-    @staticmethod
-    def _symbol(lib: ctypes.CDLL, names: Iterable[str]):
-        return next((getattr(lib, n) for n in names if hasattr(lib, n)), None)
+    def counts(self) -> list[int]:
+        return [_count(lib) for lib in self.shared]
 
-    @staticmethod
-    def _candidates() -> list[str]:
-        found = []
-        try:                                    # Linux: the libraries this process mapped
-            with open("/proc/self/maps") as fh:
-                found = sorted({f[-1] for f in map(str.split, fh)
-                                if len(f) >= 6 and "openblas" in f[-1].lower()})
-        except OSError:
-            pass
-        root = Path(np.__file__).resolve().parent
-        for folder in (root.parent / "numpy.libs", root / ".dylibs"):
-            found += sorted(str(p) for p in folder.glob("*openblas*"))
-        return found
-
-    def threads(self) -> int:
-        """Threads numpy's BLAS uses now (1 when its thread count cannot be changed)."""
-        if self.get is None:
-            return 1
-        return max(1, int(self.get()))
+    def set_shared(self, counts: Sequence[int]) -> None:
+        # threadpoolctl (>= 3.7) lets one thread at a time change OpenBLAS's process-wide count
+        # and silently ignores the others. A region must set its count whichever thread opens
+        # or closes it (else a chunk's bits would depend on which thread last held a
+        # threadpool_limits block), so it takes that control for its change and hands it back.
+        for release in self.releases:
+            release(force=True)
+        for lib, n in zip(self.shared, counts, strict=True):
+            lib.set_num_threads(n)
+        for release in self.releases:
+            release()
 
 
 _BLAS: _Blas | None = None
 _CPUS = os.cpu_count() or 1                     # os.cpu_count() costs ~20 us a call
-_LOCK = threading.Lock()
-# Held while chunks run (see map_chunks); a second user thread waits for it.
-_REGION = threading.Lock()
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
-# Set in pool workers, and in the thread holding _REGION: nested engine calls run plainly.
-_INSIDE = threading.local()
-# The BLAS thread count a region replaced (0: none active). Other threads read it, so that
-# they split work by the user's thread count, not by the 1 set for the region.
-_REPLACED = 0
+_LOCK = threading.Lock()                        # guards _BLAS and _POOLS creation
 
 
 def _blas() -> _Blas:
@@ -130,17 +166,143 @@ def _blas() -> _Blas:
     return _BLAS
 
 
+# --- who may run with which BLAS count --------------------------------------------------------
+
+class _Regions:
+    """Open pooled regions (BLAS at 1) and serial runs (BLAS at the user's count) of this
+    process; see the module docstring. Only counters: nothing here is held while chunks run.
+
+    Phase-fair: a run that has to wait for the other kind claims the next turn (unless the
+    other kind already waits with it), and newcomers of the running kind queue behind it."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self.serial = 0                         # open serial runs
+        self.pooled = 0                         # open pooled regions
+        self.saved: list[int] | None = None     # the user's counts, while regions hold 1
+        self.serial_waiting = 0
+        self.pooled_waiting = 0
+        self.turn = ""                          # "serial" / "pooled": who goes next
+        self.opened = 0                         # pooled regions opened (for tests, plans)
+
+    def _serial_may_enter(self) -> bool:
+        return self.saved is None and not (self.turn == "pooled" and self.pooled_waiting)
+
+    def _pooled_may_enter(self, blas: _Blas) -> bool:
+        if self.saved is not None:              # a pooled phase: join unless serial waits
+            return not self.serial_waiting
+        if all(n == 1 for n in blas.counts()):
+            return True                         # the user's count is 1: nothing to change
+        return not self.serial and not (self.turn == "serial" and self.serial_waiting)
+
+    def open_serial(self) -> None:
+        with self.lock:
+            if not self._serial_may_enter():
+                self.serial_waiting += 1
+                try:
+                    while not self._serial_may_enter():
+                        if not (self.turn == "pooled" and self.pooled_waiting):
+                            self.turn = "serial"
+                        self.cond.wait()
+                finally:
+                    self.serial_waiting -= 1
+                    self.cond.notify_all()
+            self.serial += 1
+
+    def close_serial(self) -> None:
+        with self.lock:
+            self.serial -= 1
+            if not self.serial and (self.serial_waiting or self.pooled_waiting):
+                self.cond.notify_all()
+
+    def open_pooled(self, blas: _Blas) -> None:
+        with self.lock:
+            if not self._pooled_may_enter(blas):
+                self.pooled_waiting += 1
+                try:
+                    while not self._pooled_may_enter(blas):
+                        if not (self.turn == "serial" and self.serial_waiting):
+                            self.turn = "pooled"
+                        self.cond.wait()
+                finally:
+                    self.pooled_waiting -= 1
+                    self.cond.notify_all()
+            if self.saved is None:
+                counts = blas.counts()
+                if any(n != 1 for n in counts):
+                    self.saved = counts
+                    blas.set_shared([1] * len(counts))
+            self.pooled += 1
+            self.opened += 1
+
+    def close_pooled(self, blas: _Blas) -> None:
+        with self.lock:
+            self.pooled -= 1
+            if not self.pooled and self.saved is not None:
+                # Restore what is still ours; a count someone changed meanwhile stands.
+                now = blas.counts()
+                blas.set_shared([s if n == 1 else n
+                                 for s, n in zip(self.saved, now, strict=True)])
+                self.saved = None
+                if self.serial_waiting or self.pooled_waiting:
+                    self.cond.notify_all()
+
+    def user_count(self, blas: _Blas) -> int:
+        """numpy's BLAS count as the user set it (the recorded one while regions hold 1)."""
+        lib = blas.numpy
+        if lib is None:
+            return 1
+        saved = self.saved
+        if saved is not None and blas.numpy_shared >= 0:
+            with self.lock:                     # re-read: the last region may just close
+                saved = self.saved
+                if saved is not None:
+                    return saved[blas.numpy_shared]
+        return _count(lib)
+
+
+_REGIONS = _Regions()
+
+
+def _after_fork() -> None:
+    """A forked child inherits counters (and perhaps a held lock) of threads it does not have:
+    start afresh, with BLAS restored where a region of the parent held it at 1."""
+    global _REGIONS
+    saved = _REGIONS.saved
+    _REGIONS = _Regions()
+    if saved is not None and _BLAS is not None:
+        _BLAS.set_shared(saved)
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+# --- the pool ---------------------------------------------------------------------------------
+
+_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+# Set in pool threads, and in a thread while its chunks run: nested engine calls run plainly.
+_INSIDE = threading.local()
+
+
 def workers() -> int:
-    """How many threads :func:`map_chunks` runs on: numpy's BLAS thread count, capped by the
-    CPUs; 1 inside a region (no nesting) or when BLAS's thread count cannot be changed."""
+    """How many threads :func:`map_chunks` runs on: ``tuning(threads=n)``'s ``n`` where set,
+    else numpy's BLAS thread count as the user set it, capped by the CPUs; 1 inside chunks
+    (no nesting)."""
     if getattr(_INSIDE, "flag", False):
         return 1
-    return min(_REPLACED or _blas().threads(), _CPUS)
+    asked = get_tuning().threads
+    if asked is not None:
+        return asked
+    return min(_REGIONS.user_count(_blas()), _CPUS)
 
 
 def _init_worker() -> None:
     _INSIDE.flag = True
+    for lib in _blas().local:                   # a per-thread count: this thread's, once
+        lib.set_num_threads(1)
     # As the engine's entry points (_clipped.quiet): NaN from inf * 0 is the caller's data.
+    # (numpy >= 2 keeps errstate in a context variable: chunks run in the caller's context.)
     np.seterr(invalid="ignore", over="ignore")
 
 
@@ -159,34 +321,47 @@ def _pool(n: int) -> ThreadPoolExecutor:
 def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
     """``fn`` over ``items``; results lazily and in item order.
 
-    ``threads > 1``: on that many pool threads, with numpy's BLAS set to one thread meanwhile
-    and restored afterwards (several threads each calling a multi-threaded product
-    oversubscribe the cores badly, and OpenBLAS's count is process-wide). Otherwise here, BLAS
-    untouched. One caller at a time: a second user thread waits, so that nobody's products
-    run with a thread count another thread set.
+    ``threads > 1`` (and more than one item): a pooled region, on a pool of that many threads,
+    each chunk in a copy of the caller's context, with numpy's BLAS at one thread meanwhile
+    (several threads each calling a multi-threaded product oversubscribe the cores badly).
+    Otherwise a serial run here, BLAS at the user's count. Either waits only for runs of the
+    other kind from other user threads (see the module docstring); inside a chunk, ``fn`` runs
+    plainly. If a chunk raises, the chunks not started are cancelled, the running ones are
+    waited for, the region closes and the exception propagates.
     Results come in item order, so a caller summing them does so in a fixed order while later
-    chunks still run; consume the iterator to the end.
+    chunks still run; consume the iterator to the end (or close it).
     """
-    global _REPLACED
     items = list(items)
-    blas = _blas()
-    if getattr(_INSIDE, "flag", False) or blas.set is None:
+    if getattr(_INSIDE, "flag", False):
         yield from map(fn, items)
         return
+    blas, regions = _blas(), _REGIONS
     pooled = threads > 1 and len(items) > 1
-    with _REGION:
-        _INSIDE.flag = True
-        before = blas.threads()
-        try:
+    if pooled:
+        regions.open_pooled(blas)
+    elif blas.shared:                           # else no process-wide count to share
+        regions.open_serial()
+    _INSIDE.flag = True
+    futures: list[Future[R]] = []
+    try:
+        if pooled:
+            pool = _pool(threads)
+            futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
+            for future in futures:
+                yield future.result()
+        else:
+            yield from map(fn, items)
+    finally:
+        if not all(future.done() for future in futures):     # a chunk raised, or closed early
+            for future in futures:
+                future.cancel()
+            wait(futures)
+        _INSIDE.flag = False
+        if regions is _REGIONS:                 # (else forked meanwhile: a fresh count)
             if pooled:
-                _REPLACED = before
-                blas.set(1)
-            yield from _pool(threads).map(fn, items) if pooled else map(fn, items)
-        finally:
-            if pooled:
-                blas.set(before)
-                _REPLACED = 0
-            _INSIDE.flag = False
+                regions.close_pooled(blas)
+            elif blas.shared:
+                regions.close_serial()
 
 
 def run_chunks(fn: Callable[[T], object], items: Iterable[T], threads: int) -> None:
