@@ -189,12 +189,16 @@ class _Regions:
     def _serial_may_enter(self) -> bool:
         return self.saved is None and not (self.turn == "pooled" and self.pooled_waiting)
 
-    def _pooled_may_enter(self, blas: _Blas) -> bool:
+    def _pooled_may_enter(self, blas: _Blas) -> list[int] | None:
+        """None to wait, else the counts to record (empty: nothing to set)."""
         if self.saved is not None:              # a pooled phase: join unless serial waits
-            return not self.serial_waiting
-        if all(n == 1 for n in blas.counts()):
-            return True                         # the user's count is 1: nothing to change
-        return not self.serial and not (self.turn == "serial" and self.serial_waiting)
+            return None if self.serial_waiting else []
+        counts = blas.counts()
+        if all(n == 1 for n in counts):
+            return []                           # the user's count is 1: nothing to change
+        if self.serial or (self.turn == "serial" and self.serial_waiting):
+            return None
+        return counts
 
     def open_serial(self) -> None:
         with self.lock:
@@ -218,21 +222,20 @@ class _Regions:
 
     def open_pooled(self, blas: _Blas) -> None:
         with self.lock:
-            if not self._pooled_may_enter(blas):
+            counts = self._pooled_may_enter(blas)
+            if counts is None:
                 self.pooled_waiting += 1
                 try:
-                    while not self._pooled_may_enter(blas):
+                    while (counts := self._pooled_may_enter(blas)) is None:
                         if not (self.turn == "serial" and self.serial_waiting):
                             self.turn = "pooled"
                         self.cond.wait()
                 finally:
                     self.pooled_waiting -= 1
                     self.cond.notify_all()
-            if self.saved is None:
-                counts = blas.counts()
-                if any(n != 1 for n in counts):
-                    self.saved = counts
-                    blas.set_shared([1] * len(counts))
+            if counts:
+                self.saved = counts
+                blas.set_shared([1] * len(counts))
             self.pooled += 1
             self.opened += 1
 
