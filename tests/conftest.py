@@ -10,6 +10,12 @@ The resolved padding and every size are computed here from the definitions, not 
 built backwards from the output: pick ``o`` and the stride remainder ``a`` per dimension, then
 ``i = (o-1)s + a + d(k-1) + 1 - p_lo - p_hi``; half the strided dimensions get ``a != 0`` on
 purpose, since that is where hand-written backward passes go wrong.
+
+Options: ``--rot180-force=NAME`` runs every test with ``tuning(force=NAME)`` (a realisation
+of ``rot180.functional.realisations()``), ``--rot180-tuning=key=value,...`` with any
+settings of :class:`rot180.functional.Tuning` (``threads=1,chunk_bytes=1``), so that the whole
+suite can be run with each realisation forced. The settings hold in the tests' own thread
+(and the engine's workers); a test's own ``with tuning(...)`` blocks nest inside them.
 """
 
 from __future__ import annotations
@@ -227,6 +233,74 @@ def random_configs(n: int, seed: int, **limits: Any) -> list[ConvConfig]:
 def conv_configs(draw: Callable, **limits: Any) -> ConvConfig:
     """Hypothesis strategy for a :class:`ConvConfig`; same ``limits`` as :func:`random_configs`."""
     return _draw_config(_hypothesis_drawer(draw), **limits)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("rot180")
+    group.addoption("--rot180-force", metavar="NAME", default=None,
+                    help="run every test with rot180.functional.tuning(force=NAME)")
+    group.addoption("--rot180-tuning", metavar="KEY=VALUE,...", default=None,
+                    help="run every test with these rot180.functional.tuning settings "
+                         "(ints, floats, true/false, none or names)")
+
+
+def _value(text: str) -> object:
+    low = text.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    if low == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def _tuning_options(config: pytest.Config) -> dict[str, object]:
+    settings: dict[str, object] = {}
+    for item in filter(None, (config.getoption("--rot180-tuning") or "").split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"--rot180-tuning: expected key=value, got {item!r}; e.g. "
+                                    "--rot180-tuning=threads=1,chunk_bytes=4096.")
+        settings[key.strip()] = _value(value)
+    if config.getoption("--rot180-force") is not None:
+        settings["force"] = config.getoption("--rot180-force")
+    return settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    settings = _tuning_options(config)
+    if settings:
+        from rot180.functional import tuning
+
+        try:                                    # a wrong name stops the run at once
+            with tuning(**settings):
+                pass
+        except (TypeError, ValueError) as e:
+            raise pytest.UsageError(str(e)) from None
+    config.rot180_tuning = settings             # type: ignore[attr-defined]
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    settings = getattr(config, "rot180_tuning", {})
+    return f"rot180 tuning: {settings}" if settings else None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _rot180_tuning(request: pytest.FixtureRequest):
+    """The ``--rot180-force`` / ``--rot180-tuning`` settings around the whole session
+    (session-scoped, so hypothesis's tests take it too)."""
+    settings = getattr(request.config, "rot180_tuning", {})
+    if not settings:
+        yield
+        return
+    from rot180.functional import tuning
+
+    with tuning(**settings):
+        yield
 
 
 @pytest.fixture

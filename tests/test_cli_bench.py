@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from rot180 import cli
 from rot180.commands import bench
-from rot180.functional import _direct, get_tuning
+from rot180.functional import _direct, get_tuning, tuning
 
 
 def test_parse_layer_reads_every_rank() -> None:
@@ -113,8 +113,9 @@ def test_force_runs_the_layers_with_that_realisation(capsys) -> None:
         seen.append(get_tuning().force)
         return 1.0, 1.0, 1.0
 
+    before = get_tuning()
     assert bench.run(_args(force="kn2row"), matmul_rate=lambda: 50.0, timer=timer) == 0
-    assert seen == ["kn2row"] and get_tuning().force is None
+    assert seen == ["kn2row"] and get_tuning() is before
 
 
 def test_explain_plan_prints_the_three_plans_of_every_layer_without_timing(capsys) -> None:
@@ -122,8 +123,9 @@ def test_explain_plan_prints_the_three_plans_of_every_layer_without_timing(capsy
         raise AssertionError("--explain-plan does not time")
 
     layers = ["64,1,28,28:6,5,1,2", "4,8,9,9:4,1,2,0"]
-    assert bench.run(_args(layers=layers, explain_plan=True, engine="numpy"),
-                     matmul_rate=lambda: 50.0, timer=timer) == 0
+    with tuning(force=None):                    # also under pytest --rot180-force
+        assert bench.run(_args(layers=layers, explain_plan=True, engine="numpy"),
+                         matmul_rate=lambda: 50.0, timer=timer) == 0
     out = capsys.readouterr().out
     assert out.count("forward: x") >= 2 and out.count("grad_input: dz") == 2
     assert out.count("grad_weight: x") == 2 and "direct" not in out     # helper off

@@ -81,6 +81,13 @@ class Tuning:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             _check(f.name, value, _KINDS[f.name])
+        if self.force is not None:
+            from ._registry import names  # the table imports this module
+
+            if self.force not in names():
+                raise ValueError(f"tuning: force={self.force!r} is not a realisation; the "
+                                 f"realisations are {', '.join(map(repr, names()))} "
+                                 "(rot180.functional.realisations()). Use one of them or None.")
 
 
 # name -> (accepted types, lowest value or None); bool is not an int here.

@@ -1,0 +1,107 @@
+"""``rot180.functional.tuning``: the engine's settings in one frozen dataclass, changed in a
+``with`` block (a ContextVar), checked on the way in."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from rot180.functional import Tuning, get_tuning, realisations, tuning
+
+
+def test_an_unknown_setting_is_a_type_error_listing_the_settings() -> None:
+    with pytest.raises(TypeError, match=r"unknown setting\(s\) 'chunk_size'; the settings are "
+                                        r"force, threads, helper, chunk_bytes"):
+        with tuning(chunk_size=1):
+            pass
+
+
+@pytest.mark.parametrize(("name", "value", "want"), [
+    ("chunk_bytes", "4096", "int"), ("helper", 1, "bool"), ("threads", True, "int or None"),
+    ("force", 3, "str or None"), ("stack_min_fill", None, "int or float"),
+])
+def test_a_value_of_the_wrong_type_is_a_type_error(name, value, want) -> None:
+    with pytest.raises(TypeError, match=rf"tuning: {name} must be {want}, got "):
+        with tuning(**{name: value}):
+            pass
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("threads", 0), ("chunk_bytes", 0), ("stack_min_fill", math.nan), ("kn2row_ratio", -1),
+    ("threads", 10**6),
+])
+def test_a_value_out_of_range_is_a_value_error(name, value) -> None:
+    with pytest.raises(ValueError, match=rf"tuning: {name} must be "):
+        with tuning(**{name: value}):
+            pass
+
+
+def test_force_must_name_a_realisation_of_the_table() -> None:
+    names = [r.name for r in realisations()]
+    assert {"direct", "im2col", "kn2row", "pointwise", "clipped"} <= set(names)
+    with pytest.raises(ValueError, match=r"force='winograd' is not a realisation; the "
+                                         r"realisations are 'direct', 'im2col'"):
+        with tuning(force="winograd"):
+            pass
+    with pytest.raises(ValueError, match="is not a realisation"):
+        Tuning(force="im2row")
+
+
+def test_blocks_nest_and_each_restores_what_was_before() -> None:
+    outer_before = get_tuning()
+    with tuning(chunk_bytes=123) as outer:
+        assert get_tuning() is outer and outer.chunk_bytes == 123
+        with tuning(threads=1, chunk_bytes=7) as inner:
+            assert (inner.threads, inner.chunk_bytes) == (1, 7)
+            assert inner.fold_max_row == outer.fold_max_row
+        assert get_tuning() is outer
+    assert get_tuning() is outer_before
+
+
+def test_leaving_a_block_by_an_exception_restores_the_settings() -> None:
+    before = get_tuning()
+    with pytest.raises(RuntimeError, match="inside"):
+        with tuning(helper=False, force="im2col"):
+            raise RuntimeError("inside")
+    assert get_tuning() is before
+
+
+def test_a_block_does_not_leak_into_another_thread() -> None:
+    seen: dict[str, Tuning] = {}
+    ready, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        ready.wait(10)
+        seen["other"] = get_tuning()
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with tuning(threads=1, chunk_bytes=99):
+        ready.set()
+        assert done.wait(10)
+        seen["here"] = get_tuning()
+    thread.join(10)
+    assert seen["here"].chunk_bytes == 99
+    assert seen["other"] == Tuning()            # a fresh thread starts from the defaults
+
+
+def test_settings_are_frozen_and_hashable_plan_keys() -> None:
+    t = Tuning()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        t.threads = 2                           # type: ignore[misc]
+    assert hash(t) == hash(Tuning()) and t == Tuning()
+    assert dataclasses.replace(t, threads=2) != t
+
+
+def test_pure_numpy_in_the_environment_turns_the_helper_off_by_default() -> None:
+    code = "from rot180.functional import Tuning; print(Tuning().helper)"
+    env = {"ROT180_PURE_NUMPY": "1", "PATH": ""}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr[-400:]
