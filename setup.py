@@ -16,7 +16,10 @@ setup(
             # reload took 55 % of the -O3 build here (73.5 s -> 33.1 s without them, the
             # helper's three target clones compiled serially); the kernels are explicit vector
             # code, and rot180 bench timed the six layers the same within noise either way
-            # (BENCHMARKS.md, "Install time").
+            # (BENCHMARKS.md, "Install time"). CFLAGS="-DROT180_PORTABLE" builds the plain code
+            # alone (no target clones, no asm: what a compiler or CPU without them gets;
+            # tests/test_directc_build.py runs the helper's tests against it), CFLAGS=
+            # "-DROT180_NO_ASM" leaves out only the register pin (to measure it again).
             extra_compile_args=["-O3", "-fno-gcse", "-fno-gcse-after-reload",
                                 "-Werror=implicit-function-declaration"],
             optional=True,
