@@ -140,7 +140,7 @@ class _Blas:
         return [_count(lib) for lib in self.shared]
 
     def set_shared(self, counts: Sequence[int]) -> None:
-        # threadpoolctl (>= 3.7) lets one thread at a time change OpenBLAS's process-wide count
+        # threadpoolctl (3.8 here) lets one thread at a time change OpenBLAS's process-wide count
         # and silently ignores the others. A region must set its count whichever thread opens
         # or closes it (else a chunk's bits would depend on which thread last held a
         # threadpool_limits block), so it takes that control for its change and hands it back.
