@@ -17,7 +17,8 @@ import pytest
 
 import rot180.functional._direct as D
 
-pytestmark = pytest.mark.skipif(not D.built(), reason="the compiled helper is not built")
+pytestmark = pytest.mark.skipif(not D.available(),
+                                reason="the compiled helper is not built or switched off")
 
 L = D.LANES
 
