@@ -247,7 +247,8 @@ def test_augmentation_is_reproducible_and_keeps_dtype():
     (lambda x, r: random_crop(x, r, size=9, padding=1), ValueError,
      r"crop size \(9, 9\) must be positive and fit the padded image \(8, 8\)"),
     (lambda x, r: random_crop(x, r, size=2, padding=-1), ValueError, r"padding must be >= 0"),
-    (lambda x, r: random_hflip(x, r, p=1.5), ValueError, r"p must lie in \[0, 1\], got 1.5"),
+    (lambda x, r: random_hflip(x, r, p=1.5), ValueError,
+     r"p must be finite and >= 0 and <= 1, got 1.5"),
     (lambda x, r: random_hflip(x, 0), TypeError, r"rng must be a numpy.random.Generator, got "
                                                  r"int"),
     (lambda x, r: random_hflip(x[0], r), ValueError, r"images must be 4-D"),

@@ -181,8 +181,9 @@ def test_docstring_example_runs():
     ({"grad_fn": lambda dz, a: (dz[:2],)}, ValueError,
      r"analytic gradient of input0 has shape \(2,\), expected \(3,\)"),
     ({"grad_fn": lambda dz, a: (dz,), "max_entries": 0}, ValueError,
-     r"max_entries must be >= 1 or None, got 0"),
-    ({"grad_fn": lambda dz, a: (dz,), "eps": 0.0}, ValueError, r"eps must be > 0"),
+     r"gradcheck: max_entries must be >= 1, got 0\. Pass None to check every entry"),
+    ({"grad_fn": lambda dz, a: (dz,), "eps": 0.0}, ValueError,
+     r"gradcheck: eps must be finite and > 0, got 0\.0"),
     ({"grad_fn": lambda dz, a: (dz,), "names": ("a", "b")}, ValueError,
      r"got 2 names for 1 inputs"),
 ])

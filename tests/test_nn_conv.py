@@ -256,7 +256,7 @@ def test_attributes_and_repr_as_torch():
      "padding='same' is not supported for strided convolutions"),
     (lambda: Conv2d(2, 4, 3, padding_mode="reflect"), ValueError, "only 'zeros' is supported"),
     (lambda: Conv2d(2, 4, 3, dtype=np.int32), TypeError, "dtype must be float32 or float64"),
-    (lambda: Conv2d(2, 4, 3, rng="seed"), TypeError, "rng must be a numpy Generator"),
+    (lambda: Conv2d(2, 4, 3, rng="seed"), TypeError, "rng must be a numpy.random.Generator"),
     (lambda: ConvTranspose2d(2, 4, 3, stride=2, output_padding=2), ValueError,
      "output padding must be smaller than either stride or dilation"),
     (lambda: ConvTranspose1d(2, 4, 3, output_padding=-1), ValueError,

@@ -124,7 +124,7 @@ def test_repr_as_torch():
     (lambda: Linear(3, -1), ValueError, "Linear: out_features must be >= 1, got -1"),
     (lambda: Linear(3.5, 2), TypeError, "in_features must be an int"),
     (lambda: Linear(3, 2, dtype=np.int64), TypeError, "dtype must be float32 or float64"),
-    (lambda: Linear(3, 2, rng=1.5), TypeError, "rng must be a numpy Generator"),
+    (lambda: Linear(3, 2, rng=1.5), TypeError, "rng must be a numpy.random.Generator"),
 ])
 def test_bad_constructor_arguments(make, exc, match):
     with pytest.raises(exc, match=match):

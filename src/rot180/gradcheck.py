@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from .functional import _validation as V
+
 __all__ = ["GradError", "GradcheckResult", "gradcheck"]
 
 
@@ -189,10 +191,10 @@ def gradcheck(target: Any, inputs: np.ndarray | Sequence[Any], *,
         - inputs: any shapes ``f`` accepts; ``f`` returns one array ``z`` of any shape
         - grad_fn result: one array per input, each of that input's shape
     """
-    if max_entries is not None and max_entries < 1:
-        raise ValueError(f"gradcheck: max_entries must be >= 1 or None, got {max_entries}.")
-    if not eps > 0:
-        raise ValueError(f"gradcheck: eps must be > 0, got {eps}.")
+    if max_entries is not None:
+        max_entries = V.integer(max_entries, "max_entries", "gradcheck",
+                                fix="Pass None to check every entry.")
+    eps = V.real(eps, "eps", "gradcheck", low=0, low_open=True)
     rng = np.random.default_rng(seed)
     if callable(getattr(target, "forward", None)) and callable(getattr(target, "backward", None)):
         if grad_fn is not None or names is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ..functional import _validation as V
 from ..functional import conv, conv_grad_bias, conv_grad_input, conv_grad_weight
 from ..functional import reference as ref
 from ..functional.shapes import resolve_padding
@@ -192,10 +193,7 @@ def run_checks(n_configs: int = 300, *, seed: int = 0, progress: bool = False) -
 
     ``progress`` shows a tqdm bar on stderr (when tqdm is installed).
     """
-    if isinstance(n_configs, bool) or not isinstance(n_configs, int | np.integer):
-        raise TypeError(f"configs must be an int, got {type(n_configs).__name__}.")
-    if n_configs < 1:
-        raise ValueError(f"--configs must be >= 1, got {n_configs}. Try --configs 300.")
+    n_configs = V.integer(n_configs, "--configs", fix="Try --configs 300.")
     rng = np.random.default_rng(seed)
     worst = {name: (0.0, "") for name in CHECKS}
     per_nd = {1: 0, 2: 0, 3: 0}

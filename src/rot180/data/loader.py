@@ -26,27 +26,16 @@ from typing import Any
 
 import numpy as np
 
+from ..functional import _validation as V
+from ..functional._validation import generator as as_generator
 from .transforms import MNIST_MEAN, MNIST_STD, normalize
 
 __all__ = ["as_generator", "batches", "DataLoader"]
 
 
-def as_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
-    """``rng`` itself if it is a Generator, else ``np.random.default_rng(rng)`` (a seed)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None or (isinstance(rng, int | np.integer) and not isinstance(rng, bool)):
-        if rng is not None and rng < 0:
-            raise ValueError(f"rng seed must be >= 0, got {rng}. Pass a non-negative int.")
-        return np.random.default_rng(rng)
-    raise TypeError(f"rng must be a numpy.random.Generator, an int seed or None, got "
-                    f"{type(rng).__name__}.")
-
-
-def _check_pair(images: np.ndarray, labels: np.ndarray) -> None:
-    if not isinstance(images, np.ndarray) or not isinstance(labels, np.ndarray):
-        raise TypeError("images and labels must be numpy arrays, got "
-                        f"{type(images).__name__} and {type(labels).__name__}.")
+def _check_pair(images: object, labels: object) -> tuple[np.ndarray, np.ndarray]:
+    images = V.as_array(images, "images", convert="np.asarray(images)")
+    labels = V.as_array(labels, "labels", convert="np.asarray(labels)")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must be integer class indices, got dtype {labels.dtype}. "
                         "Convert them with labels.astype(np.int64) after checking they are "
@@ -54,20 +43,7 @@ def _check_pair(images: np.ndarray, labels: np.ndarray) -> None:
     if labels.ndim != 1 or images.ndim < 1 or images.shape[0] != labels.shape[0]:
         raise ValueError(f"images {images.shape} and labels {labels.shape} must share the "
                          "first dimension N, and labels must be 1-D (N,).")
-
-
-def _flag(value: object, name: str) -> bool:
-    if not isinstance(value, bool | np.bool_):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}.")
-    return bool(value)
-
-
-def _check_batch_size(batch_size: object) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-        raise TypeError(f"batch_size must be an int, got {type(batch_size).__name__}.")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-    return int(batch_size)
+    return images, labels
 
 
 def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle: bool = False,
@@ -82,9 +58,9 @@ def batches(images: np.ndarray, labels: np.ndarray, batch_size: int, *, shuffle:
     -----
     ``(B, ...)`` and ``(B,)`` with ``B = batch_size`` (the last one possibly smaller).
     """
-    _check_pair(images, labels)
-    batch_size = _check_batch_size(batch_size)
-    shuffle, drop_last = _flag(shuffle, "shuffle"), _flag(drop_last, "drop_last")
+    images, labels = _check_pair(images, labels)
+    batch_size = V.integer(batch_size, "batch_size")
+    shuffle, drop_last = V.flag(shuffle, "shuffle"), V.flag(drop_last, "drop_last")
     n = labels.shape[0]
     order = as_generator(rng).permutation(n) if shuffle else np.arange(n)
     stop = n - n % batch_size if drop_last else n
@@ -135,7 +111,7 @@ class DataLoader:
                  mean: float | Sequence[float] = MNIST_MEAN,
                  std: float | Sequence[float] = MNIST_STD, max_value: float = 255.0,
                  dtype: type | np.dtype = np.float32) -> None:
-        _check_pair(images, labels)
+        images, labels = _check_pair(images, labels)
         if images.ndim != 4:
             raise ValueError(f"images must be 4-D (N, C, H, W), got shape {images.shape}.")
         if images.shape[0] == 0:
@@ -144,8 +120,8 @@ class DataLoader:
             raise TypeError(f"augment must be callable (images, rng) -> images, got "
                             f"{type(augment).__name__}.")
         self.images, self.labels = images, labels.astype(np.int64, copy=False)
-        self.batch_size = _check_batch_size(batch_size)
-        self.shuffle, self.drop_last = _flag(shuffle, "shuffle"), _flag(drop_last, "drop_last")
+        self.batch_size = V.integer(batch_size, "batch_size")
+        self.shuffle, self.drop_last = V.flag(shuffle, "shuffle"), V.flag(drop_last, "drop_last")
         self.rng = as_generator(rng)
         self.augment = augment
         self.mean, self.std, self.max_value = mean, std, max_value

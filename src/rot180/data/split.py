@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import _validation as V
+
 __all__ = ["split_indices"]
 
 
@@ -45,7 +47,7 @@ def split_indices(labels: np.ndarray, *, test_size: int | float, seed: int = 0,
     >>> len(train), len(test), np.bincount(np.repeat(np.arange(10), 500)[test]).tolist()[:3]
     (4000, 1000, [100, 100, 100])
     """
-    labels = np.asarray(labels)
+    labels = V.as_array(labels, "labels", sequences=True, convert="np.asarray(labels)")
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise TypeError(f"labels must be a 1-D integer array, got {labels.ndim}-D "
                         f"{labels.dtype}. Pass the (N,) label vector.")
@@ -56,10 +58,7 @@ def split_indices(labels: np.ndarray, *, test_size: int | float, seed: int = 0,
     if isinstance(test_size, float) and not np.isfinite(test_size):
         raise ValueError(f"test_size must be finite, got {test_size!r}. Pass a count or a "
                          "fraction in (0, 1).")
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}.")
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}.")
+    seed = V.integer(seed, "seed", low=0)
     count = int(round(test_size * n)) if isinstance(test_size, float) else int(test_size)
     if not 1 <= count < n:
         raise ValueError(f"test_size must leave at least one sample on each side: got "

@@ -7,13 +7,14 @@ gives the same output bit for bit. None has a Python loop over images.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from numbers import Integral, Real
+from numbers import Integral
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from ..functional import _validation as V
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "normalize", "channel_stats", "random_crop",
            "random_shift", "random_hflip", "Augmentation"]
@@ -25,8 +26,7 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_images(images: object) -> np.ndarray:
-    if not isinstance(images, np.ndarray):
-        raise TypeError(f"images must be a numpy array, got {type(images).__name__}.")
+    images = V.as_array(images, "images", convert="np.asarray(images)")
     if images.dtype.kind not in "iuf":
         raise TypeError(f"images must have an integer or float dtype (uint8 as stored), got "
                         f"{images.dtype}. Convert them with images.astype(np.uint8).")
@@ -36,35 +36,11 @@ def _check_images(images: object) -> np.ndarray:
     return images
 
 
-def _int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}.")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}.")
-    return int(value)
-
-
-def _real(value: object, name: str) -> float:
-    """A finite real number (NaN would pass every range test and spread silently)."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}.")
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}.")
-    return float(value)
-
-
 def _max_value(value: object) -> float:
-    out = _real(value, "max_value")
+    out = V.real(value, "max_value")
     if out <= 0:
         raise ValueError(f"max_value must be positive (255 for 8-bit images), got {value!r}.")
     return out
-
-
-def _check_rng(rng: object) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}. "
-                        "Create one with np.random.default_rng(seed).")
-    return rng
 
 
 def _per_channel(value: float | Sequence[float], channels: int, name: str,
@@ -165,12 +141,12 @@ def random_crop(images: np.ndarray, rng: np.random.Generator, *, size: int | tup
     -----
     ``(N, C, H, W)`` -> ``(N, C, h, w)`` with ``(h, w) = size``, ``h <= H + 2p``, ``w <= W + 2p``.
     """
-    images, rng = _check_images(images), _check_rng(rng)
+    images, rng = _check_images(images), V.generator(rng, seeds=False)
     pair = (size, size) if isinstance(size, Integral) else size
     if not isinstance(pair, Sequence) or len(pair) != 2:
         raise TypeError(f"size must be an int or a pair (h, w) of ints, got {size!r}.")
-    h, w = (_int(v, "size", 1) for v in pair)
-    padding = _int(padding, "padding", 0)
+    h, w = (V.integer(v, "size", low=1) for v in pair)
+    padding = V.integer(padding, "padding", low=0)
     n, _, height, width = images.shape
     room_y, room_x = height + 2 * padding - h, width + 2 * padding - w
     if h < 1 or w < 1 or room_y < 0 or room_x < 0:
@@ -193,7 +169,7 @@ def random_shift(images: np.ndarray, rng: np.random.Generator, *, max_shift: int
     ``(N, C, H, W)`` in and out; dtype kept.
     """
     images = _check_images(images)
-    max_shift = _int(max_shift, "max_shift", 0)
+    max_shift = V.integer(max_shift, "max_shift", low=0)
     return random_crop(images, rng, size=images.shape[2:], padding=max_shift)
 
 
@@ -204,10 +180,8 @@ def random_hflip(images: np.ndarray, rng: np.random.Generator, *, p: float = 0.5
     -----
     ``(N, C, H, W)`` in and out; dtype kept; always a new array.
     """
-    images, rng = _check_images(images), _check_rng(rng)
-    p = _real(p, "p")
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must lie in [0, 1], got {p}.")
+    images, rng = _check_images(images), V.generator(rng, seeds=False)
+    p = V.real(p, "p", low=0, high=1)
     flip = rng.random(images.shape[0]) < p
     out = images.copy()
     out[flip] = images[flip][..., ::-1]
@@ -227,9 +201,8 @@ class Augmentation:
     hflip: bool = False
 
     def __post_init__(self) -> None:
-        _int(self.max_shift, "max_shift", 0)
-        if not isinstance(self.hflip, bool):
-            raise TypeError(f"hflip must be True or False, got {self.hflip!r}.")
+        V.integer(self.max_shift, "max_shift", low=0)
+        V.flag(self.hflip, "hflip")
 
     def __call__(self, images: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = random_shift(images, rng, max_shift=self.max_shift) if self.max_shift else images

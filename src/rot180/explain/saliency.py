@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..functional import _validation as V
 from ..nn.loss import SoftmaxCrossEntropy
 
 if TYPE_CHECKING:
@@ -43,11 +44,7 @@ def saliency(model: object, x: np.ndarray, target: int | Sequence[int] | None = 
         - x: ``(N, C, H, W)`` (any layout the model accepts, batch first)
         - output: ``dx`` of ``x``'s shape and dtype, ``pred`` of shape ``(N,)`` (int64)
     """
-    if not isinstance(x, np.ndarray) or x.dtype not in (np.float32, np.float64):
-        raise TypeError(
-            f"saliency: x must be a float32 or float64 numpy array, got "
-            f"{getattr(x, 'dtype', type(x).__name__)}. Convert it with x.astype(np.float32)."
-        )
+    x = V.as_array(x, "x", "saliency", dtypes=V.FLOAT_DTYPES)
     if x.ndim < 2:
         raise ValueError(f"saliency: x must have a batch axis first, got shape {x.shape}.")
     logits = model.forward(x)   # type: ignore[attr-defined]

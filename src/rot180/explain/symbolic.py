@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy as sp
 
+from ..functional import _validation as V
 from ..functional import shapes
 
 __all__ = [
@@ -87,38 +88,33 @@ class _Layer:
 
 
 def _shape_arg(value: object, name: str, op: str) -> tuple[int, ...]:
-    if isinstance(value, bool):
-        raise TypeError(f"{op}: {name} must be an int or a tuple of ints, got bool {value!r}.")
-    if isinstance(value, int | np.integer):
+    if isinstance(value, int | np.integer) and not isinstance(value, bool):
         value = (int(value),)
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise TypeError(
             f"{op}: {name} must be an int (1-D) or a tuple of 1 or 2 ints, got "
             f"{type(value).__name__} {value!r}. Example: {name}=(3, 3)."
         )
-    out = shapes.as_tuple(tuple(value), len(value), name)
-    if len(out) not in (1, 2):
+    if len(value) not in (1, 2):
         raise ValueError(
-            f"{op}: symbolic derivations cover 1-D and 2-D layers, got {len(out)}-D {name} "
-            f"{out}. Pass 1 or 2 sizes; for 3-D use rot180.functional.conv_grad_input "
+            f"{op}: symbolic derivations cover 1-D and 2-D layers, got {len(value)}-D {name} "
+            f"{tuple(value)}. Pass 1 or 2 sizes; for 3-D use rot180.functional.conv_grad_input "
             "numerically."
         )
-    if any(n < 1 for n in out):
-        raise ValueError(f"{op}: {name} must be >= 1 in every dimension, got {out}.")
-    return out
+    return V.positive_tuple(tuple(value), len(value), name, op)
 
 
 def _channels_arg(channels: object, op: str) -> Channels:
     if channels is None:
         return None
-    if (not isinstance(channels, Sequence) or isinstance(channels, str) or len(channels) != 2
-            or any(isinstance(c, bool) or not isinstance(c, int | np.integer) for c in channels)):
+    pair = V.int_tuple(channels, "channels", op, fix="Pass None or a pair of ints (C_in, C_out).")
+    if len(pair) != 2:
         raise TypeError(
             f"{op}: channels must be None or a pair of ints (C_in, C_out), got {channels!r}."
         )
-    if any(c < 1 for c in channels):
-        raise ValueError(f"{op}: channels must be >= 1, got {tuple(channels)}.")
-    return int(channels[0]), int(channels[1])
+    if any(c < 1 for c in pair):
+        raise ValueError(f"{op}: channels must be >= 1, got {pair}.")
+    return pair[0], pair[1]
 
 
 def _index(idx: Sequence[int], sizes: Sequence[int]) -> str:
@@ -153,26 +149,15 @@ def _layer(input_shape: object, kernel_shape: object, stride: object, padding: o
             f"{op}: input_shape {i} is {nd}-D but kernel_shape {k} is {len(k)}-D. Give both the "
             "same number of spatial sizes."
         )
-    if convention not in CONVENTIONS:
-        raise ValueError(
-            f"{op}: convention must be one of {CONVENTIONS} (the forward pass: cross-correlation "
-            f"as CNN libraries compute, or a true convolution), got {convention!r}."
-        )
-    s = shapes.as_tuple(stride, nd, "stride")  # type: ignore[arg-type]
-    d = shapes.as_tuple(dilation, nd, "dilation")  # type: ignore[arg-type]
-    for name, v in (("stride", s), ("dilation", d)):
-        if any(n < 1 for n in v):
-            raise ValueError(f"{op}: {name} must be >= 1 in every dimension, got {v}.")
-    pads = shapes.resolve_padding(padding, k, d, s)  # type: ignore[arg-type]
-    for ax, (n, kk, dd, (lo, hi)) in enumerate(zip(i, k, d, pads, strict=True)):
-        if n + lo + hi < dd * (kk - 1) + 1:
-            raise ValueError(
-                f"{op}: the dilated kernel is larger than the padded input along axis {ax}: "
-                f"kernel extent d(k-1)+1 = {dd * (kk - 1) + 1} > input {n} + padding {lo}+{hi}."
-                " Use a larger input, a smaller kernel or dilation, or more padding."
-            )
+    V.option(convention, CONVENTIONS, "convention", op, hint="the forward pass: "
+             "cross-correlation as CNN libraries compute, or a true convolution")
     ch = _channels_arg(channels, op)
     c_in, c_out = ch if ch is not None else (1, 1)
+    # The same spec and checks as rot180.functional.conv (stride, padding, kernel extent).
+    spec = V.weight_spec((c_out, c_in, *k), stride=stride, padding=padding, dilation=dilation,
+                         groups=1, op=op)
+    V.input_shape_for(spec, (c_in, *i), "input_shape", op)
+    s, d, pads = spec.stride, spec.dilation, spec.padding
     multi = ch is not None
     o = shapes.conv_output_shape(i, k, s, pads, d)
     a = tuple(shapes.stride_remainder(n, kk, ss, lo, hi, dd)

@@ -217,12 +217,7 @@ def conv_matrix(w: np.ndarray, input_shape: Sequence[int], *, stride: int = 1,
     w = V.float_array(w, "w")
     spec = V.weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
                          groups=groups, op=op)
-    if isinstance(input_shape, np.ndarray) or not isinstance(input_shape, Sequence):
-        raise TypeError(
-            f"{op}: input_shape must be a tuple of ints, got {type(input_shape).__name__}. "
-            "Pass x.shape of one sample."
-        )
-    shp = tuple(int(v) for v in input_shape)
+    shp = V.int_tuple(input_shape, "input_shape", op, fix="Pass x.shape of one sample.")
     if len(shp) == spec.nd + 2 and shp[0] != 1:
         raise ValueError(
             f"{op}: the matrix is for one sample, got input_shape {shp} with batch {shp[0]}. "

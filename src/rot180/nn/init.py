@@ -25,6 +25,8 @@ import math
 
 import numpy as np
 
+from ..functional import _validation as V
+from ..functional._validation import generator as make_rng
 from .module import Parameter
 
 __all__ = [
@@ -50,31 +52,11 @@ _LINEAR_GAIN = ("linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transp
                 "conv_transpose2d", "conv_transpose3d", "sigmoid")
 
 
-def make_rng(rng: RNG = None) -> np.random.Generator:
-    """A Generator from a Generator (returned as is), an int seed, or ``None`` (fresh entropy)."""
-    if isinstance(rng, np.random.Generator):
-        return rng
-    if rng is None:
-        return np.random.default_rng()
-    if isinstance(rng, bool) or not isinstance(rng, int | np.integer):
-        raise TypeError(
-            f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__} "
-            f"{rng!r}. Use np.random.default_rng(seed)."
-        )
-    if rng < 0:
-        raise ValueError(f"rng seed must be non-negative, got {rng}.")
-    return np.random.default_rng(int(rng))
-
-
 def _array(w: Target) -> np.ndarray:
     arr = w.data if isinstance(w, Parameter) else w
-    if not isinstance(arr, np.ndarray):
-        raise TypeError(
-            f"init functions fill a numpy array or a Parameter in place, got {type(w).__name__}."
-        )
-    if arr.dtype not in (np.float32, np.float64):
-        raise TypeError(f"init functions need a float32 or float64 array, got {arr.dtype}.")
-    return arr
+    return V.as_array(arr, "w", "init", dtypes=V.FLOAT_DTYPES,
+                      convert="np.asarray(w, dtype=np.float32): init functions fill a numpy "
+                      "array or a Parameter in place")
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -93,11 +75,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     if nonlinearity == "leaky_relu":
         if param is None:
             slope = 0.01
-        elif (isinstance(param, bool) or not isinstance(param, int | float)
-              or not math.isfinite(param)):
-            raise ValueError(f"negative_slope {param!r} is not a valid number (a finite real).")
         else:
-            slope = float(param)
+            slope = V.real(param, "negative_slope", "calculate_gain")
         return math.sqrt(2.0 / (1 + slope**2))
     if nonlinearity == "selu":
         return 3.0 / 4
@@ -152,9 +131,7 @@ def normal_(w: Target, mean: float = 0.0, std: float = 1.0, *, rng: RNG = None) 
 def constant_(w: Target, value: float) -> np.ndarray:
     """Fill with ``value``."""
     arr = _array(w)
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(f"constant_ needs a real number, got {type(value).__name__} {value!r}.")
-    arr[...] = value
+    arr[...] = V.real(value, "value", "constant_", finite=False)
     return arr
 
 
