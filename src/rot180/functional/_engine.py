@@ -107,15 +107,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _clipped, _forward, _parallel
+from . import _clipped, _forward
 from ._kernel import correlate_kernel
 from ._kn2row import Phase
 from ._layout import guard as _guard  # noqa: F401  (nn/conv.py sizes its output with it)
 from ._padding import pad, stretch_pad
-from ._plan import Plan, make
-from ._registry import Problem
+from ._plan import Plan, lookup
 from ._stretched import correlate_stretched
-from ._tuning import get_tuning
 
 __all__ = ["correlate", "correlate_stretched", "correlate_kernel", "pad", "stretch_pad",
            "Phase", "plan_of"]
@@ -140,9 +138,8 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         - out: ``(B, G, M, *o)`` with ``o = floor((S + low + high - d(k-1) - 1) / s) + 1``; if
           given, any (e.g. strided) array of that shape is filled in place and returned.
     """
-    plan = make(Problem("forward", x.shape, w.shape, w.shape[3:], tuple(stride),
-                        tuple(dilation), _forward.as_pads(pads), x.dtype.name, out is None),
-                get_tuning(), _parallel.workers())
+    plan = lookup("forward", x.shape, w.shape, w.shape[3:], stride, dilation, pads, x.dtype,
+                  out is None)
     if out is None:
         out = np.empty((x.shape[0], *w.shape[:2], *plan.out), x.dtype)
     # Only w can meet a cut connection here: every path multiplies an input cell only by the
@@ -158,6 +155,5 @@ def plan_of(entry: str, x_shape: Sequence[int], w_shape: Sequence[int], kernel: 
     """The plan an entry point would execute for these engine-level shapes (``entry``:
     ``"forward"`` (x, w), ``"grad_input"`` (dz, w) or ``"grad_weight"`` (x, dz)), under the
     settings in force here."""
-    return make(Problem(entry, tuple(x_shape), tuple(w_shape), tuple(kernel), tuple(stride),
-                        tuple(dilation), _forward.as_pads(pads), np.dtype(dtype).name, True),
-                get_tuning(), _parallel.workers())
+    return lookup(entry, tuple(x_shape), tuple(w_shape), tuple(kernel), tuple(stride),
+                  tuple(dilation), pads, np.dtype(dtype), True)

@@ -4,19 +4,12 @@ realisation (:mod:`._registry`). Nothing is decided here."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from ._padding import fold, pad, unfold
 from ._parallel import run_chunks
 from ._plan import Plan
 from ._registry import TABLE
-
-
-def as_pads(pads: Sequence[Sequence[int]] | None) -> tuple[tuple[int, int], ...] | None:
-    """Pads as a hashable tuple of ``(low, high)`` pairs (a plan's key)."""
-    return None if pads is None else tuple((int(lo), int(hi)) for lo, hi in pads)
 
 
 def run(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray | None,

@@ -7,12 +7,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _clipped, _forward, _parallel
+from . import _clipped
 from ._padding import fold, pad
 from ._parallel import sum_chunks
-from ._plan import Plan, make
-from ._registry import TABLE, Problem
-from ._tuning import get_tuning
+from ._plan import Plan, lookup
+from ._registry import TABLE
 
 
 @_clipped.quiet
@@ -36,9 +35,8 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
         - dz: ``(B, G, M, *o)``
         - output: ``(G, M, C, *kernel)``
     """
-    plan = make(Problem("grad_weight", x.shape, dz.shape, tuple(kernel), tuple(stride),
-                        tuple(dilation), _forward.as_pads(pads), x.dtype.name, True),
-                get_tuning(), _parallel.workers())
+    plan = lookup("grad_weight", x.shape, dz.shape, kernel, stride, dilation, pads, x.dtype,
+                  True)
     if plan.realisation != "clipped":
         dw = run(plan, x, dz)
         # Every delta meets every tap (through an input or the padding), so a non-finite x or

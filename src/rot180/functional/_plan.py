@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import product
 
@@ -41,10 +42,11 @@ from ._layout import (
     padded,
     phase_axes,
 )
+from ._parallel import workers
 from ._registry import TABLE, Problem, choose, macs, threads_for
-from ._tuning import Tuning
+from ._tuning import Tuning, get_tuning
 
-__all__ = ["Plan", "make"]
+__all__ = ["Plan", "lookup", "make"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,7 +86,7 @@ class Plan:
         what = {"forward": "x", "grad_input": "dz", "grad_weight": "x"}[p.entry]
         other = "dz" if p.entry == "grad_weight" else "w"
         head = (f"{pad}{p.entry}: {what} {p.x} {other} {p.w} stride {p.stride} dilation "
-                f"{p.dilation} pads {p.pads} {p.dtype}")
+                f"{p.dilation} pads {p.pads} {np.dtype(p.dtype).name}")
         if self.step == "run":
             how = f"{self.realisation} ({'forced' if self.forced else 'chosen'})"
             extra = [f"threads {self.threads}"]
@@ -121,19 +123,46 @@ _STEPS = {"trim": "trim to the live outputs and taps", "fold": "fold the batch i
 _CHECKED = {"forward": "weight", "grad_input": "weight", "grad_weight": "result"}
 
 
-def _helper_key() -> tuple[object, ...]:
-    # The helper's own switches while _direct still has module globals (absent: none).
-    return tuple(getattr(_direct, n, None) for n in ("ENABLED", "MIN_FILL", "BANDS"))
+def lookup(entry: str, x_shape: tuple[int, ...], w_shape: tuple[int, ...],
+           kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+           pads: Sequence[Sequence[int]] | None, dtype: np.dtype, top: bool) -> Plan:
+    """The plan of an entry point's call under the settings in force: one dict lookup when
+    the arguments were seen before (the key holds them as given, the Tuning object and the
+    thread count); :func:`make` otherwise."""
+    t, n = get_tuning(), workers()
+    key = (entry, x_shape, w_shape, kernel, stride, dilation, pads, dtype, top, t, n)
+    try:
+        return _SEEN[key]
+    except (KeyError, TypeError):               # TypeError: pads given as lists
+        pass
+    plan = make(Problem(entry, tuple(x_shape), tuple(w_shape), tuple(kernel), tuple(stride),
+                        tuple(dilation), as_pads(pads), np.dtype(dtype).char, top), t, n)
+    try:
+        if len(_SEEN) >= _SEEN_MAX:
+            _SEEN.clear()
+        _SEEN[key] = plan
+    except TypeError:
+        pass
+    return plan
+
+
+_SEEN: dict[tuple[object, ...], Plan] = {}
+_SEEN_MAX = 4096
+
+
+def as_pads(pads: Sequence[Sequence[int]] | None) -> tuple[tuple[int, int], ...] | None:
+    """Pads as a hashable tuple of ``(low, high)`` pairs (a plan's key)."""
+    return None if pads is None else tuple((int(lo), int(hi)) for lo, hi in pads)
 
 
 def make(p: Problem, t: Tuning, workers: int) -> Plan:
     """The plan of ``p`` under ``t`` on ``workers`` threads (cached: the same object for the
     same key)."""
-    return _make(p, t, workers, _helper_key())
+    return _make(p, t, workers)
 
 
 @functools.lru_cache(maxsize=4096)
-def _make(p: Problem, t: Tuning, workers: int, helper: tuple[object, ...]) -> Plan:
+def _make(p: Problem, t: Tuning, workers: int) -> Plan:
     if t.force is not None and t.force not in TABLE:
         raise ValueError(f"tuning: force={t.force!r} is not a realisation; the realisations "
                          f"are {', '.join(map(repr, TABLE))}. Use one of them or None.")

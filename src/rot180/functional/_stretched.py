@@ -9,13 +9,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _clipped, _forward, _parallel
+from . import _clipped, _forward
 from ._kn2row import kn2row
 from ._layout import chunk, guard, phase_axes
 from ._padding import fold, pad, unfold
 from ._parallel import map_chunks, run_chunks
-from ._plan import Plan, make
-from ._registry import TABLE, Problem
+from ._plan import Plan, lookup, make
+from ._registry import TABLE
 from ._tuning import get_tuning
 
 
@@ -33,9 +33,8 @@ def correlate_stretched(dz: np.ndarray, w: np.ndarray, stride: Sequence[int],
         - w: ``(G, M, C, *k)``
         - output: ``(B, G, M, *i)``, ``i = (o-1)s + 1 + low + high - d(k-1)``
     """
-    plan = make(Problem("grad_input", dz.shape, w.shape, w.shape[3:], tuple(stride),
-                        tuple(dilation), _forward.as_pads(pairs), dz.dtype.name, True),
-                get_tuning(), _parallel.workers())
+    plan = lookup("grad_input", dz.shape, w.shape, w.shape[3:], stride, dilation, pairs,
+                  dz.dtype, True)
     # An infinite weight must not meet the padding or the inserted zeros; the delta meets zero
     # weights only in the stacked phases, which check it themselves.
     if plan.realisation == "clipped" or not _clipped.finite(w):
