@@ -16,6 +16,8 @@ Steps (``Plan.step``):
 ``padded``   a stride-1 input gradient: the padded delta's correlation ``inner``.
 ``phases``   a strided input gradient as its sub-pixel phases, ``inner[i]`` for phase ``i``.
 ``stacked``  the phases stacked into one correlation ``inner[0]`` (then depth-to-space).
+
+The forward and kernel-gradient planners are here, the input gradient's in :mod:`._plan_input`.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from itertools import product
 
 import numpy as np
 
@@ -40,7 +41,6 @@ from ._layout import (
     guard,
     live,
     padded,
-    phase_axes,
 )
 from ._parallel import workers
 from ._registry import TABLE, Problem, choose, macs, threads_for
@@ -274,152 +274,7 @@ def _grad_weight(p: Problem, t: Tuning, workers: int) -> Plan:
                 threads=threads_for(mac, t, workers))
 
 
-# --- grad_input -------------------------------------------------------------------------------
-
-def _grad_input(p: Problem, t: Tuning, workers: int) -> Plan:
-    B, G, C = p.x[:3]
-    M, k, o_sp = p.w[1], p.kernel, p.x[3:]
-    i_sp, item = p.out_sp, np.dtype(p.dtype).itemsize
-    if p.top:
-        guard(G * M * math.prod(i_sp) * item, "the output", (G, M, *i_sp))
-        if t.force == "clipped":                # kn2row over the phases, implicit padding
-            axes = phase_axes(i_sp, p.stride, p.pads, p.dilation, k)
-            return Plan(p, "run", "clipped", True, phases=_counts(axes))
-    if p.unit_stride:
-        sub = _sub(Problem("forward", p.x, p.w, k, p.stride, p.dilation, p.pads, p.dtype), t,
-                   workers)
-        if sub.step == "run" and sub.realisation == "direct":
-            return Plan(p, "padded", inner=(sub,))      # the helper pads while it packs
-    elif p.stack and t.force not in ("im2col", "kn2row"):
-        st = _stacked(p, t, workers)
-        if st is not None:
-            return st
-    expanded = expanded_bytes(p.w, o_sp, i_sp, item, t.kn2row_ratio * M < C)
-    if not p.one_by_one and fold_ok(B, p.stride[-1], i_sp[-1], expanded, t):
-        parts = fold_parts(B, threads_for(B * G * math.prod(p.w[1:]) * math.prod(o_sp), t,
-                                          workers))
-        if len(parts) > 1:
-            return Plan(p, "parts", parts=parts, inner=tuple(
-                _sub(p._replace(x=(b1 - b0, *p.x[1:]), top=False, stack=True), t, 1)
-                for b0, b1 in parts))
-        (lo, hi) = p.pads[-1]
-        f = p._replace(x=(1, G, C, *o_sp[:-1], o_sp[-1] * B), top=False,
-                       pads=(*p.pads[:-1], (lo * B, hi * B)),
-                       dilation=dilate_last(p.dilation, B))
-        inner = dataclasses.replace(_stretched(f, True, t, workers), out=f.out_sp,
-                                    workers=workers)
-        return Plan(p, "fold", inner=(inner,))
-    return _stretched(p, not p.unit_stride, t, workers)
-
-
-def _counts(axes: tuple[tuple[Phase, ...], ...]) -> tuple[int, int]:
-    """(phases some tap reaches, all phases)."""
-    return (math.prod(sum(1 for ph in ax if ph.n_taps) for ax in axes),
-            math.prod(len(ax) for ax in axes))
-
-
-def _stretched(p: Problem, implicit: bool, t: Tuning, workers: int) -> Plan:
-    """After the folding decision: kn2row over the phases (implicit padding: worth it when
-    each phase has few taps or rows are long), the padded delta's correlation (stride 1), or
-    one correlation per live sub-pixel phase."""
-    B, G, C = p.x[:3]
-    M, k, o_sp, nd = p.w[1], p.kernel, p.x[3:], p.nd
-    i_sp, item = p.out_sp, np.dtype(p.dtype).itemsize
-    axes = phase_axes(i_sp, p.stride, p.pads, p.dilation, k)
-    counts = _counts(axes)
-    by_rule = (implicit and t.kn2row_ratio * M < C and not p.one_by_one
-               and t.force not in ("im2col", "direct"))
-    if t.force == "kn2row" or by_rule:
-        y = expanded_bytes(p.w, o_sp, i_sp, item,
-                           t.force == "kn2row" or t.kn2row_ratio * M < C)
-        return Plan(p, "run", "kn2row", t.force == "kn2row", chunk=chunk(B, y, t),
-                    threads=threads_for(B * G * M * C * math.prod(k) * math.prod(o_sp), t,
-                                        workers), layout=axes, phases=counts)
-    if p.unit_stride:
-        sub = _sub(Problem("forward", p.x, p.w, k, p.stride, p.dilation, p.pads, p.dtype), t,
-                   workers)
-        return Plan(p, "padded", inner=(sub,))
-    # Pad dz once so that every phase reads a plain window of it; shift e0 accordingly. Where
-    # that padding outgrows the delta (a dilation far larger than the stride), each phase
-    # instead passes its own padding to its correlation, which keeps only what touches dz.
-    lows = [max([0] + [-ph.e0 for ph in ax if ph.n_taps]) for ax in axes]
-    highs = [max([0] + [ph.e0 + ph.e_step * (ph.n_taps - 1) + ph.m - o for ph in ax
-                        if ph.n_taps]) for ax, o in zip(axes, o_sp, strict=True)]
-    shared = sum(lows) + sum(highs) <= sum(o_sp) + sum(k)
-    if shared:
-        axes = tuple(tuple(ph._replace(e0=ph.e0 + lo) for ph in ax)
-                     for ax, lo in zip(axes, lows, strict=True))
-    lv = [[ph for ph in ax if ph.n_taps and ph.m] for ax in axes]
-    dead = any(len(a) < len(ax) for a, ax in zip(lv, axes, strict=True))
-    combos, subs = [], []
-    for combo in product(*lv):                  # (a huge stride: a few live phases of many)
-        span = [ph.e0 + ph.m + ph.e_step * (ph.n_taps - 1) for ph in combo]
-        dst = tuple(slice(ph.r, None, ph.s) for ph in combo)
-        ksl = tuple(slice(ph.t0, None, ph.t_step) for ph in combo)
-        kk = tuple(ph.n_taps for ph in combo)
-        if shared:
-            src = tuple(slice(ph.e0, e) for ph, e in zip(combo, span, strict=True))
-            x, own = (B, G, C, *(e - ph.e0 for ph, e in zip(combo, span, strict=True))), None
-        else:
-            src, x = None, p.x
-            own = tuple((-ph.e0, e - o) for ph, e, o in zip(combo, span, o_sp, strict=True))
-        combos.append((dst, src, ksl))
-        subs.append(_sub(Problem("forward", x, (G, M, C, *kk), kk, (1,) * nd,
-                                 tuple(ph.e_step for ph in combo), own, p.dtype), t, workers))
-    layout = (tuple(zip(lows, highs, strict=True)) if shared else None, dead, tuple(combos))
-    return Plan(p, "phases", layout=layout, inner=tuple(subs), phases=counts)
-
-
-def _stacked(p: Problem, t: Tuning, workers: int) -> Plan | None:
-    """The sub-pixel phases stacked into one correlation, or None where not taken.
-
-    When every phase reads the delta with step 1, phase ``r`` is a correlation with taps at
-    offsets ``e0_r + j`` from ``dz``'s start: placing each sub-kernel at ``e0_r - E`` (``E`` the
-    smallest offset) in a common ``U``-tap kernel makes all ``s^D`` phases one correlation of
-    ``dz`` with ``s^D * M`` output channels, whose channel block ``r`` is phase ``r``
-    (depth-to-space afterwards). Taps outside a sub-kernel multiply zeros, and the helper's
-    loops are slow on kernels of few taps, so this is taken only where at least
-    ``stack_min_fill`` of the stacked taps are real, the stacked kernel has at least
-    ``stack_min_taps`` taps or exactly one (then it is one product), and the helper takes the
-    batch (measured: BENCHMARKS.md, Engine thresholds). ``force="direct"`` skips the two
-    thresholds.
-    """
-    B, G, C = p.x[:3]
-    M, k, nd = p.w[1], p.kernel, p.nd
-    i_sp = p.out_sp
-    axes = phase_axes(i_sp, p.stride, p.pads, p.dilation, k)
-    # Only the phases some tap reaches are stacked; the others (stride > kernel span) are zeros.
-    lv = [[ph for ph in ax if ph.n_taps and ph.m] for ax in axes]
-    per_axis = []                               # per axis: (E, U, Q)
-    for ax, a in zip(axes, lv, strict=True):
-        if not a or any(ph.e_step != 1 for ph in a):
-            return None
-        e = min(ph.e0 for ph in a)
-        per_axis.append((e, max(ph.e0 - e + ph.n_taps for ph in a), max(ph.m for ph in ax)))
-    real = math.prod(sum(ph.n_taps for ph in a) for a in lv)
-    taps = math.prod(u for _, u, _ in per_axis)
-    stacked = math.prod(len(a) for a in lv) * taps
-    thin = (real < t.stack_min_fill * stacked or taps < t.stack_min_taps) and \
-        t.force != "direct"
-    if taps > 1 and (thin or not t.helper
-                     or not _direct.usable(B, nd, np.dtype(p.dtype), per_axis[0][2])):
-        return None
-    combos = tuple(product(*lv))
-    dead = any(len(a) < len(ax) for a, ax in zip(lv, axes, strict=True))
-    U = tuple(u for _, u, _ in per_axis)
-    q_sp = tuple(q for _, _, q in per_axis)
-    pads = tuple((-e, e + q + u - 1 - o)
-                 for (e, u, q), o in zip(per_axis, p.x[3:], strict=True))
-    z = _sub(Problem("forward", p.x, (G, len(combos) * M, C, *U), U, (1,) * nd, (1,) * nd,
-                     pads, p.dtype), t, workers)
-    # The common kernel's zeros are cut taps: a non-finite delta must not meet them. Check
-    # whichever is smaller, the delta before or the result after (a finite result is already
-    # the sum over real taps; a non-finite one is recomputed by the phases).
-    check_after = B * G * M * math.prod(i_sp) < math.prod(p.x)
-    layout = (combos, tuple(e for e, _, _ in per_axis), dead, check_after)
-    parts = fold_parts(B, threads_for(B * G * M * C * real * math.prod(q_sp), t, workers))
-    return Plan(p, "stacked", layout=layout, inner=(z,), parts=parts,
-                phases=(len(combos), math.prod(len(ax) for ax in axes)))
-
+# The input gradient's planner lives in _plan_input (it needs Plan and make from here).
+from ._plan_input import grad_input as _grad_input  # noqa: E402
 
 _BUILD = {"forward": _forward, "grad_input": _grad_input, "grad_weight": _grad_weight}
