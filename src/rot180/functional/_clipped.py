@@ -11,11 +11,9 @@ helper's skipped taps, the sub-pixel phases) does not. The engine therefore chec
 decides it (:func:`finite`): the weights of a forward pass or input gradient (they are small),
 the delta of a stacked input gradient (the stacked kernel's zero taps), and a kernel gradient's
 *result* (every delta meets every tap, so a non-finite ``x`` or ``dz`` that could meet a cut
-connection shows there; a finite result is already the sum over the real connections).
-Measured, LeNet's five convolution calls of a training step (batch 64, float32, 2 threads,
-with the trimming of :func:`rot180.functional._engine._live`): 1.98-2.10 ms before, 2.05-2.21
-after (+2-7 %; checking every operand instead: +10-13 %). A call with a non-finite value goes
-to the functions here, which visit exactly the real connections:
+connection shows there; a finite result is already the sum over the real connections; the
+cost of these checks: BENCHMARKS.md, Engine thresholds). A call with a non-finite value goes
+to the functions here (the ``clipped`` realisation), which visit exactly the real connections:
 
 ``correlate``        out[q] = bias + sum over taps t whose input ``q*s + t*d - p_lo`` lies
                      inside x of ``w[t] * x[q*s + t*d - p_lo]`` (one product per tap, over the
@@ -23,7 +21,7 @@ to the functions here, which visit exactly the real connections:
 ``correlate_kernel`` dw[t] = sum over the same outputs ``q`` of ``dz[q] * x[q*s + t*d - p_lo]``.
 
 The input gradient needs nothing new: kn2row over the sub-pixel phases with implicit padding
-(:func:`rot180.functional._engine.correlate_stretched`) reads only real delta entries through
+(:func:`rot180.functional._stretched.correlate_stretched`) reads only real delta entries through
 real taps. ``reference.conv_direct`` and ``reference.conv_grad_weight_direct`` clip their taps
 the same way, and ``reference.conv_matrix`` holds exactly these connections.
 
@@ -46,13 +44,13 @@ __all__ = ["finite", "quiet", "correlate", "correlate_kernel"]
 
 def finite(*arrays: np.ndarray) -> bool:
     """Whether every value of every array is finite: its maximum and minimum are (NaN
-    propagates through both; no allocation, no overflow; measured faster than one ``np.sum``
-    or ``np.isfinite(a).all()``: 42 against 88 and 60 us on 300k float32)."""
+    propagates through both; no allocation, no overflow; faster than one ``np.sum`` or
+    ``np.isfinite(a).all()`` on large arrays: BENCHMARKS.md, Engine thresholds)."""
     return all(bool(np.isfinite(a).all()) if a.size <= _SMALL else
                bool(np.isfinite(a.max()) and np.isfinite(a.min())) for a in arrays)
 
 
-_SMALL = 2**14      # below it np.isfinite(a).all() is faster (1.8 against 4.1 us on 2,400)
+_SMALL = 2**14      # below it np.isfinite(a).all() is faster (BENCHMARKS.md, Engine thresholds)
 
 
 def _taps(x_sp: Sequence[int], out_sp: Sequence[int], k: Sequence[int], stride: Sequence[int],

@@ -3,7 +3,7 @@ general path), for the forward correlation and for the kernel gradient; and the 
 
 ``cols[g, (c, t), (b, q)] = x[b, g, c, q*s + t*d]`` is copied through a strided view of the
 input; the correlation is ``w[g] @ cols[g]`` and the kernel gradient ``dw^T = cols @ dz^T``. See
-:mod:`rot180.functional._engine` for when each path is chosen.
+:func:`rot180.functional._registry.choose` for when each path is chosen.
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ def im2col(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequen
         cols = _gather(view, b0, b1, x.dtype)
         prod_ = scratch((G, M, n * P), x.dtype, "prod")
         np.matmul(wm, cols, out=prod_)
-        # One wide product per chunk (measured as fast as one per sample, with fewer BLAS
-        # calls) lands as (G, M, n, P); one pass moves it into (n, G, M, P) plus the bias.
+        # One wide product per chunk (as fast as one per sample, with fewer BLAS calls:
+        # BENCHMARKS.md, Engine thresholds) lands as (G, M, n, P); one pass moves it into
+        # (n, G, M, P) plus the bias.
         res = np.moveaxis(prod_.reshape(G, M, n, *out_sp), 2, 0)
         if bg is None:
             np.copyto(out[b0:b1], res)

@@ -4,7 +4,7 @@ correlations), and the :class:`Phase` description of the taps each output reads.
 ``Y[b, g, t, o, m] = sum_c w[g, o, c, t] x[b, g, c, m]`` is one product of the stacked taps
 with the *unexpanded* input; ``out[b, g, o, q] = sum_t Y[b, g, t, o, q + t*d]``. Positions a tap
 reads outside the input are implicit zero padding and are skipped. See
-:mod:`rot180.functional._engine` for when it is chosen.
+:func:`rot180.functional._registry.choose` for when it is chosen.
 """
 
 from __future__ import annotations
@@ -75,8 +75,8 @@ def kn2row(x: np.ndarray, w: np.ndarray, phases: Sequence[Sequence[Phase]], out:
 def _sum_phase(y: np.ndarray, combo: Sequence[Phase], dst: np.ndarray) -> None:
     nd = len(combo)
     S = y.shape[3 + nd:]
-    # Summing into a contiguous buffer, then one strided copy, is ~3x faster than summing into
-    # a strided phase of the output.
+    # Summing into a contiguous buffer, then one strided copy, is faster than summing into a
+    # strided phase of the output (BENCHMARKS.md, Engine thresholds).
     acc = dst if dst.flags.c_contiguous else scratch(dst.shape, y.dtype, "kn2row_acc")
     inside = all(p.e0 >= 0 and p.e0 + p.e_step * (p.n_taps - 1) + p.m <= size
                  for p, size in zip(combo, S, strict=True))
