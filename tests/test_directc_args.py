@@ -42,6 +42,11 @@ def test_a_valid_call_computes() -> None:
                          live_cols=(0, 5))          # only row 0 non-zero: one kernel row
     np.testing.assert_array_equal(out[0, 0, 0, 0], 6)
     np.testing.assert_array_equal(out[0, 0, 0, 1:], 0)
+    # An empty kernel: the bias alone, for any output size.
+    wide = np.zeros((1, 1, 1, 7, 9, L), np.float32)
+    D._directc.correlate(x, np.zeros((1, 1, 1, 0, 3), np.float32), wide, bias, stride=(1, 1),
+                         dilation=(1, 1))
+    np.testing.assert_array_equal(wide, 0.5)
 
 
 @pytest.mark.parametrize(("change", "error", "match"), [
@@ -143,6 +148,9 @@ WRAPPING = {
     # (OH - 1) * sh = 2 * 2**62 wraps negative: "inside" a 5-row input
     "correlate stride": "C.correlate(z(1, 1, 1, 5, 5, 16), z(1, 1, 1, 1, 1), "
                         f"z(1, 1, 1, 3, 1, 16), stride=({2**62}, 1), dilation=(1, 1))",
+    # an empty kernel reads nothing, but the loops still form (OW - 1) * sw
+    "correlate empty kernel": "C.correlate(z(1, 1, 1, 5, 5, 16), z(1, 1, 1, 1, 0), "
+                              f"z(1, 1, 1, 1, 3, 16), stride=(1, {2**62}), dilation=(1, 1))",
     "correlate dilation": "C.correlate(z(1, 1, 1, 5, 5, 16), z(1, 1, 1, 1, 3), "
                           f"z(1, 1, 1, 1, 1, 16), stride=(1, 1), dilation=(1, {2**62}))",
     "correlate_kernel stride": "C.correlate_kernel(z(1, 1, 1, 5, 5, 16), z(1, 1, 1, 3, 1, 16), "

@@ -652,14 +652,16 @@ static int geometry(Dims *d, const char *fn, const Arg *x, const Arg *w, const c
     if (get_pair(stride, &r.sh, &r.sw, 1, fn, "stride") < 0 ||
         get_pair(dilation, &r.dh, &r.dw, 1, fn, "dilation") < 0)
         return -1;
-    if (r.OH > 0 && r.OW > 0 && r.KH > 0 && r.KW > 0) {
-        Py_ssize_t th, tw, eh, ew; /* the last row and column a window reads */
-        if (mul_add(&th, fn, "the windows' extent", r.KH - 1, r.dh, 0) < 0 ||
+    if (r.OH > 0 && r.OW > 0) {
+        /* The last row and column a window reads: checked even for an empty kernel, whose
+         * loops still form (OW - 1) sw. */
+        Py_ssize_t th, tw, eh, ew;
+        if (mul_add(&th, fn, "the windows' extent", r.KH > 0 ? r.KH - 1 : 0, r.dh, 0) < 0 ||
             mul_add(&eh, fn, "the windows' extent", r.OH - 1, r.sh, th) < 0 ||
-            mul_add(&tw, fn, "the windows' extent", r.KW - 1, r.dw, 0) < 0 ||
+            mul_add(&tw, fn, "the windows' extent", r.KW > 0 ? r.KW - 1 : 0, r.dw, 0) < 0 ||
             mul_add(&ew, fn, "the windows' extent", r.OW - 1, r.sw, tw) < 0)
             return -1;
-        if (eh >= r.H || ew >= r.W) {
+        if (r.KH > 0 && r.KW > 0 && (eh >= r.H || ew >= r.W)) {
             PyErr_Format(PyExc_ValueError, "%s: the windows reach row %zd and column %zd, "
                          "outside x's %zd x %zd (check %s's OH, OW, the stride and dilation)",
                          fn, eh, ew, r.H, r.W, zname);
@@ -870,10 +872,14 @@ static PyObject *py_unpack_bands(PyObject *self, PyObject *args, PyObject *kwds)
         goto fail;
     const Py_ssize_t *ss = a[0].view.shape, *ds = a[1].view.shape;
     const Py_ssize_t B = ds[0], CH = ds[1], OH = ds[2], R = ss[2];
-    Py_ssize_t rows;
+    /* bands x R rows must cover OH; the loops form (v / S) CH OH + (v % S) R, which the sum
+     * bounds. */
+    Py_ssize_t rows, reach;
     if (mul_add(&rows, fn, "bands x R", S, R, 0) < 0 ||
+        mul_add(&reach, fn, "bands x R", B * CH, OH, rows) < 0 ||
         block_range(fn, B, S, n0, ss[0], "src") < 0)
         goto fail;
+    (void)reach;
     if (rows < OH) {
         PyErr_Format(PyExc_ValueError, "%s: %zd bands of R = %zd rows cover %zd of dst's OH = "
                      "%zd", fn, S, R, rows, OH);
