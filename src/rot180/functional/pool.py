@@ -47,19 +47,39 @@ unbatched 2-D one ``(C, H, W)``: pass ``nd=`` or a tuple for an unbatched input,
 dimension-named functions of :mod:`rot180.functional.pool_nd` (``max_pool2d`` ...), which read
 ``(C, *spatial)`` as unbatched and ``(N, C, *spatial)`` as batched exactly as
 ``torch.nn.functional`` does.
+
+Where things are
+----------------
+This module holds max and average pooling; adaptive and global average pooling live in
+:mod:`rot180.functional.pool_adaptive` and are re-exported here. The validated configuration,
+:class:`~rot180.functional._poolspec.PoolSpec`, and its checks live in
+:mod:`rot180.functional._poolspec`; each public function checks its arguments and runs its
+``*_spec`` twin, which pooling layers call directly with the spec they keep per input shape.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import _validation as V
 from ._clipped import quiet  # inf - inf in a window is NaN, as in PyTorch, and no RuntimeWarning
-from .shapes import as_tuple, pool_output_size
+from ._poolspec import (
+    PoolSpec,
+    Size,
+    check_extent,
+    divisor,
+    pool_spec,
+    spatial_dims,
+)
+from .pool_adaptive import (
+    adaptive_avg_pool,
+    adaptive_avg_pool_grad,
+    global_avg_pool,
+    global_avg_pool_grad,
+)
 
 __all__ = [
     "max_pool",
@@ -71,161 +91,6 @@ __all__ = [
     "global_avg_pool",
     "global_avg_pool_grad",
 ]
-
-Size = int | Sequence[int]
-
-
-@dataclass(frozen=True)
-class _PoolSpec:
-    """A validated pooling configuration for one input shape."""
-
-    nd: int
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    dilation: tuple[int, ...]
-    spatial: tuple[int, ...]
-    out: tuple[int, ...]
-
-    @property
-    def span(self) -> tuple[int, ...]:
-        """Cells one window spans, ``d(k-1) + 1`` per dimension."""
-        return tuple(d * (k - 1) + 1 for k, d in zip(self.kernel, self.dilation, strict=True))
-
-    @property
-    def extent(self) -> tuple[int, ...]:
-        """Padded cells the windows touch: ``(o-1)s + d(k-1) + 1`` per dimension."""
-        return tuple((o - 1) * s + e for o, s, e in zip(self.out, self.stride, self.span,
-                                                         strict=True))
-
-    def taps(self) -> list[tuple[int, ...]]:
-        """Offset ``t*d`` of every window tap from the window's first cell, row-major."""
-        return list(itertools.product(*(range(0, d * k, d) for k, d in
-                                        zip(self.kernel, self.dilation, strict=True))))
-
-    def views(self, xp: np.ndarray) -> list[np.ndarray]:
-        """One strided view of ``xp`` per window tap (row-major order)."""
-        return [xp[(Ellipsis, *(slice(t, t + (o - 1) * s + 1, s)
-                                for t, o, s in zip(ts, self.out, self.stride, strict=True)))]
-                for ts in self.taps()]
-
-    def padded(self, x: np.ndarray, fill: float) -> np.ndarray:
-        """``x`` padded by ``p`` low and up to the extent high (cropping unreached cells)."""
-        ext = self.extent
-        if all(p == 0 for p in self.padding) and all(
-                e <= i for e, i in zip(ext, self.spatial, strict=True)):
-            return x
-        xp = np.full(x.shape[:-self.nd] + ext, fill, x.dtype)
-        inner = tuple(min(i, e - p) for i, e, p in zip(self.spatial, ext, self.padding,
-                                                         strict=True))
-        dst = tuple(slice(p, p + n) for p, n in zip(self.padding, inner, strict=True))
-        xp[(Ellipsis, *dst)] = x[(Ellipsis, *(slice(0, n) for n in inner))]
-        return xp
-
-    def unpad(self, dxp: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-        """Inverse of :meth:`padded` for gradients: crop the padding, zero-fill unreached cells."""
-        if dxp.shape == shape and not any(self.padding):
-            return dxp
-        dx = np.zeros(shape, dxp.dtype)
-        inner = tuple(min(i, e - p) for i, e, p in zip(self.spatial, self.extent, self.padding,
-                                                         strict=True))
-        src = tuple(slice(p, p + n) for p, n in zip(self.padding, inner, strict=True))
-        dx[(Ellipsis, *(slice(0, n) for n in inner))] = dxp[(Ellipsis, *src)]
-        return dx
-
-    def window_starts(self, ax: int) -> np.ndarray:
-        """Input coordinate ``q*s - p`` of every window's first cell along spatial axis ``ax``."""
-        return np.arange(self.out[ax]) * self.stride[ax] - self.padding[ax]
-
-    def first_real(self, ax: int) -> np.ndarray:
-        """Input coordinate of every window's first tap that is not padding, along ``ax``."""
-        lo, d = self.window_starts(ax), self.dilation[ax]
-        return lo + np.maximum(d - 1 - lo, 0) // d * d
-
-    def along(self, ax: int, v: np.ndarray) -> np.ndarray:
-        """Reshape a per-window vector of axis ``ax`` to broadcast over the spatial output."""
-        return v.reshape((-1,) + (1,) * (self.nd - 1 - ax))
-
-
-def _spatial_dims(kernel_size: object, ndim: int, op: str, nd: object = None) -> int:
-    """``nd`` when given, else ``len(kernel_size)`` for a sequence, else every axis after
-    ``(N, C)``."""
-    if nd is not None:
-        if isinstance(nd, bool) or not isinstance(nd, int | np.integer):
-            raise TypeError(
-                f"{op}: nd must be an int, the number of spatial dimensions (1, 2 or 3), got "
-                f"{type(nd).__name__} {nd!r}."
-            )
-        nd = int(nd)
-    elif isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str):
-        nd = len(kernel_size)
-    else:
-        nd = ndim - 2
-    if nd not in (1, 2, 3):
-        raise ValueError(
-            f"{op}: expected 1, 2 or 3 spatial dimensions, got {nd} (from kernel_size="
-            f"{kernel_size!r} and a {ndim}-D input). Pass x of shape (N, C, *spatial), or a "
-            "kernel_size tuple with one entry per spatial dimension, or nd=."
-        )
-    return nd
-
-
-def _check_extent(shape: tuple[int, ...], nd: int, op: str) -> None:
-    """Every axis non-empty except the batch axis ``N`` of a batched ``(N, C, *spatial)``."""
-    if any(n < 1 for n in shape[1:]) or (shape[0] < 1 and len(shape) < nd + 2):
-        raise ValueError(
-            f"{op}: input must have no zero-size axis, got shape {shape}. Only the batch axis "
-            "N of an (N, C, *spatial) input may be 0 (an empty batch), as in PyTorch."
-        )
-
-
-def _spec(shape: tuple[int, ...], kernel_size: Size, stride: Size | None, padding: Size,
-          ceil_mode: bool, op: str, *, dilation: Size = 1, nd: object = None) -> _PoolSpec:
-    nd = _spatial_dims(kernel_size, len(shape), op, nd)
-    if len(shape) < nd + 1:
-        raise ValueError(
-            f"{op}: expected an input of at least {nd + 1} dimensions (C, *spatial) for a "
-            f"{nd}-D window, got {len(shape)}-D shape {shape}."
-        )
-    _check_extent(shape, nd, op)
-    k = V.positive_tuple(kernel_size, nd, "kernel_size")
-    s = k if stride is None else V.positive_tuple(stride, nd, "stride")
-    d = V.positive_tuple(dilation, nd, "dilation")
-    p = as_tuple(padding, nd, "padding")  # type: ignore[arg-type]
-    for pj, kj in zip(p, k, strict=True):
-        if pj < 0 or pj > kj // 2:
-            raise ValueError(
-                f"{op}: padding must be between 0 and half the kernel size, got padding={p} "
-                f"for kernel_size={k}. Each window must hold at least one input cell; use "
-                "padding <= kernel_size // 2."
-            )
-    ceil_mode = V.flag(ceil_mode, "ceil_mode", op)
-    spatial = tuple(shape[-nd:])
-    out = []
-    for ax, (i, kj, sj, pj, dj) in enumerate(zip(spatial, k, s, p, d, strict=True)):
-        span = dj * (kj - 1) + 1
-        o = pool_output_size(i, span, sj, pj, bool(ceil_mode))
-        if o < 1:
-            what = f"kernel {kj}" if dj == 1 else f"kernel {kj} dilated by {dj} spans {span}"
-            raise ValueError(
-                f"{op}: the window is larger than the padded input along spatial axis {ax}: "
-                f"{what} > input {i} + 2 * padding {pj}. Use a smaller kernel_size"
-                f"{' or dilation' if dj > 1 else ''}, or a larger input."
-            )
-        out.append(o)
-    sp = _PoolSpec(nd, k, s, p, d, spatial, tuple(out))
-    for ax in range(nd):
-        # Without dilation every window holds an input cell (p <= k // 2); with it, all the
-        # taps of a window can land on padding (PyTorch then returns -inf and an index
-        # outside the input plane).
-        empty = np.flatnonzero(sp.first_real(ax) >= spatial[ax])
-        if empty.size:
-            raise ValueError(
-                f"{op}: window {int(empty[0])} along spatial axis {ax} reads padding only: "
-                f"kernel {k[ax]}, dilation {d[ax]} and padding {p[ax]} put all of its taps "
-                f"outside the input of size {spatial[ax]}. Use less padding or dilation."
-            )
-    return sp
 
 
 def max_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
@@ -264,8 +129,14 @@ def max_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, paddi
     array([[[2, 1]]])
     """
     x = V.float_array(x, "x")
-    sp = _spec(x.shape, kernel_size, stride, padding, ceil_mode, "max_pool", dilation=dilation,
-               nd=nd)
+    sp = pool_spec(x.shape, kernel_size, stride, padding, ceil_mode, "max_pool",
+                   dilation=dilation, nd=nd)
+    return max_pool_spec(x, sp)
+
+
+def max_pool_spec(x: np.ndarray, sp: PoolSpec) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`max_pool` of an input already checked against ``sp`` (a layer builds its spec once
+    per input shape)."""
     xp = sp.padded(x, -np.inf)
     views = sp.views(xp)
     y = views[0].copy()
@@ -330,11 +201,11 @@ def max_pool_grad(dy: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int]
     dy = V.float_array(dy, "dy")
     shape = V.shape_arg(input_shape, "input_shape", op, empty_batch=True)
     if kernel_size is None:
-        nd = _spatial_dims(kernel_size, len(shape), op, nd)
-        _check_extent(shape, nd, op)
+        nd = spatial_dims(kernel_size, len(shape), op, nd)
+        check_extent(shape, nd, op)
         expect = dy.shape if dy.ndim == len(shape) and dy.shape[:-nd] == shape[:-nd] else None
     else:
-        sp = _spec(shape, kernel_size, stride, padding, ceil_mode, op, dilation=dilation, nd=nd)
+        sp = pool_spec(shape, kernel_size, stride, padding, ceil_mode, op, dilation=dilation, nd=nd)
         nd, expect = sp.nd, shape[:-sp.nd] + sp.out
     if not isinstance(argmax, np.ndarray) or not np.issubdtype(argmax.dtype, np.integer):
         raise TypeError(
@@ -354,12 +225,21 @@ def max_pool_grad(dy: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int]
             f"{op}: argmax entries must lie in [0, {plane}) (flat indices within one input "
             f"plane of shape {shape[-nd:]}), got range [{argmax.min()}, {argmax.max()}]."
         )
+    return max_pool_grad_spec(dy, argmax, shape, None if kernel_size is None else sp, nd)
+
+
+def max_pool_grad_spec(dy: np.ndarray, argmax: np.ndarray, shape: tuple[int, ...],
+                       sp: PoolSpec | None, nd: int) -> np.ndarray:
+    """:func:`max_pool_grad` on checked arguments: ``argmax`` as :func:`max_pool_spec` returned
+    it, ``shape`` the full input shape; ``sp=None`` sums with ``np.bincount`` (no window
+    geometry)."""
+    plane = int(np.prod(shape[-nd:]))
     planes = int(np.prod(shape[:-nd]))
     out = dy.shape[-nd:]
     # Indices into the whole flattened input: plane n*C + c starts at (n*C + c) * plane.
     flat = argmax.reshape(planes, *out) + (np.arange(planes, dtype=np.int64) * plane).reshape(
         (planes,) + (1,) * nd)
-    if kernel_size is None:
+    if sp is None:
         dx = np.bincount(flat.ravel(), weights=dy.ravel(), minlength=planes * plane)
         return dx.astype(dy.dtype, copy=False).reshape(shape)
     # Windows q and q' can share a cell only if |q_j - q'_j| < ceil(e_j / s_j) on every axis,
@@ -375,41 +255,6 @@ def max_pool_grad(dy: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int]
         else:
             dx[flat[sel].ravel()] += dyp[sel].ravel()
     return dx.reshape(shape)
-
-
-def _divisor(sp: _PoolSpec, count_include_pad: bool, divisor_override: object,
-             op: str) -> np.ndarray | int:
-    """Cells each window averages over, as PyTorch: ``divisor_override`` when given, else ``k``
-    clipped to the padded input, or the real input cells only (``count_include_pad=False``).
-    An int when every window agrees."""
-    count_include_pad = V.flag(count_include_pad, "count_include_pad", op)
-    if divisor_override is not None:
-        return check_divisor_override(divisor_override, op)
-    div: np.ndarray | int = 1
-    for ax, (i, k, p) in enumerate(zip(sp.spatial, sp.kernel, sp.padding, strict=True)):
-        lo = sp.window_starts(ax)
-        hi = np.minimum(lo + k, i + p)
-        if not count_include_pad:
-            lo, hi = np.maximum(lo, 0), np.minimum(hi, i)
-        n = hi - lo
-        div = div * (int(n[0]) if (n == n[0]).all() else sp.along(ax, n))
-    return div
-
-
-def check_divisor_override(value: object, op: str) -> int:
-    """PyTorch's ``divisor_override``: any non-zero int (negative ones too, as PyTorch)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(
-            f"{op}: divisor_override must be an int or None, got {type(value).__name__} "
-            f"{value!r}. Pass the number every window sum is divided by, or None for the "
-            "window's size."
-        )
-    if value == 0:
-        raise ValueError(
-            f"{op}: divisor_override must not be zero, got 0. Pass a non-zero int, or None to "
-            "divide by the window's size."
-        )
-    return int(value)
 
 
 @quiet
@@ -432,8 +277,14 @@ def avg_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, paddi
     """
     op = "avg_pool"
     x = V.float_array(x, "x")
-    sp = _spec(x.shape, kernel_size, stride, padding, ceil_mode, op, nd=nd)
-    div = _divisor(sp, count_include_pad, divisor_override, op)
+    sp = pool_spec(x.shape, kernel_size, stride, padding, ceil_mode, op, nd=nd)
+    return avg_pool_spec(x, sp, divisor(sp, count_include_pad, divisor_override, op))
+
+
+@quiet
+def avg_pool_spec(x: np.ndarray, sp: PoolSpec, div: np.ndarray | int) -> np.ndarray:
+    """:func:`avg_pool` of an input checked against ``sp``, with its window sizes ``div``
+    (:func:`rot180.functional._poolspec.divisor`)."""
     views = sp.views(sp.padded(x, 0.0))
     y = views[0].copy()
     for v in views[1:]:
@@ -460,147 +311,23 @@ def avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int], kernel_size: Size,
     op = "avg_pool_grad"
     dy = V.float_array(dy, "dy")
     shape = V.shape_arg(input_shape, "input_shape", op, empty_batch=True)
-    sp = _spec(shape, kernel_size, stride, padding, ceil_mode, op, nd=nd)
+    sp = pool_spec(shape, kernel_size, stride, padding, ceil_mode, op, nd=nd)
     expect = shape[:-sp.nd] + sp.out
     if dy.shape != expect:
         raise ValueError(
             f"{op}: dy has shape {dy.shape} but pooling input_shape {shape} gives {expect}. "
             "Pass the forward input's shape and the same pooling arguments."
         )
-    div = _divisor(sp, count_include_pad, divisor_override, op)
+    return avg_pool_grad_spec(dy, shape, sp, divisor(sp, count_include_pad, divisor_override,
+                                                     op))
+
+
+@quiet
+def avg_pool_grad_spec(dy: np.ndarray, shape: tuple[int, ...], sp: PoolSpec,
+                       div: np.ndarray | int) -> np.ndarray:
+    """:func:`avg_pool_grad` on checked arguments (``dy`` of the pooled output's shape)."""
     g = dy / (np.asarray(div, dy.dtype) if isinstance(div, np.ndarray) else div)
     dxp = np.zeros(shape[:-sp.nd] + sp.extent, dy.dtype)
     for v in sp.views(dxp):
         v += g
     return sp.unpad(dxp, shape)
-
-
-# -- adaptive average pooling --------------------------------------------------------------------
-# Output cell q of an adaptive pool of size o over i cells averages the cells
-# [floor(q i / o), ceil((q + 1) i / o)), as PyTorch. The pool is separable: one (o, i) averaging
-# matrix A per axis, y = A x along that axis, and its backward is the transpose, dx = A^T dy.
-
-def _adaptive_matrix(i: int, o: int, dtype: np.dtype) -> np.ndarray:
-    q = np.arange(o)
-    lo, hi = (q * i) // o, -((-(q + 1) * i) // o)
-    m = np.arange(i)
-    inside = (m >= lo[:, None]) & (m < hi[:, None])
-    return (inside / (hi - lo)[:, None]).astype(dtype)
-
-
-def _adaptive_sizes(spatial: tuple[int, ...], output_size: object, op: str) -> tuple[int, ...]:
-    nd = len(spatial)
-    if isinstance(output_size, Sequence) and not isinstance(output_size, str):
-        if len(output_size) != nd:
-            raise ValueError(
-                f"{op}: output_size must have one entry per spatial dimension ({nd}), got "
-                f"{tuple(output_size)!r}."
-            )
-        # None keeps that dimension's input size, as PyTorch.
-        sizes = tuple(i if o is None else o for i, o in zip(spatial, output_size, strict=True))
-    else:
-        sizes = (output_size,) * nd  # type: ignore[assignment]
-    return V.positive_tuple(sizes, nd, "output_size")
-
-
-@quiet
-def adaptive_avg_pool(x: np.ndarray, output_size: int | Sequence[int | None]) -> np.ndarray:
-    """Adaptive average pooling to a fixed output size, as ``torch.nn.AdaptiveAvgPool{1,2,3}d``.
-
-    Output cell ``q`` averages input cells ``floor(q i / o) <= m < ceil((q+1) i / o)`` of each
-    axis. An int ``output_size`` pools every axis after ``(N, C)``; a tuple the last
-    ``len(output_size)`` axes (``None`` entries keep the input size).
-
-    Shape:
-        - x: ``(*lead, *i)``; output: ``(*lead, *o)``
-    """
-    op = "adaptive_avg_pool"
-    x = V.float_array(x, "x")
-    nd = _spatial_dims(output_size, x.ndim, op)
-    if x.ndim < nd + 1:
-        raise ValueError(
-            f"{op}: expected an input (*lead, *spatial) with {nd} spatial axes, got shape "
-            f"{x.shape}."
-        )
-    _check_extent(x.shape, nd, op)
-    out = _adaptive_sizes(x.shape[-nd:], output_size, op)
-    if all(o == 1 for o in out):
-        return global_avg_pool(x, nd=nd)
-    y = x
-    for ax, (i, o) in enumerate(zip(x.shape[-nd:], out, strict=True)):
-        if o != i:
-            a = _adaptive_matrix(i, o, x.dtype)
-            y = np.swapaxes(np.swapaxes(y, ax - nd, -1) @ a.T, ax - nd, -1)
-    return np.ascontiguousarray(y) if y is not x else x.copy()
-
-
-@quiet
-def adaptive_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
-    """Input gradient of :func:`adaptive_avg_pool`: ``dx = A^T dy`` along every pooled axis.
-
-    No spatial-axis count is needed: an axis whose size did not change was pooled by the
-    identity (or not at all), so only axes where ``dy`` and ``input_shape`` differ are expanded.
-
-    Shape:
-        - dy: ``(*lead, *o)``; output: ``input_shape = (*lead, *i)``
-    """
-    op = "adaptive_avg_pool_grad"
-    dy = V.float_array(dy, "dy")
-    shape = V.shape_arg(input_shape, "input_shape", op, empty_batch=True)
-    if dy.ndim != len(shape) or 0 in dy.shape[1:] or (dy.shape[0] == 0) != (shape[0] == 0):
-        raise ValueError(
-            f"{op}: dy {dy.shape} must have as many axes as input_shape {shape} (the forward "
-            "input's shape) and no zero-size axis but an empty batch. Pass the gradient of the "
-            "pooled output."
-        )
-    dx = dy
-    for ax in range(dy.ndim):
-        i, o = shape[ax], dy.shape[ax]
-        if o != i:
-            a = _adaptive_matrix(i, o, dy.dtype)
-            dx = np.swapaxes(np.swapaxes(dx, ax, -1) @ a, ax, -1)
-    return np.ascontiguousarray(dx) if dx is not dy else dy.copy()
-
-
-@quiet
-def global_avg_pool(x: np.ndarray, *, nd: int | None = None) -> np.ndarray:
-    """Mean over the spatial axes, keeping them as size 1 (``AdaptiveAvgPool{nd}d(1)``).
-
-    ``nd`` spatial axes are pooled: by default every axis after ``(N, C)``.
-
-    Shape:
-        - x: ``(*lead, *i)``; output: ``(*lead, 1, ..., 1)``
-    """
-    x = V.float_array(x, "x")
-    if nd is None:
-        nd = x.ndim - 2
-    elif isinstance(nd, bool) or not isinstance(nd, int | np.integer):
-        raise TypeError(f"global_avg_pool: nd must be an int, got {type(nd).__name__} {nd!r}.")
-    if not 1 <= nd < x.ndim or any(n < 1 for n in x.shape[1:]) or (
-            x.shape[0] < 1 and x.ndim < nd + 2):
-        raise ValueError(
-            f"global_avg_pool: expected x (N, C, *spatial) with at least one spatial axis and "
-            f"no zero-size axis but the batch axis N, got shape {x.shape} (nd={nd}). Pass nd= "
-            "for an unbatched input."
-        )
-    return x.mean(axis=tuple(range(x.ndim - nd, x.ndim)), keepdims=True)
-
-
-@quiet
-def global_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
-    """Input gradient of :func:`global_avg_pool`: ``dy / (number of pooled cells)`` everywhere.
-
-    Shape:
-        - dy: ``(*lead, 1, ..., 1)``; output: ``input_shape = (*lead, *i)``
-    """
-    op = "global_avg_pool_grad"
-    dy = V.float_array(dy, "dy")
-    shape = V.shape_arg(input_shape, "input_shape", op, empty_batch=True)
-    if dy.ndim != len(shape) or any(d not in (1, n) for d, n in zip(dy.shape, shape,
-                                                                    strict=True)):
-        raise ValueError(
-            f"{op}: dy {dy.shape} does not broadcast to input_shape {shape}; expected the "
-            "input's shape with the pooled axes set to 1."
-        )
-    count = int(np.prod([n for d, n in zip(dy.shape, shape, strict=True) if d == 1]))
-    return np.broadcast_to(dy / count, shape).copy()

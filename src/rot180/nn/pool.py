@@ -13,6 +13,7 @@ import numpy as np
 
 from ..functional import _validation as C
 from ..functional import pool as P
+from ..functional._poolspec import PoolSpec, check_divisor_override, divisor, pool_spec
 from ..functional.shapes import as_tuple
 from .module import Module
 
@@ -61,16 +62,26 @@ class _Pool(Module):
             )
         self.ceil_mode = C.flag(ceil_mode, "ceil_mode", name)
         self._cache: tuple | None = None
+        self._spec_of: tuple | None = None  # (input shape, PoolSpec, divisor)
 
     def _check_input(self, x: object) -> np.ndarray:
         return _check_input(x, type(self).__name__, self._nd)
 
+    def _spec(self, shape: tuple[int, ...]) -> tuple[PoolSpec, np.ndarray | int | None]:
+        """The pooling spec (and average pooling's window sizes) of an input shape: the
+        settings were checked at construction; the spec is built for the first input of a
+        shape and reused while the shape repeats, so no call re-validates them."""
+        if self._spec_of is None or self._spec_of[0] != shape:
+            sp = pool_spec(shape, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                           type(self).__name__, dilation=self.dilation, nd=self._nd)
+            self._spec_of = (shape, sp, self._divisor(sp))
+        return self._spec_of[1], self._spec_of[2]
+
+    def _divisor(self, sp: PoolSpec) -> np.ndarray | int | None:
+        return None
+
     def _cached(self, dy: object) -> tuple:
         return _cached(self._cache, dy, type(self).__name__)
-
-    @property
-    def _kw(self) -> dict:
-        return {"stride": self.stride, "padding": self.padding, "ceil_mode": self.ceil_mode}
 
     def extra_repr(self) -> str:
         s = f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -105,14 +116,14 @@ class _MaxPoolNd(_Pool):
 
     def forward(self, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         x = self._check_input(x)
-        y, idx = P.max_pool(x, self.kernel_size, dilation=self.dilation, **self._kw)
-        self._cache = (idx, x.shape, (y.shape, y.dtype))
+        sp, _ = self._spec(x.shape)
+        y, idx = P.max_pool_spec(x, sp)
+        self._cache = (idx, x.shape, sp, (y.shape, y.dtype))
         return (y, idx.copy()) if self.return_indices else y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        idx, shape = self._cached(dy)
-        return P.max_pool_grad(dy, idx, shape, self.kernel_size, dilation=self.dilation,
-                               **self._kw)
+        idx, shape, sp = self._cached(dy)
+        return P.max_pool_grad_spec(dy, idx, shape, sp, sp.nd)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + (", return_indices=True" if self.return_indices else "")
@@ -141,22 +152,21 @@ class _AvgPoolNd(_Pool):
         name = type(self).__name__
         self.count_include_pad = C.flag(count_include_pad, "count_include_pad", name)
         self.divisor_override = (None if divisor_override is None
-                                 else P.check_divisor_override(divisor_override, name))
+                                 else check_divisor_override(divisor_override, name))
 
-    @property
-    def _avg_kw(self) -> dict:
-        return {"count_include_pad": self.count_include_pad,
-                "divisor_override": self.divisor_override, **self._kw}
+    def _divisor(self, sp: PoolSpec) -> np.ndarray | int:
+        return divisor(sp, self.count_include_pad, self.divisor_override, type(self).__name__)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
-        y = P.avg_pool(x, self.kernel_size, **self._avg_kw)
-        self._cache = (x.shape, (y.shape, y.dtype))
+        sp, div = self._spec(x.shape)
+        y = P.avg_pool_spec(x, sp, div)  # type: ignore[arg-type]
+        self._cache = (x.shape, sp, div, (y.shape, y.dtype))
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        (shape,) = self._cached(dy)
-        return P.avg_pool_grad(dy, shape, self.kernel_size, **self._avg_kw)
+        shape, sp, div = self._cached(dy)
+        return P.avg_pool_grad_spec(dy, shape, sp, div)
 
     def extra_repr(self) -> str:
         s = super().extra_repr()
