@@ -96,7 +96,7 @@ class Plan:
                 extra.append(f"bands {self.bands}")
         else:
             how, extra = _STEPS[self.step], []
-            if self.parts:
+            if len(self.parts) > 1:
                 extra.append(f"{len(self.parts)} parts")
             if self.step == "trim":
                 outs, taps = self.layout
