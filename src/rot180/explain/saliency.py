@@ -48,10 +48,12 @@ def saliency(model: object, x: np.ndarray, target: int | Sequence[int] | None = 
     if x.ndim < 2:
         raise ValueError(f"saliency: x must have a batch axis first, got shape {x.shape}.")
     logits = model.forward(x)   # type: ignore[attr-defined]
-    if not isinstance(logits, np.ndarray) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
+    logits = V.as_array(logits, "the model's output", "saliency",
+                        convert="a model whose forward returns a numpy array")
+    if logits.ndim != 2 or logits.shape[0] != x.shape[0]:
         raise ValueError(
             f"saliency: the model must return logits of shape (N, classes) = ({x.shape[0]}, C), "
-            f"got {getattr(logits, 'shape', type(logits).__name__)}."
+            f"got {logits.shape}."
         )
     pred = logits.argmax(axis=1).astype(np.int64)
     if target is None:

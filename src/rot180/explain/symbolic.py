@@ -87,7 +87,7 @@ class _Layer:
     edges: tuple[Edge, ...]
 
 
-def _shape_arg(value: object, name: str, op: str) -> tuple[int, ...]:
+def _spatial_sizes(value: object, name: str, op: str) -> tuple[int, ...]:
     if isinstance(value, int | np.integer) and not isinstance(value, bool):
         value = (int(value),)
     if not isinstance(value, Sequence) or isinstance(value, str):
@@ -141,8 +141,8 @@ def _rot180(w: np.ndarray, nd: int) -> np.ndarray:
 
 def _layer(input_shape: object, kernel_shape: object, stride: object, padding: object,
            dilation: object, convention: object, channels: object, op: str) -> _Layer:
-    i = _shape_arg(input_shape, "input_shape", op)
-    k = _shape_arg(kernel_shape, "kernel_shape", op)
+    i = _spatial_sizes(input_shape, "input_shape", op)
+    k = _spatial_sizes(kernel_shape, "kernel_shape", op)
     nd = len(i)
     if len(k) != nd:
         raise ValueError(

@@ -90,8 +90,9 @@ def as_array(a: object, name: str, where: str | None = None, *,
     """
     at = f"{where}: " if where else ""
     if array_namespace(a) is None:
-        if sequences and (isinstance(a, list | tuple)
-                          or (np.isscalar(a) and not isinstance(a, str | bytes))):
+        # np.isscalar counts str, bytes and memoryview as scalars too: none is a number
+        if sequences and (isinstance(a, list | tuple) or (
+                np.isscalar(a) and not isinstance(a, str | bytes | memoryview))):
             try:
                 a = np.asarray(a)
             except ValueError as exc:  # ragged nesting

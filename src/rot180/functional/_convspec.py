@@ -194,13 +194,18 @@ def conv_args(x: object, w: object, b: object, *, stride: object, padding: objec
     return x, w, b, spec
 
 
+def _same_dtype_pair(a: object, a_name: str, b: object, b_name: str
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    a, b = float_array(a, a_name), float_array(b, b_name)
+    same_dtype(**{a_name: a, b_name: b})
+    return a, b
+
+
 def grad_input_args(dz: object, w: object, input_shape: object, *, stride: object,
                     padding: object, dilation: object, groups: object, op: str
                     ) -> tuple[np.ndarray, np.ndarray, ConvSpec, tuple[int, ...]]:
     """Checks of ``conv_grad_input(dz, w, input_shape, ...)``; returns the full input shape."""
-    dz = float_array(dz, "dz")
-    w = float_array(w, "w")
-    same_dtype(dz=dz, w=w)
+    dz, w = _same_dtype_pair(dz, "dz", w, "w")
     spec = weight_spec(w.shape, stride=stride, padding=padding, dilation=dilation,
                        groups=groups, op=op)
     dz_for(spec, dz, op)
@@ -211,9 +216,7 @@ def grad_weight_args(x: object, dz: object, weight_shape: object, *, stride: obj
                      padding: object, dilation: object, groups: object, op: str
                      ) -> tuple[np.ndarray, np.ndarray, ConvSpec, tuple[int, ...]]:
     """Checks of ``conv_grad_weight(x, dz, weight_shape, ...)``; returns the weight shape."""
-    x = float_array(x, "x")
-    dz = float_array(dz, "dz")
-    same_dtype(x=x, dz=dz)
+    x, dz = _same_dtype_pair(x, "x", dz, "dz")
     wshape = V.int_tuple(weight_shape, "weight_shape", op, fix="Pass w.shape.")
     spec = weight_spec(wshape, stride=stride, padding=padding, dilation=dilation,
                        groups=groups, op=op)

@@ -207,10 +207,11 @@ def max_pool_grad(dy: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int]
     else:
         sp = pool_spec(shape, kernel_size, stride, padding, ceil_mode, op, dilation=dilation, nd=nd)
         nd, expect = sp.nd, shape[:-sp.nd] + sp.out
-    if not isinstance(argmax, np.ndarray) or not np.issubdtype(argmax.dtype, np.integer):
+    argmax = V.as_array(argmax, "argmax", op, convert="the indices max_pool returned")
+    if not np.issubdtype(argmax.dtype, np.integer):
         raise TypeError(
             f"{op}: argmax must be an integer numpy array (the indices max_pool returned), got "
-            f"{getattr(argmax, 'dtype', type(argmax).__name__)}."
+            f"{argmax.dtype}."
         )
     if dy.shape != expect or argmax.shape != dy.shape or 0 in dy.shape[-nd:]:
         raise ValueError(

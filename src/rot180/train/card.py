@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ..functional import _validation as V
 from ..models import image_size_error
 
 __all__ = ["ModelCard", "check_model_spec", "probabilities", "CONFIG_KEYS"]
@@ -231,11 +232,13 @@ class ModelCard:
         """
         from ..data import normalize
 
-        if not isinstance(raw, np.ndarray) or raw.ndim != 4 or raw.shape[1:] != self.image_shape:
+        raw = V.as_array(raw, "raw", "model_input",
+                         convert=f"rot180.data.load_images(paths, {self.image_shape})")
+        if raw.ndim != 4 or raw.shape[1:] != self.image_shape:
             want = ", ".join(map(str, self.image_shape))
             raise ValueError(
                 f"model_input expects images of shape (N, {want}), got "
-                f"{getattr(raw, 'shape', type(raw).__name__)}. Read files with "
+                f"{raw.shape}. Read files with "
                 "rot180.data.load_images(paths, card.image_shape)."
             )
         scaled = raw if max_value == self.max_value else np.round(
