@@ -11,14 +11,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..train import rundir
-from ..train.trainer import (
-    OPTIMIZERS,
-    SCHEDULES,
-    TrainConfig,
-    Trainer,
-    TrainingDiverged,
-    TrainingInterrupted,
-)
+from ..train.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from ..train.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
 HELP = "train a CNN (default: LeNet-5 on the embedded 5,000 MNIST digits)"
 

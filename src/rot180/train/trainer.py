@@ -46,14 +46,16 @@ from typing import Any
 
 import numpy as np
 
-from .. import optim
 from ..data import Dataset, load_dataset, split_indices
 from ..models import build_model, image_size_error
 from ..nn import Module, SoftmaxCrossEntropy
 from . import metrics as M
 from . import rundir
+from ._resume import check_resume
 from .card import ModelCard
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import TrainConfig, make_optimizer, make_schedule
+from .evaluate import evaluate_model, progress
 
 __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate_model",
            "VAL_SEED"]
@@ -61,8 +63,6 @@ __all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", 
 #: Seed of the validation cut of the training split (fixed: it does not move with ``seed``).
 VAL_SEED = 0
 
-OPTIMIZERS = ("sgd", "adam", "adamw")
-SCHEDULES = ("none", "step", "cosine")
 
 
 class TrainingDiverged(RuntimeError):
@@ -77,66 +77,6 @@ class TrainingInterrupted(RuntimeError):
         self.checkpoint = checkpoint
 
 
-# Fields that may differ between a run and its resumption: where files go, and how they are read
-# (``epochs`` may grow once the run is finished: see "Extending a finished run" above).
-_RESUME_FREE = ("out", "data_root", "download", "epochs")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a run (saved in every checkpoint)."""
-
-    model: str = "lenet5"
-    data: str = "mnist5k"
-    data_root: str | None = None
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 0.05
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.0
-    augment: bool = True
-    download: bool = False
-    seed: int = 0
-    dtype: str = "float32"
-    val_fraction: float = 0.1
-    out: str | None = None   # None: runs/<model>-<data>, or the next free -2, -3, ...
-
-    def validate(self) -> None:
-        def bad(name: str, expected: str) -> ValueError:   # in the command line's terms
-            option = "--" + name.replace("_", "-")
-            return ValueError(f"{option} must be {expected}, got {getattr(self, name)!r} "
-                              f"(TrainConfig.{name}). Pass {option} with such a value.")
-
-        if self.epochs < 1:
-            raise bad("epochs", "an int >= 1")
-        if self.batch_size < 1:
-            raise bad("batch_size", "an int >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", "a finite number > 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"one of {OPTIMIZERS}")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"one of {SCHEDULES}")
-        if self.dtype not in ("float32", "float64"):
-            raise bad("dtype", "'float32' or 'float64'")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise bad("weight_decay", "a finite number >= 0")
-        if not 0 <= self.label_smoothing < 1:
-            raise bad("label_smoothing", "in [0, 1)")
-        if not 0 < self.val_fraction <= 0.5:
-            raise bad("val_fraction", "in (0, 0.5]")
-        if not (self.warmup_epochs >= 0 and math.isfinite(self.warmup_epochs)):
-            raise bad("warmup_epochs", "a finite number >= 0")
-        if self.schedule != "none" and self.warmup_epochs >= self.epochs:
-            raise bad("warmup_epochs", f"smaller than --epochs ({self.epochs}) for a schedule")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise bad("seed", "an int >= 0")
-
-
 @dataclass
 class EpochResult:
     epoch: int
@@ -149,28 +89,6 @@ class EpochResult:
 
     def row(self) -> dict:
         return {c: getattr(self, c) for c in M.METRIC_COLUMNS}
-
-
-def _make_optimizer(cfg: TrainConfig, model: Module) -> optim.Optimizer:
-    params = list(model.parameters())
-    if cfg.optimizer == "sgd":
-        return optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adam":
-        return optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def _make_schedule(cfg: TrainConfig, opt: optim.Optimizer, steps_per_epoch: int,
-                   start_epoch: int = 0):
-    """The schedule of the segment from ``start_epoch`` to ``cfg.epochs`` (0: the whole run, with
-    warm-up; later: a warm restart over the added epochs, without warm-up)."""
-    total = (cfg.epochs - start_epoch) * steps_per_epoch
-    warm = int(round(cfg.warmup_epochs * steps_per_epoch)) if start_epoch == 0 else 0
-    if cfg.schedule == "none":
-        return None
-    if cfg.schedule == "step":
-        return optim.lr_scheduler.StepLR(opt, step_size=max(1, total // 3), gamma=0.1)
-    return optim.lr_scheduler.warmup_cosine(opt, warmup_steps=warm, total_steps=total)
 
 
 def _generators(model: Module) -> dict[str, np.random.Generator]:
@@ -227,12 +145,12 @@ class Trainer:
         self.model = build_model(cfg.model, seed=cfg.seed, **self.model_config)
         self.model.astype(self.dtype)
         self.loss = SoftmaxCrossEntropy(label_smoothing=cfg.label_smoothing)
-        self.opt = _make_optimizer(cfg, self.model)
+        self.opt = make_optimizer(cfg, self.model)
         self.rng = np.random.default_rng(cfg.seed + 1)
         self.loader = self.train_set.loader(batch_size=cfg.batch_size, shuffle=True, rng=self.rng,
                                             augment=cfg.augment, dtype=self.dtype)
         self.steps_per_epoch = len(self.loader)
-        self.sched = _make_schedule(cfg, self.opt, self.steps_per_epoch)
+        self.sched = make_schedule(cfg, self.opt, self.steps_per_epoch)
         self.schedule_start_epoch = 0
         self.resumed_from: Path | None = None
         self.epoch = 0
@@ -293,49 +211,18 @@ class Trainer:
         path = Path(path) if path is not None else self.out / "last.safetensors"
         ckpt = load_checkpoint(path)
         meta = ckpt.meta
-        saved = meta.get("config", {})
-        if not isinstance(saved, dict):
-            raise CheckpointError(f"{path}: its config is not a JSON object.")
-        ours = asdict(self.cfg)
-        differ = [f"{k}: saved {saved.get(k)!r}, now {ours[k]!r}" for k in ours
-                  if k not in _RESUME_FREE and saved.get(k) != ours[k]]
-        if differ:
-            raise ValueError(
-                f"--resume: {path} was written by a run with other settings ("
-                + "; ".join(differ) + "). Resume with the same options, or train afresh "
-                "with a different --out."
-            )
-        if ckpt.optimizer_state is None:
-            raise ValueError(
-                f"--resume: {path} has no optimizer state (only 'last' checkpoints do)."
-            )
-        state = _resume_state(meta, path)
-        planned = saved.get("epochs")
-        if isinstance(planned, bool) or not isinstance(planned, int) or planned < 1:
-            raise CheckpointError(f"{path}: config.epochs must be an int >= 1, got {planned!r}.")
-        extend = planned != self.cfg.epochs
-        if extend and (state["epoch"] != planned or state["partial_epoch"]):
-            raise ValueError(
-                f"--resume --epochs {self.cfg.epochs}: the run in {path} is not finished (epoch "
-                f"{state['epoch']} of {planned}); resume it with --epochs {planned} first, then "
-                "extend it."
-            )
-        if extend and self.cfg.epochs < planned:
-            raise ValueError(
-                f"--resume --epochs {self.cfg.epochs}: the run in {path} already trained "
-                f"{planned} epochs; to extend it pass more (e.g. --epochs {planned + 10})."
-            )
+        state, planned, extend = check_resume(self.cfg, ckpt, path)
         self.model.load_state_dict(ckpt.model_state)
         self.schedule_start_epoch = planned if extend else state["schedule_start_epoch"]
         try:
             if self.schedule_start_epoch and not extend:   # built before loading: it sets lr
-                self.sched = _make_schedule(self.cfg, self.opt, self.steps_per_epoch,
+                self.sched = make_schedule(self.cfg, self.opt, self.steps_per_epoch,
                                             self.schedule_start_epoch)
             self.opt.load_state_dict(ckpt.optimizer_state)
             if extend:   # a warm restart over the added epochs, from the base rate
                 for g in self.opt.param_groups:
                     g["lr"] = g["initial_lr"] = self.cfg.lr
-                self.sched = _make_schedule(self.cfg, self.opt, self.steps_per_epoch,
+                self.sched = make_schedule(self.cfg, self.opt, self.steps_per_epoch,
                                             self.schedule_start_epoch)
             elif self.sched is not None and meta.get("scheduler") is not None:
                 self.sched.load_state_dict(meta["scheduler"])
@@ -388,7 +275,7 @@ class Trainer:
         else:
             self._epoch_start_rng = copy.deepcopy(self.rng.bit_generator.state)
             done, tot_loss, tot_correct, seen = 0, 0.0, 0.0, 0.0
-        bar = _progress(self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.epochs}",
+        bar = progress(self.steps_per_epoch, f"epoch {self.epoch + 1}/{cfg.epochs}",
                         self.progress)
         bar.update(done)
         for i, (x, yb) in enumerate(self.loader):
@@ -522,71 +409,3 @@ class Trainer:
             path = self.out / "last.safetensors"
             raise TrainingInterrupted(
                 f"{self._stop} received: stopped after epoch {self.epoch}; saved {path}.", path)
-
-
-def _resume_state(meta: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The loop's counters from a checkpoint's metadata, each checked for type and range."""
-    def bad(what: str) -> CheckpointError:
-        return CheckpointError(f"{path}: {what}. The checkpoint is damaged or was not written "
-                               "by rot180 train; train afresh or resume from another run.")
-
-    def count(key: str, default: int | None = None) -> int:
-        v = meta.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**53:
-            raise bad(f"{key} must be an int >= 0, got {type(v).__name__} {v!r:.60}")
-        return v
-
-    epoch, step = count("epoch"), count("step")
-    start = count("schedule_start_epoch", 0)
-    if start > epoch:
-        raise bad(f"schedule_start_epoch {start} is after epoch {epoch}")
-    history = meta.get("history")
-    if not isinstance(history, list) or len(history) != epoch or not all(
-            isinstance(r, dict) and all(isinstance(r.get(c), int | float)
-                                        and not isinstance(r.get(c), bool)
-                                        for c in M.METRIC_COLUMNS) for r in history):
-        raise bad(f"history must be a list of {epoch} rows with {list(M.METRIC_COLUMNS)}")
-    best = meta.get("best_val_acc")
-    if isinstance(best, bool) or not isinstance(best, int | float) or not -1 <= best <= 1:
-        raise bad(f"best_val_acc must be a number in [-1, 1], got {best!r:.60}")
-    partial = meta.get("partial_epoch")
-    if partial is not None:
-        keys = ("batches", "loss_sum", "correct", "seen")
-        if not isinstance(partial, dict) or not all(
-                isinstance(partial.get(k), int | float) and not isinstance(partial.get(k), bool)
-                and math.isfinite(partial[k]) and partial[k] >= 0 for k in keys):
-            raise bad(f"partial_epoch must hold numbers >= 0 for {list(keys)}")
-        if not isinstance(meta.get("epoch_start_rng_state"), dict):
-            raise bad("a mid-epoch checkpoint needs epoch_start_rng_state")
-    return {"epoch": epoch, "step": step, "schedule_start_epoch": start,
-            "history": [dict(r) for r in history], "best_val_acc": float(best),
-            "partial_epoch": partial}
-
-
-def evaluate_model(model: Module, data: Dataset, loss: SoftmaxCrossEntropy | None = None, *,
-                   batch: int = 500, dtype: np.dtype | type = np.float32
-                   ) -> tuple[float, float, np.ndarray]:
-    """Mean cross-entropy, accuracy and predicted classes of ``model`` in eval mode on ``data``."""
-    loss = loss or SoftmaxCrossEntropy()
-    model.eval()
-    total, preds = 0.0, []
-    for x, y in data.loader(batch_size=batch, dtype=dtype):
-        logits = model.forward(x)
-        total += loss.forward(logits, y) * len(y)
-        preds.append(np.argmax(logits, axis=1))
-    pred = np.concatenate(preds)
-    return total / len(data), float(np.mean(pred == data.labels)), pred
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None: ...
-    def set_postfix(self, **kw: Any) -> None: ...
-    def close(self) -> None: ...
-
-
-def _progress(total: int, desc: str, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, leave=False, unit="batch", dynamic_ncols=True)
