@@ -48,9 +48,10 @@ def test_load_state_dict_lists_every_problem() -> None:
 @pytest.mark.parametrize(("call", "exc", "match"), [
     (lambda m: m.load_state_dict(None), TypeError, "expects a mapping of names to arrays"),
     (lambda m: m.load_state_dict({"0.weight": [1]}), StateDictError, "missing keys"),
-    (lambda m: m.astype("foo"), TypeError, r"astype expects float32 or float64, got 'foo'"),
-    (lambda m: m.astype(np.int32), TypeError, r"astype expects float32 or float64, got int32"),
-    (lambda m: m.train("no"), TypeError, r"train\(mode\) expects a bool, got str 'no'"),
+    (lambda m: m.astype("foo"), TypeError, r"astype: dtype must be float32 or float64, got 'foo'"),
+    (lambda m: m.astype(np.int32), TypeError,
+     r"astype: dtype must be float32 or float64, got int32\. Pass dtype=np\.float32"),
+    (lambda m: m.train("no"), TypeError, r"train: mode must be True or False, got str 'no'"),
 ])
 def test_bad_calls(call, exc, match) -> None:
     with pytest.raises(exc, match=match):

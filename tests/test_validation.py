@@ -154,7 +154,7 @@ def test_as_array_checks_dtype_and_rank_for_its_caller() -> None:
      r"^MaxPool2d: stride must be >= 1 in every dimension, got \(1, 0\)"),
     (lambda: V.axis_arg(2, 2, "softmax"), ValueError, r"^softmax: axis 2 is out of range"),
     (lambda: V.float_dtype("int8", "Conv2d"), TypeError, r"^Conv2d: dtype must be float32 or "
-                                                          r"float64, got 'int8'"),
+                                                          r"float64, got int8\."),
     (lambda: V.generator(1.5, "Dropout"), TypeError, r"^Dropout: rng must be a numpy\.random\."
                                                       r"Generator, an int seed or None, got float"),
 ])

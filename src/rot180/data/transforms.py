@@ -22,7 +22,6 @@ __all__ = ["MNIST_MEAN", "MNIST_STD", "normalize", "channel_stats", "random_crop
 #: The usual MNIST constants (mean and std of the 60,000 training images scaled to [0, 1]).
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _check_images(images: object) -> np.ndarray:
@@ -83,13 +82,7 @@ def normalize(images: np.ndarray, *, mean: float | Sequence[float] = MNIST_MEAN,
     """
     images = _check_images(images)
     max_value = _max_value(max_value)
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError:
-        dtype = None
-    if dtype is None or dtype not in _FLOATS:
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}. Pass np.float32 or "
-                        "np.float64.")
+    dtype = V.float_dtype(dtype)
     std_arr = _per_channel(std, images.shape[1], "std", dtype)
     if np.any(std_arr <= 0):
         raise ValueError(f"std must be positive, got {std!r}.")

@@ -99,12 +99,7 @@ def spatial_dims(kernel_size: object, ndim: int, op: str, nd: object = None) -> 
     """``nd`` when given, else ``len(kernel_size)`` for a sequence, else every axis after
     ``(N, C)``."""
     if nd is not None:
-        if isinstance(nd, bool) or not isinstance(nd, int | np.integer):
-            raise TypeError(
-                f"{op}: nd must be an int, the number of spatial dimensions (1, 2 or 3), got "
-                f"{type(nd).__name__} {nd!r}."
-            )
-        nd = int(nd)
+        nd = V.integer(nd, "nd", op, low=None)
     elif isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str):
         nd = len(kernel_size)
     else:
@@ -197,12 +192,9 @@ def divisor(sp: PoolSpec, count_include_pad: bool, divisor_override: object,
 
 def check_divisor_override(value: object, op: str) -> int:
     """PyTorch's ``divisor_override``: any non-zero int (negative ones too, as PyTorch)."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(
-            f"{op}: divisor_override must be an int or None, got {type(value).__name__} "
-            f"{value!r}. Pass the number every window sum is divided by, or None for the "
-            "window's size."
-        )
+    value = V.integer(value, "divisor_override", op, low=None,
+                      means="Pass the number every window sum is divided by, or None for the "
+                      "window's size.")
     if value == 0:
         raise ValueError(
             f"{op}: divisor_override must not be zero, got 0. Pass a non-zero int, or None to "

@@ -99,11 +99,15 @@ def real(value: object, name: str, where: str | None = None, *, low: float | Non
 
 
 def integer(value: object, name: str, where: str | None = None, *, low: int | None = 1,
-            fix: str | None = None) -> int:
-    """An int ``>= low`` (``low=None``: any); numpy integers are taken, bools refused."""
+            fix: str | None = None, means: str | None = None) -> int:
+    """An int ``>= low`` (``low=None``: any); numpy integers are taken, bools refused.
+
+    ``fix`` ends the message of a value out of range, ``means`` that of a wrong type (what the
+    int stands for)."""
     at = _at(where)
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{at}{name} must be an int, got {type_name(value)} {value!r}.")
+        raise TypeError(f"{at}{name} must be an int, got {type_name(value)} {value!r}."
+                        + (f" {means}" if means else ""))
     if low is not None and value < low:
         fix = fix or {1: "Pass a positive int.", 0: "Pass a non-negative int."}.get(low, "")
         raise ValueError(f"{at}{name} must be >= {low}, got {value}. {fix}".rstrip())
@@ -137,10 +141,9 @@ def float_dtype(dtype: object, where: str | None = None) -> np.dtype:
     except TypeError:
         dt = None
     if dt is None or dt not in FLOAT_DTYPES:  # (np.dtype == None compares as float64)
-        raise TypeError(
-            f"{_at(where)}dtype must be float32 or float64, got {dtype!r}. Pass "
-            "dtype=np.float32 or np.float64."
-        )
+        got = repr(dtype) if dt is None else dt
+        raise TypeError(f"{_at(where)}dtype must be float32 or float64, got {got}. Pass "
+                        "dtype=np.float32 or np.float64.")
     return dt  # type: ignore[return-value]
 
 

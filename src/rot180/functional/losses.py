@@ -27,8 +27,6 @@ not scanned: a NaN or infinity there means training diverged, and it propagates 
 
 from __future__ import annotations
 
-from numbers import Real
-
 import numpy as np
 
 from . import _validation as V
@@ -93,14 +91,7 @@ def _nonempty_mean(red: str, n: int, shape: tuple[int, ...], op: str) -> None:
 
 
 def _smoothing(label_smoothing: float, op: str) -> float:
-    if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, Real):
-        raise TypeError(
-            f"{op}: label_smoothing must be a float in [0, 1], got "
-            f"{type(label_smoothing).__name__} {label_smoothing!r}."
-        )
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"{op}: label_smoothing must be in [0, 1], got {label_smoothing}.")
-    return float(label_smoothing)
+    return V.real(label_smoothing, "label_smoothing", op, low=0, high=1)
 
 
 def _target_distribution(logits: object, targets: object, label_smoothing: float, red: str,

@@ -132,9 +132,7 @@ def batch_norm_grad(dy: np.ndarray, xh: np.ndarray, r: np.ndarray, weight: np.nd
     """
     op = "batch_norm_grad"
     dy = _check(dy, op)
-    if not isinstance(batch_statistics, bool | np.bool_):
-        raise TypeError(f"{op}: batch_statistics must be True or False, got "
-                        f"{type(batch_statistics).__name__} {batch_statistics!r}.")
+    batch_statistics = V.flag(batch_statistics, "batch_statistics", op)
     xh = V.float_array(xh, "xh")
     r = V.float_array(r, "r")
     if weight is not None:

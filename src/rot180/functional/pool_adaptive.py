@@ -117,8 +117,8 @@ def global_avg_pool(x: np.ndarray, *, nd: int | None = None) -> np.ndarray:
     x = V.float_array(x, "x")
     if nd is None:
         nd = x.ndim - 2
-    elif isinstance(nd, bool) or not isinstance(nd, int | np.integer):
-        raise TypeError(f"global_avg_pool: nd must be an int, got {type(nd).__name__} {nd!r}.")
+    else:
+        nd = V.integer(nd, "nd", "global_avg_pool", low=None)
     if not 1 <= nd < x.ndim or any(n < 1 for n in x.shape[1:]) or (
             x.shape[0] < 1 and x.ndim < nd + 2):
         raise ValueError(

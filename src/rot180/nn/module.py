@@ -164,10 +164,9 @@ class Module:
             p.zero_grad()
 
     def train(self, mode: bool = True) -> Module:
-        if not isinstance(mode, bool | np.bool_):
-            raise TypeError(f"train(mode) expects a bool, got {type(mode).__name__} {mode!r}.")
+        mode = V.flag(mode, "mode", "train")
         for _, mod in self.named_modules():
-            object.__setattr__(mod, "training", bool(mode))
+            object.__setattr__(mod, "training", mode)
         return self
 
     def eval(self) -> Module:
@@ -179,14 +178,7 @@ class Module:
         Gradients are reset to zeros of the new dtype; integer buffers (e.g. BatchNorm's
         ``num_batches_tracked``) keep their dtype, as in PyTorch.
         """
-        try:
-            dt = np.dtype(dtype)
-        except TypeError:
-            raise TypeError(
-                f"astype expects float32 or float64, got {dtype!r}. Pass np.float32 or np.float64."
-            ) from None
-        if dt not in (np.float32, np.float64):
-            raise TypeError(f"astype expects float32 or float64, got {dt}.")
+        dt = V.float_dtype(dtype, "astype")
         for p in self.parameters():
             p.data = p.data.astype(dt)
             p.grad = np.zeros_like(p.data)
