@@ -253,7 +253,8 @@ def test_unknown_name_lists_the_valid_ones():
 
 
 def test_bad_split_and_name_type():
-    with pytest.raises(ValueError, match=r"split must be one of train, test, all; got 'val'"):
+    with pytest.raises(ValueError,
+                       match=r"split must be one of \('train', 'test', 'all'\), got 'val'"):
         load_dataset("mnist5k", split="val")
     with pytest.raises(TypeError, match="name must be a str, got int"):
         load_dataset(5)

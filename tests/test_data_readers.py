@@ -151,7 +151,7 @@ def test_load_idx_dir(tmp_path, compress, dotted):
         with pytest.raises(DataError, match=r"no t10k-labels-idx1-ubyte or "
                                             r"t10k-labels-idx1-ubyte.gz found\. Try this"):
             load_idx_dir(tmp_path, "test", hint="Try this.")
-    with pytest.raises(ValueError, match=r"split must be one of \['test', 'train'\]"):
+    with pytest.raises(ValueError, match=r"split must be one of \('test', 'train'\)"):
         load_idx_dir(tmp_path, "val")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..functional import _validation as V
 from ._open import open_data_file
 from ._pickle_subset import parse_pickle_data
 from .errors import DataError
@@ -157,8 +158,7 @@ def load_cifar10_dir(root: str | Path, split: str = "train", *,
     -----
     images ``(N, 3, 32, 32)`` uint8; labels ``(N,)`` int64.
     """
-    if split not in _BATCHES:
-        raise ValueError(f"split must be one of {sorted(_BATCHES)}, got {split!r}.")
+    V.option(split, sorted(_BATCHES), "split")
     found = find_cifar10_dir(root)
     if found is None:
         raise DataError(f"{root}: no CIFAR-10 batches found (looked for {CIFAR_BIN_DIR}/ and "

@@ -19,6 +19,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from ..functional import _validation as V
 from ._open import open_data_file
 from .errors import DataError
 
@@ -216,8 +217,7 @@ def load_idx_dir(directory: str | Path, split: str = "train", *,
     -----
     images ``(N, 1, 28, 28)`` uint8; labels ``(N,)`` int64.
     """
-    if split not in IDX_FILES:
-        raise ValueError(f"split must be one of {sorted(IDX_FILES)}, got {split!r}.")
+    V.option(split, sorted(IDX_FILES), "split")
     paths = []
     for stem in IDX_FILES[split]:
         path = find_idx_file(directory, stem)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..functional import _validation as V
 from .cifar import CIFAR10_CLASSES, find_cifar10_dir, load_cifar10_dir
 from .downloads import SOURCES, default_root
 from .downloads import download as fetch_dataset
@@ -197,8 +198,7 @@ def load_dataset(name: str = "mnist5k", *, root: str | Path | None = None,
     if root is not None and not isinstance(root, str | Path):
         raise TypeError(f"root must be a directory path (str or pathlib.Path), got "
                         f"{type(root).__name__} {root!r}.")
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}; got {split!r}.")
+    V.option(split, SPLITS, "split")
     info = DATASETS[key]
     mean, std = info.mean, info.std
     if info.test_size is not None:

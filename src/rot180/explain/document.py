@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import sympy as sp
 
+from ..functional import _validation as V
+
 __all__ = [
     "FORMATS", "Block", "Bullets", "Equations", "Grid", "Heading", "Inline", "Item", "Math", "Para",
     "Text", "linear", "render", "symbol_tex",
@@ -284,8 +286,7 @@ _RENDERERS: dict[str, Callable[[Block], list[str]]] = {
 
 def render(blocks: Iterable[Block], fmt: str = "text") -> str:
     """Render blocks as ``"text"``, ``"markdown"`` or ``"latex"`` (a complete document)."""
-    if fmt not in _RENDERERS:
-        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}.")
+    V.option(fmt, FORMATS, "format")
     chunks = ["\n".join(_RENDERERS[fmt](b)) for b in blocks]
     if fmt == "latex":
         return "\n".join(_PREAMBLE) + "\n" + "\n\n".join(chunks) + "\n\\end{document}\n"

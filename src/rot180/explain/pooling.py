@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from ..functional import _validation as V
 from ..functional import shapes
 from ..functional.pool import avg_pool, avg_pool_grad, max_pool, max_pool_grad
 from .document import Block, Equations, Grid, Heading, Item, Para, Text
@@ -79,8 +80,7 @@ def pooling_example(mode: str = "max", input_shape: Sequence[int] = (4, 4),
     fixed seed. The delta is ``1, 2, 3, ...`` over the output cells. Mean pooling counts padding
     cells in ``K`` (PyTorch's ``count_include_pad=True``).
     """
-    if mode not in MODES:
-        raise ValueError(f"pooling mode must be one of {MODES}, got {mode!r}.")
+    V.option(mode, MODES, "pooling mode")
     spatial = tuple(int(v) for v in input_shape)
     nd = len(spatial)
     if nd not in (1, 2) or any(v < 1 for v in spatial):
