@@ -290,3 +290,24 @@ def test_bad_forward_and_backward_calls():
     tl = ConvTranspose1d(1, 1, 1, padding=1, dtype=np.float64)
     with pytest.raises(ValueError, match="crops more than the transposed convolution"):
         tl.forward(np.zeros((1, 1, 1)))
+
+
+def test_the_spec_is_resolved_once_and_again_for_a_new_weight_shape() -> None:
+    """The layer checks its settings at construction into one ConvSpec that every call reuses;
+    replacing the weight by one of another shape rebuilds it (and the results follow it)."""
+    from rot180.functional import conv, conv_grad_input
+    from rot180.nn import Parameter
+
+    layer = Conv2d(2, 3, 3, stride=2, padding="valid", dilation=1, dtype=np.float64, rng=0)
+    spec = layer._spec()
+    x = np.random.default_rng(1).standard_normal((2, 2, 9, 9))
+    layer.forward(x)
+    assert layer._spec() is spec and spec.padding == ((0, 0), (0, 0))
+    w = np.random.default_rng(2).standard_normal((4, 2, 2, 2))
+    layer.weight = Parameter(w)
+    layer.bias = Parameter(np.zeros(4))
+    y = layer.forward(x)
+    assert layer._spec() is not spec and layer._spec().kernel == (2, 2)
+    np.testing.assert_array_equal(y, conv(x, w, np.zeros(4), stride=2))
+    dy = np.ones_like(y)
+    np.testing.assert_array_equal(layer.backward(dy), conv_grad_input(dy, w, x.shape, stride=2))

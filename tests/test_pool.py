@@ -443,3 +443,22 @@ def test_bad_arguments_raise_clear_errors(call, exc, match) -> None:
     x = np.zeros((2, 3, 6, 6))
     with pytest.raises(exc, match=match):
         call(x)
+
+
+def test_pooling_layers_keep_one_spec_per_input_shape() -> None:
+    """A pooling layer builds its spec for the first input of a shape and reuses it while the
+    shape repeats; another shape gets its own, and the results are the functions'."""
+    layer = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False, ceil_mode=True)
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 3, 9, 8)), rng.standard_normal((1, 3, 7, 7))
+    layer.forward(a)
+    first = layer._spec_of
+    y = layer.forward(a)
+    assert layer._spec_of is first
+    kw = {"stride": 2, "padding": 1, "count_include_pad": False, "ceil_mode": True}
+    np.testing.assert_array_equal(y, avg_pool(a, 3, **kw))
+    y = layer.forward(b)
+    assert layer._spec_of is not first and layer._spec_of[0] == b.shape
+    np.testing.assert_array_equal(y, avg_pool(b, 3, **kw))
+    np.testing.assert_array_equal(layer.backward(np.ones_like(y)),
+                                  avg_pool_grad(np.ones_like(y), b.shape, 3, **kw))
