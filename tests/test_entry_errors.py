@@ -415,7 +415,7 @@ OPTIMIZERS = [
         ValueError, r"lr must be finite and >= 0, got nan", "load lr nan"),
     row(lambda: StepLR(_sgd(), 2).load_state_dict({
         "step_size": 2, "gamma": 0.1, "last_epoch": "3", "_step_count": 1, "base_lrs": [0.1],
-        "_last_lr": [0.1]}), ValueError, r"last_epoch must be an int >= -1, got '3'",
+        "_last_lr": [0.1]}), TypeError, r"StepLR: last_epoch must be an int, got str '3'",
         "scheduler last_epoch"),
     row(lambda: StepLR(_sgd(), 2).load_state_dict({
         "step_size": 2, "gamma": 0.1, "last_epoch": 0, "_step_count": 1, "base_lrs": 0.1,

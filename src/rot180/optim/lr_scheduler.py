@@ -17,11 +17,13 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from numbers import Integral
 from typing import Any
 
 from ..functional import _validation as check
 from .optimizer import Optimizer
+
+# A saved last_epoch is -1 before the first step.
+_LOAD_FIX = "Pass what state_dict() returned."
 
 __all__ = [
     "CosineAnnealingLR",
@@ -122,8 +124,9 @@ class LRScheduler:
                     f"{type(self).__name__} state has {len(state_dict[name])} {name}, the "
                     f"optimizer {n} param groups. Load a state saved with the same optimizer."
                 )
-        self.last_epoch = _epoch(state_dict["last_epoch"])
         where = type(self).__name__
+        self.last_epoch = check.integer(state_dict["last_epoch"], "last_epoch", where, low=-1,
+                                        fix=_LOAD_FIX)
         self._step_count = check.integer(state_dict["_step_count"], "_step_count", where, low=0)
         self.base_lrs = [check.real(v, "base_lrs", where) for v in state_dict["base_lrs"]]
         self._last_lr = [check.real(v, "_last_lr", where) for v in state_dict["_last_lr"]]
@@ -353,8 +356,9 @@ class SequentialLR(LRScheduler):
             )
         for s, saved in zip(self._schedulers, state_dict["_schedulers"], strict=True):
             s.load_state_dict(saved)
-        self.last_epoch = _epoch(state_dict["last_epoch"])
         where = type(self).__name__
+        self.last_epoch = check.integer(state_dict["last_epoch"], "last_epoch", where, low=-1,
+                                        fix=_LOAD_FIX)
         self._milestones = [check.integer(m, "milestone", where) for m in state_dict["_milestones"]]
         self._last_lr = [check.real(v, "_last_lr", where) for v in state_dict["_last_lr"]]
 
@@ -404,10 +408,3 @@ def _require_list(owner: object, state_dict: Mapping[str, Any], key: str) -> Non
             "returned."
         )
 
-
-def _epoch(value: object) -> int:
-    """A saved ``last_epoch``: an int >= -1 (-1: before the first step)."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < -1:
-        raise ValueError(f"last_epoch must be an int >= -1, got {value!r}. Pass what "
-                         "state_dict() returned.")
-    return int(value)
