@@ -193,7 +193,8 @@ def test_no_sample_order_prints_a_share_above_100_percent(samples, ms) -> None:
 
 @pytest.mark.parametrize(("argv", "match"), [
     (["--repeats", "0"], "--repeats must be >= 1"),
-    (["--threads", "0"], "--threads must be >= 1"),
+    (["--threads", "0"], "--threads must be between 1 and 1024"),
+    (["--threads", "100000"], "--threads must be between 1 and 1024"),
     (["--layer", "1,2:3"], "expected 3-5 input sizes"),
 ])
 def test_cli_errors_exit_2_without_traceback(argv, match, capsys) -> None:

@@ -33,7 +33,7 @@ BLOCK = textwrap.dedent("""
     sys.meta_path.insert(0, Absent())
 """)
 EVERY_OPTIONAL = ("tqdm", "safetensors", "matplotlib", "PIL", "sympy", "mpmath", "mlxtend",
-                  "sklearn", "threadpoolctl", "torch", "pandas", "scipy")
+                  "sklearn", "torch", "pandas", "scipy")
 
 
 def python(code: str, blocked: tuple[str, ...] = (), cwd: str | None = None

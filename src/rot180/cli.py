@@ -37,8 +37,7 @@ _COMMANDS = ("train", "evaluate", "predict", "check", "explain", "saliency", "be
 # Optional imports -> the name pip installs them by. Every command finds its packages in the
 # extra rot180[run], except those in _EXTRA (pyproject.toml lists the extras).
 _OPTIONAL = {"tqdm": "tqdm", "safetensors": "safetensors", "matplotlib": "matplotlib",
-             "PIL": "Pillow", "sympy": "sympy", "mpmath": "sympy",
-             "threadpoolctl": "threadpoolctl"}
+             "PIL": "Pillow", "sympy": "sympy", "mpmath": "sympy"}
 _EXTRA = {"explain": "explain"}
 # Packages whose data files rot180 reads without importing them: their own dependencies
 # (pandas, scipy, ...) are not needed.

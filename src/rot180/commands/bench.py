@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -50,6 +51,7 @@ from ..functional import (
     tuning,
 )
 from ..functional._registry import names as realisation_names
+from ..functional._tuning import MAX_THREADS
 
 __all__ = ["DEFAULT_LAYERS", "BenchRow", "Layer", "add_parser", "bench_layers", "explain",
            "format_rows", "matmul_gflops", "parse_layer", "run", "time_layer"]
@@ -266,14 +268,10 @@ def _thread_limit(threads: int | None):
     """A context that runs with ``threads`` BLAS threads (threadpoolctl), or changes nothing."""
     if threads is None:
         return nullcontext()
-    if threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {threads}.")
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        raise ValueError(
-            "--threads needs threadpoolctl (pip install 'rot180[all]'); or set "
-            "OPENBLAS_NUM_THREADS before starting rot180.") from None
+    if not 1 <= threads <= MAX_THREADS:
+        raise ValueError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}; "
+                         f"this machine has {os.cpu_count()} CPUs.")
+    from threadpoolctl import threadpool_limits  # a core dependency; imported when used
     return threadpool_limits(limits=threads, user_api="blas")
 
 
