@@ -1,17 +1,15 @@
-"""Pooling options PyTorch takes (issue 11, items 11 and 12): max-pooling ``dilation``, average
-pooling ``divisor_override``, zero-size batches, and the dimension-named functions
-(``max_pool2d`` ...) that read ``(C, *spatial)`` as unbatched and ``(N, C, *spatial)`` as batched.
-
-Every forward and backward is compared with PyTorch autograd in float64 (to 1e-12; the argmax
-exactly) over a sweep of 1-3-D shapes, and the dilated max pool also with a direct loop written
-from PyTorch's CPU kernel (the taps ``q*s - p + t*d`` inside the input, the first maximum in
-row-major order). Where PyTorch refuses a configuration, rot180 must refuse it too.
+"""Pooling options PyTorch takes (issue 11, item 11): max-pooling ``dilation`` and average
+pooling ``divisor_override``, with clear errors for bad values of the new arguments, and
+average pooling of non-finite values. Every forward and backward is compared with PyTorch
+autograd in float64 (to 1e-12; the argmax exactly) over a sweep of 1-3-D shapes, and the dilated
+max pool also with a direct loop written from PyTorch's CPU kernel (the taps ``q*s - p + t*d``
+inside the input, the first maximum in row-major order). Where PyTorch refuses a configuration,
+rot180 must refuse it too.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -19,70 +17,19 @@ import torch
 import torch.nn.functional as TF
 
 import rot180.functional as F
+from _pool_torch_common import (
+    AVG_CASES,
+    MAX_CASES,
+    R_AVG,
+    R_AVG_GRAD,
+    R_MAX,
+    R_MAX_GRAD,
+    T_AVG,
+    T_MAX,
+    TOL,
+    Case,
+)
 from rot180 import nn
-
-TOL = 1e-12
-T_MAX = {1: TF.max_pool1d, 2: TF.max_pool2d, 3: TF.max_pool3d}
-T_AVG = {1: TF.avg_pool1d, 2: TF.avg_pool2d, 3: TF.avg_pool3d}
-T_ADAPTIVE = {1: TF.adaptive_avg_pool1d, 2: TF.adaptive_avg_pool2d, 3: TF.adaptive_avg_pool3d}
-R_MAX = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
-R_MAX_GRAD = {1: F.max_pool1d_grad, 2: F.max_pool2d_grad, 3: F.max_pool3d_grad}
-R_AVG = {1: F.avg_pool1d, 2: F.avg_pool2d, 3: F.avg_pool3d}
-R_AVG_GRAD = {1: F.avg_pool1d_grad, 2: F.avg_pool2d_grad, 3: F.avg_pool3d_grad}
-
-
-@dataclass(frozen=True)
-class Case:
-    nd: int
-    lead: tuple[int, ...]       # (N, C) batched, (C,) unbatched
-    spatial: tuple[int, ...]
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    padding: tuple[int, ...]
-    dilation: tuple[int, ...]
-    ceil_mode: bool
-    ties: bool
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.lead + self.spatial
-
-    def input(self, seed: int) -> np.ndarray:
-        rng = np.random.default_rng(seed)
-        if self.ties:
-            return rng.integers(-2, 3, self.shape).astype(np.float64)
-        return rng.standard_normal(self.shape)
-
-    def __str__(self) -> str:
-        return (f"{self.nd}d-{self.lead}-i{self.spatial}-k{self.kernel}-s{self.stride}"
-                f"-p{self.padding}-d{self.dilation}{'-ceil' if self.ceil_mode else ''}"
-                f"{'-ties' if self.ties else ''}").replace(" ", "")
-
-
-def _cases(n: int, seed: int, *, dilated: bool) -> list[Case]:
-    """Half batched, half unbatched; spatial sizes around the window's extent so that stride
-    remainders, ceil-mode windows past the input and (dilated) all-padding windows occur."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for j in range(n):
-        nd = 1 + j % 3
-        r = lambda lo, hi: int(rng.integers(lo, hi + 1))  # noqa: E731
-        k = tuple(r(1, 3) for _ in range(nd))
-        d = tuple(r(1, 3) if dilated else 1 for _ in range(nd))
-        p = tuple(r(0, kj // 2) for kj in k)
-        span = tuple(dj * (kj - 1) + 1 for kj, dj in zip(k, d, strict=True))
-        lo = tuple(max(1, e - 2 * pj - 1) for e, pj in zip(span, p, strict=True))
-        if not dilated and nd == 3:   # torch's avg_pool3d wants the unpadded input >= kernel
-            lo = tuple(max(v, kj) for v, kj in zip(lo, k, strict=True))
-        spatial = tuple(v + r(0, 3) for v in lo)
-        lead = (r(1, 2), r(1, 3)) if j % 2 else (r(1, 3),)
-        out.append(Case(nd, lead, spatial, k, tuple(r(1, 3) for _ in range(nd)), p, d,
-                        bool(r(0, 1)), bool(r(0, 1))))
-    return out
-
-
-MAX_CASES = _cases(60, seed=11, dilated=True)
-AVG_CASES = _cases(36, seed=12, dilated=False)
 
 
 def _torch_max(c: Case, x: np.ndarray, dy_seed: int):
@@ -294,117 +241,6 @@ def test_avg_pool_layers_take_divisor_override(nd: int) -> None:
     np.testing.assert_allclose(y, ty, rtol=0, atol=TOL)
     np.testing.assert_allclose(ours.backward(dy), tdx, rtol=0, atol=TOL)
     assert "divisor_override=5" in repr(ours)
-
-
-# -- item 11: zero-size batches ------------------------------------------------------------------
-
-def _zero_batch_cases():
-    for nd in (1, 2, 3):
-        sp = (5, 6, 4)[:nd]
-        yield pytest.param(nd, "max", sp, id=f"max{nd}d")
-        yield pytest.param(nd, "avg", sp, id=f"avg{nd}d")
-        yield pytest.param(nd, "adaptive", sp, id=f"adaptive{nd}d")
-
-
-@pytest.mark.parametrize(("nd", "kind", "spatial"), list(_zero_batch_cases()))
-def test_zero_size_batch_gives_empty_result_like_torch(nd: int, kind: str, spatial) -> None:
-    x = np.zeros((0, 3, *spatial))
-    xt = torch.tensor(x, requires_grad=True)
-    if kind == "max":
-        ty = T_MAX[nd](xt, 2, 1, 1, 2, ceil_mode=True)
-        y, idx = R_MAX[nd](x, 2, 1, 1, 2, ceil_mode=True)
-        dx = R_MAX_GRAD[nd](np.zeros(y.shape), idx, x.shape, 2, 1, 1, 2, ceil_mode=True)
-        dx_bincount = F.max_pool_grad(np.zeros(y.shape), idx, x.shape)
-        layer = getattr(nn, f"MaxPool{nd}d")(2, 1, 1, 2, ceil_mode=True)
-        assert idx.shape == y.shape and idx.dtype == np.int64 and dx_bincount.shape == x.shape
-    elif kind == "avg":
-        ty = T_AVG[nd](xt, 3, 2, 1)
-        y = R_AVG[nd](x, 3, 2, 1, count_include_pad=False)
-        dx = R_AVG_GRAD[nd](np.zeros(y.shape), x.shape, 3, 2, 1, count_include_pad=False)
-        layer = getattr(nn, f"AvgPool{nd}d")(3, 2, 1, divisor_override=2)
-    else:
-        ty = T_ADAPTIVE[nd](xt, 2)
-        y = F.adaptive_avg_pool(x, 2)
-        dx = F.adaptive_avg_pool_grad(np.zeros(y.shape), x.shape)
-        layer = getattr(nn, f"AdaptiveAvgPool{nd}d")(2)
-        g = F.global_avg_pool(x)
-        assert g.shape == (0, 3) + (1,) * nd
-        assert F.global_avg_pool_grad(g, x.shape).shape == x.shape
-    ty.sum().backward()
-    assert y.shape == tuple(ty.shape) and y.size == 0
-    assert dx.shape == x.shape == tuple(xt.grad.shape)
-    ly = layer.forward(x)
-    assert ly.shape == y.shape
-    assert layer.backward(np.zeros_like(ly)).shape == x.shape
-
-
-@pytest.mark.parametrize("shape", [(0, 4, 4), (2, 0, 4, 4), (2, 3, 0, 4)])
-def test_zero_size_axes_other_than_the_batch_are_refused_like_torch(shape) -> None:
-    x = np.zeros(shape)
-    with pytest.raises(RuntimeError):
-        TF.max_pool2d(torch.tensor(x), 2)
-    with pytest.raises(ValueError, match="only the batch axis|Only the batch axis"):
-        F.max_pool2d(x, 2)
-    with pytest.raises(ValueError, match="Only the batch axis"):
-        F.avg_pool2d(x, 2)
-    with pytest.raises(ValueError, match="Only the batch axis"):
-        nn.MaxPool2d(2).forward(x)
-
-
-# -- item 12: unbatched inputs and the dimension-named functions -------------------------------
-
-def test_issue_example_unbatched_2d_pools_the_last_two_axes() -> None:
-    x = np.random.default_rng(7).standard_normal((2, 3, 6))
-    y, idx = F.max_pool2d(x, 3)
-    ty, tidx = TF.max_pool2d(torch.tensor(x), 3, return_indices=True)
-    assert y.shape == (2, 1, 2) == tuple(ty.shape)
-    np.testing.assert_array_equal(y, ty.numpy())
-    np.testing.assert_array_equal(idx, tidx.numpy())
-    # The same array is a batched 1-D input to max_pool1d, as to torch's.
-    assert F.max_pool1d(x, 3)[0].shape == (2, 3, 2) == tuple(TF.max_pool1d(torch.tensor(x),
-                                                                           3).shape)
-    # The generic function reads an int as batched unless told nd=.
-    assert F.max_pool(x, 3)[0].shape == (2, 3, 2)
-    assert F.max_pool(x, 3, nd=2)[0].shape == (2, 1, 2)
-    assert F.avg_pool(x, 3, nd=2).shape == (2, 1, 2)
-
-
-NAMED = [
-    # nd, spatial, kernel, stride, padding, dilation (max only); one-entry tuples broadcast
-    (1, (9,), 3, 2, 1, 2),
-    (1, (8,), (3,), (2,), (1,), (2,)),
-    (2, (7, 8), (3,), (2,), (1,), (2,)),
-    (2, (7, 8), (3, 2), 1, (1, 0), (1, 2)),
-    (3, (5, 6, 4), 2, (2,), (1,), 1),
-    (3, (5, 6, 5), (3, 2, 3), (1, 2, 2), 1, (2, 1, 1)),
-]
-
-
-@pytest.mark.parametrize("batched", [False, True])
-@pytest.mark.parametrize(("nd", "spatial", "k", "s", "p", "d"), NAMED)
-def test_named_functions_match_torch_functional(nd, spatial, k, s, p, d, batched) -> None:
-    rng = np.random.default_rng(8)
-    x = rng.standard_normal(((2, 3) if batched else (3,)) + spatial)
-    for ceil_mode in (False, True):
-        xt = torch.tensor(x, requires_grad=True)
-        ty, tidx = T_MAX[nd](xt, k, s, p, d, ceil_mode=ceil_mode, return_indices=True)
-        y, idx = R_MAX[nd](x, k, s, p, d, ceil_mode=ceil_mode)
-        np.testing.assert_array_equal(y, ty.detach().numpy())
-        np.testing.assert_array_equal(idx, tidx.numpy())
-        dy = rng.standard_normal(y.shape)
-        ty.backward(torch.tensor(dy))
-        np.testing.assert_allclose(R_MAX_GRAD[nd](dy, idx, x.shape, k, s, p, d,
-                                                  ceil_mode=ceil_mode),
-                                   xt.grad.numpy(), rtol=0, atol=TOL)
-        xt = torch.tensor(x, requires_grad=True)
-        ty = T_AVG[nd](xt, k, s, p, ceil_mode=ceil_mode, count_include_pad=False)
-        y = R_AVG[nd](x, k, s, p, ceil_mode=ceil_mode, count_include_pad=False)
-        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=0, atol=TOL)
-        dy = rng.standard_normal(y.shape)
-        ty.backward(torch.tensor(dy))
-        np.testing.assert_allclose(R_AVG_GRAD[nd](dy, x.shape, k, s, p, ceil_mode=ceil_mode,
-                                                  count_include_pad=False),
-                                   xt.grad.numpy(), rtol=0, atol=TOL)
 
 
 @pytest.mark.parametrize(("call", "exc", "match"), [
