@@ -44,7 +44,8 @@ __all__ = [
 PADDING_MODES = ("valid", "same", "full")
 
 
-def as_tuple(value: int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
+def as_tuple(value: int | Sequence[int], nd: int, name: str, where: str | None = None
+             ) -> tuple[int, ...]:
     """Expand an int (or a one-entry sequence, as PyTorch does) to ``nd`` copies, or check a
     sequence has ``nd`` ints.
 
@@ -54,27 +55,31 @@ def as_tuple(value: int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
     (1, 2)
     >>> as_tuple((3,), 2, "padding")
     (3, 3)
+
+    ``where`` (the caller, ``"MaxPool2d"``) starts every message.
     """
+    at = f"{where}: " if where else ""
     if isinstance(value, bool):
-        raise TypeError(f"{name} must be an int or a tuple of {nd} ints, got bool {value!r}.")
+        raise TypeError(f"{at}{name} must be an int or a tuple of {nd} ints, got bool {value!r}.")
     if isinstance(value, int | np.integer):
-        return (_bounded(int(value), name),) * nd
+        return (_bounded(int(value), name, at),) * nd
     if isinstance(value, Sequence) and not isinstance(value, str):
         if len(value) == 1 and nd > 1:
             value = tuple(value) * nd
         if len(value) != nd:
             raise ValueError(
-                f"{name} must have one entry per spatial dimension ({nd}), got {len(value)} "
+                f"{at}{name} must have one entry per spatial dimension ({nd}), got {len(value)} "
                 f"entries {tuple(value)!r}. Pass a single int or a tuple of length {nd} (or 1)."
             )
         out = []
         for v in value:
             if isinstance(v, bool) or not isinstance(v, int | np.integer):
-                raise TypeError(f"{name} entries must be ints, got {type(v).__name__} {v!r}.")
-            out.append(_bounded(int(v), name))
+                raise TypeError(f"{at}{name} entries must be ints, got {type(v).__name__} {v!r}.")
+            out.append(_bounded(int(v), name, at))
         return tuple(out)
     raise TypeError(
-        f"{name} must be an int or a tuple of {nd} ints, got {type(value).__name__} {value!r}."
+        f"{at}{name} must be an int or a tuple of {nd} ints, got {type(value).__name__} "
+        f"{value!r}."
     )
 
 
@@ -84,9 +89,9 @@ def as_tuple(value: int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
 MAX_EXTENT = 2**40
 
 
-def _bounded(v: int, name: str) -> int:
+def _bounded(v: int, name: str, at: str = "") -> int:
     if abs(v) > MAX_EXTENT:
-        raise ValueError(f"{name} must be at most 2**40 (about 1.1e12) in magnitude, got {v}: "
+        raise ValueError(f"{at}{name} must be at most 2**40 (about 1.1e12) in magnitude, got {v}: "
                          f"no array reaches that far. Pass a smaller {name}.")
     return v
 

@@ -43,7 +43,7 @@ from ..functional.conv import (
     conv_grad_weight_spec,
     conv_spec,
 )
-from ..functional.shapes import as_tuple, conv_output_shape, transposed_output_size
+from ..functional.shapes import transposed_output_size
 from . import init
 from .module import Module, Parameter
 
@@ -69,53 +69,28 @@ class _ConvBase(Module):
     def _setup(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple,
                stride: IntOrTuple, padding: str | IntOrTuple, dilation: IntOrTuple,
                groups: int, bias: bool, padding_mode: str, dtype: type | np.dtype,
-               rng: RNG) -> None:
+               rng: RNG, output_padding: IntOrTuple = 0) -> None:
         nd, name = self._nd, type(self).__name__
         groups = C.integer(groups, "groups", name)
         self.in_channels = C.integer(in_channels, "in_channels", name)
         self.out_channels = C.integer(out_channels, "out_channels", name)
-        if in_channels % groups:
-            raise ValueError(
-                f"in_channels must be divisible by groups, got in_channels={in_channels}, "
-                f"groups={groups}."
-            )
-        if out_channels % groups:
-            raise ValueError(
-                f"out_channels must be divisible by groups, got out_channels={out_channels}, "
-                f"groups={groups}."
-            )
+        for what, c in (("in_channels", in_channels), ("out_channels", out_channels)):
+            if c % groups:
+                raise ValueError(f"{name}: {what} must be divisible by groups, got {what}={c}, "
+                                 f"groups={groups}.")
         self.groups = int(groups)
-        self.kernel_size = C.positive_tuple(kernel_size, nd, "kernel_size")
-        self.stride = C.positive_tuple(stride, nd, "stride")
-        self.dilation = C.positive_tuple(dilation, nd, "dilation")
+        self.kernel_size = C.positive_tuple(kernel_size, nd, "kernel_size", name)
+        self.stride = C.positive_tuple(stride, nd, "stride", name)
+        self.dilation = C.positive_tuple(dilation, nd, "dilation", name)
         if not isinstance(padding_mode, str) or padding_mode != "zeros":
             raise ValueError(
                 f"{name}: padding_mode={padding_mode!r} is not supported; only 'zeros' is "
                 "supported. For reflect/replicate/circular padding, np.pad the input first."
             )
         self.padding_mode = padding_mode
-        if isinstance(padding, str):
-            if self._transposed:
-                raise ValueError(
-                    f"{name} does not accept a padding string ({padding!r}): its padding is "
-                    "cropped from the output; pass an int or a tuple of ints."
-                )
-            if padding not in _PADDING_STRINGS:
-                raise ValueError(
-                    f"Invalid padding string {padding!r}, should be one of {_PADDING_STRINGS}."
-                )
-            if padding == "same" and any(s != 1 for s in self.stride):
-                raise ValueError("padding='same' is not supported for strided convolutions")
-            self.padding: str | tuple = padding
-        elif isinstance(padding, int | np.integer) and not isinstance(padding, bool):
-            self.padding = (int(padding),) * nd
-        elif isinstance(padding, Sequence):
-            self.padding = tuple(padding)
-        else:
-            raise TypeError(
-                f"{name}: padding must be an int, a tuple of {nd} ints or one of "
-                f"{_PADDING_STRINGS}, got {type(padding).__name__} {padding!r}."
-            )
+        self.padding: str | tuple = self._padding_arg(padding)
+        if self._transposed:
+            self.output_padding = C.nd_ints(output_padding, nd, "output_padding", name)
         dt = C.float_dtype(dtype, name)
         a, b = ((in_channels, out_channels) if self._transposed
                 else (out_channels, in_channels))
@@ -123,23 +98,87 @@ class _ConvBase(Module):
         self.bias = Parameter(np.empty(out_channels, dt)) if C.flag(bias, "bias", name) else None
         init.default_init_(self.weight, self.bias, rng=rng)
         self._cache: tuple | None = None
-        # Every padding form resolved once to (low, high) pairs (this also validates it).
-        self._spec_of: tuple[tuple[int, ...], C.ConvSpec] | None = None
-        self._pads = self._spec().padding
+        # Every setting resolved once into a spec (this also validates them all).
+        self._spec_of: tuple[tuple, C.ConvSpec] | None = None
+        self._spec()
+
+    def _padding_arg(self, padding: object) -> str | tuple:
+        nd, name = self._nd, type(self).__name__
+        if isinstance(padding, str):
+            if self._transposed:
+                raise ValueError(
+                    f"{name} does not accept a padding string ({padding!r}): its padding is "
+                    "cropped from the output; pass an int or a tuple of ints."
+                )
+            if padding not in _PADDING_STRINGS:
+                raise ValueError(f"{name}: Invalid padding string {padding!r}, should be one "
+                                 f"of {_PADDING_STRINGS}.")
+            return padding
+        if isinstance(padding, int | np.integer) and not isinstance(padding, bool):
+            return (int(padding),) * nd
+        if isinstance(padding, Sequence):
+            return tuple(padding)
+        raise TypeError(
+            f"{name}: padding must be an int, a tuple of {nd} ints or one of "
+            f"{_PADDING_STRINGS}, got {type(padding).__name__} {padding!r}."
+        )
+
+    def _settings(self) -> tuple:
+        """Everything the spec depends on, as it is now (sequences as tuples, so a list
+        changed in place is seen)."""
+        def frozen(v: object) -> object:
+            return tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+        b = self.bias
+        return (self.weight.data.shape, frozen(self.stride), frozen(self.padding),
+                frozen(self.dilation), self.groups, frozen(getattr(self, "output_padding", 0)),
+                None if b is None else np.shape(b.data))
 
     def _spec(self) -> C.ConvSpec:
-        """The spec of the current weight: built at construction, and again only if the weight
-        was replaced by one of another shape (``layer.weight = Parameter(...)``)."""
-        shape = self.weight.data.shape
-        if self._spec_of is None or self._spec_of[0] != shape:
-            spec = C.weight_spec(shape, stride=self.stride, padding=self.padding,
-                                 dilation=self.dilation, groups=self.groups,
-                                 op=type(self).__name__)
-            self._spec_of = (shape, spec)
+        """The spec of the current weight and settings: built at construction, and again
+        (re-validated, with the construction's messages) whenever the weight's shape or any
+        setting (``stride``, ``padding``, ``dilation``, ``groups``, ``output_padding``, the
+        bias) changed since; the cache is keyed on all of them, so none is read stale."""
+        key = self._settings()
+        if self._spec_of is None or self._spec_of[0] != key:
+            self._spec_of = (key, self._resolve())
         return self._spec_of[1]
 
+    def _resolve(self) -> C.ConvSpec:
+        nd, name = self._nd, type(self).__name__
+        w_shape = self.weight.data.shape
+        if len(w_shape) != nd + 2:
+            raise ValueError(f"{name}: weight must be {nd + 2}-D (a {nd}-D kernel), got "
+                             f"{len(w_shape)}-D shape {w_shape}.")
+        groups = C.integer(self.groups, "groups", name)
+        stride = C.positive_tuple(self.stride, nd, "stride", name)
+        dilation = C.positive_tuple(self.dilation, nd, "dilation", name)
+        padding = self._padding_arg(self.padding)
+        if padding == "same" and any(s != 1 for s in stride):
+            raise ValueError(f"{name}: padding='same' is not supported for strided "
+                             f"convolutions, got stride={stride}. Pass explicit padding, or "
+                             "use stride=1.")
+        spec = C.weight_spec(w_shape, stride=stride, padding=padding, dilation=dilation,
+                             groups=groups, op=name)
+        c_out = spec.in_channels if self._transposed else spec.out_channels
+        if self.bias is not None and np.shape(self.bias.data) != (c_out,):
+            raise ValueError(f"{name}: bias must have shape (C_out,) = ({c_out},) for weight "
+                             f"shape {w_shape}, got {np.shape(self.bias.data)}. Replace the "
+                             "weight and the bias together.")
+        if self._transposed:
+            op = C.nd_ints(self.output_padding, nd, "output_padding", name)
+            for a, s, d in zip(op, stride, dilation, strict=True):
+                if a < 0 or not (a < s or a < d):
+                    raise ValueError(
+                        f"{name}: output padding must be smaller than either stride or "
+                        f"dilation (and >= 0), but got output_padding={op}, stride={stride}, "
+                        f"dilation={dilation}."
+                    )
+            self._output_padding = op
+        return spec
+
     def _check_input(self, x: object) -> np.ndarray:
-        nd, c = self._nd, self.in_channels
+        nd, spec = self._nd, self._spec()
+        c = spec.out_channels if self._transposed else spec.in_channels
         return C.check_input(
             x, type(self).__name__, ndim=(nd + 1, nd + 2), channels=c, channel_axis=-nd - 1,
             dtype=self.weight.data.dtype,
@@ -220,52 +259,43 @@ class _ConvTransposeNd(_ConvBase):
                  dtype: type | np.dtype = np.float32, rng: RNG = None) -> None:
         super().__init__()
         self._setup(in_channels, out_channels, kernel_size, stride, padding, dilation, groups,
-                    bias, padding_mode, dtype, rng)
-        op = as_tuple(output_padding, self._nd, "output_padding")  # type: ignore[arg-type]
-        for a, s, d in zip(op, self.stride, self.dilation, strict=True):
-            if a < 0 or not (a < s or a < d):
-                raise ValueError(
-                    f"output padding must be smaller than either stride or dilation (and "
-                    f">= 0), but got output_padding={op}, stride={self.stride}, "
-                    f"dilation={self.dilation}."
-                )
-        self.output_padding = op
+                    bias, padding_mode, dtype, rng, output_padding)
 
     def output_shape(self, spatial_in: Sequence[int]) -> tuple[int, ...]:
         """Spatial output size ``(i-1)s - p_lo - p_hi + d(k-1) + output_padding + 1``."""
+        sp = self._spec()  # kernel from the weight, every setting as it is now
         return tuple(
             transposed_output_size(i, k, s, lo, hi, d, a)
-            for i, k, s, (lo, hi), d, a in zip(spatial_in, self.kernel_size, self.stride,
-                                               self._pads, self.dilation, self.output_padding,
-                                               strict=True)
+            for i, k, s, (lo, hi), d, a in zip(spatial_in, sp.kernel, sp.stride, sp.padding,
+                                               sp.dilation, self._output_padding, strict=True)
         )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
-        nd = self._nd
+        nd, spec = self._nd, self._spec()
+        c_out = spec.in_channels  # the adjoint conv's input channels
         spatial_in = x.shape[-nd:]
         out = self.output_shape(spatial_in)
         if any(o < 1 for o in out):
             raise ValueError(
                 f"{type(self).__name__}: input spatial size {spatial_in} gives output size "
-                f"{out}; padding {self.padding} crops more than the transposed convolution "
+                f"{out}; padding {spec.padding} crops more than the transposed convolution "
                 "produces. Use less padding or a larger input."
             )
-        reach = conv_output_shape(out, self.kernel_size, self.stride, self._pads, self.dilation)
+        reach = spec.output_spatial(out)
         extra = [r - i for r, i in zip(reach, spatial_in, strict=True)]
         # The output and the padded input are sized before either is made (the engine's guard:
         # 931 GiB here was numpy's MemoryError from np.pad, 6 GiB cost 1.6 GB first).
         item = x.dtype.itemsize
-        guard_sample(self.out_channels * math.prod(out) * item, "the output",
-                     (self.groups, self.out_channels // self.groups, *out))
+        guard_sample(c_out * math.prod(out) * item, "the output",
+                     (spec.groups, c_out // spec.groups, *out))
         xe = x
         if any(extra):  # only when stride <= output_padding < dilation: see the module doc
-            guard_sample(self.in_channels * math.prod(reach) * item, "the padded input",
-                         (self.in_channels, *reach))
+            guard_sample(spec.out_channels * math.prod(reach) * item, "the padded input",
+                         (spec.out_channels, *reach))
             xe = np.pad(x, [(0, 0)] * (x.ndim - nd) + [(0, e) for e in extra])
         # the full output shape, as conv_grad_input resolves it from the spatial sizes ``out``
-        y = conv_grad_input_spec(xe, self.weight.data, (*x.shape[:-nd - 1], self.out_channels,
-                                                         *out), self._spec())
+        y = conv_grad_input_spec(xe, self.weight.data, (*x.shape[:-nd - 1], c_out, *out), spec)
         if self.bias is not None:
             y += self.bias.data.reshape((-1,) + (1,) * nd)
         self._cache = (xe, spatial_in, y.shape)

@@ -14,7 +14,6 @@ import numpy as np
 from ..functional import _validation as C
 from ..functional import pool as P
 from ..functional._poolspec import PoolSpec, check_divisor_override, divisor, pool_spec
-from ..functional.shapes import as_tuple
 from .module import Module
 
 __all__ = [
@@ -48,33 +47,49 @@ class _Pool(Module):
     def __init__(self, kernel_size: IntOrTuple, stride: IntOrTuple | None, padding: IntOrTuple,
                  ceil_mode: bool, dilation: IntOrTuple = 1) -> None:
         super().__init__()
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.dilation, self.ceil_mode = dilation, ceil_mode
+        self._cache: tuple | None = None
+        self._spec_of: tuple | None = None  # (input shape and settings, PoolSpec, divisor)
+        (self.kernel_size, self.stride, self.padding, self.dilation,
+         self.ceil_mode) = self._checked()
+
+    def _checked(self) -> tuple:
+        """The pooling settings, checked (at construction, and again whenever one of them
+        changed since the last input)."""
         nd, name = self._nd, type(self).__name__
-        self.kernel_size = C.positive_tuple(kernel_size, nd, "kernel_size", name)
-        self.stride = (self.kernel_size if stride is None
-                       else C.positive_tuple(stride, nd, "stride", name))
-        self.padding = as_tuple(padding, nd, "padding")
-        self.dilation = C.positive_tuple(dilation, nd, "dilation", name)
-        if any(p < 0 or p > k // 2 for p, k in zip(self.padding, self.kernel_size, strict=True)):
+        kernel = C.positive_tuple(self.kernel_size, nd, "kernel_size", name)
+        stride = kernel if self.stride is None else C.positive_tuple(self.stride, nd, "stride",
+                                                                      name)
+        padding = C.nd_ints(self.padding, nd, "padding", name)
+        dilation = C.positive_tuple(self.dilation, nd, "dilation", name)
+        if any(p < 0 or p > k // 2 for p, k in zip(padding, kernel, strict=True)):
             raise ValueError(
                 f"{name}: pad should be at most half of kernel size (and >= 0), got "
-                f"padding={self.padding} for kernel_size={self.kernel_size}. Use padding <= "
+                f"padding={padding} for kernel_size={kernel}. Use padding <= "
                 "kernel_size // 2 (the kernel size, not its dilated extent, as PyTorch)."
             )
-        self.ceil_mode = C.flag(ceil_mode, "ceil_mode", name)
-        self._cache: tuple | None = None
-        self._spec_of: tuple | None = None  # (input shape, PoolSpec, divisor)
+        return kernel, stride, padding, dilation, C.flag(self.ceil_mode, "ceil_mode", name)
+
+    def _settings(self) -> tuple:
+        def frozen(v: object) -> object:
+            return tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+        return (frozen(self.kernel_size), frozen(self.stride), frozen(self.padding),
+                frozen(self.dilation), self.ceil_mode)
 
     def _check_input(self, x: object) -> np.ndarray:
         return _check_input(x, type(self).__name__, self._nd)
 
     def _spec(self, shape: tuple[int, ...]) -> tuple[PoolSpec, np.ndarray | int | None]:
-        """The pooling spec (and average pooling's window sizes) of an input shape: the
-        settings were checked at construction; the spec is built for the first input of a
-        shape and reused while the shape repeats, so no call re-validates them."""
-        if self._spec_of is None or self._spec_of[0] != shape:
-            sp = pool_spec(shape, self.kernel_size, self.stride, self.padding, self.ceil_mode,
-                           type(self).__name__, dilation=self.dilation, nd=self._nd)
-            self._spec_of = (shape, sp, self._divisor(sp))
+        """The pooling spec (and average pooling's window sizes) of an input shape: built for
+        the first input of a shape and reused while the shape and every setting repeat (the
+        cache is keyed on both, so a setting changed after a forward is re-checked and used)."""
+        key = (shape, self._settings())
+        if self._spec_of is None or self._spec_of[0] != key:
+            kernel, stride, padding, dilation, ceil_mode = self._checked()
+            sp = pool_spec(shape, kernel, stride, padding, ceil_mode, type(self).__name__,
+                           dilation=dilation, nd=self._nd)
+            self._spec_of = (key, sp, self._divisor(sp))
         return self._spec_of[1], self._spec_of[2]
 
     def _divisor(self, sp: PoolSpec) -> np.ndarray | int | None:
@@ -149,13 +164,21 @@ class _AvgPoolNd(_Pool):
                  padding: IntOrTuple = 0, ceil_mode: bool = False,
                  count_include_pad: bool = True, divisor_override: int | None = None) -> None:
         super().__init__(kernel_size, stride, padding, ceil_mode)
+        self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
+        self.count_include_pad, self.divisor_override = self._averaging()
+
+    def _averaging(self) -> tuple[bool, int | None]:
         name = type(self).__name__
-        self.count_include_pad = C.flag(count_include_pad, "count_include_pad", name)
-        self.divisor_override = (None if divisor_override is None
-                                 else check_divisor_override(divisor_override, name))
+        d = self.divisor_override
+        return (C.flag(self.count_include_pad, "count_include_pad", name),
+                None if d is None else check_divisor_override(d, name))
+
+    def _settings(self) -> tuple:
+        return (*super()._settings(), self.count_include_pad, self.divisor_override)
 
     def _divisor(self, sp: PoolSpec) -> np.ndarray | int:
-        return divisor(sp, self.count_include_pad, self.divisor_override, type(self).__name__)
+        cip, d = self._averaging()
+        return divisor(sp, cip, d, type(self).__name__)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
