@@ -47,7 +47,10 @@ def test_load_state_dict_lists_every_problem() -> None:
 
 @pytest.mark.parametrize(("call", "exc", "match"), [
     (lambda m: m.load_state_dict(None), TypeError, "expects a mapping of names to arrays"),
-    (lambda m: m.load_state_dict({"0.weight": [1]}), StateDictError, "missing keys"),
+    (lambda m: m.load_state_dict({"0.weight": np.ones(1)}), StateDictError, "missing keys"),
+    # values pass the array seam, as Optimizer.load_state_dict's: a list is not converted
+    (lambda m: m.load_state_dict({"0.weight": [1]}), TypeError,
+     r"Sequential\.load_state_dict: state\['0\.weight'\] must be a numpy array, got list"),
     (lambda m: m.astype("foo"), TypeError, r"astype: dtype must be float32 or float64, got 'foo'"),
     (lambda m: m.astype(np.int32), TypeError,
      r"astype: dtype must be float32 or float64, got int32\. Pass dtype=np\.float32"),

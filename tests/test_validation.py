@@ -122,6 +122,61 @@ def test_numpy_subclasses_behave_as_before() -> None:
     assert type(p.data) is np.ndarray and p.data.shape == (1, 2)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("wrap", [np.matrix, lambda a: np.ma.array(a, mask=np.zeros_like(a))],
+                         ids=["matrix", "masked"])
+def test_a_subclass_parameter_trains_as_its_plain_array(wrap) -> None:
+    """The gradient is made from the stored plain array, not the argument: a matrix gradient
+    made Adam's ``g * g`` a matrix product (wrong updates, no error)."""
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    g = np.array([[0.5, -1.0], [2.0, 0.25]])
+    params = [nn.Parameter(wrap(a.copy())), nn.Parameter(a.copy())]
+    assert all(type(p.grad) is np.ndarray for p in params)
+    for p in params:
+        opt = Adam([p], lr=0.1)
+        for _ in range(3):
+            p.grad[...] = g
+            opt.step()
+    np.testing.assert_array_equal(params[0].data, params[1].data)
+
+
+def test_module_load_state_dict_goes_through_the_seam() -> None:
+    layer = nn.Linear(2, 3, rng=0)
+    state = layer.state_dict()
+    layer.load_state_dict({k: v.copy() for k, v in state.items()})  # numpy arrays: loaded
+    for bad, kind in [(memoryview(state["weight"]), "memoryview"), (ArrayLike(), "ArrayLike")]:
+        with pytest.raises(TypeError, match=r"^Linear\.load_state_dict: state\['weight'\] must "
+                                            rf"be a numpy array, got .*{kind}"):
+            layer.load_state_dict({**state, "weight": bad})
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TypeError, match=r"got torch\.Tensor: rot180 computes with NumPy"):
+        layer.load_state_dict({**state, "weight": torch.tensor(state["weight"])})
+
+
+def test_a_numpy_scalar_is_named_as_such() -> None:
+    with pytest.raises(TypeError, match=r"^Parameter: data must be a numpy array, got a numpy "
+                                        r"scalar \(numpy\.float64\)\."):
+        nn.Parameter(np.float64(1.0))
+
+
+@pytest.mark.parametrize("call", [lambda: nn.Dropout(10**400), lambda: nn.LeakyReLU(10**400),
+                                  lambda: SGD([nn.Parameter(np.zeros(2))], lr=10**400),
+                                  lambda: V.real(-(10**400), "x")])
+def test_an_int_beyond_float_range_is_not_finite(call) -> None:
+    with pytest.raises(ValueError, match=r"must be finite.*got an int beyond float's range "
+                                         r"\(about 10\*\*400\)"):
+        call()
+
+
+@pytest.mark.parametrize("call", [lambda: V.float_dtype(None, "f"),
+                                  lambda: nn.Conv2d(1, 1, 1, dtype=None),
+                                  lambda: nn.Linear(1, 1, dtype=None)])
+def test_dtype_none_is_refused(call) -> None:
+    with pytest.raises(TypeError, match=r"dtype must be float32 or float64, got None\. Pass "
+                                        r"dtype=np\.float32 or np\.float64\."):
+        call()
+
+
 def test_as_array_checks_dtype_and_rank_for_its_caller() -> None:
     with pytest.raises(TypeError, match=r"^SGD: g must have dtype float32 or float64, got int64\. "
                                         r"Convert it with g\.astype\(np\.float32\) \(or "

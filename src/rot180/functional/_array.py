@@ -65,7 +65,9 @@ def _refuse(a: object, name: str, at: str, convert: str) -> TypeError:
             f"and other array libraries are not supported yet. Convert it with {convert} (from "
             "CuPy with .get(), from torch with .detach().cpu().numpy())."
         )
-    return TypeError(f"{at}{name} must be a numpy array, got {type_name(a)}. "
+    got = (f"a numpy scalar (numpy.{type(a).__name__})" if isinstance(a, np.generic)
+           else type_name(a))
+    return TypeError(f"{at}{name} must be a numpy array, got {got}. "
                      f"Convert it with {convert}.")
 
 

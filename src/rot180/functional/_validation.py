@@ -58,7 +58,7 @@ __all__ = [
     "FLOAT_DTYPES", "NAMESPACES", "ConvSpec", "all_finite", "array_namespace", "as_array",
     "axis_arg", "cached", "check_grad", "check_input", "conv_args", "dz_for", "flag",
     "float_array", "float_dtype", "generator", "grad_input_args", "grad_weight_args",
-    "input_shape_for", "int_tuple", "integer", "option", "positive_tuple", "real",
+    "input_shape_for", "int_tuple", "integer", "nd_ints", "option", "positive_tuple", "real",
     "resolve_input_shape", "same_dtype", "shape_arg", "type_name", "weight_spec",
 ]
 
@@ -81,7 +81,12 @@ def real(value: object, name: str, where: str | None = None, *, low: float | Non
     at = _at(where)
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{at}{name} must be a real number, got {type_name(value)} {value!r}.")
-    out = float(value)
+    shown = repr(value)
+    try:
+        out = float(value)
+    except OverflowError:  # an int beyond float's range (10**400): an infinity, refused below
+        out = math.inf if value > 0 else -math.inf  # type: ignore[operator]
+        shown = f"an int beyond float's range (about 10**{len(str(abs(value))) - 1})"
     outside = ((low is not None and (out <= low if low_open else out < low))
                or (high is not None and (out >= high if high_open else out > high)))
     if not finite and (low, high) == (None, None):
@@ -94,7 +99,7 @@ def real(value: object, name: str, where: str | None = None, *, low: float | Non
             raise ValueError(f"{at}Invalid {invalid}: {out} (expected {name} "
                              f"{' and '.join(bounds)}).")
         raise ValueError(f"{at}{name} must be finite{''.join(f' and {b}' for b in bounds)}, "
-                         f"got {value!r}.")
+                         f"got {shown}.")
     return out
 
 
@@ -135,7 +140,11 @@ def option(value: object, options: Sequence[str], name: str, where: str | None =
 
 
 def float_dtype(dtype: object, where: str | None = None) -> np.dtype:
-    """``dtype`` as ``np.dtype``: float32 or float64 only."""
+    """``dtype`` as ``np.dtype``: float32 or float64 only (``None`` too is refused: NumPy
+    would read it as float64, silently)."""
+    if dtype is None:
+        raise TypeError(f"{_at(where)}dtype must be float32 or float64, got None. Pass "
+                        "dtype=np.float32 or np.float64.")
     try:
         dt = np.dtype(dtype)  # type: ignore[call-overload]
     except TypeError:
@@ -183,10 +192,15 @@ def shape_arg(value: object, name: str, where: str | None = None, *, empty_batch
     return shape
 
 
+def nd_ints(value: object, nd: int, name: str, where: str | None = None) -> tuple[int, ...]:
+    """An int or ``nd`` ints (a one-entry tuple repeats, as PyTorch), any sign."""
+    return shapes.as_tuple(value, nd, name, where)  # type: ignore[arg-type]
+
+
 def positive_tuple(value: object, nd: int, name: str, where: str | None = None
                    ) -> tuple[int, ...]:
     """An int or ``nd`` ints (a one-entry tuple repeats, as PyTorch), each ``>= 1``."""
-    out = shapes.as_tuple(value, nd, name)  # type: ignore[arg-type]
+    out = nd_ints(value, nd, name, where)
     if any(v < 1 for v in out):
         raise ValueError(
             f"{_at(where)}{name} must be >= 1 in every dimension, got {value!r}. Pass a "

@@ -40,10 +40,14 @@ class Parameter:
     __slots__ = ("data", "grad")
 
     def __init__(self, data: np.ndarray) -> None:
-        # A numpy subclass (np.matrix, a masked array) is stored as the plain ndarray it wraps.
-        self.data = np.asarray(V.as_array(data, "data", "Parameter", dtypes=V.FLOAT_DTYPES,
-                                          cast="data.astype(np.float32)"))
-        self.grad = np.zeros_like(data)
+        # Stored as the array namespace gives it (a backend's array as it is); a numpy subclass
+        # (np.matrix, a masked array) as the plain ndarray it wraps, its gradient too (a matrix
+        # gradient made Adam's g * g a matrix product).
+        arr = V.as_array(data, "data", "Parameter", dtypes=V.FLOAT_DTYPES,
+                         cast="data.astype(np.float32)")
+        xp = V.array_namespace(arr)
+        self.data = xp.asarray(arr)  # type: ignore[union-attr]
+        self.grad = xp.zeros_like(self.data)  # type: ignore[union-attr]
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -216,6 +220,11 @@ class Module:
                 f"load_state_dict expects a mapping of names to arrays (e.g. model.state_dict() "
                 f"or safetensors' load_file), got {type(state).__name__}."
             )
+        # Every value through the array seam, as Optimizer.load_state_dict: a torch tensor or
+        # a memoryview is refused with the conversion to make, never converted silently.
+        where = f"{type(self).__name__}.load_state_dict"
+        state = {k: V.as_array(v, f"state[{k!r}]", where, convert="np.asarray(value)")
+                 for k, v in state.items()}
         own = self.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
