@@ -273,6 +273,14 @@ def test_a_huge_learning_rate_diverges_in_the_first_epoch(tmp_path) -> None:
     ("seed", -1, "--seed must be an int >= 0, got -1"),
     ("label_smoothing", 1.0, r"--label-smoothing must be in \[0, 1\), got 1.0"),
     ("label_smoothing", -0.1, r"--label-smoothing must be in \[0, 1\)"),
+    # the checks of functional._validation: the kind of value too, in the command line's terms
+    ("epochs", 2.5, "--epochs must be an int >= 1, got 2.5"),
+    ("epochs", "3", "--epochs must be an int >= 1, got '3'"),
+    ("epochs", True, "--epochs must be an int >= 1, got True"),
+    ("batch_size", 1.5, "--batch-size must be an int >= 1, got 1.5"),
+    ("lr", True, "--lr must be a finite number > 0, got True"),
+    ("lr", "0.1", "--lr must be a finite number > 0, got '0.1'"),
+    ("val_fraction", None, r"--val-fraction must be in \(0, 0.5\], got None"),
 ])
 def test_config_validate_errors(tmp_path, field, value, message) -> None:
     cfg = config(tmp_path, **{field: value})
@@ -281,6 +289,20 @@ def test_config_validate_errors(tmp_path, field, value, message) -> None:
     with pytest.raises(ValueError, match=message):      # the Trainer validates first
         Trainer(cfg, progress=False)
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_config_takes_numpy_numbers_as_python_ones(tmp_path) -> None:
+    cfg = config(tmp_path, seed=np.int64(1), epochs=np.int32(2), lr=np.float32(0.5))
+    cfg.validate()
+    assert (cfg.seed, cfg.epochs, cfg.lr) == (1, 2, 0.5)
+    assert (type(cfg.seed), type(cfg.epochs), type(cfg.lr)) == (int, int, float)
+
+
+def test_trainer_still_exports_the_choices() -> None:
+    from rot180.train import config as C
+    from rot180.train import trainer
+
+    assert (trainer.OPTIMIZERS, trainer.SCHEDULES) == (C.OPTIMIZERS, C.SCHEDULES)
 
 
 def test_default_config_is_valid_and_the_issues_defaults() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .. import optim
+from ..functional import _validation as V
 from ..nn import Module
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "TrainConfig", "make_optimizer", "make_schedule"]
@@ -38,35 +39,36 @@ class TrainConfig:
     out: str | None = None   # None: runs/<model>-<data>, or the next free -2, -3, ...
 
     def validate(self) -> None:
+        """Check every setting with :mod:`rot180.functional._validation` (numpy ints and floats
+        are taken, bools and strings refused) and store it as a Python int / float / str; a
+        refusal is a ``ValueError`` in the command line's terms."""
         def bad(name: str, expected: str) -> ValueError:   # in the command line's terms
             option = "--" + name.replace("_", "-")
             return ValueError(f"{option} must be {expected}, got {getattr(self, name)!r} "
                               f"(TrainConfig.{name}). Pass {option} with such a value.")
 
-        if self.epochs < 1:
-            raise bad("epochs", "an int >= 1")
-        if self.batch_size < 1:
-            raise bad("batch_size", "an int >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise bad("lr", "a finite number > 0")
-        if self.optimizer not in OPTIMIZERS:
-            raise bad("optimizer", f"one of {OPTIMIZERS}")
-        if self.schedule not in SCHEDULES:
-            raise bad("schedule", f"one of {SCHEDULES}")
-        if self.dtype not in ("float32", "float64"):
-            raise bad("dtype", "'float32' or 'float64'")
-        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise bad("weight_decay", "a finite number >= 0")
-        if not 0 <= self.label_smoothing < 1:
-            raise bad("label_smoothing", "in [0, 1)")
-        if not 0 < self.val_fraction <= 0.5:
-            raise bad("val_fraction", "in (0, 0.5]")
-        if not (self.warmup_epochs >= 0 and math.isfinite(self.warmup_epochs)):
-            raise bad("warmup_epochs", "a finite number >= 0")
+        def check(name: str, expected: str, test: Callable[[object, str], object]) -> None:
+            try:
+                setattr(self, name, test(getattr(self, name), name))
+            except (TypeError, ValueError):
+                raise bad(name, expected) from None
+
+        check("epochs", "an int >= 1", V.integer)
+        check("batch_size", "an int >= 1", V.integer)
+        check("lr", "a finite number > 0", lambda v, n: V.real(v, n, low=0, low_open=True))
+        check("optimizer", f"one of {OPTIMIZERS}", lambda v, n: V.option(v, OPTIMIZERS, n))
+        check("schedule", f"one of {SCHEDULES}", lambda v, n: V.option(v, SCHEDULES, n))
+        check("dtype", "'float32' or 'float64'",
+              lambda v, n: V.option(v, ("float32", "float64"), n))
+        check("weight_decay", "a finite number >= 0", lambda v, n: V.real(v, n, low=0))
+        check("label_smoothing", "in [0, 1)",
+              lambda v, n: V.real(v, n, low=0, high=1, high_open=True))
+        check("val_fraction", "in (0, 0.5]",
+              lambda v, n: V.real(v, n, low=0, low_open=True, high=0.5))
+        check("warmup_epochs", "a finite number >= 0", lambda v, n: V.real(v, n, low=0))
         if self.schedule != "none" and self.warmup_epochs >= self.epochs:
             raise bad("warmup_epochs", f"smaller than --epochs ({self.epochs}) for a schedule")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise bad("seed", "an int >= 0")
+        check("seed", "an int >= 0", lambda v, n: V.integer(v, n, low=0))
 
 
 def make_optimizer(cfg: TrainConfig, model: Module) -> optim.Optimizer:

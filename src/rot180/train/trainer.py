@@ -40,7 +40,7 @@ import math
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,53 +48,21 @@ import numpy as np
 
 from ..data import Dataset, load_dataset, split_indices
 from ..models import build_model, image_size_error
-from ..nn import Module, SoftmaxCrossEntropy
+from ..nn import SoftmaxCrossEntropy
 from . import metrics as M
 from . import rundir
+from ._outcomes import EpochResult, TrainingDiverged, TrainingInterrupted, generators
 from ._resume import check_resume
 from .card import ModelCard
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import TrainConfig, make_optimizer, make_schedule
+from .config import OPTIMIZERS, SCHEDULES, TrainConfig, make_optimizer, make_schedule
 from .evaluate import evaluate_model, progress
 
-__all__ = ["TrainConfig", "Trainer", "TrainingDiverged", "TrainingInterrupted", "evaluate_model",
-           "VAL_SEED"]
+__all__ = ["OPTIMIZERS", "SCHEDULES", "EpochResult", "TrainConfig", "Trainer", "TrainingDiverged",
+           "TrainingInterrupted", "evaluate_model", "VAL_SEED"]
 
 #: Seed of the validation cut of the training split (fixed: it does not move with ``seed``).
 VAL_SEED = 0
-
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
-
-
-class TrainingInterrupted(RuntimeError):
-    """SIGINT or SIGTERM stopped the run; a resumable checkpoint was written first."""
-
-    def __init__(self, message: str, checkpoint: Path) -> None:
-        super().__init__(message)
-        self.checkpoint = checkpoint
-
-
-@dataclass
-class EpochResult:
-    epoch: int
-    train_loss: float
-    train_acc: float
-    val_loss: float
-    val_acc: float
-    seconds: float
-    images_per_s: float = field(default=0.0)
-
-    def row(self) -> dict:
-        return {c: getattr(self, c) for c in M.METRIC_COLUMNS}
-
-
-def _generators(model: Module) -> dict[str, np.random.Generator]:
-    """Every Generator a module draws from (dropout masks), by module name."""
-    return {name: mod.rng for name, mod in model.named_modules()
-            if isinstance(getattr(mod, "rng", None), np.random.Generator)}
 
 
 class Trainer:
@@ -191,7 +159,7 @@ class Trainer:
             "schedule_start_epoch": self.schedule_start_epoch,
             "rng_state": self.rng.bit_generator.state,
             "module_rng_states": {k: g.bit_generator.state
-                                  for k, g in _generators(self.model).items()},
+                                  for k, g in generators(self.model).items()},
             "scheduler": self.sched.state_dict() if self.sched is not None else None,
             "partial_epoch": self._partial,
             "epoch_start_rng_state": self._epoch_start_rng if self._partial else None,
@@ -230,7 +198,7 @@ class Trainer:
             if state["partial_epoch"]:   # checked now, used when the epoch restarts
                 type(self.rng.bit_generator)().state = meta["epoch_start_rng_state"]
             module_states = meta.get("module_rng_states") or {}
-            for name, g in _generators(self.model).items():
+            for name, g in generators(self.model).items():
                 if name in module_states:
                     g.bit_generator.state = module_states[name]
         except (TypeError, ValueError, KeyError, AttributeError, IndexError,
