@@ -191,6 +191,14 @@ def test_split_properties(label_list, draw):
             assert np.floor(quota) <= np.sum(labels[test] == c) <= np.ceil(quota)
 
 
+def test_split_takes_numpy_numbers():
+    labels = np.repeat(np.arange(2), 5)
+    for a, b in [(np.float32(0.2), 0.2), (np.int64(3), 3)]:
+        for x, y in zip(split_indices(labels, test_size=a), split_indices(labels, test_size=b),
+                        strict=True):
+            np.testing.assert_array_equal(x, y)
+
+
 @pytest.mark.parametrize(("labels", "size", "error", "match"), [
     (np.arange(10), 0, ValueError, r"test_size must leave .* got 0 \(0 of 10"),
     (np.arange(10), 10, ValueError, r"1 <= test_size < 10"),

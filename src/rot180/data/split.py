@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from numbers import Integral
+
 import numpy as np
 
 from ..functional import _validation as V
@@ -52,14 +54,18 @@ def split_indices(labels: np.ndarray, *, test_size: int | float, seed: int = 0,
         raise TypeError(f"labels must be a 1-D integer array, got {labels.ndim}-D "
                         f"{labels.dtype}. Pass the (N,) label vector.")
     n = labels.shape[0]
-    if isinstance(test_size, bool) or not isinstance(test_size, int | float | np.integer):
-        raise TypeError(f"test_size must be an int count or a float fraction, got "
-                        f"{type(test_size).__name__}.")
-    if isinstance(test_size, float) and not np.isfinite(test_size):
-        raise ValueError(f"test_size must be finite, got {test_size!r}. Pass a count or a "
-                         "fraction in (0, 1).")
+    if isinstance(test_size, Integral) and not isinstance(test_size, bool):
+        count = V.integer(test_size, "test_size", low=None)
+    else:  # a fraction: any real number (np.float32 too), finite
+        try:
+            fraction = V.real(test_size, "test_size")
+        except TypeError:
+            raise TypeError(f"test_size must be an int count or a float fraction, got "
+                            f"{V.type_name(test_size)} {test_size!r}.") from None
+        except ValueError as exc:
+            raise ValueError(f"{exc} Pass a count or a fraction in (0, 1).") from None
+        count = int(round(fraction * n))
     seed = V.integer(seed, "seed", low=0)
-    count = int(round(test_size * n)) if isinstance(test_size, float) else int(test_size)
     if not 1 <= count < n:
         raise ValueError(f"test_size must leave at least one sample on each side: got "
                          f"{test_size!r} ({count} of {n} samples). Use 1 <= test_size < {n} "

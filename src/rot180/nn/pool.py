@@ -247,14 +247,16 @@ class _AdaptiveAvgPoolNd(Module):
         super().__init__()
         nd, name = self._nd, type(self).__name__
         sizes = (output_size,) * nd if not isinstance(output_size, Sequence) else output_size
-        if len(sizes) != nd or any(
-                o is not None and (isinstance(o, bool) or not isinstance(o, int | np.integer)
-                                   or o < 1) for o in sizes):
+        try:
+            if len(sizes) != nd:
+                raise ValueError
+            self.output_size = tuple(None if o is None else C.integer(o, "output_size")
+                                     for o in sizes)
+        except (TypeError, ValueError):
             raise ValueError(
                 f"{name}: output_size must be a positive int or {nd} entries each a positive "
                 f"int or None, got {output_size!r}."
-            )
-        self.output_size = tuple(None if o is None else int(o) for o in sizes)
+            ) from None
         self._cache: tuple | None = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping
-from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -278,9 +277,13 @@ class Optimizer:
         out: dict[str, Any] = {}
         for k, v in entry.items():
             if k in self._state_ints:
-                if isinstance(v, bool) or not isinstance(v, Real) or not float(v).is_integer():
-                    raise ValueError(f"state '{k}' of parameter {idx} must be an int, got {v!r}.")
-                out[k] = check.integer(int(v), k, type(self).__name__, low=0)
+                # an int, or the float a JSON round trip may make of it (3.0)
+                n = int(v) if isinstance(v, float) and v.is_integer() else v
+                try:
+                    out[k] = check.integer(n, k, type(self).__name__, low=0)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"state '{k}' of parameter {idx} must be an int >= 0, got "
+                                     f"{v!r} ({exc}) Pass what state_dict() returned.") from None
             else:
                 # an array, or a list of numbers after a JSON round trip; never another library's
                 arr = check.as_array(v, f"state '{k}' of parameter {idx}", type(self).__name__,
@@ -335,12 +338,13 @@ def _index(key: object) -> int:
     """A saved parameter index: an int, or its string form after a JSON round trip."""
     if isinstance(key, str) and key.isdigit():
         return int(key)
-    if isinstance(key, bool) or not isinstance(key, Integral) or key < 0:
+    try:
+        return check.integer(key, "parameter index", low=0)
+    except (TypeError, ValueError):
         raise ValueError(
             f"loaded state refers to parameter index {key!r}; expected a non-negative int (or "
             "its string form). Pass what Optimizer.state_dict() returned."
-        )
-    return int(key)
+        ) from None
 
 
 def _reject_set(params: object) -> None:

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ..functional import _validation as V
 from . import metrics as M
 from .checkpoint import Checkpoint, CheckpointError
 from .config import TrainConfig
@@ -42,8 +43,11 @@ def check_resume(cfg: TrainConfig, ckpt: Checkpoint, path: Path
         )
     state = resume_state(meta, path)
     planned = saved.get("epochs")
-    if isinstance(planned, bool) or not isinstance(planned, int) or planned < 1:
-        raise CheckpointError(f"{path}: config.epochs must be an int >= 1, got {planned!r}.")
+    try:
+        planned = V.integer(planned, "config.epochs")
+    except (TypeError, ValueError):
+        raise CheckpointError(f"{path}: config.epochs must be an int >= 1, got "
+                              f"{planned!r}.") from None
     extend = planned != cfg.epochs
     if extend and (state["epoch"] != planned or state["partial_epoch"]):
         raise ValueError(
@@ -67,9 +71,19 @@ def resume_state(meta: dict[str, Any], path: Path) -> dict[str, Any]:
 
     def count(key: str, default: int | None = None) -> int:
         v = meta.get(key, default)
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**53:
-            raise bad(f"{key} must be an int >= 0, got {type(v).__name__} {v!r:.60}")
-        return v
+        try:
+            if isinstance(v, int) and v >= 2**53:
+                raise ValueError
+            return V.integer(v, key, low=0)
+        except (TypeError, ValueError):
+            raise bad(f"{key} must be an int >= 0, got {type(v).__name__} {v!r:.60}") from None
+
+    def number(value: object, low: float, high: float) -> bool:
+        try:
+            V.real(value, "value", low=low, high=high)
+        except (TypeError, ValueError):
+            return False
+        return True
 
     epoch, step = count("epoch"), count("step")
     start = count("schedule_start_epoch", 0)
@@ -77,22 +91,29 @@ def resume_state(meta: dict[str, Any], path: Path) -> dict[str, Any]:
         raise bad(f"schedule_start_epoch {start} is after epoch {epoch}")
     history = meta.get("history")
     if not isinstance(history, list) or len(history) != epoch or not all(
-            isinstance(r, dict) and all(isinstance(r.get(c), int | float)
-                                        and not isinstance(r.get(c), bool)
-                                        for c in M.METRIC_COLUMNS) for r in history):
+            isinstance(r, dict) and all(_is_number(r.get(c)) for c in M.METRIC_COLUMNS)
+            for r in history):
         raise bad(f"history must be a list of {epoch} rows with {list(M.METRIC_COLUMNS)}")
     best = meta.get("best_val_acc")
-    if isinstance(best, bool) or not isinstance(best, int | float) or not -1 <= best <= 1:
+    if not number(best, -1, 1):
         raise bad(f"best_val_acc must be a number in [-1, 1], got {best!r:.60}")
     partial = meta.get("partial_epoch")
     if partial is not None:
         keys = ("batches", "loss_sum", "correct", "seen")
         if not isinstance(partial, dict) or not all(
-                isinstance(partial.get(k), int | float) and not isinstance(partial.get(k), bool)
-                and math.isfinite(partial[k]) and partial[k] >= 0 for k in keys):
+                number(partial.get(k), 0, math.inf) for k in keys):
             raise bad(f"partial_epoch must hold numbers >= 0 for {list(keys)}")
         if not isinstance(meta.get("epoch_start_rng_state"), dict):
             raise bad("a mid-epoch checkpoint needs epoch_start_rng_state")
     return {"epoch": epoch, "step": step, "schedule_start_epoch": start,
             "history": [dict(r) for r in history], "best_val_acc": float(best),
             "partial_epoch": partial}
+
+
+def _is_number(value: object) -> bool:
+    """A real number (a history entry: any value, NaN included, as a run may log one)."""
+    try:
+        V.real(value, "value", finite=False)
+    except TypeError:
+        return False
+    return True
