@@ -226,6 +226,9 @@ def test_integer_takes_numpy_integers_and_real_takes_numpy_floats() -> None:
 
 CHECK_MODULES = {"functional/_validation.py", "functional/_array.py", "functional/_convspec.py",
                  "functional/_poolspec.py",
+                 # as_tuple: the int-or-tuple check that positive_tuple and nd_ints wrap
+                 # (_validation imports shapes, so shapes cannot call integer)
+                 "functional/shapes.py",
                  # a damaged checkpoint's metadata: CheckpointError in the file's own terms
                  "train/card.py"}
 # Readers of data files: a wrong object inside a file is a DataError, not the caller's TypeError.
@@ -254,22 +257,75 @@ def test_no_package_defines_its_own_argument_checks() -> None:
     assert not (SRC / "optim" / "_validation.py").exists()
 
 
-def test_array_checks_go_through_the_seam() -> None:
-    """Outside the seam no module raises because something is not an ``np.ndarray``: a raise
-    directly under ``if not isinstance(..., np.ndarray)`` is a check the seam should make."""
-    def refusals(test: ast.expr) -> list[str]:
-        terms = test.values if isinstance(test, ast.BoolOp) and isinstance(test.op, ast.Or) \
-            else [test]
-        return [ast.unparse(t) for t in terms
-                if isinstance(t, ast.UnaryOp) and isinstance(t.op, ast.Not)
-                and isinstance(t.operand, ast.Call) and ast.unparse(t.operand.func) == "isinstance"
-                and "np.ndarray" in ast.unparse(t.operand.args[1])]
+def _is_call(node: ast.AST, name: str) -> bool:
+    return isinstance(node, ast.Call) and ast.unparse(node.func) == name
 
-    found = [f"{path}:{node.lineno}: {term}" for path, tree in _sources()
-             if path not in {"functional/_array.py", *FILE_READERS} for node in ast.walk(tree)
-             if isinstance(node, ast.If) and any(isinstance(b, ast.Raise) for b in node.body)
-             for term in refusals(node.test)]
+
+def _ndarray_refusals(tree: ast.AST) -> list[ast.AST]:
+    """``not isinstance(x, np.ndarray)`` and ``type(x) is not np.ndarray`` (or ``is``, ``==``,
+    ``!=``), wherever they stand: an ``if``, a ``BoolOp``, a ternary, an ``assert``."""
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not)
+                and _is_call(node.operand, "isinstance") and len(node.operand.args) == 2
+                and "ndarray" in ast.unparse(node.operand.args[1])):
+            found.append(node)
+        elif (isinstance(node, ast.Compare) and _is_call(node.left, "type")
+              and any(isinstance(op, ast.Is | ast.IsNot | ast.Eq | ast.NotEq) for op in node.ops)
+              and any("ndarray" in ast.unparse(c) for c in node.comparators)):
+            found.append(node)
+    return found
+
+
+_NUMBER_TYPES = ("int", "float", "Integral", "Real", "Number", "np.integer", "np.floating",
+                 "numbers.")
+
+
+def _hand_number_checks(tree: ast.AST) -> list[ast.AST]:
+    """A boolean expression that tests ``isinstance(x, bool)`` beside an ``isinstance`` against
+    a number type: the shape of every hand-made copy of ``integer`` / ``real``."""
+    found: list[ast.AST] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.BoolOp):
+            continue
+        calls = [c for term in node.values for c in ast.walk(term) if _is_call(c, "isinstance")
+                 and len(c.args) == 2]
+        kinds = [ast.unparse(c.args[1]) for c in calls]
+        if any(k == "bool" or k.startswith(("bool ", "(bool")) for k in kinds) and any(
+                any(t in k for t in _NUMBER_TYPES) for k in kinds if k != "bool"):
+            found.append(node)
+    return found
+
+
+def _offences(path: str, tree: ast.AST) -> list[str]:
+    out = []
+    if path not in {"functional/_array.py", *FILE_READERS}:
+        out += [f"{path}:{n.lineno}: {ast.unparse(n)}" for n in _ndarray_refusals(tree)]
+    if path not in CHECK_MODULES:
+        out += [f"{path}:{n.lineno}: {ast.unparse(n)}" for n in _hand_number_checks(tree)]
+    return out
+
+
+def test_array_and_number_checks_go_through_the_one_module() -> None:
+    """Outside the seam no module tests whether something is an ``np.ndarray`` (in any boolean
+    expression, not only one that raises), and outside the check modules none tests bools
+    beside ints or reals: those are :func:`as_array`'s and :func:`integer` / :func:`real`'s."""
+    found = [o for path, tree in _sources() for o in _offences(path, tree)]
     assert found == []
+
+
+@pytest.mark.parametrize("code", [
+    "def f(v):\n    if isinstance(v, bool) or not isinstance(v, int):\n        raise TypeError",
+    "def f(v):\n    return not isinstance(v, bool) and isinstance(v, Real) and v > 0",
+    "def f(v):\n    ok = isinstance(v, int | np.integer) and not isinstance(v, bool)",
+    "def f(x):\n    if type(x) is not np.ndarray:\n        raise TypeError('x')",
+    "def f(x):\n    if not isinstance(x, np.ndarray) and x is not None:\n        raise TypeError",
+    "def f(x):\n    return x if isinstance(x, list) or not isinstance(x, np.ndarray) else 0",
+    "def f(x):\n    assert type(x) == np.ndarray",
+])
+def test_the_source_checks_catch_the_copies_that_passed_before(code: str) -> None:
+    """The copies a review added to nn/flatten.py unnoticed: each is caught now."""
+    assert _offences("nn/flatten.py", ast.parse(code)) != []
 
 
 def test_every_package_imports_the_one_module() -> None:

@@ -54,17 +54,14 @@ def split_indices(labels: np.ndarray, *, test_size: int | float, seed: int = 0,
         raise TypeError(f"labels must be a 1-D integer array, got {labels.ndim}-D "
                         f"{labels.dtype}. Pass the (N,) label vector.")
     n = labels.shape[0]
-    if isinstance(test_size, Integral) and not isinstance(test_size, bool):
-        count = V.integer(test_size, "test_size", low=None)
-    else:  # a fraction: any real number (np.float32 too), finite
-        try:
-            fraction = V.real(test_size, "test_size")
-        except TypeError:
-            raise TypeError(f"test_size must be an int count or a float fraction, got "
-                            f"{V.type_name(test_size)} {test_size!r}.") from None
-        except ValueError as exc:
-            raise ValueError(f"{exc} Pass a count or a fraction in (0, 1).") from None
-        count = int(round(fraction * n))
+    try:  # a count (a bool is refused), or a fraction: any finite real (np.float32 too)
+        count = (V.integer(test_size, "test_size", low=None) if isinstance(test_size, Integral)
+                 else int(round(V.real(test_size, "test_size") * n)))
+    except TypeError:
+        raise TypeError(f"test_size must be an int count or a float fraction, got "
+                        f"{V.type_name(test_size)} {test_size!r}.") from None
+    except ValueError as exc:
+        raise ValueError(f"{exc} Pass a count or a fraction in (0, 1).") from None
     seed = V.integer(seed, "seed", low=0)
     if not 1 <= count < n:
         raise ValueError(f"test_size must leave at least one sample on each side: got "

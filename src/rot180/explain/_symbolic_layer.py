@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from numbers import Integral
 
 import numpy as np
 import sympy as sp
@@ -59,8 +60,8 @@ class _Layer:
 
 
 def _spatial_sizes(value: object, name: str, op: str) -> tuple[int, ...]:
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        value = (int(value),)
+    if isinstance(value, Integral):  # a bool is refused by V.integer
+        value = (V.integer(value, name, op, low=None),)
     if not isinstance(value, Sequence) or isinstance(value, str):
         raise TypeError(
             f"{op}: {name} must be an int (1-D) or a tuple of 1 or 2 ints, got "

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Integral
 
 import numpy as np
 
@@ -114,8 +115,8 @@ class _ConvBase(Module):
                 raise ValueError(f"{name}: Invalid padding string {padding!r}, should be one "
                                  f"of {_PADDING_STRINGS}.")
             return padding
-        if isinstance(padding, int | np.integer) and not isinstance(padding, bool):
-            return (int(padding),) * nd
+        if isinstance(padding, Integral):  # a bool is refused by C.integer
+            return (C.integer(padding, "padding", name, low=None),) * nd
         if isinstance(padding, Sequence):
             return tuple(padding)
         raise TypeError(

@@ -100,7 +100,7 @@ class Module:
             )
         self._parameters.pop(name, None)
         self._modules.pop(name, None)
-        if name in self._buffers and not isinstance(value, np.ndarray):
+        if name in self._buffers and V.array_namespace(value) is None:
             del self._buffers[name]  # a buffer stays registered while it holds an array
         if isinstance(value, Parameter):
             self._parameters[name] = value
