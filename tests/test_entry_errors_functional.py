@@ -66,7 +66,8 @@ POOLING = [
         r"adaptive_avg_pool_grad: dy \(2, 3, 0, 2\) must have as many axes as input_shape .* "
         r"and no zero-size axis", "adaptive dy empty"),
     row(lambda: F.global_avg_pool(X, nd=1.5), TypeError,
-        r"global_avg_pool: nd must be an int, got float 1\.5", "global nd float"),
+        r"global_avg_pool: nd must be an int, the number of spatial dimensions \(1, 2 or 3\), "
+        r"got float 1\.5", "global nd float"),
     row(lambda: F.global_avg_pool(X, nd=4), ValueError,
         r"global_avg_pool: expected x \(N, C, \*spatial\) with at least one spatial axis",
         "global nd too big"),

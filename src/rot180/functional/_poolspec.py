@@ -95,11 +95,15 @@ class PoolSpec:
         return v.reshape((-1,) + (1,) * (self.nd - 1 - ax))
 
 
+#: What a pooling function's ``nd`` is, for the message of a wrong type.
+ND_EXPECTED = "an int, the number of spatial dimensions (1, 2 or 3)"
+
+
 def spatial_dims(kernel_size: object, ndim: int, op: str, nd: object = None) -> int:
     """``nd`` when given, else ``len(kernel_size)`` for a sequence, else every axis after
     ``(N, C)``."""
     if nd is not None:
-        nd = V.integer(nd, "nd", op, low=None)
+        nd = V.integer(nd, "nd", op, low=None, expected=ND_EXPECTED)
     elif isinstance(kernel_size, Sequence) and not isinstance(kernel_size, str):
         nd = len(kernel_size)
     else:
@@ -192,7 +196,7 @@ def divisor(sp: PoolSpec, count_include_pad: bool, divisor_override: object,
 
 def check_divisor_override(value: object, op: str) -> int:
     """PyTorch's ``divisor_override``: any non-zero int (negative ones too, as PyTorch)."""
-    value = V.integer(value, "divisor_override", op, low=None,
+    value = V.integer(value, "divisor_override", op, low=None, expected="an int or None",
                       means="Pass the number every window sum is divided by, or None for the "
                       "window's size.")
     if value == 0:

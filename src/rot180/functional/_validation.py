@@ -69,14 +69,14 @@ def _at(where: str | None) -> str:
 
 def real(value: object, name: str, where: str | None = None, *, low: float | None = None,
          high: float | None = None, low_open: bool = False, high_open: bool = False,
-         invalid: str | None = None, finite: bool = True) -> float:
+         invalid: str | None = None, finite: bool = True, fix: str | None = None) -> float:
     """A finite real number in ``[low, high]`` (``low_open``, ``high_open``: the bound itself
     excluded), as a Python float.
 
     Bools, strings and arrays are refused; NaN and infinities too (NaN passes every range test
     and spreads silently) unless ``finite=False`` (a fill value, where ``inf`` is meant).
     ``invalid`` words a finite value out of range as PyTorch does, ``Invalid learning rate:
-    -1.0 (expected lr >= 0)``.
+    -1.0 (expected lr >= 0)``; ``fix`` ends the message of a value refused (e.g. an example).
     """
     at = _at(where)
     if isinstance(value, bool) or not isinstance(value, Real):
@@ -95,23 +95,25 @@ def real(value: object, name: str, where: str | None = None, *, low: float | Non
         bounds = [b for b in (None if low is None else f"{'>' if low_open else '>='} {low}",
                               None if high is None else f"{'<' if high_open else '<='} {high}")
                   if b]
+        end = f" {fix}" if fix else ""
         if invalid is not None and math.isfinite(out):
             raise ValueError(f"{at}Invalid {invalid}: {out} (expected {name} "
-                             f"{' and '.join(bounds)}).")
+                             f"{' and '.join(bounds)}).{end}")
         raise ValueError(f"{at}{name} must be finite{''.join(f' and {b}' for b in bounds)}, "
-                         f"got {shown}.")
+                         f"got {shown}.{end}")
     return out
 
 
 def integer(value: object, name: str, where: str | None = None, *, low: int | None = 1,
-            fix: str | None = None, means: str | None = None) -> int:
+            fix: str | None = None, means: str | None = None, expected: str = "an int") -> int:
     """An int ``>= low`` (``low=None``: any); numpy integers are taken, bools refused.
 
     ``fix`` ends the message of a value out of range, ``means`` that of a wrong type (what the
-    int stands for)."""
+    int stands for); ``expected`` is what the wrong type's message asks for (``"an int or
+    None"``, ``"an int, the number of spatial dimensions (1, 2 or 3)"``)."""
     at = _at(where)
     if isinstance(value, bool) or not isinstance(value, Integral):
-        raise TypeError(f"{at}{name} must be an int, got {type_name(value)} {value!r}."
+        raise TypeError(f"{at}{name} must be {expected}, got {type_name(value)} {value!r}."
                         + (f" {means}" if means else ""))
     if low is not None and value < low:
         fix = fix or {1: "Pass a positive int.", 0: "Pass a non-negative int."}.get(low, "")

@@ -207,7 +207,9 @@ def max_pool_grad(dy: np.ndarray, argmax: np.ndarray, input_shape: Sequence[int]
     else:
         sp = pool_spec(shape, kernel_size, stride, padding, ceil_mode, op, dilation=dilation, nd=nd)
         nd, expect = sp.nd, shape[:-sp.nd] + sp.out
-    argmax = V.as_array(argmax, "argmax", op, convert="the indices max_pool returned")
+    argmax = V.as_array(argmax, "argmax", op,
+                        convert="np.asarray(argmax, dtype=np.int64), or pass the indices "
+                                "max_pool returned")
     if not np.issubdtype(argmax.dtype, np.integer):
         raise TypeError(
             f"{op}: argmax must be an integer numpy array (the indices max_pool returned), got "

@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _validation as V
 from ._clipped import quiet
-from ._poolspec import check_extent, spatial_dims
+from ._poolspec import ND_EXPECTED, check_extent, spatial_dims
 
 __all__ = ["adaptive_avg_pool", "adaptive_avg_pool_grad", "global_avg_pool",
            "global_avg_pool_grad"]
@@ -118,7 +118,7 @@ def global_avg_pool(x: np.ndarray, *, nd: int | None = None) -> np.ndarray:
     if nd is None:
         nd = x.ndim - 2
     else:
-        nd = V.integer(nd, "nd", "global_avg_pool", low=None)
+        nd = V.integer(nd, "nd", "global_avg_pool", low=None, expected=ND_EXPECTED)
     if not 1 <= nd < x.ndim or any(n < 1 for n in x.shape[1:]) or (
             x.shape[0] < 1 and x.ndim < nd + 2):
         raise ValueError(

@@ -174,7 +174,12 @@ def _lerp_(start: np.ndarray, end: np.ndarray, weight: np.floating) -> None:
 def _betas(value: object, where: str) -> tuple[float, float]:
     """Adam's ``(beta1, beta2)``, each in ``[0, 1)``."""
     if not isinstance(value, tuple | list) or len(value) != 2:
-        raise TypeError(f"{where}: betas must be a pair (beta1, beta2), got {value!r}.")
+        raise TypeError(f"{where}: betas must be a pair (beta1, beta2), got {value!r}. "
+                        f"{_BETAS_EXAMPLE}")
     return tuple(  # type: ignore[return-value]
         check.real(b, f"betas[{i}]", where, low=0, high=1, high_open=True,
-                   invalid=f"beta parameter at index {i}") for i, b in enumerate(value))
+                   invalid=f"beta parameter at index {i}", fix=_BETAS_EXAMPLE)
+        for i, b in enumerate(value))
+
+
+_BETAS_EXAMPLE = "Pass two numbers in [0, 1), e.g. betas=(0.9, 0.999)."

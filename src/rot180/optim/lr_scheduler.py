@@ -126,8 +126,9 @@ class LRScheduler:
                 )
         where = type(self).__name__
         self.last_epoch = check.integer(state_dict["last_epoch"], "last_epoch", where, low=-1,
-                                        fix=_LOAD_FIX)
-        self._step_count = check.integer(state_dict["_step_count"], "_step_count", where, low=0)
+                                        fix=_LOAD_FIX, means=_LOAD_FIX)
+        self._step_count = check.integer(state_dict["_step_count"], "_step_count", where, low=0,
+                                         fix=_LOAD_FIX, means=_LOAD_FIX)
         self.base_lrs = [check.real(v, "base_lrs", where) for v in state_dict["base_lrs"]]
         self._last_lr = [check.real(v, "_last_lr", where) for v in state_dict["_last_lr"]]
 
