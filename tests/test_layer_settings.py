@@ -23,6 +23,8 @@ def _conv(**kw: object) -> nn.Conv2d:
 
 @pytest.mark.parametrize("name, value, kw", [
     ("stride", (2, 2), {"stride": 2}),
+    ("stride", [2, 1], {"stride": (2, 1)}),
+    ("padding", [[0, 1], [2, 2]], {"padding": ((0, 1), (2, 2))}),
     ("dilation", (2, 2), {"dilation": 2}),
     ("padding", (1, 1), {"padding": 1}),
     ("padding", "same", {"padding": "same"}),

@@ -117,22 +117,20 @@ class _ConvBase(Module):
             return padding
         if isinstance(padding, Integral):  # a bool is refused by C.integer
             return (C.integer(padding, "padding", name, low=None),) * nd
-        if isinstance(padding, Sequence):
-            return tuple(padding)
+        if isinstance(padding, Sequence):  # ints or (low, high) pairs, kept as tuples
+            return tuple(tuple(p) if isinstance(p, Sequence) else p for p in padding)
         raise TypeError(
             f"{name}: padding must be an int, a tuple of {nd} ints or one of "
             f"{_PADDING_STRINGS}, got {type(padding).__name__} {padding!r}."
         )
 
     def _settings(self) -> tuple:
-        """Everything the spec depends on, as it is now (sequences as tuples, so a list
-        changed in place is seen)."""
-        def frozen(v: object) -> object:
-            return tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
+        """Everything the spec depends on, as it is now. :meth:`_resolve` stores each setting
+        back as the tuple it checked, so a list set later (even one then changed in place)
+        differs from the key and is resolved afresh."""
         b = self.bias
-        return (self.weight.data.shape, frozen(self.stride), frozen(self.padding),
-                frozen(self.dilation), self.groups, frozen(getattr(self, "output_padding", 0)),
-                None if b is None else np.shape(b.data))
+        return (self.weight.data.shape, self.stride, self.padding, self.dilation, self.groups,
+                getattr(self, "output_padding", None), None if b is None else b.data.shape)
 
     def _spec(self) -> C.ConvSpec:
         """The spec of the current weight and settings: built at construction, and again
@@ -141,7 +139,8 @@ class _ConvBase(Module):
         bias) changed since; the cache is keyed on all of them, so none is read stale."""
         key = self._settings()
         if self._spec_of is None or self._spec_of[0] != key:
-            self._spec_of = (key, self._resolve())
+            spec = self._resolve()
+            self._spec_of = (self._settings(), spec)
         return self._spec_of[1]
 
     def _resolve(self) -> C.ConvSpec:
@@ -154,6 +153,7 @@ class _ConvBase(Module):
         stride = C.positive_tuple(self.stride, nd, "stride", name)
         dilation = C.positive_tuple(self.dilation, nd, "dilation", name)
         padding = self._padding_arg(self.padding)
+        self.stride, self.dilation, self.padding, self.groups = stride, dilation, padding, groups
         if padding == "same" and any(s != 1 for s in stride):
             raise ValueError(f"{name}: padding='same' is not supported for strided "
                              f"convolutions, got stride={stride}. Pass explicit padding, or "
@@ -174,11 +174,11 @@ class _ConvBase(Module):
                         f"dilation (and >= 0), but got output_padding={op}, stride={stride}, "
                         f"dilation={dilation}."
                     )
-            self._output_padding = op
+            self.output_padding = self._output_padding = op
         return spec
 
-    def _check_input(self, x: object) -> np.ndarray:
-        nd, spec = self._nd, self._spec()
+    def _check_input(self, x: object, spec: C.ConvSpec) -> np.ndarray:
+        nd = self._nd
         c = spec.out_channels if self._transposed else spec.in_channels
         return C.check_input(
             x, type(self).__name__, ndim=(nd + 1, nd + 2), channels=c, channel_axis=-nd - 1,
@@ -225,28 +225,28 @@ class _ConvNd(_ConvBase):
                     bias, padding_mode, dtype, rng)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = self._check_input(x)
         spec = self._spec()
+        x = self._check_input(x, spec)
         C.input_shape_for(spec, x.shape, "x", type(self).__name__)
         b = None if self.bias is None else self.bias.data
         y = conv_spec(x, self.weight.data, b, spec)
-        self._cache = (x, y.shape)
+        self._cache = (x, spec, y.shape)  # the spec of this forward, for its backward
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        (x,) = self._backward_cache(dy)
-        dx = conv_grad_input_spec(dy, self.weight.data, x.shape, self._spec())
-        self._accumulate_params(x, dy)
+        x, spec = self._backward_cache(dy)
+        dx = conv_grad_input_spec(dy, self.weight.data, x.shape, spec)
+        self._accumulate_params(x, dy, spec)
         return dx
 
     def backward_params(self, dy: np.ndarray) -> None:
         """The kernel and bias gradients of :meth:`backward`, without ``conv_grad_input``."""
-        (x,) = self._backward_cache(dy)
-        self._accumulate_params(x, dy)
+        x, spec = self._backward_cache(dy)
+        self._accumulate_params(x, dy, spec)
 
-    def _accumulate_params(self, x: np.ndarray, dy: np.ndarray) -> None:
+    def _accumulate_params(self, x: np.ndarray, dy: np.ndarray, spec: C.ConvSpec) -> None:
         w = self.weight.data
-        self.weight.grad += conv_grad_weight_spec(x, dy, w.shape, self._spec())
+        self.weight.grad += conv_grad_weight_spec(x, dy, w.shape, spec)
         self._accumulate_bias(dy)
 
 
@@ -264,7 +264,10 @@ class _ConvTransposeNd(_ConvBase):
 
     def output_shape(self, spatial_in: Sequence[int]) -> tuple[int, ...]:
         """Spatial output size ``(i-1)s - p_lo - p_hi + d(k-1) + output_padding + 1``."""
-        sp = self._spec()  # kernel from the weight, every setting as it is now
+        return self._output_spatial(self._spec(), spatial_in)
+
+    def _output_spatial(self, sp: C.ConvSpec, spatial_in: Sequence[int]) -> tuple[int, ...]:
+        # kernel from the weight, every setting as the spec resolved it
         return tuple(
             transposed_output_size(i, k, s, lo, hi, d, a)
             for i, k, s, (lo, hi), d, a in zip(spatial_in, sp.kernel, sp.stride, sp.padding,
@@ -272,11 +275,11 @@ class _ConvTransposeNd(_ConvBase):
         )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = self._check_input(x)
         nd, spec = self._nd, self._spec()
+        x = self._check_input(x, spec)
         c_out = spec.in_channels  # the adjoint conv's input channels
         spatial_in = x.shape[-nd:]
-        out = self.output_shape(spatial_in)
+        out = self._output_spatial(spec, spatial_in)
         if any(o < 1 for o in out):
             raise ValueError(
                 f"{type(self).__name__}: input spatial size {spatial_in} gives output size "
@@ -299,14 +302,14 @@ class _ConvTransposeNd(_ConvBase):
         y = conv_grad_input_spec(xe, self.weight.data, (*x.shape[:-nd - 1], c_out, *out), spec)
         if self.bias is not None:
             y += self.bias.data.reshape((-1,) + (1,) * nd)
-        self._cache = (xe, spatial_in, y.shape)
+        self._cache = (xe, spatial_in, spec, y.shape)
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
         # The shape is checked here: conv(dy, w) would accept a dy of another size and the crop
         # below would hide it.
-        xe, spatial_in = self._backward_cache(dy)
-        w, spec = self.weight.data, self._spec()
+        xe, spatial_in, spec = self._backward_cache(dy)
+        w = self.weight.data
         dx = conv_spec(dy, w, None, spec)
         dx = dx[(Ellipsis, *(slice(0, i) for i in spatial_in))]
         self.weight.grad += conv_grad_weight_spec(dy, xe, w.shape, spec)

@@ -72,10 +72,9 @@ class _Pool(Module):
         return kernel, stride, padding, dilation, C.flag(self.ceil_mode, "ceil_mode", name)
 
     def _settings(self) -> tuple:
-        def frozen(v: object) -> object:
-            return tuple(v) if isinstance(v, Sequence) and not isinstance(v, str) else v
-        return (frozen(self.kernel_size), frozen(self.stride), frozen(self.padding),
-                frozen(self.dilation), self.ceil_mode)
+        """The settings as they are now; each is stored back as the tuple it was checked as, so
+        a list set later (even one changed in place) differs from the key."""
+        return (self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode)
 
     def _check_input(self, x: object) -> np.ndarray:
         return _check_input(x, type(self).__name__, self._nd)
@@ -84,12 +83,12 @@ class _Pool(Module):
         """The pooling spec (and average pooling's window sizes) of an input shape: built for
         the first input of a shape and reused while the shape and every setting repeat (the
         cache is keyed on both, so a setting changed after a forward is re-checked and used)."""
-        key = (shape, self._settings())
-        if self._spec_of is None or self._spec_of[0] != key:
-            kernel, stride, padding, dilation, ceil_mode = self._checked()
+        if self._spec_of is None or self._spec_of[0] != (shape, self._settings()):
+            (self.kernel_size, self.stride, self.padding, self.dilation,
+             self.ceil_mode) = kernel, stride, padding, dilation, ceil_mode = self._checked()
             sp = pool_spec(shape, kernel, stride, padding, ceil_mode, type(self).__name__,
                            dilation=dilation, nd=self._nd)
-            self._spec_of = (key, sp, self._divisor(sp))
+            self._spec_of = ((shape, self._settings()), sp, self._divisor(sp))
         return self._spec_of[1], self._spec_of[2]
 
     def _divisor(self, sp: PoolSpec) -> np.ndarray | int | None:
@@ -177,8 +176,8 @@ class _AvgPoolNd(_Pool):
         return (*super()._settings(), self.count_include_pad, self.divisor_override)
 
     def _divisor(self, sp: PoolSpec) -> np.ndarray | int:
-        cip, d = self._averaging()
-        return divisor(sp, cip, d, type(self).__name__)
+        self.count_include_pad, self.divisor_override = self._averaging()
+        return divisor(sp, self.count_include_pad, self.divisor_override, type(self).__name__)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
