@@ -190,3 +190,17 @@ def test_bench_explain_plan_runs(capsys) -> None:
     out = capsys.readouterr().out
     assert "(4,6,12,12)->8,3,2,1:" in out and "grad_weight: x (4, 1, 6, 12, 12)" in out
     assert get_tuning().force is None
+
+
+@pytest.mark.skipif(not D.available(), reason="the compiled helper is not built or off")
+def test_forcing_the_helper_takes_batches_the_rule_leaves_to_numpy() -> None:
+    """force="direct" uses the helper wherever it can run, not only where its lane-fill
+    threshold would pick it (a review found it only ever agreed with the rule)."""
+    shapes = ((20, 8, 40), (4, 8, 3))
+    assert plan(*shapes, dtype=np.float64, which="forward").leaves()[0].realisation != "direct"
+    with tuning(force="direct"):
+        leaf = plan(*shapes, dtype=np.float64, which="forward").leaves()[0]
+        assert (leaf.realisation, leaf.forced) == ("direct", True)
+        rng = np.random.default_rng(0)
+        x, w = rng.standard_normal(shapes[0]), rng.standard_normal(shapes[1])
+        np.testing.assert_allclose(conv(x, w), conv_direct(x, w), rtol=0, atol=1e-12)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 
+import numpy as np
 import pytest
 
 from rot180.functional import Tuning, get_tuning, realisations, tuning
@@ -22,8 +23,9 @@ def test_an_unknown_setting_is_a_type_error_listing_the_settings() -> None:
 
 
 @pytest.mark.parametrize(("name", "value", "want"), [
-    ("chunk_bytes", "4096", "int"), ("helper", 1, "bool"), ("threads", True, "int or None"),
-    ("force", 3, "str or None"), ("stack_min_fill", None, "int or float"),
+    ("chunk_bytes", "4096", "an int"), ("helper", 1, "True or False"),
+    ("threads", True, "an int"), ("force", 3, r"a realisation's name \(a str\) or None"),
+    ("stack_min_fill", None, "a real number"),
 ])
 def test_a_value_of_the_wrong_type_is_a_type_error(name, value, want) -> None:
     with pytest.raises(TypeError, match=rf"tuning: {name} must be {want}, got "):
@@ -105,3 +107,12 @@ def test_pure_numpy_in_the_environment_turns_the_helper_off_by_default() -> None
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=60)
     assert out.stdout.strip() == "False", out.stderr[-400:]
+
+
+def test_numpy_numbers_are_taken_and_stored_as_python_ones() -> None:
+    """The fields go through the one checks module (rot180.functional._validation), as every
+    other argument: numpy integers and bools are taken, as conv takes np.int64 strides."""
+    with tuning(threads=np.int64(2), narrow_tiles=np.True_, stack_min_fill=np.float32(0.5)) as t:
+        assert (t.threads, t.narrow_tiles, t.stack_min_fill) == (2, True, 0.5)
+        assert type(t.threads) is int and type(t.narrow_tiles) is bool
+        assert type(t.stack_min_fill) is float

@@ -37,6 +37,7 @@ from itertools import product
 
 import numpy as np
 
+from ._parallel import run_chunks, sum_chunks
 from .shapes import tap_outputs
 
 __all__ = ["finite", "quiet", "correlate", "correlate_kernel"]
@@ -96,7 +97,18 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
               out: np.ndarray, bias: np.ndarray | None,
               pads: Sequence[tuple[int, int]] | None) -> np.ndarray:
     """``out[b, g, o, q] = bias[g, o] + sum over real taps of w[g, o, c, t] x[b, g, c, ...]``
-    (``x (B, G, C, *S)``, ``w (G, M, C, *k)``, ``out (B, G, M, *o)``, filled and returned)."""
+    (``x (B, G, C, *S)``, ``w (G, M, C, *k)``, ``out (B, G, M, *o)``, filled and returned).
+
+    Its products run as a serial run of :mod:`._parallel` (BLAS at the user's count, waiting
+    while another thread's pooled region holds it at one), so the bits do not depend on what
+    other threads do."""
+    run_chunks(lambda _: _correlate(x, w, stride, dilation, out, bias, pads), [0], 1)
+    return out
+
+
+def _correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequence[int],
+               out: np.ndarray, bias: np.ndarray | None,
+               pads: Sequence[tuple[int, int]] | None) -> None:
     x, pads = _unpadded(x, pads)
     B, G, C = x.shape[:3]
     M = w.shape[1]
@@ -107,14 +119,20 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         part = np.matmul(w[(Ellipsis, *t)], src.reshape(B, G, C, math.prod(q)))
         dst = out[(Ellipsis, *outs)]
         dst += part.reshape(B, G, M, *q)
-    return out
 
 
 def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
                      stride: Sequence[int], dilation: Sequence[int],
                      pads: Sequence[tuple[int, int]] | None) -> np.ndarray:
     """``dw[g, o, c, t] = sum over the outputs q that tap t reaches of dz[b, g, o, q]
-    x[b, g, c, q*s + t*d - p_lo]``, shape ``(G, M, C, *kernel)``."""
+    x[b, g, c, q*s + t*d - p_lo]``, shape ``(G, M, C, *kernel)``; a serial run as
+    :func:`correlate`."""
+    return sum_chunks(lambda _: _correlate_kernel(x, dz, kernel, stride, dilation, pads), [0], 1)
+
+
+def _correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
+                      stride: Sequence[int], dilation: Sequence[int],
+                      pads: Sequence[tuple[int, int]] | None) -> np.ndarray:
     x, pads = _unpadded(x, pads)
     B, G, C = x.shape[:3]
     M = dz.shape[2]

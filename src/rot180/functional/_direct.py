@@ -47,7 +47,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._parallel import run_chunks, scratch, sum_chunks
+from ._parallel import run_chunks, sum_chunks
+from ._scratch import scratch
 from ._tuning import get_tuning
 
 try:
@@ -84,9 +85,11 @@ def bands(batch: int, rows: int, threads: int) -> int:
     samples (``S = 1``) unless cutting shortens the busiest thread's work. (Each band also
     packs the kernel's overlap of input rows again: cheap next to the multiply-adds, so not
     counted.) ``get_tuning().direct_bands = False``: whole samples only (the tests run both).
+    Under ``tuning(force="direct")`` any fill will do (the helper is forced wherever it can run).
     """
     t = get_tuning()
-    return _bands(batch, rows, max(threads, 1), t.direct_min_fill, t.direct_bands)
+    fill = 0.0 if t.force == "direct" else t.direct_min_fill
+    return _bands(batch, rows, max(threads, 1), fill, t.direct_bands)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -138,8 +138,10 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         - out: ``(B, G, M, *o)`` with ``o = floor((S + low + high - d(k-1) - 1) / s) + 1``; if
           given, any (e.g. strided) array of that shape is filled in place and returned.
     """
+    # Always planned as an entry point's own call (top=True), also when ``out`` is given: the
+    # plan, a forced realisation and the printed plan must not depend on who allocates.
     plan = lookup("forward", x.shape, w.shape, w.shape[3:], stride, dilation, pads, x.dtype,
-                  out is None)
+                  True)
     if out is None:
         out = np.empty((x.shape[0], *w.shape[:2], *plan.out), x.dtype)
     # Only w can meet a cut connection here: every path multiplies an input cell only by the

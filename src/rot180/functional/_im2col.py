@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._parallel import run_chunks, scratch, sum_chunks
+from ._parallel import run_chunks, sum_chunks
+from ._scratch import scratch
 
 
 def pointwise(x: np.ndarray, w: np.ndarray, stride: Sequence[int], out: np.ndarray) -> None:

@@ -17,7 +17,8 @@ from typing import NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._parallel import run_chunks, scratch
+from ._parallel import run_chunks
+from ._scratch import scratch
 
 
 class Phase(NamedTuple):

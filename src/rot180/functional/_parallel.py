@@ -58,8 +58,8 @@ BLAS restored, and gets pool threads of its own.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-import math
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -78,28 +78,6 @@ from ._tuning import get_tuning
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-# --- per-thread scratch -----------------------------------------------------------------------
-
-# One reusable flat buffer per (tag, dtype) and thread, grown to the largest request. Fresh
-# large allocations are served by mmap and page-fault on first touch on every call; reusing the
-# same pages removes that cost. A tag is never handed out twice at once within a thread, and
-# nothing escapes the engine: results are always fresh arrays.
-_SCRATCH = threading.local()
-_SCRATCH_KEEP_MAX = 64 * 2**20      # larger requests are not kept between calls
-
-
-def scratch(shape: tuple[int, ...], dtype: np.dtype, tag: str) -> np.ndarray:
-    """An uninitialised ``shape`` buffer backed by memory reused across calls (per thread)."""
-    dtype = np.dtype(dtype)
-    size = math.prod(shape)
-    if size * dtype.itemsize > _SCRATCH_KEEP_MAX:
-        return np.empty(shape, dtype)
-    pool = _SCRATCH.__dict__.setdefault("pool", {})
-    buf = pool.get((tag, dtype.str))
-    if buf is None or buf.size < size:
-        buf = pool[(tag, dtype.str)] = np.empty(size, dtype)
-    return buf[:size].reshape(shape)
 
 
 # --- numpy's BLAS, through threadpoolctl ------------------------------------------------------
@@ -154,7 +132,7 @@ class _Blas:
 
 _BLAS: _Blas | None = None
 _CPUS = os.cpu_count() or 1                     # os.cpu_count() costs ~20 us a call
-_LOCK = threading.Lock()                        # guards _BLAS and _POOLS creation
+_LOCK = threading.Lock()                        # guards _BLAS and _POOL creation
 
 
 def _blas() -> _Blas:
@@ -283,7 +261,11 @@ os.register_at_fork(after_in_child=_after_fork)
 
 # --- the pool ---------------------------------------------------------------------------------
 
-_POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
+# One executor per process, grown to the largest thread count asked (tuning(threads=n) may ask
+# for any n): each call bounds its own concurrency to its thread count (map_chunks keeps at most
+# that many chunks in flight), so a larger pool never runs a call on more threads than planned,
+# and memory (threads, their scratch) scales with the largest count used, not with how many.
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None       # (pid, size, executor)
 # Set in pool threads, and in a thread while its chunks run: nested engine calls run plainly.
 _INSIDE = threading.local()
 
@@ -310,15 +292,32 @@ def _init_worker() -> None:
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
-    key = (os.getpid(), n)                      # a forked child needs threads of its own
-    pool = _POOLS.get(key)
-    if pool is None:
-        with _LOCK:
-            pool = _POOLS.get(key)
-            if pool is None:
-                pool = _POOLS[key] = ThreadPoolExecutor(
-                    n, thread_name_prefix="rot180-chunk", initializer=_init_worker)
-    return pool
+    """The process's executor, with at least ``n`` threads. A larger ``n`` replaces it; the
+    old one is shut down without waiting (work already submitted to it still runs)."""
+    global _POOL
+    pid = os.getpid()                           # a forked child needs threads of its own
+    current = _POOL
+    if current is not None and current[0] == pid and current[1] >= n:
+        return current[2]
+    with _LOCK:
+        current = _POOL
+        if current is None or current[0] != pid or current[1] < n:
+            old = current[2] if current is not None and current[0] == pid else None
+            _POOL = (pid, n, ThreadPoolExecutor(n, thread_name_prefix="rot180-chunk",
+                                                initializer=_init_worker))
+            if old is not None:
+                old.shutdown(wait=False)
+        return _POOL[2]
+
+
+def _submit(n: int, fn: Callable[..., R], *args: object) -> Future[R]:
+    """Submit to the current executor; if another thread replaced (and shut down) the one just
+    fetched, submit to its successor."""
+    while True:
+        try:
+            return _pool(n).submit(fn, *args)
+        except RuntimeError:                    # "cannot schedule new futures after shutdown"
+            continue
 
 
 def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
@@ -340,18 +339,27 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
         return
     blas, regions = _blas(), _REGIONS
     pooled = threads > 1 and len(items) > 1
-    if pooled:
-        regions.open_pooled(blas)
-    elif blas.shared:                           # else no process-wide count to share
-        regions.open_serial()
-    _INSIDE.flag = True
     futures: list[Future[R]] = []
+    opened = False
     try:
         if pooled:
-            pool = _pool(threads)
-            futures = [pool.submit(contextvars.copy_context().run, fn, item) for item in items]
-            for future in futures:
-                yield future.result()
+            regions.open_pooled(blas)
+        elif blas.shared:                       # else no process-wide count to share
+            regions.open_serial()
+        opened = True
+        _INSIDE.flag = True
+        if pooled:
+            # At most `threads` chunks in flight: chunk i + threads is submitted when chunk i's
+            # result is taken, so a call never runs on more threads than it was planned for.
+            ctx = [contextvars.copy_context() for _ in items]
+            for i in range(min(threads, len(items))):
+                futures.append(_submit(threads, ctx[i].run, fn, items[i]))
+            for i in range(len(items)):
+                result = futures[i].result()
+                if i + threads < len(items):
+                    j = i + threads
+                    futures.append(_submit(threads, ctx[j].run, fn, items[j]))
+                yield result
         else:
             yield from map(fn, items)
     finally:
@@ -360,7 +368,7 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
                 future.cancel()
             wait(futures)
         _INSIDE.flag = False
-        if regions is _REGIONS:                 # (else forked meanwhile: a fresh count)
+        if opened and regions is _REGIONS:      # (else forked meanwhile: a fresh count)
             if pooled:
                 regions.close_pooled(blas)
             elif blas.shared:
@@ -369,15 +377,18 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
 
 def run_chunks(fn: Callable[[T], object], items: Iterable[T], threads: int) -> None:
     """:func:`map_chunks` for its effects only (each chunk writes its own part of an output)."""
-    for _ in map_chunks(fn, items, threads):
-        pass
+    with contextlib.closing(map_chunks(fn, items, threads)) as parts:
+        for _ in parts:
+            pass
 
 
 def sum_chunks(fn: Callable[[T], np.ndarray], items: Iterable[T], threads: int) -> np.ndarray:
     """The sum of ``fn`` over ``items`` (partial kernel gradients), added in item order, never
     in completion order, so the bits do not depend on thread timing. ``items`` is not empty."""
-    parts = map_chunks(fn, items, threads)
-    acc = next(parts)
-    for part in parts:
-        acc += part
+    # closing: an exception here (or a KeyboardInterrupt between two results) must still close
+    # the region, not leave it open in a suspended generator that a traceback keeps alive.
+    with contextlib.closing(map_chunks(fn, items, threads)) as parts:
+        acc = next(parts)
+        for part in parts:
+            acc += part
     return acc

@@ -4,6 +4,7 @@ the padded delta, kn2row over the phases, batch folding). See :mod:`._engine`.""
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
@@ -76,7 +77,8 @@ def run(plan: Plan, dz: np.ndarray, w: np.ndarray) -> np.ndarray:
             (b0, b1), sub = job
             return run(sub, dz[b0:b1], w)
         jobs = list(zip(plan.parts, plan.inner, strict=True))
-        return np.concatenate(list(map_chunks(part, jobs, len(jobs))))
+        with contextlib.closing(map_chunks(part, jobs, len(jobs))) as parts:
+            return np.concatenate(list(parts))
     out = np.empty((*dz.shape[:2], w.shape[1], *plan.out), dz.dtype)
     if step == "run":                           # kn2row over the phases, implicit padding
         TABLE[plan.realisation].forward(plan, dz, w, out, None)

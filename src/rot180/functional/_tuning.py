@@ -23,8 +23,10 @@ import contextlib
 import contextvars
 import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+from . import _validation as V
 
 __all__ = ["Tuning", "tuning", "get_tuning"]
 
@@ -43,9 +45,10 @@ class Tuning:
             wherever it accepts a call; calls it does not accept (a 3-D call for the 2-D
             helper, a 3x3 kernel for ``"pointwise"``) are realised by the usual rule. None: the
             rule alone.
-        threads: threads for one call's batch chunks; None follows numpy's BLAS thread count
-            (``threadpoolctl`` limits and ``OPENBLAS_NUM_THREADS`` are honoured), capped by the
-            CPUs.
+        threads: threads for one call's batch chunks. An explicit count is honoured as asked,
+            capped neither by BLAS nor by the CPUs (so a 3-way split can be tested on 2 cores);
+            None follows numpy's BLAS thread count (``threadpoolctl`` limits and
+            ``OPENBLAS_NUM_THREADS`` are honoured), capped by the CPUs.
         helper: whether the optional compiled helper (the ``direct`` realisation) may be used.
             Default: on where it was built, off under ``ROT180_PURE_NUMPY=1``.
         chunk_bytes: bytes of expanded input (im2col columns, kn2row products) per batch chunk.
@@ -78,9 +81,17 @@ class Tuning:
     max_sample_bytes: int = 2 * 2**30
 
     def __post_init__(self) -> None:
+        # Each field through the one checks module; the plain Python value is stored (numpy
+        # numbers are taken, bools are not ints).
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            _check(f.name, value, _KINDS[f.name])
+            if value is None and f.name in ("force", "threads"):
+                continue
+            object.__setattr__(self, f.name, _CHECKS[f.name](value, f.name))
+        if self.threads is not None and self.threads > MAX_THREADS:
+            raise ValueError(f"tuning: threads must be at most {MAX_THREADS}, got "
+                             f"{self.threads}. Use os.cpu_count() ({os.cpu_count()}) or fewer, "
+                             "or None to follow numpy's BLAS.")
         if self.force is not None:
             from ._registry import names  # the table imports this module
 
@@ -90,36 +101,37 @@ class Tuning:
                                  "(rot180.functional.realisations()). Use one of them or None.")
 
 
-# name -> (accepted types, lowest value or None); bool is not an int here.
-_KINDS: dict[str, tuple[tuple[type, ...], float | None]] = {
-    "force": ((str, type(None)), None),
-    "threads": ((int, type(None)), 1),
-    "helper": ((bool,), None),
-    "chunk_bytes": ((int,), 1),
-    "kn2row_ratio": ((int, float), 0),
-    "fold_max_row": ((int,), 0),
-    "stack_min_fill": ((int, float), 0),
-    "stack_min_taps": ((int,), 0),
-    "parallel_min_macs": ((int,), 0),
-    "direct_min_fill": ((int, float), 0),
-    "direct_bands": ((bool,), None),
-    "narrow_tiles": ((bool,), None),
-    "max_sample_bytes": ((int,), 1),
+def _count(low: int) -> Callable[[object, str], int]:
+    return lambda v, name: V.integer(v, name, "tuning", low=low)
+
+
+def _fraction(v: object, name: str) -> float:
+    return V.real(v, name, "tuning", low=0)
+
+
+def _force(v: object, name: str) -> str:
+    if not isinstance(v, str):
+        raise TypeError(f"tuning: force must be a realisation's name (a str) or None, got "
+                        f"{V.type_name(v)} {v!r}. See rot180.functional.realisations().")
+    return v
+
+
+_CHECKS: dict[str, Callable[[object, str], object]] = {
+    "force": _force,
+    "threads": _count(1),
+    "helper": lambda v, name: bool(V.flag(v, name, "tuning")),
+    "chunk_bytes": _count(1),
+    "kn2row_ratio": _fraction,
+    "fold_max_row": _count(0),
+    "stack_min_fill": _fraction,
+    "stack_min_taps": _count(0),
+    "parallel_min_macs": _count(0),
+    "direct_min_fill": _fraction,
+    "direct_bands": lambda v, name: bool(V.flag(v, name, "tuning")),
+    "narrow_tiles": lambda v, name: bool(V.flag(v, name, "tuning")),
+    "max_sample_bytes": _count(1),
 }
 MAX_THREADS = 1024
-
-
-def _check(name: str, value: object, kind: tuple[tuple[type, ...], float | None]) -> None:
-    types, low = kind
-    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-        want = " or ".join("None" if t is type(None) else t.__name__ for t in types)
-        raise TypeError(f"tuning: {name} must be {want}, got {type(value).__name__} "
-                        f"{value!r}.")
-    if low is not None and value is not None and not value >= low:     # NaN fails too
-        raise ValueError(f"tuning: {name} must be >= {low}, got {value!r}.")
-    if name == "threads" and value is not None and value > MAX_THREADS:
-        raise ValueError(f"tuning: threads must be at most {MAX_THREADS}, got {value}; "
-                         "use os.cpu_count() or fewer.")
 
 
 _CURRENT: contextvars.ContextVar[Tuning] = contextvars.ContextVar("rot180_tuning")
