@@ -257,11 +257,12 @@ def test_avg_pool_layers_take_divisor_override(nd: int) -> None:
     (lambda: F.avg_pool2d(np.zeros((1, 1, 4, 4)), 2, divisor_override=0), ValueError,
      r"avg_pool: divisor_override must not be zero, got 0\. Pass a non-zero int, or None"),
     (lambda: F.avg_pool2d_grad(np.zeros((1, 1, 2, 2)), (1, 1, 4, 4), 2, divisor_override=2.5),
-     TypeError, r"avg_pool_grad: divisor_override must be an int, got float 2\.5"),
+     TypeError, r"avg_pool_grad: divisor_override must be an int or None, got float 2\.5"),
     (lambda: F.avg_pool(np.zeros((1, 1, 4, 4)), 2, count_include_pad=1), TypeError,
      r"avg_pool: count_include_pad must be True or False, got int 1"),
     (lambda: F.max_pool(np.zeros((1, 1, 4, 4)), 2, nd=2.0), TypeError,
-     r"max_pool: nd must be an int, got float 2\.0"),
+     r"max_pool: nd must be an int, the number of spatial dimensions \(1, 2 or 3\), got "
+     r"float 2\.0"),
     (lambda: F.max_pool(np.zeros((1, 1, 4, 4)), (2, 2), nd=4), ValueError,
      r"expected 1, 2 or 3 spatial dimensions, got 4"),
     (lambda: F.max_pool(np.zeros((1, 1, 4, 4)), (2, 2, 2), nd=2), ValueError,
@@ -276,7 +277,8 @@ def test_avg_pool_layers_take_divisor_override(nd: int) -> None:
     (lambda: nn.AvgPool3d(2, divisor_override=0), ValueError,
      r"AvgPool3d: divisor_override must not be zero"),
     (lambda: nn.AvgPool2d(2, divisor_override="2"), TypeError,
-     r"AvgPool2d: divisor_override must be an int, got str '2'\. Pass the number every window "
+     r"AvgPool2d: divisor_override must be an int or None, got str '2'\. Pass the number "
+     r"every window "
      r"sum is divided by, or None"),
 ])
 def test_new_arguments_are_checked_with_clear_errors(call, exc, match) -> None:
