@@ -9,7 +9,7 @@ PY     := $(VENV)/bin/python
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test lint bench clean figures
+.PHONY: run test test-forced lint bench clean figures
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,18 @@ test: $(TEST_STAMP)
 	ROT180_REQUIRE_HELPER=$$([ -n "$(HAVE_CC)" ] && $(PY) -c "import os, sysconfig; \
 	print(int(os.path.exists(os.path.join(sysconfig.get_paths()['include'], 'Python.h'))))") \
 	$(PY) -m pytest -q
+	for r in $(REALISATIONS); do echo "--- every realisation forced: $$r"; \
+	    $(PY) -m pytest -q -p no:cacheprovider --rot180-force=$$r $(FORCED_TESTS) || exit 1; done
+
+# Every realisation of the engine forced in turn (tuning(force=...), tests/conftest.py): `make
+# test` runs the convolution and layer tests so; `make test-forced` runs the whole suite so.
+REALISATIONS := direct im2col kn2row pointwise clipped
+FORCED_TESTS := tests/test_conv_torch.py tests/test_conv_torch_options.py tests/test_engine.py \
+	tests/test_conv_properties.py tests/test_parallel.py tests/test_nn_conv.py \
+	tests/test_lenet_twin.py tests/test_direct.py
+test-forced: $(TEST_STAMP)
+	for r in $(REALISATIONS); do $(PY) -m pytest -q -p no:cacheprovider --rot180-force=$$r \
+	    || exit 1; done
 
 lint: $(RUN_STAMP)
 	$(PY) -m pip install --quiet ruff

@@ -108,6 +108,14 @@ def test_lenet_layers_take_the_helper_by_default() -> None:
     assert all(r != "direct" for leaves in runs.values() for r, _ in leaves), runs
 
 
+@pytest.fixture
+def the_rule():
+    """The helper's own choice of bands (under tuning(force="direct") any fill will do)."""
+    with tuning(force=None):
+        yield
+
+
+@pytest.mark.usefixtures("the_rule")
 def test_the_choice_of_bands() -> None:
     assert D.bands(64, 32, 2) == 1                  # 4 whole blocks: nothing to gain
     assert D.bands(8, 112, 2) == 4                  # 32 bands of 28 rows: one block a thread
@@ -118,6 +126,7 @@ def test_the_choice_of_bands() -> None:
     assert D.bands(3, 3, 1) == 0                    # at most 9 of 16 lanes
 
 
+@pytest.mark.usefixtures("the_rule")
 def test_no_bands_when_switched_off() -> None:
     with tuning(direct_bands=False):
         assert D.bands(8, 112, 2) == 0
@@ -125,6 +134,7 @@ def test_no_bands_when_switched_off() -> None:
     assert D.bands(8, 112, 2) == 4              # the cached choice follows the settings back
 
 
+@pytest.mark.usefixtures("the_rule")
 def test_the_fill_threshold_is_a_setting() -> None:
     assert D.bands(8, 1, 2) == 0 and not D.usable(8, 1, np.float32)
     with tuning(direct_min_fill=0.5):
