@@ -173,6 +173,22 @@ def _sub(p: Problem, t: Tuning, workers: int) -> Plan:
     return make(p, t, workers)
 
 
+def _trim(p: Problem, lv: tuple, t: Tuning, workers: int) -> Plan:
+    """Only the outputs and taps that touch the input (``lv`` from ``_layout.live``): the same
+    entry on the live taps' kernel, and for a kernel gradient on the live outputs' delta; no
+    inner plan when nothing is live (the result is the bias, or zero)."""
+    outs, taps, inner = lv
+    subs: tuple[Plan, ...] = ()
+    if all(q.start < q.stop for q in outs) and all(s.start < s.stop for s in taps):
+        k2 = tuple(s.stop - s.start for s in taps)
+        # forward: w is (G, M, C, *k) -> the live taps; grad_weight: w is the delta
+        # (B, G, M, *o) -> the live outputs.
+        rest = k2 if p.entry == "forward" else tuple(q.stop - q.start for q in outs)
+        subs = (_sub(Problem(p.entry, p.x, (*p.w[:3], *rest), k2, p.stride, p.dilation,
+                             inner, p.dtype), t, workers),)
+    return Plan(p, "trim", layout=(outs, taps), inner=subs)
+
+
 # --- forward ----------------------------------------------------------------------------------
 
 def _forward(p: Problem, t: Tuning, workers: int) -> Plan:
@@ -186,13 +202,7 @@ def _forward(p: Problem, t: Tuning, workers: int) -> Plan:
             return Plan(p, "run", "clipped", True)
     lv = live(p.x[3:], k, p.stride, p.dilation, p.pads)
     if lv is not None:
-        outs, taps, inner = lv
-        subs: tuple[Plan, ...] = ()
-        if all(q.start < q.stop for q in outs) and all(s.start < s.stop for s in taps):
-            k2 = tuple(s.stop - s.start for s in taps)
-            subs = (_sub(Problem("forward", p.x, (G, M, C, *k2), k2, p.stride, p.dilation,
-                                 inner, p.dtype), t, workers),)
-        return Plan(p, "trim", layout=(outs, taps), inner=subs)
+        return _trim(p, lv, t, workers)
     name, forced = choose(p, t)
     mac, out_sp = macs(p), p.out_sp
     if name == "direct":
@@ -240,14 +250,7 @@ def _grad_weight(p: Problem, t: Tuning, workers: int) -> Plan:
             return Plan(p, "run", "clipped", True)
         lv = live(p.x[3:], k, p.stride, p.dilation, p.pads)
         if lv is not None:
-            outs, taps, inner = lv
-            subs: tuple[Plan, ...] = ()
-            if all(q.start < q.stop for q in outs) and all(s.start < s.stop for s in taps):
-                k2 = tuple(s.stop - s.start for s in taps)
-                q2 = tuple(q.stop - q.start for q in outs)
-                subs = (_sub(Problem("grad_weight", p.x, (B, G, M, *q2), k2, p.stride,
-                                     p.dilation, inner, p.dtype), t, workers),)
-            return Plan(p, "trim", layout=(outs, taps), inner=subs)
+            return _trim(p, lv, t, workers)
     name, forced = choose(p, t)
     mac = B * G * M * C * K * P
     if name == "direct":
