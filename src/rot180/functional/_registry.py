@@ -18,90 +18,22 @@ needs the problem's namespace (a field of :class:`Problem`) and nothing else cha
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _clipped, _direct
+from . import _clipped, _depthwise, _direct, _winograd
 from ._im2col import im2col, im2col_kernel, pointwise
 from ._kn2row import kn2row
-from ._layout import Pads, out_shape, stretched_size
 from ._padding import crop_negative
 from ._parallel import run_chunks
+from ._realisation import Problem, Realisation
 from ._tuning import Tuning
 
 if TYPE_CHECKING:
     from ._plan import Plan
 
 __all__ = ["Problem", "Realisation", "TABLE", "choose", "names"]
-
-
-class Problem(NamedTuple):
-    """One correlation, by shapes: the key of a plan.
-
-    ``x``: the input ``(B, G, C, *S)`` (for ``"grad_input"`` the delta ``(B, G, C, *o)``);
-    ``w``: the kernel ``(G, M, C, *k)`` (for ``"grad_weight"`` the delta ``(B, G, M, *o)``);
-    ``pads``: ``(low, high)`` per axis or None (for ``"grad_input"`` the stretched delta's).
-    ``top``: an entry point's own call (guards its output); ``stack``: an input gradient may
-    stack its phases.
-    """
-
-    entry: str
-    x: tuple[int, ...]
-    w: tuple[int, ...]
-    kernel: tuple[int, ...]
-    stride: tuple[int, ...]
-    dilation: tuple[int, ...]
-    pads: Pads | None
-    dtype: str
-    top: bool = False
-    stack: bool = True
-
-    @property
-    def nd(self) -> int:
-        return len(self.kernel)
-
-    @property
-    def out_sp(self) -> tuple[int, ...]:
-        """Spatial size of the result (the delta's for ``"grad_weight"``)."""
-        if self.entry == "grad_weight":
-            return self.w[3:]
-        if self.entry == "grad_input":
-            return stretched_size(self.x[3:], self.stride, self.pads, self.dilation,
-                                  self.kernel)
-        return out_shape(self.x[3:], self.kernel, self.stride, self.dilation, self.pads)
-
-    @property
-    def one_by_one(self) -> bool:
-        return all(k == 1 for k in self.kernel)
-
-    @property
-    def unit_stride(self) -> bool:
-        return all(s == 1 for s in self.stride)
-
-
-@dataclass(frozen=True)
-class Realisation:
-    """One entry of :data:`TABLE`.
-
-    ``accepts(problem, tuning)``: True, or a short reason why not. ``forward(plan, x, w, out,
-    bias)`` fills ``out``; ``kernel(plan, x, dz)`` returns the kernel gradient. ``pads_itself``:
-    it takes the unpadded input and the plan's pads (the others get a padded copy).
-    """
-
-    name: str
-    summary: str
-    takes: str
-    accepts: Callable[[Problem, Tuning], bool | str]
-    forward: Callable[..., None] | None = None
-    kernel: Callable[..., np.ndarray] | None = None
-    pads_itself: bool = False
-    namespaces: tuple[str, ...] = ("numpy",)
-
-    def __str__(self) -> str:
-        return f"{self.name:<10} {self.summary}; takes {self.takes}"
 
 
 # --- what each accepts ------------------------------------------------------------------------
@@ -217,6 +149,8 @@ TABLE: dict[str, Realisation] = {r.name: r for r in (
     Realisation("clipped", "tap loops over the real connections only (IEEE semantics)",
                 "every whole call; chosen where an operand is not finite (data dependent)",
                 _clipped_accepts, _clipped_forward, _clipped_kernel, pads_itself=True),
+    _depthwise.REALISATION,
+    _winograd.REALISATION,
 )}
 
 
@@ -236,6 +170,9 @@ def choose(p: Problem, t: Tuning) -> tuple[str, bool]:
     """
     if forced(p, t):
         return t.force, True
+    for r in TABLE.values():                   # specialised realisations first, where they say
+        if r.prefer is not None and r.accepts(p, t) is True and r.prefer(p, t):
+            return r.name, False
     if TABLE["direct"].accepts(p, t) is True:   # no expansion at all: wins where it runs
         return "direct", False
     if p.entry == "grad_weight":
