@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import _depth
 from ._padding import fold, pad, unfold
 from ._parallel import run_chunks
 from ._plan import Plan
@@ -26,6 +27,11 @@ def run(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray | None,
             outs, taps = plan.layout
             run(plan.inner[0], x, w[(Ellipsis, *taps)], out[(Ellipsis, *outs)], bias)
         return out
+    if step == "depth":
+        kd, sd, dd, pad_lo, do = plan.layout
+        z2 = run(plan.inner[0], _depth.fold_input(x, kd, sd, dd, pad_lo, do),
+                 _depth.fold_kernel(w), None, bias)
+        return _depth.unfold_output(z2, x.shape[0], out)
     real = TABLE[plan.realisation] if step == "run" else None
     if p.pads is not None and not (real is not None and real.pads_itself):
         x = pad(x, p.pads)

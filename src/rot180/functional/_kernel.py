@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _clipped
+from . import _clipped, _depth
 from ._padding import fold, pad
 from ._parallel import sum_chunks
 from ._plan import Plan, lookup
@@ -57,6 +57,11 @@ def run(plan: Plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
             outs, taps = plan.layout
             dw[(Ellipsis, *taps)] = run(plan.inner[0], x, dz[(Ellipsis, *outs)])
         return dw
+    if step == "depth":
+        kd, sd, dd, pad_lo, do = plan.layout
+        return _depth.unfold_kernel(run(plan.inner[0],
+                                        _depth.fold_input(x, kd, sd, dd, pad_lo, do),
+                                        _depth.fold_delta(dz)), kd)
     real = TABLE[plan.realisation] if step == "run" else None
     if p.pads is not None and not (real is not None and real.pads_itself):
         x = pad(x, p.pads)

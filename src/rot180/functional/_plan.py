@@ -16,6 +16,8 @@ Steps (``Plan.step``):
 ``padded``   a stride-1 input gradient: the padded delta's correlation ``inner``.
 ``phases``   a strided input gradient as its sub-pixel phases, ``inner[i]`` for phase ``i``.
 ``stacked``  the phases stacked into one correlation ``inner[0]`` (then depth-to-space).
+``depth``    a 3-D correlation as the 2-D one ``inner[0]``: depth taps folded into channels
+             (:mod:`._depth`), where the 2-D realisation expands nothing.
 
 The forward and kernel-gradient planners are here, the input gradient's in :mod:`._plan_input`.
 """
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _direct
+from ._depth import split_pads
 from ._kn2row import Phase
 from ._layout import (
     chunk,
@@ -119,7 +122,8 @@ class Plan:
 
 _STEPS = {"trim": "trim to the live outputs and taps", "fold": "fold the batch into the rows",
           "parts": "fold the batch, in parts", "padded": "correlate the padded delta",
-          "phases": "sub-pixel phases", "stacked": "sub-pixel phases stacked into one"}
+          "phases": "sub-pixel phases", "stacked": "sub-pixel phases stacked into one",
+          "depth": "fold the depth taps into the channels, a 2-D correlation"}
 _CHECKED = {"forward": "weight", "grad_input": "weight", "grad_weight": "result"}
 
 
@@ -189,6 +193,25 @@ def _trim(p: Problem, lv: tuple, t: Tuning, workers: int) -> Plan:
     return Plan(p, "trim", layout=(outs, taps), inner=subs)
 
 
+def _depth(p: Problem, t: Tuning, workers: int) -> Plan | None:
+    """A 3-D forward pass or kernel gradient as the 2-D correlation of :mod:`._depth` (depth
+    taps folded into channels, batch ``B * D_o``), where that problem's realisation expands
+    nothing; None where it would be im2col or kn2row (which expand the 3-D input as much)."""
+    B, G, C = p.x[:3]
+    kd, do = p.kernel[0], p.out_sp[0]
+    pad_lo, pads2 = split_pads(p.pads)
+    x2 = (B * do, G, kd * C, *p.x[4:])
+    w2 = (G, p.w[1], kd * C, *p.kernel[1:]) if p.entry == "forward" else (B * do, *p.w[1:3],
+                                                                          *p.w[4:])
+    q = Problem(p.entry, x2, w2, p.kernel[1:], p.stride[1:], p.dilation[1:], pads2, p.dtype)
+    if choose(q, t)[0] in ("im2col", "kn2row"):
+        return None
+    guard(do * G * kd * C * math.prod(p.x[4:]) * np.dtype(p.dtype).itemsize,
+          "the depth-folded input", (do, G, kd * C, *p.x[4:]))
+    return Plan(p, "depth", layout=(kd, p.stride[0], p.dilation[0], pad_lo, do),
+                inner=(_sub(q, t, workers),))
+
+
 # --- forward ----------------------------------------------------------------------------------
 
 def _forward(p: Problem, t: Tuning, workers: int) -> Plan:
@@ -204,6 +227,10 @@ def _forward(p: Problem, t: Tuning, workers: int) -> Plan:
     if lv is not None:
         return _trim(p, lv, t, workers)
     name, forced = choose(p, t)
+    if nd == 3 and not forced and not p.one_by_one:
+        folded = _depth(p, t, workers)
+        if folded is not None:
+            return folded
     mac, out_sp = macs(p), p.out_sp
     if TABLE[name].prefer is not None:           # a specialised realisation plans its own work
         return Plan(p, "run", name, forced, threads=threads_for(mac, t, workers))
@@ -254,6 +281,10 @@ def _grad_weight(p: Problem, t: Tuning, workers: int) -> Plan:
         if lv is not None:
             return _trim(p, lv, t, workers)
     name, forced = choose(p, t)
+    if nd == 3 and not forced and not p.one_by_one:
+        folded = _depth(p, t, workers)
+        if folded is not None:
+            return folded
     mac = B * G * M * C * K * P
     if TABLE[name].prefer is not None:
         return Plan(p, "run", name, forced, threads=threads_for(mac, t, workers))

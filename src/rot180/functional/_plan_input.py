@@ -143,8 +143,11 @@ def _stacked(p: Problem, t: Tuning, workers: int) -> Plan | None:
     stacked = math.prod(len(a) for a in lv) * taps
     thin = (real < t.stack_min_fill * stacked or taps < t.stack_min_taps) and \
         t.force != "direct"
+    # A 3-D stack is depth-folded into a 2-D correlation of batch B * Q_d (:mod:`._depth`).
+    lanes, nd2, rows = (B, nd, per_axis[0][2]) if nd < 3 else (B * per_axis[0][2], 2,
+                                                                 per_axis[1][2])
     if taps > 1 and (thin or not t.helper
-                     or not _direct.usable(B, nd, np.dtype(p.dtype), per_axis[0][2])):
+                     or not _direct.usable(lanes, nd2, np.dtype(p.dtype), rows)):
         return None
     combos = tuple(product(*lv))
     dead = any(len(a) < len(ax) for a, ax in zip(lv, axes, strict=True))
