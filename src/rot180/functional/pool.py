@@ -64,6 +64,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import _fused
 from . import _validation as V
 from ._clipped import quiet  # inf - inf in a window is NaN, as in PyTorch, and no RuntimeWarning
 from ._poolspec import (
@@ -134,9 +135,33 @@ def max_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, paddi
     return max_pool_spec(x, sp)
 
 
+def _as_2d(sp: PoolSpec) -> tuple[tuple[int, int], ...] | None:
+    """The helper's 2-D settings ``(out, kernel, stride, padding, dilation)`` of a 1-D or 2-D
+    spec (a 1-D pool is a 2-D one over a single row), or None."""
+    if sp.nd == 2:
+        return sp.out, sp.kernel, sp.stride, sp.padding, sp.dilation  # type: ignore[return-value]
+    if sp.nd == 1:
+        return tuple((1, v) for v in (sp.out[0], sp.kernel[0], sp.stride[0])) + (
+            (0, sp.padding[0]), (1, sp.dilation[0]))
+    return None
+
+
 def max_pool_spec(x: np.ndarray, sp: PoolSpec) -> tuple[np.ndarray, np.ndarray]:
     """:func:`max_pool` of an input already checked against ``sp`` (a layer builds its spec once
-    per input shape)."""
+    per input shape).
+
+    1-D and 2-D pools run in the compiled helper where it is on (one pass: PyTorch's loop over
+    each window clipped to the input, ``_fusedc.c``); otherwise, and for 3-D, the tap views
+    below."""
+    geometry = _as_2d(sp) if x.size and _fused.helper_on() else None
+    if geometry is not None:
+        x2 = x if sp.nd == 2 else x[..., None, :]
+        try:
+            y, idx = _fused.max_pool2d(x2, *geometry)
+        except ValueError:      # a window of only padding cells (dilated): the views handle it
+            pass
+        else:
+            return (y, idx) if sp.nd == 2 else (y[..., 0, :], idx[..., 0, :])
     xp = sp.padded(x, -np.inf)
     views = sp.views(xp)
     y = views[0].copy()
@@ -236,6 +261,12 @@ def max_pool_grad_spec(dy: np.ndarray, argmax: np.ndarray, shape: tuple[int, ...
     """:func:`max_pool_grad` on checked arguments: ``argmax`` as :func:`max_pool_spec` returned
     it, ``shape`` the full input shape; ``sp=None`` sums with ``np.bincount`` (no window
     geometry)."""
+    if sp is not None and nd <= 2 and dy.size and _fused.helper_on():
+        # One pass per plane: zero it, add each delta at its argmax in output order.
+        lift = (lambda a: a) if nd == 2 else (lambda a: a[..., None, :])
+        dx = _fused.max_pool2d_grad(lift(dy), lift(argmax), shape if nd == 2 else
+                                    shape[:-1] + (1, shape[-1]))
+        return dx if nd == 2 else dx[..., 0, :]
     plane = int(np.prod(shape[-nd:]))
     planes = int(np.prod(shape[:-nd]))
     out = dy.shape[-nd:]
@@ -330,6 +361,19 @@ def avg_pool_grad_spec(dy: np.ndarray, shape: tuple[int, ...], sp: PoolSpec,
                        div: np.ndarray | int) -> np.ndarray:
     """:func:`avg_pool_grad` on checked arguments (``dy`` of the pooled output's shape)."""
     g = dy / (np.asarray(div, dy.dtype) if isinstance(div, np.ndarray) else div)
+    if sp.kernel == sp.stride and not any(sp.padding) and all(
+            e <= i for e, i in zip(sp.extent, sp.spatial, strict=True)):
+        # Windows tile the input (cells past the last window get nothing): repeat each delta
+        # along the later axes, then broadcast it over the window's rows through a
+        # (..., o1, k1, e2, ...) view of dx (splitting an axis never copies), long inner loops.
+        lead, nl = shape[:-sp.nd], len(shape) - sp.nd
+        dx = (np.empty if sp.extent == sp.spatial else np.zeros)(shape, dy.dtype)
+        for j in range(1, sp.nd):
+            g = np.repeat(g, sp.kernel[j], axis=nl + j)
+        inner = dx[(Ellipsis, *(slice(0, e) for e in sp.extent))]
+        rows = inner.reshape(lead + (sp.out[0], sp.kernel[0]) + sp.extent[1:])
+        rows[...] = g.reshape(lead + (sp.out[0], 1) + sp.extent[1:])
+        return dx
     dxp = np.zeros(shape[:-sp.nd] + sp.extent, dy.dtype)
     for v in sp.views(dxp):
         v += g

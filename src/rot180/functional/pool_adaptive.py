@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import _fused
 from . import _validation as V
 from ._clipped import quiet
 from ._poolspec import ND_EXPECTED, check_extent, spatial_dims
@@ -96,6 +97,9 @@ def adaptive_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.nda
             "input's shape) and no zero-size axis but an empty batch. Pass the gradient of the "
             "pooled output."
         )
+    pooled = [ax for ax in range(dy.ndim) if dy.shape[ax] != shape[ax]]
+    if pooled and all(n == 1 for n in dy.shape[pooled[0]:]):
+        return global_avg_pool_grad(dy, shape)      # a global pool: one fill pass
     dx = dy
     for ax in range(dy.ndim):
         i, o = shape[ax], dy.shape[ax]
@@ -126,6 +130,8 @@ def global_avg_pool(x: np.ndarray, *, nd: int | None = None) -> np.ndarray:
             f"no zero-size axis but the batch axis N, got shape {x.shape} (nd={nd}). Pass nd= "
             "for an unbatched input."
         )
+    if x.size and _fused.helper_on():
+        return _fused.plane_mean(x, nd)     # float64 sums, one pass, threaded
     return x.mean(axis=tuple(range(x.ndim - nd, x.ndim)), keepdims=True)
 
 
@@ -146,4 +152,9 @@ def global_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.ndarr
             "input's shape with the pooled axes set to 1."
         )
     count = int(np.prod([n for d, n in zip(dy.shape, shape, strict=True) if d == 1]))
+    pooled = [ax for ax in range(dy.ndim) if dy.shape[ax] != shape[ax]]
+    if (pooled and 0 not in shape and all(n == 1 for n in dy.shape[pooled[0]:])
+            and _fused.helper_on()):
+        nd = dy.ndim - pooled[0]
+        return _fused.plane_fill(dy, shape, nd)   # dy * (1 / count) in float64, one pass
     return np.broadcast_to(dy / count, shape).copy()

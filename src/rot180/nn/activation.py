@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import _fused
 from ..functional import _validation as C
 from ..functional import activations as A
 from .module import Module
@@ -36,17 +37,30 @@ class _Activation(Module):
 class ReLU(_Activation):
     """``y = max(x, 0)``; ``dx = dy * [x > 0]``.
 
+    One pass each way (threaded for large arrays, :mod:`rot180.functional._fused`). After a
+    BatchNorm in a :class:`~rot180.nn.Sequential` the two run fused (see
+    :mod:`rot180.nn.containers`): the BatchNorm's forward applies the ReLU, this layer's forward
+    passes that output on and caches it (it has ``x``'s sign pattern), and this layer's
+    backward may leave its mask to the BatchNorm's; called alone it works as always.
+
     Shape:
         - input: any; output: same
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y = A.relu(self._input(x))
+        x = self._input(x)
+        if x is self.__dict__.get("_rectified"):   # a BatchNorm's fused output: max(x, 0) = x
+            self._cache = x
+            return x
+        y = _fused.relu_forward(x)
         self._cache = x
         return y
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        return A.relu_grad(dy, self._cached(dy))
+        x = self._cached(dy)
+        if self.__dict__.get("_fold_mask", False):  # the BatchNorm before applies [x > 0]
+            return dy
+        return _fused.relu_backward(C.float_array(dy, "dy"), x)
 
 
 class LeakyReLU(_Activation):

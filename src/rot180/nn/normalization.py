@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..functional import _fused
 from ..functional import _validation as C
-from ..functional import normalization as F
 from .module import Module, Parameter
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d"]
@@ -87,6 +87,9 @@ class _BatchNorm(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
+        # Set by Sequential around this call when a ReLU follows (see rot180.nn.containers):
+        # the output is then max(y, 0), computed in the same pass, and cached for backward.
+        relu = self.__dict__.get("_fuse_relu", False)
         w = self.weight.data if self.affine else None
         b = self.bias.data if self.affine else None
         use_batch = self.training or not self.track_running_stats
@@ -98,30 +101,35 @@ class _BatchNorm(Module):
                     f"training, got input of shape {x.shape}. Use a batch of at least 2 or "
                     "eval mode."
                 )
-            mean, var = F.batch_stats(x)
+            y, mean, var, r = _fused.bn_forward(x, w, b, self.eps, relu=relu)
             if self.training and self.track_running_stats:
                 self._update_running(mean, var, m)
         else:
-            mean, var = self.running_mean, self.running_var
-        y, xh, r = F.batch_norm(x, mean, var, w, b, eps=self.eps)
-        self._cache = (xh, r, use_batch)  # xh has the output's shape and dtype
+            y, mean, _, r = _fused.bn_forward(x, w, b, self.eps, mean=self.running_mean,
+                                              var=self.running_var, relu=relu)
+        # x, not xh = (x - mean) r: one write pass less; the output only where a ReLU follows.
+        self._cache = (x, mean, r, use_batch, y if relu else None)
         return y
-
     def _update_running(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
         self.num_batches_tracked += 1
         f = (1 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
-        unbiased = var * (m / (m - 1))
+        dt = self.running_mean.dtype
+        unbiased = (var * (m / (m - 1))).astype(dt)
         # In place, so references to the buffers (and the state_dict order) stay valid.
         self.running_mean *= 1 - f
-        self.running_mean += f * mean
+        self.running_mean += f * np.asarray(mean, dt)
         self.running_var *= 1 - f
         self.running_var += f * unbiased
 
     def backward(self, dy: np.ndarray) -> np.ndarray:
-        xh, r, use_batch = C.cached(self._cache, type(self).__name__)  # type: ignore[misc]
-        C.check_grad(dy, type(self).__name__, xh.shape, xh.dtype)
+        x, mean, r, use_batch, out = C.cached(self._cache, type(self).__name__)  # type: ignore[misc]
+        C.check_grad(dy, type(self).__name__, x.shape, x.dtype)
+        # Set by Sequential when the ReLU after this layer left its mask to this backward: dy is
+        # then the ReLU output's delta and the mask [out > 0] is folded into the rule.
+        fold = self.__dict__.get("_fold_relu", False) and out is not None
         w = self.weight.data if self.affine else None
-        dx, dw, db = F.batch_norm_grad(dy, xh, r, w, batch_statistics=use_batch)
+        dx, dw, db = _fused.bn_backward(dy, x, mean, r, w, batch_statistics=use_batch,
+                                        out=out if fold else None)
         if self.affine:
             self.weight.grad += dw
             self.bias.grad += db

@@ -1,0 +1,340 @@
+"""The layers' fast paths (rot180.functional._fused, _fusedc.c): BatchNorm (+ ReLU fused in a
+Sequential), ReLU, max / global average pooling. Each is checked with the compiled helper on and
+off, threaded and not (the size threshold forced both ways), against the unfused layers, the
+NumPy reference rules and PyTorch float64."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from rot180 import nn
+from rot180.functional import _fused, batch_stats, tuning
+from rot180.functional import pool as P
+
+HELPER = [pytest.param(False, id="numpy")] + (
+    [pytest.param(True, id="helper")] if _fused._fusedc is not None else [])
+needs_helper = pytest.mark.skipif(_fused._fusedc is None, reason="_fusedc not built")
+
+
+@pytest.fixture(params=["serial", "threads"])
+def split(request, monkeypatch):
+    """Both sides of PARALLEL_MIN_BYTES: one call, or chunks on 2 threads (3 for odd splits)."""
+    big = request.param == "serial"
+    monkeypatch.setattr(_fused, "PARALLEL_MIN_BYTES", 1 << 62 if big else 0)
+    with tuning(threads=1 if big else 3):
+        yield request.param
+
+
+SHAPES = {"BatchNorm1d": [(6, 3), (4, 3, 5)], "BatchNorm2d": [(3, 3, 4, 5)],
+          "BatchNorm3d": [(2, 3, 3, 2, 4)]}
+CASES = [(name, shape) for name, shapes in SHAPES.items() for shape in shapes]
+OPTIONS = [{}, {"momentum": None}, {"affine": False}, {"track_running_stats": False}]
+
+
+def _bn(name: str, options: dict, rng: np.random.Generator) -> nn.Module:
+    bn = getattr(nn, name)(3, dtype=np.float64, **options)
+    if bn.affine:
+        bn.weight.data[...] = rng.uniform(0.5, 1.5, 3)
+        bn.bias.data[...] = rng.uniform(-0.5, 0.5, 3)
+    return bn
+
+
+@pytest.mark.parametrize("helper", HELPER)
+@pytest.mark.parametrize("options", OPTIONS, ids=str)
+@pytest.mark.parametrize(("name", "shape"), CASES)
+def test_fused_bn_relu_matches_unfused_and_torch(name, shape, options, helper, split) -> None:
+    rng = np.random.default_rng(0)
+    bn = _bn(name, options, rng)
+    seq = nn.Sequential(bn, nn.ReLU())
+    bn2, relu2 = copy.deepcopy(bn), nn.ReLU()
+    theirs = torch.nn.Sequential(getattr(torch.nn, name)(3, dtype=torch.float64, **options),
+                                 torch.nn.ReLU())
+    theirs[0].load_state_dict({k: torch.tensor(v) for k, v in bn.state_dict().items()})
+    with tuning(helper=helper):
+        for mode in ("train", "train", "eval"):
+            for m in (seq, bn2, theirs):
+                getattr(m, mode)()
+            x = 2 * rng.standard_normal(shape) + 1
+            dy = rng.standard_normal(shape)
+            seq.zero_grad()
+            bn2.zero_grad()
+            y = seq.forward(x)
+            dx = seq.backward(dy)
+            y2 = relu2.forward(bn2.forward(x))          # unfused: each layer on its own
+            dx2 = bn2.backward(relu2.backward(dy))
+            np.testing.assert_allclose(y, y2, rtol=1e-14, atol=1e-14)
+            np.testing.assert_allclose(dx, dx2, rtol=1e-12, atol=1e-13)
+            xt = torch.tensor(x, requires_grad=True)
+            theirs.zero_grad()
+            yt = theirs(xt)
+            yt.backward(torch.tensor(dy))
+            np.testing.assert_allclose(y, yt.detach().numpy(), rtol=0, atol=1e-10)
+            np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=0, atol=1e-10)
+            for (n, p), p2, t in zip(bn.named_parameters(), bn2.parameters(),
+                                     theirs[0].parameters(), strict=True):
+                np.testing.assert_allclose(p.grad, p2.grad, rtol=1e-12, atol=1e-13, err_msg=n)
+                np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=0, atol=1e-10)
+            ts = theirs[0].state_dict()
+            for k, v in bn.state_dict().items():
+                np.testing.assert_allclose(v, ts[k].numpy(), rtol=0, atol=1e-12, err_msg=k)
+                np.testing.assert_array_equal(v, bn2.state_dict()[k])
+
+
+@pytest.mark.parametrize("helper", HELPER)
+def test_helper_and_numpy_paths_agree_float32(helper, split) -> None:
+    """float32, a training step of Sequential(conv-shaped BN, ReLU) with both paths: equal to
+    float32 rounding, and the threaded run bit for bit equal to the serial one."""
+    rng = np.random.default_rng(1)
+    x = (3 * rng.standard_normal((4, 8, 6, 5)) + 2).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    seqs = {}
+    for h in (False, helper):
+        seq = nn.Sequential(nn.BatchNorm2d(8), nn.ReLU())
+        with tuning(helper=h):
+            y = seq.forward(x)
+            dx = seq.backward(dy)
+        seqs[h] = (y, dx, seq[0].weight.grad.copy(), seq[0].running_var.copy())
+    for a, b in zip(seqs[False], seqs[helper], strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-5)
+
+
+@needs_helper
+def test_threaded_results_equal_serial_bits(monkeypatch) -> None:
+    """Chunks split channels / planes / elements only, so 1, 2 or 3 threads give equal bits."""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((5, 7, 9, 4)).astype(np.float32)
+    dy = rng.standard_normal((5, 7, 1, 1)).astype(np.float32)
+    out = []
+    for limit, threads in ((1 << 62, 1), (0, 2), (0, 3)):
+        monkeypatch.setattr(_fused, "PARALLEL_MIN_BYTES", limit)
+        seq = nn.Sequential(nn.BatchNorm2d(7), nn.ReLU(), nn.MaxPool2d(2), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1))
+        with tuning(threads=threads, helper=True):
+            y = seq.forward(x)
+            dx = seq.backward(dy)
+        out.append((y, dx, seq[0].weight.grad.copy(), seq[0].running_var.copy()))
+    for other in out[1:]:
+        for a, b in zip(out[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("helper", HELPER)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_statistics_without_cancellation(helper, dtype) -> None:
+    """A channel with mean 1e4 and std 1e-2: var = E[x^2] - E[x]^2 in float32 (or float64 without
+    a shift) loses every digit; the layer's statistics match float64 NumPy of the same values."""
+    rng = np.random.default_rng(3)
+    x = (1e4 + 1e-2 * rng.standard_normal((16, 2, 32))).astype(dtype)
+    x[:, 1] = 1e-2 * rng.standard_normal((16, 32))           # and an ordinary channel
+    xd = x.astype(np.float64)
+    bn = nn.BatchNorm1d(2, momentum=1.0, dtype=dtype)
+    with tuning(helper=helper):
+        bn.forward(x)
+    m = xd.size // 2
+    np.testing.assert_allclose(bn.running_mean, xd.mean(axis=(0, 2)), rtol=1e-7)
+    np.testing.assert_allclose(bn.running_var, xd.var(axis=(0, 2)) * m / (m - 1), rtol=1e-4)
+    np.testing.assert_allclose(batch_stats(xd)[1], xd.var(axis=(0, 2)), rtol=1e-9)
+
+
+@pytest.mark.parametrize("helper", HELPER)
+def test_non_contiguous_inputs(helper, split) -> None:
+    rng = np.random.default_rng(4)
+    base = rng.standard_normal((4, 6, 5, 8))
+    x = base.transpose(0, 1, 3, 2)[..., ::2, :]               # strided and transposed
+    dy = rng.standard_normal(x.shape)
+    for layer in (lambda: nn.Sequential(nn.BatchNorm2d(6, dtype=np.float64), nn.ReLU()),
+                  nn.ReLU, lambda: nn.MaxPool2d(2), lambda: nn.AdaptiveAvgPool2d(1)):
+        a, b = layer(), layer()
+        with tuning(helper=helper):
+            ya, yb = a.forward(x), b.forward(np.ascontiguousarray(x))
+            # (NumPy's pairwise sums group a strided array's values differently)
+            np.testing.assert_allclose(ya, yb, rtol=1e-13, atol=1e-15)
+            d = dy[..., :ya.shape[-2], :ya.shape[-1]] if ya.shape != x.shape else dy
+            np.testing.assert_allclose(a.backward(d), b.backward(np.ascontiguousarray(d)),
+                                       rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize("helper", HELPER)
+def test_relu_backward_alone_after_fused_forward(helper) -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 4, 5, 5))
+    seq = nn.Sequential(nn.BatchNorm2d(4, dtype=np.float64), nn.ReLU())
+    with tuning(helper=helper):
+        y = seq.forward(x)
+        dy = rng.standard_normal(y.shape)
+        np.testing.assert_array_equal(seq[1].backward(dy), dy * (y > 0))
+        # The BatchNorm alone then gets the masked delta, as unfused.
+        ref = copy.deepcopy(seq[0])
+        np.testing.assert_allclose(seq[0].backward(dy * (y > 0)),
+                                   ref.backward(dy * (y > 0)), rtol=0, atol=0)
+
+
+def test_fused_pair_keeps_the_pass_checks() -> None:
+    bn, relu = nn.BatchNorm2d(2, dtype=np.float64), nn.ReLU()
+    x = np.random.default_rng(6).standard_normal((2, 2, 3, 3))
+    with pytest.raises(ValueError, match="used twice in one forward pass"):
+        nn.Sequential(bn, relu, bn, nn.ReLU()).forward(x)
+    seq = nn.Sequential(bn, relu)
+    seq.forward(x)
+    bn.forward(x)                           # the BatchNorm ran again outside seq
+    with pytest.raises(ValueError, match="ran forward again outside"):
+        seq.backward(x)
+    seq.forward(x)
+    relu.forward(x)                         # now the ReLU
+    with pytest.raises(ValueError, match="ran forward again outside"):
+        seq.backward(x)
+
+
+@pytest.mark.parametrize("helper", HELPER)
+def test_backward_params_of_a_leading_fused_pair(helper) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 2, 4, 4))
+    a = nn.Sequential(nn.BatchNorm2d(2, dtype=np.float64), nn.ReLU(), nn.MaxPool2d(2))
+    b = copy.deepcopy(a)
+    with tuning(helper=helper):
+        dy = rng.standard_normal(a.forward(x).shape)
+        b.forward(x)
+        a.backward_params(dy)
+        b.backward(dy)
+    np.testing.assert_array_equal(a[0].weight.grad, b[0].weight.grad)
+    np.testing.assert_array_equal(a[0].bias.grad, b[0].bias.grad)
+
+
+def test_fused_bn_relu_gradient_by_finite_differences() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 2, 3, 2))
+    seq = nn.Sequential(nn.BatchNorm2d(2, dtype=np.float64), nn.ReLU())
+    seq[0].weight.data[...] = [0.7, 1.3]
+    dy = rng.standard_normal(x.shape)
+    seq.forward(x)
+    dx = seq.backward(dy)
+    num = np.zeros_like(x)
+    h = 1e-6
+    for i in np.ndindex(x.shape):
+        xp, xm = x.copy(), x.copy()
+        xp[i] += h
+        xm[i] -= h
+        num[i] = ((seq.forward(xp) - seq.forward(xm)) * dy).sum() / (2 * h)
+    np.testing.assert_allclose(dx, num, rtol=1e-5, atol=1e-7)
+
+
+# --- pooling: helper against the NumPy tap views ----------------------------------------------
+
+POOLS = [
+    dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
+    dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=2, stride=1),
+    dict(kernel_size=3, padding=1, dilation=2),
+]
+
+
+@needs_helper
+@pytest.mark.parametrize("kw", POOLS, ids=str)
+@pytest.mark.parametrize("shape", [(2, 3, 7, 9), (1, 2, 8, 8), (3, 5, 6)])
+def test_max_pool_helper_matches_numpy_views(shape, kw, split) -> None:
+    rng = np.random.default_rng(9)
+    x = rng.integers(-3, 3, shape).astype(np.float64)        # many ties
+    x.flat[::11] = np.nan
+    x.flat[5::13] = -np.inf
+    res = {}
+    for helper in (False, True):
+        with tuning(helper=helper):
+            y, idx = P.max_pool(x, **kw, nd=2)
+            dy = np.arange(y.size, dtype=np.float64).reshape(y.shape)
+            dx = P.max_pool_grad(dy, idx, x.shape, **kw, nd=2)
+        res[helper] = (y, idx, dx)
+    for a, b in zip(res[False], res[True], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_helper
+@pytest.mark.parametrize("kw", [dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2)])
+def test_max_pool1d_helper_matches_numpy_views(kw) -> None:
+    x = np.random.default_rng(10).integers(-3, 3, (2, 3, 11)).astype(np.float32)
+    res = {}
+    for helper in (False, True):
+        layer = nn.MaxPool1d(**kw)
+        with tuning(helper=helper):
+            y = layer.forward(x)
+            res[helper] = (y, layer.backward(np.ones_like(y)))
+    for a, b in zip(res[False], res[True], strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("helper", HELPER)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_pool_matches_torch(helper, dtype, split) -> None:
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4, 5, 6)).astype(dtype)
+    dy = rng.standard_normal((3, 4, 1, 1)).astype(dtype)
+    layer = nn.AdaptiveAvgPool2d(1)
+    with tuning(helper=helper):
+        y = layer.forward(x)
+        dx = layer.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.functional.adaptive_avg_pool2d(xt, 1)
+    yt.backward(torch.tensor(dy))
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("helper", HELPER)
+@pytest.mark.parametrize("shape", [(2, 3, 8, 6), (2, 3, 9, 7), (2, 3, 6, 6, 4)])
+def test_avg_pool_tiled_backward_matches_torch(helper, shape) -> None:
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(shape)
+    layer = nn.AvgPool2d(2) if len(shape) == 4 else nn.AvgPool3d(2)
+    f = torch.nn.functional.avg_pool2d if len(shape) == 4 else torch.nn.functional.avg_pool3d
+    with tuning(helper=helper):
+        y = layer.forward(x)
+        dy = rng.standard_normal(y.shape)
+        dx = layer.backward(dy)
+    xt = torch.tensor(x, requires_grad=True)
+    f(xt, 2).backward(torch.tensor(dy))
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=0, atol=1e-14)
+
+
+# --- the C interface ----------------------------------------------------------------------------
+
+@needs_helper
+def test_helper_checks_its_arguments() -> None:
+    c = _fused._fusedc
+    x = np.ones((2, 3, 4), np.float32)
+    m, v = np.zeros(3), np.zeros(3)
+    c.bn_stats(x, m, v)
+    with pytest.raises(TypeError, match="mean must be float64"):
+        c.bn_stats(x, m.astype(np.float32), v)
+    with pytest.raises(ValueError, match="var must have length 3"):
+        c.bn_stats(x, m, np.zeros(4))
+    with pytest.raises(ValueError, match="x must have 3 axes"):
+        c.bn_stats(x[0], m, v)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        c.bn_stats(x[:, :, ::2], m, v)
+    with pytest.raises(ValueError, match="0 <= first <= last <= 3"):
+        c.bn_stats(x, m, v, first=2, last=4)
+    with pytest.raises(TypeError):
+        c.bn_stats(x, m, v, 0, 3)                        # first / last are keyword-only
+    with pytest.raises(TypeError, match=r"y must be float32 \(as x\)"):
+        c.relu(x.ravel(), np.zeros(24))
+    with pytest.raises(ValueError, match="writable"):
+        y = np.zeros(24, np.float32)
+        y.flags.writeable = False
+        c.relu(x.ravel(), y)
+    with pytest.raises(ValueError, match="y has size 5"):
+        c.bn_apply(x, np.zeros((2, 3, 5), np.float32), *(np.zeros(3, np.float32),) * 3)
+    dy = np.ones((1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match=r"idx entries must lie in \[0, 16\)"):
+        c.max_pool2d_grad(dy, np.full((1, 2, 2), 16, np.int64), np.zeros((1, 4, 4), np.float32))
+    with pytest.raises(TypeError, match="idx must be int64"):
+        c.max_pool2d_grad(dy, np.zeros((1, 2, 2), np.int32), np.zeros((1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="holds no input cell"):
+        c.max_pool2d(np.ones((1, 4, 4)), np.zeros((1, 3, 3)), np.zeros((1, 3, 3), np.int64),
+                     kernel=(2, 2), stride=(2, 2), padding=(0, 0), dilation=(1, 1))
+    with pytest.raises(TypeError, match="kernel must be a tuple of 2 ints"):
+        c.max_pool2d(np.ones((1, 4, 4)), np.zeros((1, 2, 2)), np.zeros((1, 2, 2), np.int64),
+                     kernel=2, stride=(2, 2), padding=(0, 0), dilation=(1, 1))
