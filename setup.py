@@ -1,4 +1,5 @@
-"""Build of the optional compiled helper ``rot180.functional._directc`` (see _direct.py).
+"""Build of the optional compiled helpers ``rot180.functional._directc`` (see _direct.py) and
+``_fusedc`` (see _fused.py).
 
 Everything else is in pyproject.toml. ``optional=True``: without a C compiler the install still
 succeeds and rot180 runs its pure-NumPy engine (the helper only makes small-channel layers
@@ -23,6 +24,18 @@ setup(
             extra_compile_args=["-O3", "-fno-gcse", "-fno-gcse-after-reload",
                                 "-Werror=implicit-function-declaration"],
             optional=True,
-        )
+        ),
+        Extension(
+            "rot180.functional._fusedc",
+            sources=["src/rot180/functional/_fusedc.c"],
+            # One-pass BatchNorm / ReLU / pooling kernels (see _fused.py). -fopenmp-simd: only
+            # the `omp simd` reductions (float64 sums vectorised in a fixed order), no OpenMP
+            # runtime. -fno-trapping-math: GCC 12 if-converts (vectorises) the ReLU-masked loops
+            # only so (12 ms -> 1 ms for 2M float32 values); no FP exceptions are relied on.
+            # Optional as the helper above: without it _fused.py runs NumPy.
+            extra_compile_args=["-O3", "-fopenmp-simd", "-fno-trapping-math",
+                                "-Werror=implicit-function-declaration"],
+            optional=True,
+        ),
     ]
 )
