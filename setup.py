@@ -37,5 +37,13 @@ setup(
                                 "-Werror=implicit-function-declaration"],
             optional=True,
         ),
+        Extension(
+            "rot180.functional._winogradc",
+            sources=["src/rot180/functional/_winogradc.c"],
+            # Winograd F(2x2, 3x3)'s input, output and kernel transforms, one pass each (see
+            # _winograd.py). Optional as the helpers above: without it _winograd.py runs NumPy.
+            extra_compile_args=["-O3", "-Werror=implicit-function-declaration"],
+            optional=True,
+        ),
     ]
 )

@@ -1,22 +1,319 @@
-"""Winograd F(2x2, 3x3) for 3x3 stride-1 correlations: 2.25x fewer multiplications.
+r"""Winograd F(2x2, 3x3) for 3x3 stride-1 correlations: 2.25x fewer multiplications.
 
-Under construction (issue 13): accepts nothing yet, so the engine never chooses it.
+Why. On large-channel 3x3 layers (64-512 channels) every other realisation is one big product
+(im2col's columns, kn2row's shifted sums, the helper's lanes) running at ~90 % of this
+machine's sgemm rate already; the only way ahead is fewer multiplications. Winograd's minimal
+filtering (Lavin & Gray 2015, "Fast Algorithms for Convolutional Neural Networks") computes a
+2 x 2 block of outputs of a 3 x 3 correlation from a 4 x 4 tile of its input with 16
+multiplications instead of 36.
+
+The derivation (one tile; ``d`` the 4 x 4 input tile, ``g`` one 3 x 3 kernel plane)::
+
+    Y = A^T [ (G g G^T) (.) (B^T d B) ] A          (.) : elementwise, 16 products
+
+    B^T = [[1, 0, -1, 0],    G = [[  1,    0,   0],    A^T = [[1, 1,  1,  0],
+           [0, 1,  1, 0],         [1/2,  1/2, 1/2],           [0, 1, -1, -1]]
+           [0,-1,  1, 0],         [1/2, -1/2, 1/2],
+           [0, 1,  0,-1]]         [  0,    0,   1]]
+
+(1-D: ``F(2, 3)`` gives ``y0 = d0 g0 + d1 g1 + d2 g2`` and ``y1 = d1 g0 + d2 g1 + d3 g2`` from
+the four products ``(d0 - d2) g0``, ``(d1 + d2)(g0 + g1 + g2)/2``, ``(d2 - d1)(g0 - g1 + g2)/2``,
+``(d1 - d3) g2``; the 2-D form nests it along both axes.) Over channels the elementwise
+products become sums, so for each of the 16 cells ``(a, b)`` of the transformed tile the layer
+is one matrix product::
+
+    m[ab] (M x T) = U[ab] (M x C) @ V[ab] (C x T)
+    U[ab, o, c] = (G w[o, c] G^T)[a, b]       once per call and group
+    V[ab, c, t] = (B^T d_{c,t} B)[a, b]        the input tiles, stride 2 (they overlap by 2)
+    out tile t  = A^T m_t A + bias
+
+Multiply-adds per 2 x 2 outputs: ``16 C M`` instead of ``36 C M``; the transforms are linear
+passes over the input (writing 4x its size as ``V``) and the output (reading ``m``, 4x its
+size), and ``U`` (16/9 of the weights) per call.
+
+Layout and chunks. Tile ``t = r * TW + j``: ``r`` a flattened (sample, tile row) pair,
+``TH = ceil(OH / 2)`` tile rows per sample, ``TW = ceil(OW / 2)`` tiles per row. Ragged edges:
+the input reads as zeros past its padded extent, and outputs at or past ``(OH, OW)`` are
+dropped. The padding is applied while the tiles are gathered (``pads_itself``; a negative pad
+crops), never as a padded copy. A call's tile rows are cut into chunks of about
+``Tuning.chunk_bytes`` of ``V`` and ``m`` together, at least one per thread (evenly); each chunk
+gathers its tiles, runs the 16 products as one batched ``np.matmul`` (single-threaded BLAS in
+a pooled region, :func:`~._parallel.run_chunks`) and writes its own output rows, so the bits
+depend on the shapes and the thread count only.
+
+The transforms are one pass each in the compiled helper ``_winogradc.c`` (built optional); the
+NumPy functions here (:func:`input_tiles`, :func:`output_tiles`, :func:`kernel_tiles`)
+compute the same sums in the same order (the same bits: ``tests/test_winograd.py``) and run
+when the helper is off (``tuning(helper=False)``) or not built.
+
+Accuracy. The coefficients (0, +-1, 1/2) are exact in binary; ``U`` is formed in float64 and
+rounded once. What F(2x2, 3x3) adds is the cancellation in the transformed sums: measured
+against float64 on float32 layers (tests/test_winograd.py, 3x3, 16-512 channels) the largest
+error is ~1e-6 of the output's largest magnitude, against ~3e-7 for direct summation.
+
+Non-finite data. A tile mixes its 16 input cells before any product, so an ``inf`` in the input
+gives NaN in neighbouring outputs where a direct sum gives ``inf``. The entry points send
+non-finite weights to ``clipped`` already; a non-finite *result* here (a non-finite input or
+delta) is recomputed by ``clipped`` (IEEE semantics over the real connections), so the NaN and
+inf positions are those of every other realisation.
+
+Where it is chosen (:func:`prefer`): see its docstring for the measurement.
 """
 
 from __future__ import annotations
 
-from ._realisation import Problem, Realisation
-from ._tuning import Tuning
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from . import _clipped
+from ._parallel import run_chunks
+from ._realisation import Problem, Realisation
+from ._scratch import scratch
+from ._tuning import Tuning, get_tuning
+
+if TYPE_CHECKING:
+    from ._plan import Plan
+
+try:
+    from . import _winogradc
+except ImportError:                             # built without a C compiler: NumPy only
+    _winogradc = None
+
+__all__ = ["REALISATION", "built", "input_tiles", "output_tiles", "kernel_tiles", "tiles"]
+
+
+def built() -> bool:
+    """Whether the compiled transforms ``_winogradc`` were built."""
+    return _winogradc is not None
+
+
+def tiles(out_sp: tuple[int, int]) -> tuple[int, int]:
+    """``(TH, TW)``: tile rows and tiles per row of an ``(OH, OW)`` output (ragged: ceil)."""
+    return -(-out_sp[0] // 2), -(-out_sp[1] // 2)
+
+
+# --- the transforms in NumPy (the same sums, in the same order, as _winogradc.c) --------------
+
+def input_tiles(x: np.ndarray, v: np.ndarray, top: int, left: int, bottom: int, right: int,
+                first_row: int) -> None:
+    """``v[4a + b, c, t] = (B^T d_t B)[a, b]`` for the tiles of ``x`` padded by the pads.
+
+    Shape: ``x`` (B, C, H, W), ``v`` (16, C, n TW) for tile rows ``first_row .. + n`` of the
+    ``B TH`` (sample, tile row) pairs, ``OH = H + top + bottom - 2`` (``OW`` likewise).
+    """
+    B, C, H, W = x.shape
+    TH, TW = tiles((H + top + bottom - 2, W + left + right - 2))
+    n = v.shape[2] // TW
+    hlim, wlim = min(H, H + bottom), min(W, W + right)
+    for b, i0, i1, r in _segments(first_row, n, TH):
+        t0 = r * TW
+        # The padded rows 2 i0 .. 2 i1 + 2 and columns 0 .. 2 TW + 2 of sample b (zeros outside).
+        rows, cols = 2 * (i1 - i0) + 2, 2 * TW + 2
+        P = np.zeros((C, rows, cols), x.dtype)
+        y0, y1 = max(0, 2 * i0 - top), min(hlim, 2 * i0 + rows - top)
+        q0, q1 = max(0, -left), min(wlim, cols - left)
+        if y0 < y1 and q0 < q1:
+            P[:, y0 + top - 2 * i0:y1 + top - 2 * i0, q0 + left:q1 + left] = x[b, :, y0:y1, q0:q1]
+        R = [P[:, k:k + 2 * (i1 - i0):2] for k in range(4)]      # (C, rows of tiles, cols)
+        e = (R[0] - R[2], R[1] + R[2], R[2] - R[1], R[1] - R[3])
+        for a in range(4):
+            ev, od = e[a][..., 0::2], e[a][..., 1::2]            # columns 2j and 2j + 1
+            dst = [v[4 * a + k, :, t0:t0 + (i1 - i0) * TW].reshape(C, i1 - i0, TW)
+                   for k in range(4)]
+            np.subtract(ev[..., :-1], ev[..., 1:], out=dst[0])
+            np.add(od[..., :-1], ev[..., 1:], out=dst[1])
+            np.subtract(ev[..., 1:], od[..., :-1], out=dst[2])
+            np.subtract(od[..., :-1], od[..., 1:], out=dst[3])
+
+
+def output_tiles(m: np.ndarray, out: np.ndarray, bias: np.ndarray | None,
+                 first_row: int) -> None:
+    """``out``'s 2 x 2 blocks ``A^T m_t A + bias`` for tile rows ``first_row .. + n``.
+
+    Shape: ``m`` (16, M, n TW), ``out`` (B, M, OH, OW), ``bias`` (M,) or None.
+    """
+    B, M, OH, OW = out.shape
+    TH, TW = tiles((OH, OW))
+    n = m.shape[2] // TW
+    for b, i0, i1, r in _segments(first_row, n, TH):
+        t0 = r * TW
+        mk = [m[k, :, t0:t0 + (i1 - i0) * TW].reshape(M, i1 - i0, TW) for k in range(16)]
+        s0 = [mk[c] + mk[4 + c] + mk[8 + c] for c in range(4)]
+        s1 = [mk[4 + c] - mk[8 + c] - mk[12 + c] for c in range(4)]
+        Y = np.empty((M, i1 - i0, 2, TW, 2), out.dtype)
+        for p, s in enumerate((s0, s1)):
+            Y[:, :, p, :, 0] = s[0] + s[1] + s[2]
+            Y[:, :, p, :, 1] = s[1] - s[2] - s[3]
+        if bias is not None:
+            Y += bias.reshape(M, 1, 1, 1, 1)
+        Y = Y.reshape(M, 2 * (i1 - i0), 2 * TW)
+        rows = min(OH, 2 * i1) - 2 * i0
+        out[b, :, 2 * i0:2 * i0 + rows] = Y[:, :rows, :OW]
+
+
+def kernel_tiles(w: np.ndarray, u: np.ndarray) -> None:
+    """``u[4a + b, o, c] = (G w[o, c] G^T)[a, b]``, formed in float64 and rounded once.
+
+    Shape: ``w`` (M, C, 3, 3), ``u`` (16, M, C).
+    """
+    g = w.astype(np.float64, copy=False)
+
+    def rows(a: np.ndarray, b: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, ...]:
+        return a, 0.5 * (a + b + e), 0.5 * (a - b + e), e
+
+    h = rows(g[:, :, 0, :], g[:, :, 1, :], g[:, :, 2, :])        # G g: 4 x (M, C, 3)
+    for a in range(4):
+        f = rows(h[a][..., 0], h[a][..., 1], h[a][..., 2])       # (G g) G^T
+        for b in range(4):
+            u[4 * a + b] = f[b]
+
+
+def _segments(first: int, n: int, TH: int) -> list[tuple[int, int, int, int]]:
+    """The tile rows ``first .. first + n`` as runs within one sample: ``(sample, i0, i1,
+    t0)``, ``t0`` the run's first tile row within the chunk."""
+    runs, r, end = [], first, first + n
+    while r < end:
+        b, i0 = divmod(r, TH)
+        i1 = min(TH, i0 + end - r)
+        runs.append((b, i0, i1, r - first))
+        r += i1 - i0
+    return runs
+
+
+# --- the realisation ------------------------------------------------------------------------
 
 def _accepts(p: Problem, t: Tuning) -> bool | str:
-    return "not built yet"
+    if p.entry != "forward":
+        return ("forward passes only (a stride-1 input gradient reaches it as its padded "
+                "delta's correlation)")
+    if p.kernel != (3, 3):
+        return "2-D 3x3 kernels only"
+    if not p.unit_stride or any(d != 1 for d in p.dilation):
+        return "stride 1 and dilation 1 only"
+    if np.dtype(p.dtype) not in (np.float32, np.float64):
+        return "float32 and float64 only"
+    return True
 
 
 def _prefer(p: Problem, t: Tuning) -> bool:
-    return False
+    """Where it beats the rule's choice (the helper ``direct`` on these shapes, im2col at
+    batch 1 of 7x7), with ``_winogradc`` built and the helper on (the NumPy transforms are
+    ~2x slower: never preferred):
+
+    ========================  ==================  ========================================
+    channels (C in, M out)    output size         measured, Winograd / rule, 1 thread
+    ========================  ==================  ========================================
+    min(C, M) >= 64           >= 14 x 14          0.62-0.98 (64 @ 14 x 14 batch 1: 1.05)
+    min(C, M) >= 384          >= 128 tiles        512 @ 7 x 7 batch 8: 0.89 (batch 1: 2.0)
+    C >= 32, M >= 64          >= 32 x 32          32 -> 64 @ 32 / 56: 0.87-0.90
+    ========================  ==================  ========================================
+
+    Not preferred: fewer channels (16 -> 16 ... 64 -> 16 and 32 -> 32: 1.0-5.2, the transforms
+    cost more than the products saved), 7 x 7 below 384 channels (1.0-1.7: a ragged 4 x 4 grid
+    of tiles computes 64 outputs for 49, and the products are short), 32 -> 64 below 32 x 32
+    (1.05-1.3), 64 -> 32 (1.02).
+
+    Measured on the 2-core AMD EPYC (AVX-512, OpenBLAS 0.3.31 SkylakeX), float32, padding 1,
+    forward passes of C, M in {3, 16, 32, 64, 128, 256, 512} (and 16 <-> 64, 32 -> 64, 64 -> 32),
+    sizes 7, 14, 28, 32, 56, batch 1, 8, 32, 64, process CPU time, medians of 3-5
+    (BENCHMARKS.md, "Winograd"). A stride-1 input gradient is the same forward problem with C
+    and M swapped, so the same rule serves it.
+    """
+    if not (t.helper and _winogradc is not None):
+        return False
+    B, M = p.x[0], p.w[1]
+    C = p.x[2]
+    OH, OW = p.out_sp
+    TH, TW = tiles(p.out_sp)
+    if B * TH * TW < MIN_TILES:
+        return False
+    low, size = min(C, M), min(OH, OW)
+    return ((low >= MIN_CHANNELS and size >= MIN_SIZE)
+            or (low >= MIN_CHANNELS_ANY and B * TH * TW >= MIN_TILES_ANY)
+            or (C >= 32 and M >= 2 * 32 and size >= 32))
 
 
-REALISATION = Realisation("winograd", "winograd f(2x2, 3x3) for 3x3 stride-1 correlations",
-                          "nothing yet", _accepts,
-                          prefer=_prefer)
+# -> Tuning (winograd_*): measured, see _prefer's table.
+MIN_CHANNELS = 64
+MIN_SIZE = 14
+MIN_CHANNELS_ANY = 384
+MIN_TILES_ANY = 128
+MIN_TILES = 16
+CHUNK_TILES = 128   # -> Tuning.winograd_chunk_tiles (measured: 8x512x7x7 18.1 ms at 128 tiles a
+#                     chunk, 20.6 at 64; 32x128x16x16 18.0 at 128, 19.7 at 512; 1 thread)
+
+
+def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
+             bias: np.ndarray | None) -> None:
+    """``out = correlate(pad(x), w) + bias`` (valid, stride 1) by F(2x2, 3x3).
+
+    Shape: ``x`` (B, G, C, H, W) unpadded (``plan.problem.pads`` applied here), ``w``
+    (G, M, C, 3, 3), ``out`` (B, G, M, OH, OW), ``bias`` (G, M) or None.
+    """
+    p = plan.problem
+    t = get_tuning()
+    (top, bottom), (left, right) = p.pads if p.pads is not None else ((0, 0), (0, 0))
+    B, G, C = x.shape[:3]
+    M = w.shape[1]
+    TH, TW = tiles(out.shape[3:])
+    dtype = x.dtype
+    c = _winogradc if (t.helper and _winogradc is not None) else None
+    threads = max(1, plan.threads)
+
+    # U once per call: all groups, output channels split between the threads.
+    u = np.empty((G, 16, M, C), dtype)
+    splits = _split(M, threads if M * C >= 4096 else 1)
+    kernel_jobs = [(g, m0, m1) for g in range(G) for m0, m1 in splits]
+
+    def kernel(job: tuple[int, int, int]) -> None:
+        g, m0, m1 = job
+        (c.kernel_tiles if c is not None else kernel_tiles)(w[g, m0:m1], u[g, :, m0:m1])
+
+    run_chunks(kernel, kernel_jobs, threads)
+
+    # The tile rows in chunks of about CHUNK_TILES tiles (each product packs its U[ab] again:
+    # fewer tiles waste that, more spill V and m from the caches), at least one per thread.
+    rows = B * TH
+    per_row = 16 * (C + M) * TW * dtype.itemsize
+    size = max(1, min(-(-CHUNK_TILES // TW), 4 * t.chunk_bytes // per_row))
+    n = -(-rows // size)
+    n = min(rows, threads) if n < threads else -(-n // threads) * threads
+    chunks = _split(rows, n)
+    jobs = [(g, r0, r1) for g in range(G) for r0, r1 in chunks]
+
+    def chunk(job: tuple[int, int, int]) -> None:
+        g, r0, r1 = job
+        v = scratch((16, C, (r1 - r0) * TW), dtype, "winograd-v")
+        m = scratch((16, M, (r1 - r0) * TW), dtype, "winograd-m")
+        b = None if bias is None else bias[g]
+        if c is not None:
+            c.input_tiles(x[:, g], v, top=top, left=left, bottom=bottom, right=right,
+                          first_row=r0)
+            np.matmul(u[g], v, out=m)
+            c.output_tiles(m, out[:, g], b, first_row=r0)
+        else:
+            input_tiles(x[:, g], v, top, left, bottom, right, r0)
+            np.matmul(u[g], v, out=m)
+            output_tiles(m, out[:, g], b, r0)
+
+    run_chunks(chunk, jobs, threads)
+    # A tile mixes its input cells: a non-finite input (or delta) would put NaN where a direct
+    # sum has inf. Recompute such a call over the real connections (module docstring).
+    if not _clipped.finite(out):
+        _clipped.correlate(x, w, p.stride, p.dilation, out, bias, p.pads)
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``range(n)`` in ``min(parts, n)`` contiguous pieces of near-equal size (from the sizes
+    only)."""
+    k = max(1, min(parts, n))
+    step, extra = divmod(n, k)
+    bounds = [i * step + min(i, extra) for i in range(k + 1)]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
+
+
+REALISATION = Realisation(
+    "winograd", "Winograd F(2x2, 3x3): 16 products over the transformed tiles",
+    "2-D 3x3 stride-1 dilation-1 float32/64 forward passes (and so stride-1 input "
+    "gradients)", _accepts, _forward, pads_itself=True, prefer=_prefer)

@@ -1,0 +1,491 @@
+/* Winograd F(2x2, 3x3) transforms: the optional compiled helper of the `winograd` realisation.
+ * See _winograd.py for the algorithm, the layout and when it is used.
+ *
+ * Three one-pass transforms around the 16 products (which NumPy's BLAS does):
+ *
+ *   kernel_tiles(w, u):  u[4a + b, o, c] = (G w[o, c] G^T)[a, b]          w (M, C, 3, 3)
+ *   input_tiles(x, v):   v[4a + b, c, t] = (B^T d_t B)[a, b]              x (B, C, H, W)
+ *   output_tiles(m, out, bias): the 2 x 2 outputs of tile t, A^T m_t A + bias   out (B, M, OH, OW)
+ *
+ * with u (16, M, C), v (16, C, T), m (16, M, T). Tile t = r * TW + j: tile row r (a flattened
+ * (sample, tile row) pair, r = b TH + i, counted from `first_row`) and tile column j; tile (i, j)
+ * reads the padded input's rows 2i .. 2i + 3 and columns 2j .. 2j + 3 and gives outputs
+ * (2i .. 2i + 1, 2j .. 2j + 1), those at or past (OH, OW) dropped (ragged edges: TH = ceil(OH/2),
+ * TW = ceil(OW/2)). The padding is implicit: padded row p is row p - top of x, and only rows
+ * 0 <= p - top < min(H, H + bottom) (columns likewise) are read, zeros elsewhere, so a negative
+ * pad crops and no cell outside the padded input is ever read.
+ *
+ * x, w, u, out and bias may have any strides (a group's view, a transposed or flipped array, a
+ * range of output channels); v and m are C-contiguous. Sums run in an order fixed by the loops; the GIL is released.
+ *
+ * The Python functions take keyword arguments and read every size from the arrays' own shapes,
+ * checking that they agree (ValueError / TypeError naming the argument); sizes derived from
+ * them are formed in overflow-checked arithmetic (OverflowError).
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The widest vectors the running CPU has (GCC function multi-versioning); -DROT180_PORTABLE:
+ * the plain code for the flags given (as _directc.c). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&  \
+    !defined(ROT180_PORTABLE)
+#define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define MULTI
+#endif
+
+/* --- the transforms, for float and double --------------------------------------------------
+ *
+ * Input: B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]. The rows first
+ * (e_a = sum_k B^T[a, k] row_k, over whole padded rows), then the columns of each e_a. The
+ * padded columns are kept split into even (E[j] = column 2j) and odd (O[j] = 2j + 1) ones, so
+ * that tile j's columns 2j .. 2j + 3 are E[j], O[j], E[j + 1], O[j + 1] and every loop runs
+ * over contiguous memory:
+ *   (e B)[0] = E[j] - E[j+1],  [1] = O[j] + E[j+1],  [2] = E[j+1] - O[j],  [3] = O[j] - O[j+1].
+ *
+ * Output: A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]: s_0 = m_0 + m_1 + m_2, s_1 = m_1 - m_2 - m_3
+ * over the tile's rows, then the same over its columns.
+ *
+ * Kernel: G = [[1, 0, 0], [1/2, 1/2, 1/2], [1/2, -1/2, 1/2], [0, 0, 1]], in double, rounded
+ * once to the array's type. */
+
+#define DEFINE_TRANSFORMS(T, SUF)                                                                \
+    MULTI static void input_##SUF(const T *x, T *v, Py_ssize_t sb, Py_ssize_t sc,               \
+                                  Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t C, Py_ssize_t hlim,  \
+                                  Py_ssize_t wlim, Py_ssize_t top, Py_ssize_t left,             \
+                                  Py_ssize_t TH, Py_ssize_t TW, Py_ssize_t r0, Py_ssize_t n,    \
+                                  T *buf)                                                        \
+    {                                                                                            \
+        const Py_ssize_t N = TW + 1, Tn = n * TW, plane = C * Tn;                                \
+        T *rE[4], *rO[4];                                                                        \
+        for (int k = 0; k < 4; k++) {                                                            \
+            rE[k] = buf + 2 * k * N;                                                             \
+            rO[k] = buf + (2 * k + 1) * N;                                                       \
+        }                                                                                        \
+        T *eE = buf + 8 * N, *eO = buf + 9 * N;                                                  \
+        for (Py_ssize_t c = 0; c < C; c++) {                                                     \
+            for (Py_ssize_t r = 0; r < n; r++) {                                                 \
+                const Py_ssize_t b = (r0 + r) / TH, i = (r0 + r) % TH;                           \
+                for (int k = 0; k < 4; k++) {                                                    \
+                    const Py_ssize_t y = 2 * i + k - top;                                        \
+                    if (y < 0 || y >= hlim) {                                                    \
+                        memset(rE[k], 0, N * sizeof(T));                                        \
+                        memset(rO[k], 0, N * sizeof(T));                                         \
+                        continue;                                                                \
+                    }                                                                            \
+                    const T *row = x + b * sb + c * sc + y * sh;                                 \
+                    for (Py_ssize_t j = 0; j < N; j++) {                                         \
+                        const Py_ssize_t q0 = 2 * j - left, q1 = q0 + 1;                         \
+                        rE[k][j] = q0 >= 0 && q0 < wlim ? row[q0 * sw] : (T)0;                   \
+                        rO[k][j] = q1 >= 0 && q1 < wlim ? row[q1 * sw] : (T)0;                   \
+                    }                                                                            \
+                }                                                                                \
+                T *dst = v + c * Tn + r * TW;                                                    \
+                for (int a = 0; a < 4; a++) {                                                    \
+                    /* e_a = B^T[a] . rows: r0 - r2, r1 + r2, r2 - r1, r1 - r3 */               \
+                    const int P = a == 0 ? 0 : 1, Q = a == 3 ? 3 : 2;                            \
+                    const T sp = a == 2 ? (T)-1 : (T)1, sq = a == 1 ? (T)1 : a == 2 ? (T)1       \
+                                                                                   : (T)-1;     \
+                    for (Py_ssize_t j = 0; j < N; j++) {                                         \
+                        eE[j] = sp * rE[P][j] + sq * rE[Q][j];                                   \
+                        eO[j] = sp * rO[P][j] + sq * rO[Q][j];                                   \
+                    }                                                                            \
+                    T *d0 = dst + (4 * a) * plane, *d1 = d0 + plane, *d2 = d1 + plane,           \
+                      *d3 = d2 + plane;                                                          \
+                    for (Py_ssize_t j = 0; j < TW; j++) {                                        \
+                        d0[j] = eE[j] - eE[j + 1];                                               \
+                        d1[j] = eO[j] + eE[j + 1];                                               \
+                        d2[j] = eE[j + 1] - eO[j];                                               \
+                        d3[j] = eO[j] - eO[j + 1];                                               \
+                    }                                                                            \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+                                                                                                 \
+    MULTI static void output_##SUF(const T *m, T *out, const T *bias, Py_ssize_t sbias,         \
+                                   Py_ssize_t sb, Py_ssize_t so, Py_ssize_t sh, Py_ssize_t sw,  \
+                                   Py_ssize_t M, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t TH,   \
+                                   Py_ssize_t TW, Py_ssize_t r0, Py_ssize_t n, T *buf)          \
+    {                                                                                            \
+        const Py_ssize_t Tn = n * TW, plane = M * Tn;                                            \
+        T *s[8], *y0 = buf + 8 * TW, *y1 = y0 + 2 * TW;                                          \
+        for (int k = 0; k < 8; k++) s[k] = buf + k * TW;                                         \
+        for (Py_ssize_t o = 0; o < M; o++) {                                                     \
+            const T beta = bias ? bias[o * sbias] : (T)0;                                        \
+            for (Py_ssize_t r = 0; r < n; r++) {                                                 \
+                const Py_ssize_t b = (r0 + r) / TH, i = (r0 + r) % TH;                           \
+                const T *src = m + o * Tn + r * TW;                                              \
+                /* s_0[c] = m[0, c] + m[1, c] + m[2, c], s_1[c] = m[1, c] - m[2, c] - m[3, c] */ \
+                for (int c = 0; c < 4; c++) {                                                    \
+                    const T *m0 = src + c * plane, *m1 = m0 + 4 * plane, *m2 = m1 + 4 * plane,  \
+                            *m3 = m2 + 4 * plane;                                                \
+                    T *s0 = s[c], *s1 = s[4 + c];                                                \
+                    for (Py_ssize_t j = 0; j < TW; j++) {                                        \
+                        s0[j] = m0[j] + m1[j] + m2[j];                                           \
+                        s1[j] = m1[j] - m2[j] - m3[j];                                           \
+                    }                                                                            \
+                }                                                                                \
+                for (Py_ssize_t j = 0; j < TW; j++) {                                            \
+                    y0[2 * j] = beta + (s[0][j] + s[1][j] + s[2][j]);                            \
+                    y0[2 * j + 1] = beta + (s[1][j] - s[2][j] - s[3][j]);                        \
+                    y1[2 * j] = beta + (s[4][j] + s[5][j] + s[6][j]);                            \
+                    y1[2 * j + 1] = beta + (s[5][j] - s[6][j] - s[7][j]);                        \
+                }                                                                                \
+                T *dst = out + b * sb + o * so + 2 * i * sh;                                     \
+                for (Py_ssize_t q = 0; q < OW; q++) dst[q * sw] = y0[q];                         \
+                if (2 * i + 1 < OH)                                                              \
+                    for (Py_ssize_t q = 0; q < OW; q++) dst[sh + q * sw] = y1[q];                \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+                                                                                                 \
+    /* One output channel at a time, vectorised over the input channels: the 9 taps gathered  \
+     * into rows of `buf` (9 C doubles), then each of the 16 cells formed over all c. */         \
+    MULTI static void kernel_##SUF(const T *w, T *u, Py_ssize_t so, Py_ssize_t sc,              \
+                                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t uk, Py_ssize_t uo,  \
+                                   Py_ssize_t uc, Py_ssize_t M, Py_ssize_t C, double *buf)      \
+    {                                                                                            \
+        double *h = buf + 9 * C; /* G g: 4 rows x 3 taps, each C long */                         \
+        for (Py_ssize_t o = 0; o < M; o++) {                                                     \
+            for (int t = 0; t < 9; t++) {                                                        \
+                const T *g = w + o * so + (t / 3) * sh + (t % 3) * sw;                           \
+                double *d = buf + t * C;                                                         \
+                for (Py_ssize_t c = 0; c < C; c++) d[c] = g[c * sc];                             \
+            }                                                                                    \
+            for (int q = 0; q < 3; q++) { /* G g: the rows */                                    \
+                const double *a = buf + q * C, *b = buf + (3 + q) * C, *e = buf + (6 + q) * C;   \
+                double *h0 = h + q * C, *h1 = h + (3 + q) * C, *h2 = h + (6 + q) * C,            \
+                       *h3 = h + (9 + q) * C;                                                    \
+                for (Py_ssize_t c = 0; c < C; c++) {                                             \
+                    h0[c] = a[c];                                                                \
+                    h1[c] = 0.5 * (a[c] + b[c] + e[c]);                                          \
+                    h2[c] = 0.5 * (a[c] - b[c] + e[c]);                                          \
+                    h3[c] = e[c];                                                                \
+                }                                                                                \
+            }                                                                                    \
+            for (int p = 0; p < 4; p++) { /* (G g) G^T: the columns */                           \
+                const double *a = h + 3 * p * C, *b = a + C, *e = b + C;                         \
+                T *f0 = u + 4 * p * uk + o * uo, *f1 = f0 + uk, *f2 = f1 + uk, *f3 = f2 + uk;    \
+                if (uc == 1)                                                                     \
+                    for (Py_ssize_t c = 0; c < C; c++) {                                         \
+                        f0[c] = (T)a[c];                                                         \
+                        f1[c] = (T)(0.5 * (a[c] + b[c] + e[c]));                                 \
+                        f2[c] = (T)(0.5 * (a[c] - b[c] + e[c]));                                 \
+                        f3[c] = (T)e[c];                                                         \
+                    }                                                                            \
+                else                                                                             \
+                    for (Py_ssize_t c = 0; c < C; c++) {                                         \
+                        f0[c * uc] = (T)a[c];                                                    \
+                        f1[c * uc] = (T)(0.5 * (a[c] + b[c] + e[c]));                            \
+                        f2[c * uc] = (T)(0.5 * (a[c] - b[c] + e[c]));                            \
+                        f3[c * uc] = (T)e[c];                                                    \
+                    }                                                                            \
+            }                                                                                    \
+        }                                                                                        \
+    }
+
+DEFINE_TRANSFORMS(float, f32)
+DEFINE_TRANSFORMS(double, f64)
+
+/* --- the Python glue ----------------------------------------------------------------------- */
+
+static int overflow(const char *fn, const char *what)
+{
+    PyErr_Format(PyExc_OverflowError, "%s: %s overflows a Py_ssize_t; the sizes given are not "
+                 "those of any array", fn, what);
+    return -1;
+}
+
+/* An array argument: its buffer (float32 or float64, `ndim` axes, writable if asked;
+ * C-contiguous if asked, else any strides, kept in elements in `st`). The first array of a call
+ * passes *kind == 0 and sets it; the others must have the same dtype. */
+typedef struct {
+    Py_buffer view;
+    int held;
+    Py_ssize_t st[4];
+} Arg;
+
+static const char *dtype_name(char k) { return k == 'f' ? "float32" : "float64"; }
+
+static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, int ndim,
+                     const char *axes, int writable, int contiguous, char *kind)
+{
+    a->held = 0;
+    if (PyObject_GetBuffer(obj, &a->view, PyBUF_STRIDES | PyBUF_FORMAT |
+                                              (writable ? PyBUF_WRITABLE : 0)) < 0) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError, "%s: %s must be a %sfloat32 or float64 array, got %.100s",
+                     fn, name, writable ? "writable " : "", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    a->held = 1;
+    Py_buffer *v = &a->view;
+    const char *f = v->format ? v->format : "B";
+    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
+    const char k = (f[0] == 'f' || f[0] == 'd') && f[1] == '\0' ? f[0] : 0;
+    if (!k || (*kind && k != *kind)) {
+        PyErr_Format(PyExc_TypeError, "%s: %s must be %s, got format '%s'%s", fn, name,
+                     *kind ? dtype_name(*kind) : "float32 or float64", v->format ? v->format : "B",
+                     *kind ? " (all arrays of a call have one dtype)" : "");
+        return -1;
+    }
+    *kind = k;
+    if (v->ndim != ndim) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must have %d axes %s, got %d", fn, name, ndim,
+                     axes, v->ndim);
+        return -1;
+    }
+    if (contiguous && !PyBuffer_IsContiguous(v, 'C')) {
+        PyErr_Format(PyExc_ValueError, "%s: %s must be C-contiguous (np.ascontiguousarray)", fn,
+                     name);
+        return -1;
+    }
+    for (int i = 0; i < ndim; i++) {
+        if (v->strides[i] % v->itemsize) {
+            PyErr_Format(PyExc_ValueError, "%s: %s's strides must be whole elements, got %zd "
+                         "bytes on axis %d", fn, name, v->strides[i], i);
+            return -1;
+        }
+        a->st[i] = v->strides[i] / v->itemsize;
+    }
+    return 0;
+}
+
+static void release(Arg *args, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (args[i].held) PyBuffer_Release(&args[i].view);
+}
+
+/* Axis `i` of argument `a` must equal `want` (which `from` named). */
+static int same(const char *fn, const Arg *a, const char *name, int i, const char *axis,
+                Py_ssize_t want, const char *from)
+{
+    const Py_ssize_t got = a->view.shape[i];
+    if (got == want) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: %s has %s = %zd (axis %d), expected %zd as in %s", fn,
+                 name, axis, got, i, want, from);
+    return -1;
+}
+
+/* The tile rows first_row .. first_row + T / TW of B samples of TH tile rows each: T must be a
+ * whole number of tile rows and the range inside the B TH rows. Sets *n. */
+static int tile_rows(const char *fn, const char *name, Py_ssize_t T, Py_ssize_t TW,
+                     Py_ssize_t B, Py_ssize_t TH, Py_ssize_t first, Py_ssize_t *n)
+{
+    Py_ssize_t all, end;
+    if (first < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: first_row must be >= 0, got %zd", fn, first);
+        return -1;
+    }
+    if (T % TW) {
+        PyErr_Format(PyExc_ValueError, "%s: %s has T = %zd tiles (axis 2), not a whole number "
+                     "of tile rows of TW = %zd", fn, name, T, TW);
+        return -1;
+    }
+    *n = T / TW;
+    if (__builtin_mul_overflow(B, TH, &all)) return overflow(fn, "samples x tile rows");
+    if (__builtin_add_overflow(first, *n, &end)) return overflow(fn, "first_row + rows");
+    if (end > all) {
+        PyErr_Format(PyExc_ValueError, "%s: tile rows %zd:%zd are past the %zd tile rows of "
+                     "%zd samples x %zd", fn, first, end, all, B, TH);
+        return -1;
+    }
+    return 0;
+}
+
+/* Output size n + lo + hi - 2 of one axis (>= 1), overflow-checked. */
+static int out_size(const char *fn, const char *axis, Py_ssize_t n, Py_ssize_t lo, Py_ssize_t hi,
+                    Py_ssize_t *o)
+{
+    Py_ssize_t s;
+    if (__builtin_add_overflow(n, lo, &s) || __builtin_add_overflow(s, hi, &s))
+        return overflow(fn, "size + pads");
+    if (s < 3) {
+        PyErr_Format(PyExc_ValueError, "%s: the padded %s is %zd cells, fewer than the "
+                     "kernel's 3", fn, axis, s);
+        return -1;
+    }
+    *o = s - 2;
+    return 0;
+}
+
+/* input_tiles(x, v, *, top=0, left=0, bottom=0, right=0, first_row=0) */
+static PyObject *py_input_tiles(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"x", "v", "top", "left", "bottom", "right", "first_row", NULL};
+    static const char *fn = "input_tiles";
+    PyObject *ox, *ov;
+    Py_ssize_t top = 0, left = 0, bottom = 0, right = 0, first = 0;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nnnnn", kw, &ox, &ov, &top, &left,
+                                     &bottom, &right, &first))
+        return NULL;
+    char kind = 0;
+    Arg a[2] = {{.held = 0}, {.held = 0}};
+    if (get_array(&a[0], ox, fn, "x", 4, "(B, C, H, W)", 0, 0, &kind) < 0 ||
+        get_array(&a[1], ov, fn, "v", 3, "(16, C, T)", 1, 1, &kind) < 0 ||
+        same(fn, &a[1], "v", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
+        same(fn, &a[1], "v", 1, "C", a[0].view.shape[1], "x") < 0)
+        goto fail;
+    const Py_ssize_t *xs = a[0].view.shape;
+    const Py_ssize_t B = xs[0], C = xs[1], H = xs[2], W = xs[3], T = a[1].view.shape[2];
+    Py_ssize_t OH, OW, n;
+    if (out_size(fn, "height", H, top, bottom, &OH) < 0 ||
+        out_size(fn, "width", W, left, right, &OW) < 0)
+        goto fail;
+    const Py_ssize_t TH = OH / 2 + OH % 2, TW = OW / 2 + OW % 2;
+    if (tile_rows(fn, "v", T, TW, B, TH, first, &n) < 0) goto fail;
+    /* Rows and columns read: those of x inside the padded input (a negative pad crops). */
+    const Py_ssize_t hlim = bottom < 0 ? H + bottom : H, wlim = right < 0 ? W + right : W;
+    if (n == 0 || C == 0) goto done;
+    void *buf = malloc(10 * (TW + 1) * a[0].view.itemsize);
+    if (!buf) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    const Py_ssize_t *st = a[0].st;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f')
+        input_f32(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], C, hlim, wlim, top,
+                  left, TH, TW, first, n, buf);
+    else
+        input_f64(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], C, hlim, wlim, top,
+                  left, TH, TW, first, n, buf);
+    Py_END_ALLOW_THREADS
+    free(buf);
+done:
+    release(a, 2);
+    Py_RETURN_NONE;
+fail:
+    release(a, 2);
+    return NULL;
+}
+
+/* output_tiles(m, out, bias=None, *, first_row=0) */
+static PyObject *py_output_tiles(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"m", "out", "bias", "first_row", NULL};
+    static const char *fn = "output_tiles";
+    PyObject *om, *oout, *obias = Py_None;
+    Py_ssize_t first = 0;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O$n", kw, &om, &oout, &obias, &first))
+        return NULL;
+    char kind = 0;
+    Arg a[3] = {{.held = 0}, {.held = 0}, {.held = 0}};
+    if (get_array(&a[0], om, fn, "m", 3, "(16, M, T)", 0, 1, &kind) < 0 ||
+        get_array(&a[1], oout, fn, "out", 4, "(B, M, OH, OW)", 1, 0, &kind) < 0 ||
+        same(fn, &a[0], "m", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
+        same(fn, &a[0], "m", 1, "M", a[1].view.shape[1], "out") < 0)
+        goto fail;
+    if (obias != Py_None && (get_array(&a[2], obias, fn, "bias", 1, "(M,)", 0, 0, &kind) < 0 ||
+                             same(fn, &a[2], "bias", 0, "M", a[1].view.shape[1], "out") < 0))
+        goto fail;
+    const Py_ssize_t *os = a[1].view.shape;
+    const Py_ssize_t B = os[0], M = os[1], OH = os[2], OW = os[3], T = a[0].view.shape[2];
+    if (OH < 1 || OW < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: out must have OH, OW >= 1, got %zd, %zd", fn, OH, OW);
+        goto fail;
+    }
+    const Py_ssize_t TH = OH / 2 + OH % 2, TW = OW / 2 + OW % 2;
+    Py_ssize_t n;
+    if (tile_rows(fn, "m", T, TW, B, TH, first, &n) < 0) goto fail;
+    if (n == 0 || M == 0) goto done;
+    void *buf = malloc(12 * TW * a[0].view.itemsize);
+    if (!buf) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    const Py_ssize_t *st = a[1].st;
+    const void *bias = a[2].held ? a[2].view.buf : NULL;
+    const Py_ssize_t sbias = a[2].held ? a[2].st[0] : 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f')
+        output_f32(a[0].view.buf, a[1].view.buf, bias, sbias, st[0], st[1], st[2], st[3], M, OH,
+                   OW, TH, TW, first, n, buf);
+    else
+        output_f64(a[0].view.buf, a[1].view.buf, bias, sbias, st[0], st[1], st[2], st[3], M, OH,
+                   OW, TH, TW, first, n, buf);
+    Py_END_ALLOW_THREADS
+    free(buf);
+done:
+    release(a, 3);
+    Py_RETURN_NONE;
+fail:
+    release(a, 3);
+    return NULL;
+}
+
+/* kernel_tiles(w, u) */
+static PyObject *py_kernel_tiles(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"w", "u", NULL};
+    static const char *fn = "kernel_tiles";
+    PyObject *ow, *ou;
+    (void)self;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO", kw, &ow, &ou)) return NULL;
+    char kind = 0;
+    Arg a[2] = {{.held = 0}, {.held = 0}};
+    if (get_array(&a[0], ow, fn, "w", 4, "(M, C, 3, 3)", 0, 0, &kind) < 0 ||
+        get_array(&a[1], ou, fn, "u", 3, "(16, M, C)", 1, 0, &kind) < 0 ||
+        same(fn, &a[0], "w", 2, "the kernel's height", 3, "F(2x2, 3x3)") < 0 ||
+        same(fn, &a[0], "w", 3, "the kernel's width", 3, "F(2x2, 3x3)") < 0 ||
+        same(fn, &a[1], "u", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
+        same(fn, &a[1], "u", 1, "M", a[0].view.shape[0], "w") < 0 ||
+        same(fn, &a[1], "u", 2, "C", a[0].view.shape[1], "w") < 0)
+        goto fail;
+    const Py_ssize_t M = a[0].view.shape[0], C = a[0].view.shape[1], *st = a[0].st,
+                     *su = a[1].st;
+    if (M == 0 || C == 0) goto done;
+    /* 9 C + 12 C doubles; C is an extent of w, so 21 C doubles fit unless C is absurd. */
+    if (C > PY_SSIZE_T_MAX / (21 * (Py_ssize_t)sizeof(double))) {
+        overflow(fn, "the scratch of 21 C doubles");
+        goto fail;
+    }
+    double *buf = malloc(21 * C * sizeof(double));
+    if (!buf) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (kind == 'f')
+        kernel_f32(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1], su[2],
+                   M, C, buf);
+    else
+        kernel_f64(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1], su[2],
+                   M, C, buf);
+    Py_END_ALLOW_THREADS
+    free(buf);
+done:
+    release(a, 2);
+    Py_RETURN_NONE;
+fail:
+    release(a, 2);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"input_tiles", (PyCFunction)(void (*)(void))py_input_tiles, METH_VARARGS | METH_KEYWORDS,
+     "input_tiles(x, v, *, top=0, left=0, bottom=0, right=0, first_row=0): v[4a + b, c, t] =\n"
+     "(B^T d_t B)[a, b] for the 4 x 4 tiles d_t (stride 2) of x (B, C, H, W) padded by top,\n"
+     "bottom, left, right (negative: cropped), into v (16, C, T); T / TW tile rows from\n"
+     "first_row of the B TH (sample, tile row) pairs, TH = ceil(OH / 2), TW = ceil(OW / 2)."},
+    {"output_tiles", (PyCFunction)(void (*)(void))py_output_tiles, METH_VARARGS | METH_KEYWORDS,
+     "output_tiles(m, out, bias=None, *, first_row=0): out's 2 x 2 blocks A^T m_t A + bias\n"
+     "from m (16, M, T) into out (B, M, OH, OW), for T / TW tile rows from first_row; outputs\n"
+     "at or past (OH, OW) dropped."},
+    {"kernel_tiles", (PyCFunction)(void (*)(void))py_kernel_tiles, METH_VARARGS | METH_KEYWORDS,
+     "kernel_tiles(w, u): u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for w (M, C, 3, 3), into u\n"
+     "(16, M, C), computed in double."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_winogradc", "Winograd F(2x2, 3x3) transforms (see _winograd.py).",
+    -1, methods, NULL, NULL, NULL, NULL};
+
+PyMODINIT_FUNC PyInit__winogradc(void) { return PyModule_Create(&module); }

@@ -1,0 +1,251 @@
+"""The ``winograd`` realisation (``rot180.functional._winograd``, ``_winogradc.c``): F(2x2, 3x3).
+
+Forced against the direct-loop oracles over a seeded family of shapes (batch 1..20, channels,
+odd sizes, padding incl. asymmetric and negative, groups, float32 and float64, non-contiguous
+inputs, bias; strided and dilated calls, which it does not take, still right), the compiled
+transforms against the NumPy ones (the same bits), the accuracy of float32 against float64,
+both sides of every threshold of ``prefer``, the helper switched off, threads, non-finite data
+and the C functions' argument checks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rot180.functional._winograd as WG
+from rot180.functional import conv, conv_grad_input, conv_grad_weight, plan
+from rot180.functional._tuning import tuning
+from rot180.functional.reference import (
+    conv_direct,
+    conv_grad_input_direct,
+    conv_grad_weight_direct,
+)
+
+needs_helper = pytest.mark.skipif(not WG.built(), reason="_winogradc is not built")
+
+
+def _cases(n: int, seed: int) -> list[tuple]:
+    """(batch, C_in, C_out, groups, (H, W), padding, stride, dilation, dtype, bias, layout)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        g = int(rng.choice([1, 1, 1, 2, 3]))
+        c, m = g * int(rng.integers(1, 7)), g * int(rng.integers(1, 7))
+        size = tuple(int(v) for v in rng.integers(1, 14, 2))
+        kind = i % 4
+        if kind == 0:
+            padding = int(rng.integers(0, 3))
+        elif kind == 1:
+            padding = [tuple(int(v) for v in rng.integers(0, 3, 2)) for _ in range(2)]
+        elif kind == 2:
+            padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        else:
+            padding = "same"
+        stride = 2 if i % 11 == 5 else 1
+        dilation = 2 if i % 13 == 7 else 1
+        size = tuple(max(s, 3 * dilation) for s in size)      # at least the kernel's span
+        dtype = np.float32 if i % 3 == 0 else np.float64
+        out.append((int(rng.integers(1, 21)), c, m, g, size, padding, stride, dilation, dtype,
+                    bool(i % 2), ("plain", "transposed", "sliced")[i % 3]))
+    return out
+
+
+def _arrays(rng, b, c, m, g, size, dtype, bias, layout):
+    x = rng.standard_normal((b, c, *size)).astype(dtype)
+    if layout == "transposed":                  # non-contiguous: a swapped copy's view
+        x = np.ascontiguousarray(x.swapaxes(2, 3)).swapaxes(2, 3)
+    elif layout == "sliced":                    # every other sample of a larger batch
+        x = np.repeat(x, 2, axis=0)[::2]
+    w = rng.standard_normal((m, c // g, 3, 3)).astype(dtype)
+    return x, w, (rng.standard_normal(m).astype(dtype) if bias else None)
+
+
+@pytest.mark.parametrize("helper", [True, False])
+@pytest.mark.parametrize("case", _cases(48, 13), ids=str)
+def test_forced_matches_the_direct_loops(case, helper) -> None:
+    if helper and not WG.built():
+        pytest.skip("_winogradc is not built")
+    b, c, m, g, size, padding, stride, dilation, dtype, bias, layout = case
+    rng = np.random.default_rng(1)
+    x, w, bb = _arrays(rng, b, c, m, g, size, dtype, bias, layout)
+    kw = {"stride": stride, "padding": padding, "dilation": dilation, "groups": g}
+    if padding == "same" and stride != 1:
+        kw["padding"] = 1
+    want = conv_direct(x, w, bb, **kw)
+    dz = rng.standard_normal(want.shape).astype(dtype)
+    with tuning(force="winograd", helper=helper):
+        lp = plan(x, w, **kw)
+        got = (conv(x, w, bb, **kw), conv_grad_input(dz, w, x.shape, **kw),
+               conv_grad_weight(x, dz, w.shape, **kw))
+    refs = (want, conv_grad_input_direct(dz, w, x.shape, **kw),
+            conv_grad_weight_direct(x, dz, w.shape, **kw))
+    tol = 2e-5 if dtype == np.float32 else 1e-12
+    for got_, ref in zip(got, refs, strict=True):
+        assert got_.dtype == dtype
+        scale = max(1.0, float(np.abs(ref).max(initial=0)))
+        np.testing.assert_allclose(got_, ref, rtol=0, atol=tol * scale)
+    # It computes every 3x3 stride-1 forward pass it is forced on (the trim of a wide padding
+    # aside, which may shrink the kernel).
+    if stride == 1 and dilation == 1 and lp.forward.step == "run":
+        assert [leaf.realisation for leaf in lp.forward.leaves()] == ["winograd"], str(lp)
+
+
+@needs_helper
+def test_the_input_gradient_runs_through_it() -> None:
+    """A stride-1 input gradient is one forward correlation of the padded delta with the
+    rotated kernel: the same leaf, also by the rule's own choice. (A batch whose expanded input
+    fits one chunk is folded into the rows first, which it does not take: batch 8 here.)"""
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((8, 128, 14, 14)).astype(np.float32)
+    w = rng.standard_normal((128, 128, 3, 3)).astype(np.float32)
+    dz = rng.standard_normal((8, 128, 14, 14)).astype(np.float32)
+    lp = plan(x, w, padding=1)
+    assert lp.grad_input.step == "padded", str(lp)
+    assert [leaf.realisation for leaf in lp.grad_input.leaves()] == ["winograd"], str(lp)
+    ref = conv_grad_input_direct(dz.astype(np.float64), w.astype(np.float64), x.shape, padding=1)
+    got = conv_grad_input(dz, w, x.shape, padding=1)
+    assert np.abs(got - ref).max() <= 5e-6 * np.abs(ref).max()
+
+
+@needs_helper
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_and_numpy_transforms_give_the_same_bits(dtype) -> None:
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((3, 5, 9, 11)).astype(dtype)[:, :, ::-1]     # flipped rows
+    for top, left, bottom, right in ((1, 1, 1, 1), (0, 2, 1, 0), (-1, 1, 2, -2), (2, 2, 2, 2)):
+        OH, OW = 9 + top + bottom - 2, 11 + left + right - 2
+        TH, TW = WG.tiles((OH, OW))
+        for r0, r1 in ((0, 3 * TH), (1, 3 * TH - 1), (TH - 1, TH + 2)):
+            v1 = np.full((16, 5, (r1 - r0) * TW), np.nan, dtype)
+            v2 = v1.copy()
+            WG._winogradc.input_tiles(x, v1, top=top, left=left, bottom=bottom, right=right,
+                                      first_row=r0)
+            WG.input_tiles(x, v2, top, left, bottom, right, r0)
+            np.testing.assert_array_equal(v1, v2)
+            m = rng.standard_normal((16, 4, (r1 - r0) * TW)).astype(dtype)
+            bias = rng.standard_normal(8).astype(dtype)[::2]
+            o1 = np.full((3, 4, OH, OW), np.nan, dtype)
+            o2 = o1.copy()
+            WG._winogradc.output_tiles(m, o1, bias, first_row=r0)
+            WG.output_tiles(m, o2, bias, r0)
+            np.testing.assert_array_equal(o1, o2)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(dtype).transpose(1, 0, 2, 3)[..., ::-1]
+    u1, u2 = np.empty((16, 4, 6), dtype), np.empty((16, 4, 6), dtype)
+    WG._winogradc.kernel_tiles(w, u1)
+    WG.kernel_tiles(w, u2)
+    np.testing.assert_array_equal(u1, u2)
+
+
+@needs_helper
+def test_helper_off_gives_the_same_bits() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((5, 8, 13, 10)).astype(np.float32)
+    w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    with tuning(force="winograd", threads=1):
+        on = conv(x, w, b, padding=[(1, 0), (2, 1)])
+        with tuning(helper=False):
+            off = conv(x, w, b, padding=[(1, 0), (2, 1)])
+    np.testing.assert_array_equal(on, off)
+
+
+def test_float32_error_against_float64() -> None:
+    """F(2x2, 3x3)'s extra rounding: a few ulps of the output's magnitude (measured largest
+    ~1e-6 over this family; direct summation ~3e-7)."""
+    rng = np.random.default_rng(5)
+    worst = 0.0
+    for b, c, m, s in ((2, 16, 16, 15), (4, 64, 32, 14), (2, 128, 128, 9), (1, 512, 64, 7),
+                       (8, 32, 64, 16)):
+        x = rng.standard_normal((b, c, s, s)).astype(np.float32)
+        w = (rng.standard_normal((m, c, 3, 3)) / np.sqrt(9 * c)).astype(np.float32)
+        ref = conv_direct(x.astype(np.float64), w.astype(np.float64), padding=1)
+        with tuning(force="winograd"):
+            got = conv(x, w, padding=1)
+        worst = max(worst, float(np.abs(got - ref).max() / np.abs(ref).max()))
+    assert worst < 4e-6, worst
+
+
+@pytest.mark.parametrize(("x", "m", "kw", "chosen"), [
+    ((8, 64, 14, 14), 64, {"padding": 1}, True),        # min(C, M) >= 64 at >= 14 x 14
+    ((8, 64, 12, 12), 64, {"padding": 1}, False),       # ... below 14 x 14
+    ((8, 48, 14, 14), 64, {"padding": 1}, False),       # ... fewer channels
+    ((8, 512, 7, 7), 512, {"padding": 1}, True),        # >= 384 channels, >= 128 tiles
+    ((1, 512, 7, 7), 512, {"padding": 1}, False),       # ... 16 tiles
+    ((8, 32, 32, 32), 64, {"padding": 1}, True),        # 32 -> 64 at >= 32 x 32
+    ((8, 32, 28, 28), 64, {"padding": 1}, False),       # ... below
+    ((8, 64, 32, 32), 32, {"padding": 1}, False),       # 64 -> 32
+    ((1, 64, 4, 4), 64, {"padding": 1}, False),         # too few tiles
+    ((8, 64, 14, 14), 64, {"padding": 1, "stride": 2}, False),
+    ((8, 64, 14, 14), 64, {"padding": 2, "dilation": 2}, False),
+])
+def test_prefer_each_side_of_its_thresholds(x, m, kw, chosen) -> None:
+    w = (m, x[1], 3, 3)
+    with tuning(force=None):
+        leaves = plan(x, w, which="forward", **kw).leaves()
+        assert (leaves[0].realisation == "winograd") is (chosen and WG.built()), leaves[0]
+        with tuning(helper=False):              # the NumPy transforms: never preferred
+            assert plan(x, w, which="forward", **kw).leaves()[0].realisation != "winograd"
+
+
+@needs_helper
+def test_threads_split_the_tile_rows_deterministically() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((3, 16, 21, 17)).astype(np.float32)
+    w = rng.standard_normal((24, 16, 3, 3)).astype(np.float32)
+    ref = conv_direct(x.astype(np.float64), w.astype(np.float64), padding=1)
+    for threads in (1, 2, 3):
+        with tuning(force="winograd", threads=threads, parallel_min_macs=0, chunk_bytes=1):
+            a, b = conv(x, w, padding=1), conv(x, w, padding=1)
+        np.testing.assert_array_equal(a, b)
+        assert np.abs(a - ref).max() < 1e-5 * np.abs(ref).max()
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_non_finite_inputs_give_the_positions_of_the_direct_loops(value) -> None:
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 3, 8, 9))
+    x[1, 2, 3, 4] = value
+    x[0, 0, 7, 8] = value
+    w = rng.standard_normal((4, 3, 3, 3))
+    want = conv_direct(x, w, padding=1)
+    with tuning(force="winograd"):
+        got = conv(x, w, padding=1)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    ok = np.isfinite(want)
+    np.testing.assert_allclose(got[ok], want[ok], rtol=0, atol=1e-12)
+
+
+@needs_helper
+def test_the_compiled_functions_check_their_arguments() -> None:
+    c = WG._winogradc
+    x = np.zeros((2, 3, 6, 6), np.float32)
+    v = np.zeros((16, 3, 2 * 3 * 3), np.float32)
+    c.input_tiles(x, v, top=1, left=1, bottom=1, right=1)
+    with pytest.raises(ValueError, match="v has C = 4"):
+        c.input_tiles(x, np.zeros((16, 4, 18), np.float32), top=1, left=1, bottom=1, right=1)
+    with pytest.raises(ValueError, match="not a whole number of tile rows"):
+        c.input_tiles(x, np.zeros((16, 3, 17), np.float32), top=1, left=1, bottom=1, right=1)
+    with pytest.raises(ValueError, match="past the 6 tile rows"):
+        c.input_tiles(x, v, top=1, left=1, bottom=1, right=1, first_row=1)
+    with pytest.raises(ValueError, match="fewer than the kernel's 3"):
+        c.input_tiles(x, v, top=-2, bottom=-2)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        c.input_tiles(x, np.zeros((16, 3, 36), np.float32)[..., ::2], top=1, left=1, bottom=1,
+                      right=1)
+    with pytest.raises(TypeError, match="must be float32"):
+        c.input_tiles(x, v.astype(np.float64), top=1, left=1, bottom=1, right=1)
+    with pytest.raises(TypeError, match="writable"):
+        ro = v.copy()
+        ro.flags.writeable = False
+        c.input_tiles(x, ro, top=1, left=1, bottom=1, right=1)
+    with pytest.raises(ValueError, match="16"):
+        c.output_tiles(np.zeros((9, 3, 18), np.float32), np.zeros((2, 3, 6, 6), np.float32))
+    with pytest.raises(ValueError, match="bias has M = 2"):
+        c.output_tiles(np.zeros((16, 3, 18), np.float32), np.zeros((2, 3, 6, 6), np.float32),
+                       np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="kernel's height"):
+        c.kernel_tiles(np.zeros((3, 2, 2, 3), np.float32), np.zeros((16, 3, 2), np.float32))
+    with pytest.raises(TypeError, match="x must be a float32 or float64 array"):
+        c.input_tiles([1, 2], v)
