@@ -32,12 +32,21 @@ In evaluation (fixed statistics) ``B = K = 0``: ``dx = g r v``, one pass. Withou
 
 Threads: the kernels split over channels (BatchNorm), planes (pooling) or element ranges
 (ReLU) on the engine's pool (:func:`rot180.functional._parallel.run_chunks`) when the array
-holds at least :data:`PARALLEL_MIN_BYTES`; each chunk writes its own part, so results do not
-depend on the thread count. Measured on the 2-core development machine (AMD EPYC, float32,
-``tuning(threads=2)`` against 1): the pooled region costs ~40-60 us, a one-pass kernel moves
-~4-8 GB/s per core, so two threads win from ~512 KiB (ReLU of ``(64, 32, 8, 8)``: 2 threads
-0.07 ms, 1 thread 0.08 ms; ``(64, 32, 16, 16)``: 0.13 against 0.25 ms). Tests force each side
-with ``_fused.PARALLEL_MIN_BYTES`` patched.
+holds at least :data:`PARALLEL_MIN_BYTES`; each chunk writes its own part (and every sum is
+one channel's or plane's, in the same order), so results do not depend on the thread count.
+Measured on the shared 2-core development machine (AMD EPYC, float32, other processes using
+70-80 % of it; 2 threads with the threshold forced to 0 against 1 thread, ms, lower quartile
+of 41 calls, forward / backward)::
+
+    ReLU            (64, 32, 8, 8)   512 KiB   0.018 / 0.028   against 2 threads 0.075 / 0.088
+    ReLU            (64, 32, 32, 32)   8 MiB   0.24  / 0.55                      0.35  / 0.68
+    BN + ReLU       (64, 32, 32, 32)   8 MiB   0.67  / 2.05                      0.89  / 2.24
+    BN + ReLU       (64, 128, 32, 32) 32 MiB   9.0   / 13.7                      9.5   / 14.4
+
+so on that machine two threads never paid (a pooled region costs ~60-150 us and the second
+core was busy); the threshold is set above every size measured, 64 MiB, where the split only
+serves arrays much larger than the caches. Re-measure on an idle machine before lowering it.
+Tests force each side by patching ``_fused.PARALLEL_MIN_BYTES``.
 """
 
 from __future__ import annotations
@@ -55,7 +64,7 @@ except ImportError:         # no C compiler at install: NumPy everywhere
 __all__ = ["helper_on", "bn_forward", "bn_backward", "relu_forward", "relu_backward",
            "max_pool2d", "max_pool2d_grad", "plane_mean", "plane_fill"]
 
-PARALLEL_MIN_BYTES = 512 * 1024
+PARALLEL_MIN_BYTES = 64 * 2**20
 
 
 def helper_on() -> bool:
@@ -115,7 +124,7 @@ def bn_forward(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None
     r = 1 / np.sqrt(var_eps)
     scale = r if weight is None else r * weight
     shift = np.zeros(C, dt) if bias is None else bias
-    mean = np.asarray(mean, dt)
+    mean = np.array(mean, dt)      # a copy: the running mean may change before backward
     if fast:
         xs = _ncs(x)
         y = np.empty(x.shape, dt)
