@@ -199,6 +199,17 @@ def test_threads_split_the_tile_rows_deterministically() -> None:
             a, b = conv(x, w, padding=1), conv(x, w, padding=1)
         np.testing.assert_array_equal(a, b)
         assert np.abs(a - ref).max() < 1e-5 * np.abs(ref).max()
+    # Fewer chunks than threads (one sample, one chunk): the threads split the channels.
+    x1, w1 = x[:1, :, :9, :7], rng.standard_normal((5, 16, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(5).astype(np.float32)
+    ref = conv_direct(x1.astype(np.float64), w1.astype(np.float64), bias.astype(np.float64),
+                      padding=[(0, 1), (2, 0)])
+    for threads in (1, 2, 3):
+        with tuning(force="winograd", threads=threads, parallel_min_macs=0):
+            a = conv(x1, w1, bias, padding=[(0, 1), (2, 0)])
+            b = conv(x1, w1, bias, padding=[(0, 1), (2, 0)])
+        np.testing.assert_array_equal(a, b)
+        assert np.abs(a - ref).max() < 1e-5 * np.abs(ref).max()
 
 
 @pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
@@ -231,7 +242,7 @@ def test_the_compiled_functions_check_their_arguments() -> None:
         c.input_tiles(x, v, top=1, left=1, bottom=1, right=1, first_row=1)
     with pytest.raises(ValueError, match="fewer than the kernel's 3"):
         c.input_tiles(x, v, top=-2, bottom=-2)
-    with pytest.raises(ValueError, match="C-contiguous"):
+    with pytest.raises(ValueError, match="last axis must be contiguous"):
         c.input_tiles(x, np.zeros((16, 3, 36), np.float32)[..., ::2], top=1, left=1, bottom=1,
                       right=1)
     with pytest.raises(TypeError, match="must be float32"):

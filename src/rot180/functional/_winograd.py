@@ -262,7 +262,7 @@ def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
     threads = max(1, plan.threads)
 
     # U once per call: all groups, output channels split between the threads.
-    u = np.empty((G, 16, M, C), dtype)
+    u = scratch((G, 16, M, C), dtype, "winograd-u")        # reused pages: no page faults
     splits = _split(M, threads if M * C >= 4096 else 1)
     kernel_jobs = [(g, m0, m1) for g in range(G) for m0, m1 in splits]
 
@@ -273,35 +273,61 @@ def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
     run_chunks(kernel, kernel_jobs, threads)
 
     # The tile rows in chunks of about CHUNK_TILES tiles (each product packs its U[ab] again:
-    # fewer tiles waste that, more spill V and m from the caches), at least one per thread.
+    # fewer tiles waste that, more spill V and m from the caches).
     rows = B * TH
     per_row = 16 * (C + M) * TW * dtype.itemsize
     size = max(1, min(-(-CHUNK_TILES // TW), 4 * t.chunk_bytes // per_row))
     n = -(-rows // size)
-    n = min(rows, threads) if n < threads else -(-n // threads) * threads
-    chunks = _split(rows, n)
-    jobs = [(g, r0, r1) for g in range(G) for r0, r1 in chunks]
-
-    def chunk(job: tuple[int, int, int]) -> None:
-        g, r0, r1 = job
-        v = scratch((16, C, (r1 - r0) * TW), dtype, "winograd-v")
-        m = scratch((16, M, (r1 - r0) * TW), dtype, "winograd-m")
-        b = None if bias is None else bias[g]
-        if c is not None:
-            c.input_tiles(x[:, g], v, top=top, left=left, bottom=bottom, right=right,
-                          first_row=r0)
-            np.matmul(u[g], v, out=m)
-            c.output_tiles(m, out[:, g], b, first_row=r0)
-        else:
-            input_tiles(x[:, g], v, top, left, bottom, right, r0)
-            np.matmul(u[g], v, out=m)
-            output_tiles(m, out[:, g], b, r0)
-
-    run_chunks(chunk, jobs, threads)
+    if n >= threads:                    # a whole number of chunks per thread
+        chunks = _split(rows, -(-n // threads) * threads)
+        run_chunks(lambda job: _tiles(c, x, u, out, bias, top, left, bottom, right, *job),
+                   [(g, r0, r1) for g in range(G) for r0, r1 in chunks], threads)
+    else:
+        # Fewer chunks than threads: each chunk's products split by output channels (the
+        # threads share its V, gathered split by input channels), not into shorter products.
+        for g in range(G):
+            for r0, r1 in _split(rows, n):
+                v = scratch((16, C, (r1 - r0) * TW), dtype, "winograd-shared-v")
+                run_chunks(lambda job: _gather(c, *job, top, left, bottom, right),
+                           [(x[:, g, c0:c1], v[:, c0:c1], r0) for c0, c1 in _split(C, threads)],
+                           threads)
+                run_chunks(lambda job: _products(c, *job),
+                           [(v, u[g, :, m0:m1], out[:, g, m0:m1],
+                             None if bias is None else bias[g, m0:m1], r0)
+                            for m0, m1 in _split(M, threads)], threads)
     # A tile mixes its input cells: a non-finite input (or delta) would put NaN where a direct
     # sum has inf. Recompute such a call over the real connections (module docstring).
     if not _clipped.finite(out):
         _clipped.correlate(x, w, p.stride, p.dilation, out, bias, p.pads)
+
+
+def _gather(c, x: np.ndarray, v: np.ndarray, r0: int, top: int, left: int, bottom: int,
+            right: int) -> None:
+    """The input tiles of tile rows ``r0 ..`` of ``x`` (B, C, H, W) into ``v`` (16, C, T)."""
+    if c is not None:
+        c.input_tiles(x, v, top=top, left=left, bottom=bottom, right=right, first_row=r0)
+    else:
+        input_tiles(x, v, top, left, bottom, right, r0)
+
+
+def _products(c, v: np.ndarray, u: np.ndarray, out: np.ndarray, bias: np.ndarray | None,
+              r0: int) -> None:
+    """The 16 products ``U[ab] @ V[ab]`` (one batched matmul) and the output tiles."""
+    m = scratch((16, u.shape[1], v.shape[2]), v.dtype, "winograd-m")
+    np.matmul(u, v, out=m)
+    if c is not None:
+        c.output_tiles(m, out, bias, first_row=r0)
+    else:
+        output_tiles(m, out, bias, r0)
+
+
+def _tiles(c, x: np.ndarray, u: np.ndarray, out: np.ndarray, bias: np.ndarray | None,
+           top: int, left: int, bottom: int, right: int, g: int, r0: int, r1: int) -> None:
+    """One chunk: tile rows ``r0 .. r1`` of group ``g``, gathered, multiplied and written."""
+    TW = tiles(out.shape[3:])[1]
+    v = scratch((16, x.shape[2], (r1 - r0) * TW), x.dtype, "winograd-v")
+    _gather(c, x[:, g], v, r0, top, left, bottom, right)
+    _products(c, v, u[g], out[:, g], None if bias is None else bias[g], r0)
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:

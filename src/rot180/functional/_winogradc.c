@@ -16,7 +16,7 @@
  * pad crops and no cell outside the padded input is ever read.
  *
  * x, w, u, out and bias may have any strides (a group's view, a transposed or flipped array, a
- * range of output channels); v and m are C-contiguous. Sums run in an order fixed by the loops; the GIL is released.
+ * range of channels); v and m any whose last axis (the tiles) is contiguous. Sums run in an order fixed by the loops; the GIL is released.
  *
  * The Python functions take keyword arguments and read every size from the arrays' own shapes,
  * checking that they agree (ValueError / TypeError naming the argument); sizes derived from
@@ -56,9 +56,9 @@
                                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t C, Py_ssize_t hlim,  \
                                   Py_ssize_t wlim, Py_ssize_t top, Py_ssize_t left,             \
                                   Py_ssize_t TH, Py_ssize_t TW, Py_ssize_t r0, Py_ssize_t n,    \
-                                  T *buf)                                                        \
+                                  Py_ssize_t vk, Py_ssize_t vc, T *buf)                          \
     {                                                                                            \
-        const Py_ssize_t N = TW + 1, Tn = n * TW, plane = C * Tn;                                \
+        const Py_ssize_t N = TW + 1;                                                             \
         T *rE[4], *rO[4];                                                                        \
         for (int k = 0; k < 4; k++) {                                                            \
             rE[k] = buf + 2 * k * N;                                                             \
@@ -82,7 +82,7 @@
                         rO[k][j] = q1 >= 0 && q1 < wlim ? row[q1 * sw] : (T)0;                   \
                     }                                                                            \
                 }                                                                                \
-                T *dst = v + c * Tn + r * TW;                                                    \
+                T *dst = v + c * vc + r * TW;                                                    \
                 for (int a = 0; a < 4; a++) {                                                    \
                     /* e_a = B^T[a] . rows: r0 - r2, r1 + r2, r2 - r1, r1 - r3 */               \
                     const int P = a == 0 ? 0 : 1, Q = a == 3 ? 3 : 2;                            \
@@ -92,8 +92,7 @@
                         eE[j] = sp * rE[P][j] + sq * rE[Q][j];                                   \
                         eO[j] = sp * rO[P][j] + sq * rO[Q][j];                                   \
                     }                                                                            \
-                    T *d0 = dst + (4 * a) * plane, *d1 = d0 + plane, *d2 = d1 + plane,           \
-                      *d3 = d2 + plane;                                                          \
+                    T *d0 = dst + (4 * a) * vk, *d1 = d0 + vk, *d2 = d1 + vk, *d3 = d2 + vk;     \
                     for (Py_ssize_t j = 0; j < TW; j++) {                                        \
                         d0[j] = eE[j] - eE[j + 1];                                               \
                         d1[j] = eO[j] + eE[j + 1];                                               \
@@ -108,20 +107,20 @@
     MULTI static void output_##SUF(const T *m, T *out, const T *bias, Py_ssize_t sbias,         \
                                    Py_ssize_t sb, Py_ssize_t so, Py_ssize_t sh, Py_ssize_t sw,  \
                                    Py_ssize_t M, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t TH,   \
-                                   Py_ssize_t TW, Py_ssize_t r0, Py_ssize_t n, T *buf)          \
+                                   Py_ssize_t TW, Py_ssize_t r0, Py_ssize_t n, Py_ssize_t mk,   \
+                                   Py_ssize_t mo, T *buf)                                        \
     {                                                                                            \
-        const Py_ssize_t Tn = n * TW, plane = M * Tn;                                            \
         T *s[8], *y0 = buf + 8 * TW, *y1 = y0 + 2 * TW;                                          \
         for (int k = 0; k < 8; k++) s[k] = buf + k * TW;                                         \
         for (Py_ssize_t o = 0; o < M; o++) {                                                     \
             const T beta = bias ? bias[o * sbias] : (T)0;                                        \
             for (Py_ssize_t r = 0; r < n; r++) {                                                 \
                 const Py_ssize_t b = (r0 + r) / TH, i = (r0 + r) % TH;                           \
-                const T *src = m + o * Tn + r * TW;                                              \
+                const T *src = m + o * mo + r * TW;                                              \
                 /* s_0[c] = m[0, c] + m[1, c] + m[2, c], s_1[c] = m[1, c] - m[2, c] - m[3, c] */ \
                 for (int c = 0; c < 4; c++) {                                                    \
-                    const T *m0 = src + c * plane, *m1 = m0 + 4 * plane, *m2 = m1 + 4 * plane,  \
-                            *m3 = m2 + 4 * plane;                                                \
+                    const T *m0 = src + c * mk, *m1 = m0 + 4 * mk, *m2 = m1 + 4 * mk,           \
+                            *m3 = m2 + 4 * mk;                                                   \
                     T *s0 = s[c], *s1 = s[4 + c];                                                \
                     for (Py_ssize_t j = 0; j < TW; j++) {                                        \
                         s0[j] = m0[j] + m1[j] + m2[j];                                           \
@@ -199,8 +198,8 @@ static int overflow(const char *fn, const char *what)
     return -1;
 }
 
-/* An array argument: its buffer (float32 or float64, `ndim` axes, writable if asked;
- * C-contiguous if asked, else any strides, kept in elements in `st`). The first array of a call
+/* An array argument: its buffer (float32 or float64, `ndim` axes, writable if asked; any
+ * strides, kept in elements in `st`, or with `rows` its last axis contiguous). The first array of a call
  * passes *kind == 0 and sets it; the others must have the same dtype. */
 typedef struct {
     Py_buffer view;
@@ -211,7 +210,7 @@ typedef struct {
 static const char *dtype_name(char k) { return k == 'f' ? "float32" : "float64"; }
 
 static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, int ndim,
-                     const char *axes, int writable, int contiguous, char *kind)
+                     const char *axes, int writable, int rows, char *kind)
 {
     a->held = 0;
     if (PyObject_GetBuffer(obj, &a->view, PyBUF_STRIDES | PyBUF_FORMAT |
@@ -238,9 +237,10 @@ static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, in
                      axes, v->ndim);
         return -1;
     }
-    if (contiguous && !PyBuffer_IsContiguous(v, 'C')) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must be C-contiguous (np.ascontiguousarray)", fn,
-                     name);
+    if (rows && v->shape[ndim - 1] > 1 && v->strides[ndim - 1] != v->itemsize) {
+        PyErr_Format(PyExc_ValueError, "%s: %s's last axis must be contiguous (stride %zd "
+                     "bytes), got stride %zd (np.ascontiguousarray)", fn, name, v->itemsize,
+                     v->strides[ndim - 1]);
         return -1;
     }
     for (int i = 0; i < ndim; i++) {
@@ -351,10 +351,10 @@ static PyObject *py_input_tiles(PyObject *self, PyObject *args, PyObject *kwds)
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
         input_f32(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], C, hlim, wlim, top,
-                  left, TH, TW, first, n, buf);
+                  left, TH, TW, first, n, a[1].st[0], a[1].st[1], buf);
     else
         input_f64(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], C, hlim, wlim, top,
-                  left, TH, TW, first, n, buf);
+                  left, TH, TW, first, n, a[1].st[0], a[1].st[1], buf);
     Py_END_ALLOW_THREADS
     free(buf);
 done:
@@ -406,10 +406,10 @@ static PyObject *py_output_tiles(PyObject *self, PyObject *args, PyObject *kwds)
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
         output_f32(a[0].view.buf, a[1].view.buf, bias, sbias, st[0], st[1], st[2], st[3], M, OH,
-                   OW, TH, TW, first, n, buf);
+                   OW, TH, TW, first, n, a[0].st[0], a[0].st[1], buf);
     else
         output_f64(a[0].view.buf, a[1].view.buf, bias, sbias, st[0], st[1], st[2], st[3], M, OH,
-                   OW, TH, TW, first, n, buf);
+                   OW, TH, TW, first, n, a[0].st[0], a[0].st[1], buf);
     Py_END_ALLOW_THREADS
     free(buf);
 done:
