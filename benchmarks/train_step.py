@@ -357,9 +357,10 @@ def main(argv: list[str] | None = None) -> int:
           "while timing)")
     busy = [r["model"] for r in rows if (r["foreign_load"] or 0) > 0.2]
     if busy:
-        print(f"  note: other processes used over 20% of the machine while timing {busy}; "
-              "torch's OpenMP threads suffer more from lost cores than ours, so those ratios "
-              "lean our way. Rerun on a quiet machine for figures to record.")
+        print(f"  note: other processes used over 20% of the machine while timing {busy}"
+              + ("; torch's OpenMP threads suffer more from lost cores than ours, so those "
+                 "medians lean our way (the best column less so)" if threads > 1 else "")
+              + ". Rerun on a quiet machine for figures to record.")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"machine": info, "batch": args.batch, "rows": rows,
