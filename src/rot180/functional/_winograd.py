@@ -287,7 +287,7 @@ def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
         # threads share its V, gathered split by input channels), not into shorter products.
         for g in range(G):
             for r0, r1 in _split(rows, n):
-                v = scratch((16, C, (r1 - r0) * TW), dtype, "winograd-shared-v")
+                v = _cells(C, (r1 - r0) * TW, dtype, "winograd-shared-v")
                 run_chunks(lambda job: _gather(c, *job, top, left, bottom, right),
                            [(x[:, g, c0:c1], v[:, c0:c1], r0) for c0, c1 in _split(C, threads)],
                            threads)
@@ -313,7 +313,7 @@ def _gather(c, x: np.ndarray, v: np.ndarray, r0: int, top: int, left: int, botto
 def _products(c, v: np.ndarray, u: np.ndarray, out: np.ndarray, bias: np.ndarray | None,
               r0: int) -> None:
     """The 16 products ``U[ab] @ V[ab]`` (one batched matmul) and the output tiles."""
-    m = scratch((16, u.shape[1], v.shape[2]), v.dtype, "winograd-m")
+    m = _cells(u.shape[1], v.shape[2], v.dtype, "winograd-m")
     np.matmul(u, v, out=m)
     if c is not None:
         c.output_tiles(m, out, bias, first_row=r0)
@@ -325,9 +325,18 @@ def _tiles(c, x: np.ndarray, u: np.ndarray, out: np.ndarray, bias: np.ndarray | 
            top: int, left: int, bottom: int, right: int, g: int, r0: int, r1: int) -> None:
     """One chunk: tile rows ``r0 .. r1`` of group ``g``, gathered, multiplied and written."""
     TW = tiles(out.shape[3:])[1]
-    v = scratch((16, x.shape[2], (r1 - r0) * TW), x.dtype, "winograd-v")
+    v = _cells(x.shape[2], (r1 - r0) * TW, x.dtype, "winograd-v")
     _gather(c, x[:, g], v, r0, top, left, bottom, right)
     _products(c, v, u[g], out[:, g], None if bias is None else bias[g], r0)
+
+
+def _cells(rows: int, cols: int, dtype: np.dtype, tag: str) -> np.ndarray:
+    """A ``(16, rows, cols)`` scratch array whose 16 cells lie whole pages plus 64 bytes
+    apart: where ``rows * cols`` fills whole 4 KiB pages, 16 (or 4) streams of writes at that
+    distance map to one L1 set and evict each other (8x512x7x7: gathering 1.46 -> 0.69 ms)."""
+    item = np.dtype(dtype).itemsize
+    stride = -(-rows * cols * item // 4096) * 4096 // item + 64 // item
+    return scratch((16, stride), dtype, tag)[:, :rows * cols].reshape(16, rows, cols)
 
 
 def _split(n: int, parts: int) -> list[tuple[int, int]]:

@@ -52,6 +52,35 @@
  * once to the array's type. */
 
 #define DEFINE_TRANSFORMS(T, SUF)                                                                \
+    /* Row `row` of x as padded columns 0 .. 2N - 1, split: E[j] = column 2j, O[j] = 2j + 1    \
+     * (zeros outside 0 <= column - left < wlim). The columns with both inside: j in [lo, hi). */ \
+    static inline void gather_##SUF(const T *row, T *E, T *O, Py_ssize_t N, Py_ssize_t left,     \
+                                    Py_ssize_t wlim, Py_ssize_t sw)                              \
+    {                                                                                            \
+        const Py_ssize_t span = wlim + left - 2;                                                 \
+        Py_ssize_t hi = span < 0 ? 0 : span / 2 + 1, lo = left > 0 ? (left + 1) / 2 : 0;         \
+        if (hi > N) hi = N;                                                                      \
+        if (lo > hi) lo = hi;                                                                    \
+        for (Py_ssize_t j = 0; j < N; j++) {                                                     \
+            if (j == lo) { /* the inside, without tests */                                       \
+                if (sw == 1)                                                                     \
+                    for (; j < hi; j++) {                                                        \
+                        E[j] = row[2 * j - left];                                                \
+                        O[j] = row[2 * j + 1 - left];                                            \
+                    }                                                                            \
+                else                                                                             \
+                    for (; j < hi; j++) {                                                        \
+                        E[j] = row[(2 * j - left) * sw];                                         \
+                        O[j] = row[(2 * j + 1 - left) * sw];                                     \
+                    }                                                                            \
+                if (j == N) break;                                                               \
+            }                                                                                    \
+            const Py_ssize_t q0 = 2 * j - left, q1 = q0 + 1;                                     \
+            E[j] = q0 >= 0 && q0 < wlim ? row[q0 * sw] : (T)0;                                   \
+            O[j] = q1 >= 0 && q1 < wlim ? row[q1 * sw] : (T)0;                                   \
+        }                                                                                        \
+    }                                                                                            \
+                                                                                                 \
     MULTI static void input_##SUF(const T *x, T *v, Py_ssize_t sb, Py_ssize_t sc,               \
                                   Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t C, Py_ssize_t hlim,  \
                                   Py_ssize_t wlim, Py_ssize_t top, Py_ssize_t left,             \
@@ -59,45 +88,59 @@
                                   Py_ssize_t vk, Py_ssize_t vc, T *buf)                          \
     {                                                                                            \
         const Py_ssize_t N = TW + 1;                                                             \
-        T *rE[4], *rO[4];                                                                        \
-        for (int k = 0; k < 4; k++) {                                                            \
-            rE[k] = buf + 2 * k * N;                                                             \
-            rO[k] = buf + (2 * k + 1) * N;                                                       \
-        }                                                                                        \
-        T *eE = buf + 8 * N, *eO = buf + 9 * N;                                                  \
         for (Py_ssize_t c = 0; c < C; c++) {                                                     \
+            T *rE[4], *rO[4];                                                                    \
+            for (int k = 0; k < 4; k++) {                                                        \
+                rE[k] = buf + 2 * k * N;                                                         \
+                rO[k] = buf + (2 * k + 1) * N;                                                   \
+            }                                                                                    \
             for (Py_ssize_t r = 0; r < n; r++) {                                                 \
                 const Py_ssize_t b = (r0 + r) / TH, i = (r0 + r) % TH;                           \
-                for (int k = 0; k < 4; k++) {                                                    \
+                int k0 = 0;                                                                      \
+                if (r > 0 && i > 0) { /* tile row i - 1 of the same sample: its rows 2, 3 */     \
+                    for (int k = 0; k < 2; k++) {                                                \
+                        T *e = rE[k], *o = rO[k];                                                \
+                        rE[k] = rE[k + 2], rO[k] = rO[k + 2], rE[k + 2] = e, rO[k + 2] = o;      \
+                    }                                                                            \
+                    k0 = 2;                                                                      \
+                }                                                                                \
+                for (int k = k0; k < 4; k++) {                                                   \
                     const Py_ssize_t y = 2 * i + k - top;                                        \
                     if (y < 0 || y >= hlim) {                                                    \
-                        memset(rE[k], 0, N * sizeof(T));                                        \
+                        memset(rE[k], 0, N * sizeof(T));                                         \
                         memset(rO[k], 0, N * sizeof(T));                                         \
-                        continue;                                                                \
-                    }                                                                            \
-                    const T *row = x + b * sb + c * sc + y * sh;                                 \
-                    for (Py_ssize_t j = 0; j < N; j++) {                                         \
-                        const Py_ssize_t q0 = 2 * j - left, q1 = q0 + 1;                         \
-                        rE[k][j] = q0 >= 0 && q0 < wlim ? row[q0 * sw] : (T)0;                   \
-                        rO[k][j] = q1 >= 0 && q1 < wlim ? row[q1 * sw] : (T)0;                   \
-                    }                                                                            \
+                    } else                                                                       \
+                        gather_##SUF(x + b * sb + c * sc + y * sh, rE[k], rO[k], N, left, wlim,  \
+                                     sw);                                                        \
                 }                                                                                \
-                T *dst = v + c * vc + r * TW;                                                    \
+                /* e_a = B^T[a] . rows (r0 - r2, r1 + r2, r2 - r1, r1 - r3) at columns 2j, 2j+1 \
+                 * and 2j+2, 2j+3 (E, O at j and j + 1), then its columns times B. */          \
+                const T *restrict E0 = rE[0], *restrict E1 = rE[1], *restrict E2 = rE[2],        \
+                        *restrict E3 = rE[3], *restrict O0 = rO[0], *restrict O1 = rO[1],        \
+                        *restrict O2 = rO[2], *restrict O3 = rO[3];                              \
+                T *restrict d = v + c * vc + r * TW;                                             \
+                /* a at a time: 4 store streams (16 at C T apart would alias in L1) */           \
                 for (int a = 0; a < 4; a++) {                                                    \
-                    /* e_a = B^T[a] . rows: r0 - r2, r1 + r2, r2 - r1, r1 - r3 */               \
-                    const int P = a == 0 ? 0 : 1, Q = a == 3 ? 3 : 2;                            \
-                    const T sp = a == 2 ? (T)-1 : (T)1, sq = a == 1 ? (T)1 : a == 2 ? (T)1       \
-                                                                                   : (T)-1;     \
-                    for (Py_ssize_t j = 0; j < N; j++) {                                         \
-                        eE[j] = sp * rE[P][j] + sq * rE[Q][j];                                   \
-                        eO[j] = sp * rO[P][j] + sq * rO[Q][j];                                   \
-                    }                                                                            \
-                    T *d0 = dst + (4 * a) * vk, *d1 = d0 + vk, *d2 = d1 + vk, *d3 = d2 + vk;     \
+                    const T *restrict P = a == 0 ? E0 : E1, *restrict Q = a == 3 ? E3 : E2;      \
+                    const T *restrict PO = a == 0 ? O0 : O1, *restrict QO = a == 3 ? O3 : O2;    \
+                    T *restrict d0 = d + 4 * a * vk, *restrict d1 = d0 + vk,                     \
+                      *restrict d2 = d1 + vk, *restrict d3 = d2 + vk;                            \
                     for (Py_ssize_t j = 0; j < TW; j++) {                                        \
-                        d0[j] = eE[j] - eE[j + 1];                                               \
-                        d1[j] = eO[j] + eE[j + 1];                                               \
-                        d2[j] = eE[j + 1] - eO[j];                                               \
-                        d3[j] = eO[j] - eO[j + 1];                                               \
+                        T ej, ej1, oj, oj1;                                                      \
+                        if (a == 1) {                                                            \
+                            ej = P[j] + Q[j], ej1 = P[j + 1] + Q[j + 1];                         \
+                            oj = PO[j] + QO[j], oj1 = PO[j + 1] + QO[j + 1];                     \
+                        } else if (a == 2) {                                                     \
+                            ej = Q[j] - P[j], ej1 = Q[j + 1] - P[j + 1];                         \
+                            oj = QO[j] - PO[j], oj1 = QO[j + 1] - PO[j + 1];                     \
+                        } else {                                                                 \
+                            ej = P[j] - Q[j], ej1 = P[j + 1] - Q[j + 1];                         \
+                            oj = PO[j] - QO[j], oj1 = PO[j + 1] - QO[j + 1];                     \
+                        }                                                                        \
+                        d0[j] = ej - ej1;                                                        \
+                        d1[j] = oj + ej1;                                                        \
+                        d2[j] = ej1 - oj;                                                        \
+                        d3[j] = oj - oj1;                                                        \
                     }                                                                            \
                 }                                                                                \
             }                                                                                    \
@@ -342,7 +385,7 @@ static PyObject *py_input_tiles(PyObject *self, PyObject *args, PyObject *kwds)
     /* Rows and columns read: those of x inside the padded input (a negative pad crops). */
     const Py_ssize_t hlim = bottom < 0 ? H + bottom : H, wlim = right < 0 ? W + right : W;
     if (n == 0 || C == 0) goto done;
-    void *buf = malloc(10 * (TW + 1) * a[0].view.itemsize);
+    void *buf = malloc(8 * (TW + 1) * a[0].view.itemsize);
     if (!buf) {
         PyErr_NoMemory();
         goto fail;
