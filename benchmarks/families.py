@@ -20,9 +20,9 @@ are also given as a share of the machine's measured float32 ``np.matmul`` rate.
 
 Usage::
 
-    python benchmarks/families.py                          # every family, 2 threads
-    python benchmarks/families.py --families depthwise,3-D --breakdown
-    python benchmarks/families.py --sweep 50               # + 50 random layers (seed 0)
+    python benchmarks/families.py                  # every family + 50 random layers, 2 threads
+    python benchmarks/families.py --families depthwise,3-D --sweep 0 --breakdown
+    python benchmarks/families.py --sweep 100 --seed 1     # another 100 random layers
     python benchmarks/families.py --peers tensorflow,jax   # + optional peers (see _peers.py)
     python benchmarks/families.py --json out.json
 """
@@ -394,8 +394,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--families", help=f"comma-separated families (default all: "
                     f"{', '.join(FAMILIES)})")
     ap.add_argument("--layers", help="comma-separated substrings of layer names to keep")
-    ap.add_argument("--sweep", type=int, default=0, metavar="N",
-                    help="also time N random layers (fixed --seed) and report the worst ratio")
+    ap.add_argument("--sweep", type=int, default=50, metavar="N",
+                    help="also time N random layers (fixed --seed; default 50, 0: none) and "
+                    "report the worst ratio")
     ap.add_argument("--seed", type=int, default=0, help="seed of the random sweep")
     ap.add_argument("--repeats", type=int, default=9, help="timed steps per layer (median)")
     ap.add_argument("--warmup", type=int, default=2, help="untimed steps per side first")
