@@ -35,13 +35,14 @@ Threads: the kernels split over channels (BatchNorm), planes (pooling) or elemen
 holds at least :data:`PARALLEL_MIN_BYTES`; each chunk writes its own part (and every sum is
 one channel's or plane's, in the same order), so results do not depend on the thread count.
 Measured on the shared 2-core development machine (AMD EPYC, float32, other processes using
-70-80 % of it; 2 threads with the threshold forced to 0 against 1 thread, ms, lower quartile
-of 41 calls, forward / backward)::
+70-80 % of it; the layers' forward / backward in ms, lower quartile of 41 calls, on 1 thread
+and on 2 with the threshold forced to 0; before the short-row and masked-sum kernels)::
 
-    ReLU            (64, 32, 8, 8)   512 KiB   0.018 / 0.028   against 2 threads 0.075 / 0.088
-    ReLU            (64, 32, 32, 32)   8 MiB   0.24  / 0.55                      0.35  / 0.68
-    BN + ReLU       (64, 32, 32, 32)   8 MiB   0.67  / 2.05                      0.89  / 2.24
-    BN + ReLU       (64, 128, 32, 32) 32 MiB   9.0   / 13.7                      9.5   / 14.4
+                                               1 thread          2 threads
+    ReLU            (64, 32, 8, 8)   512 KiB   0.018 / 0.028     0.075 / 0.088
+    ReLU            (64, 32, 32, 32)   8 MiB   0.24  / 0.55      0.35  / 0.68
+    BN + ReLU       (64, 32, 32, 32)   8 MiB   0.67  / 2.05      0.89  / 2.24
+    BN + ReLU       (64, 128, 32, 32) 32 MiB   9.0   / 13.7      9.5   / 14.4
 
 so on that machine two threads never paid (a pooled region costs ~60-150 us and the second
 core was busy); the threshold is set above every size measured, 64 MiB, where the split only

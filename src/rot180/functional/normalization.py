@@ -26,6 +26,10 @@ Derivation of the backward rule (one channel; every sum runs over its ``M`` valu
 
 using ``(x - mu) r = xh``. In evaluation mode (or when normalising with given statistics),
 ``mu`` and ``var`` are constants and the rule is just ``dx = u r``.
+
+These functions are the readable reference. The ``BatchNorm*d`` layers run a twin with fewer
+passes over memory (statistics in one pass, the ReLU of a following layer folded in):
+:mod:`rot180.functional._fused`, which derives its form of this rule from the one above.
 """
 
 from __future__ import annotations
