@@ -45,5 +45,14 @@ setup(
             extra_compile_args=["-O3", "-Werror=implicit-function-declaration"],
             optional=True,
         ),
+        Extension(
+            "rot180.functional._depthwisec",
+            sources=["src/rot180/functional/_depthwisec.c"],
+            # Plane-wise loops for few channels per group: depthwise layers (see
+            # _depthwise.py). Optional as the helpers above: without it depthwise accepts
+            # nothing and the other realisations run.
+            extra_compile_args=["-O3", "-Werror=implicit-function-declaration"],
+            optional=True,
+        ),
     ]
 )

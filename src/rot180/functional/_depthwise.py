@@ -1,22 +1,192 @@
-"""Depthwise (and few-channel grouped) correlations: one plane at a time, no expansion.
+r"""Depthwise (and few-channel grouped) correlations: one plane at a time, no expansion.
 
-Under construction (issue 13): accepts nothing yet, so the engine never chooses it.
+Why. A depthwise layer (``groups = C_in``: MobileNet, EfficientNet) has one input and one or a
+few output channels per group, so each output is ``k^D`` multiply-adds of a single plane. The
+generic paths pay for a layout that does not fit: im2col copies every window ``k^D`` times for
+products with one row; the helper ``direct`` puts 16 samples in vector lanes, which costs a
+transpose of every input and output plane (as many bytes moved as multiply-adds made), and a
+small batch leaves lanes empty. Here the vectors run along an output *row* of the arrays' own
+NCHW layout instead, and each output plane is computed in one pass from its (padded) input
+plane with the window's taps as broadcast scalars.
+
+How (``_depthwisec.c``). Per plane ``(b, g)``: the group's ``C`` input planes are copied once,
+zero-padded, into a scratch buffer split by *column phase*. Along a row, output ``q`` of tap
+``tx`` reads padded column ``q s + tx d = (q + j0) s + r`` with ``r = tx d mod s`` and
+``j0 = floor(tx d / s)``; keeping the row's columns of each residue ``r`` side by side
+(``P_r[j] = xp[j s + r]``) makes every tap one contiguous vector load ``P_r[q + j0 ...]``,
+whatever the stride and dilation (only residues some tap reads are built: at most ``k``).
+Forward: tiles of up to 4 vectors (64 float32 outputs) of an output row accumulate every
+channel and tap in registers. Kernel gradient: per tap row, one pass over the delta rows with up
+to 5 taps x 2-4 vectors of accumulators, summed over all rows, then over the lanes (a fixed
+tree). Any stride, dilation, padding (negative pads are a crop), 1-D (height 1) and 2-D,
+float32 and float64, strided inputs and outputs (the sub-pixel phases write into
+``out[..., r::s]``).
+
+Threads: the forward pass splits the planes ``B x G`` into one contiguous range per thread;
+the kernel gradient splits the groups (each group's sum over the batch runs whole in one call,
+so its bits do not depend on the thread count), or, with fewer groups than threads, the batch
+(partial sums added in range order). Chunks come from the shapes and the thread count alone.
+
+The input gradient reaches it through its forward correlations (:mod:`._plan_input`): the
+padded delta (stride 1) and each sub-pixel phase (or the stacked phases, ``M`` = phases) are
+forward problems with the same few channels per group.
+
+When (:func:`_prefer`): measured on this machine (AMD EPYC Zen 4, AVX-512, 1 thread, CPU
+clock; BENCHMARKS.md, "Depthwise"): see the constants below.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+
+from ._parallel import run_chunks, sum_chunks
 from ._realisation import Problem, Realisation
 from ._tuning import Tuning
 
+try:
+    from . import _depthwisec
+except ImportError:                             # built without a C compiler: not available
+    _depthwisec = None
+
+__all__ = ["REALISATION", "built", "correlate", "correlate_kernel"]
+
+# -> Tuning (depthwise_max_cm): the rule prefers this realisation where C * M per group is at
+# most this. Measured (1 thread, CPU clock, float32, against the rule without it): see
+# BENCHMARKS.md, "Depthwise".
+PREFER_MAX_CM = 4
+# Accepted (forced, or preferred) up to this C * M per group: beyond it the plane-wise loops
+# re-read each input plane M times and hold C of them; correct, never fast.
+ACCEPT_MAX_CM = 64
+# -> Tuning (depthwise_min_row): shorter output rows leave most of a vector's lanes empty; the
+# rule's batch folding or the helper's lanes do better there (measured as above).
+PREFER_MIN_ROW = 12
+
+
+def built() -> bool:
+    """Whether the compiled loops ``_depthwisec`` were built."""
+    return _depthwisec is not None
+
 
 def _accepts(p: Problem, t: Tuning) -> bool | str:
-    return "not built yet"
+    if not t.helper or _depthwisec is None:
+        return "the compiled helper is off or not built"
+    if p.nd not in (1, 2):
+        return "not 1-D or 2-D"
+    if np.dtype(p.dtype) not in (np.float32, np.float64):
+        return "not float32 or float64"
+    C = p.x[2]
+    M = p.w[2] if p.entry == "grad_weight" else p.w[1]
+    if C * M > ACCEPT_MAX_CM:
+        return f"more than {ACCEPT_MAX_CM} channel pairs per group (C * M)"
+    return True
 
 
 def _prefer(p: Problem, t: Tuning) -> bool:
-    return False
+    C = p.x[2]
+    M = p.w[2] if p.entry == "grad_weight" else p.w[1]
+    return C * M <= PREFER_MAX_CM and p.out_sp[-1] >= PREFER_MIN_ROW
 
 
-REALISATION = Realisation("depthwise", "depthwise (and few-channel grouped) correlations",
-                          "nothing yet", _accepts,
-                          prefer=_prefer)
+# --- the runners ------------------------------------------------------------------------------
+
+def _as_2d(a: np.ndarray, nd: int) -> np.ndarray:
+    """A 1-D correlation's operand as a 2-D one of height 1 (a view)."""
+    return a if nd == 2 else a[..., None, :]
+
+
+def _lift(nd: int, stride, dilation, pads) -> tuple[tuple[int, int], tuple[int, int],
+                                                    tuple[int, int, int, int]]:
+    pads = [(0, 0)] * nd if pads is None else list(pads)
+    if nd == 1:
+        stride, dilation, pads = (1, *stride), (1, *dilation), [(0, 0), *pads]
+    (pt, pb), (pl, pr) = pads
+    return tuple(stride), tuple(dilation), (pt, pb, pl, pr)
+
+
+def _ranges(n: int, parts: int) -> list[tuple[int, int]]:
+    parts = max(1, min(parts, n))
+    step = -(-n // parts)
+    return [(a, min(n, a + step)) for a in range(0, n, step)]
+
+
+def correlate(x: np.ndarray, w: np.ndarray, stride, dilation, out: np.ndarray,
+              bias: np.ndarray | None, threads: int, pads=None, insert=None) -> None:
+    """``out[b, g, m, q] = bias[g, m] + sum_{c, t} w[g, m, c, t] xp[b, g, c, q*s + t*d]``, ``xp``
+    the input zero-padded by ``pads`` (negative: cropped), written into ``out`` in place.
+    ``insert``: ``xp`` is ``stretch_pad(x, insert, pads)`` instead (``insert - 1`` zeros between
+    neighbouring entries, never multiplied: rows of zeros are skipped), the input gradient.
+
+    Shape: as :func:`rot180.functional._engine.correlate` (``x`` and ``out`` may be strided).
+    """
+    nd = x.ndim - 3
+    stride, dilation, pads = _lift(nd, stride, dilation, pads)
+    insert = (1, 1) if insert is None else _lift(nd, insert, insert, None)[0]
+    x2, out2 = _as_2d(x, nd), _as_2d(out, nd)
+    w2 = np.ascontiguousarray(_as_2d(w, nd))
+    G, M = w.shape[:2]
+    b2 = None if bias is None else np.ascontiguousarray(bias, dtype=x.dtype).reshape(G, M)
+
+    def part(r: tuple[int, int]) -> None:
+        _depthwisec.correlate(x2, w2, out2, b2, stride=stride, dilation=dilation, pads=pads,
+                              planes=r, insert=insert)
+
+    run_chunks(part, _ranges(x.shape[0] * x.shape[1], threads), threads)
+
+
+def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel, stride, dilation, threads: int,
+                     pads=None) -> np.ndarray:
+    """``dw[g, m, c, t] = sum_{b, q} dz[b, g, m, q] xp[b, g, c, q*s + t*d]``, shape
+    ``(G, M, C, *kernel)``, ``xp`` the input zero-padded by ``pads`` (negative: cropped)."""
+    nd = x.ndim - 3
+    stride, dilation, pads = _lift(nd, stride, dilation, pads)
+    x2, dz2 = _as_2d(x, nd), _as_2d(dz, nd)
+    B, G, C = x.shape[:3]
+    M = dz.shape[2]
+    k2 = (1,) * (2 - nd) + tuple(kernel)
+    if G >= threads or B < 2:
+        # Whole groups per thread: each group's sum is one call's, whatever the split.
+        dw = np.empty((G, M, C, *k2), x.dtype)
+
+        def by_groups(r: tuple[int, int]) -> None:
+            _depthwisec.correlate_kernel(x2, dz2, dw, stride=stride, dilation=dilation,
+                                         pads=pads, groups=r)
+
+        run_chunks(by_groups, _ranges(G, threads), threads)
+        return dw.reshape(G, M, C, *kernel)
+
+    def by_samples(r: tuple[int, int]) -> np.ndarray:
+        part = np.empty((G, M, C, *k2), x.dtype)
+        _depthwisec.correlate_kernel(x2, dz2, part, stride=stride, dilation=dilation,
+                                     pads=pads, samples=r)
+        return part
+
+    return sum_chunks(by_samples, _ranges(B, threads), threads).reshape(G, M, C, *kernel)
+
+
+def _forward(plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
+             bias: np.ndarray | None) -> None:
+    p = plan.problem
+    if p.entry == "grad_input":                 # x is the delta: stretched by the stride
+        correlate(x, w, (1,) * p.nd, p.dilation, out, bias, plan.threads, p.pads, p.stride)
+    else:
+        correlate(x, w, p.stride, p.dilation, out, bias, plan.threads, p.pads)
+
+
+def _kernel(plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
+    p = plan.problem
+    return correlate_kernel(x, dz, p.kernel, p.stride, p.dilation, plan.threads, p.pads)
+
+
+def macs(p: Problem) -> int:
+    B, G, C = p.x[:3]
+    M = p.w[2] if p.entry == "grad_weight" else p.w[1]
+    return B * G * M * C * math.prod(p.kernel) * math.prod(p.out_sp)
+
+
+REALISATION = Realisation(
+    "depthwise", "plane-wise loops, vectors along an output row (few channels per group)",
+    f"1-D/2-D float32/64 forward and kernel gradients with C * M <= {ACCEPT_MAX_CM} per group "
+    f"(preferred to {PREFER_MAX_CM}, rows >= {PREFER_MIN_ROW}), helper on", _accepts,
+    _forward, _kernel, pads_itself=True, prefer=_prefer)

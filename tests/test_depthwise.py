@@ -1,0 +1,198 @@
+"""The ``depthwise`` realisation (``rot180.functional._depthwise`` / ``_depthwisec``): plane-wise
+loops for few channels per group, forced against the direct-loop oracles over a randomised
+family of shapes; where the rule prefers it (both sides of each threshold); the input
+gradient's stretched leaf; fixed bits whatever the split; the compiled functions' checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rot180.functional._depthwise as DW
+from rot180.functional import conv, conv_grad_input, conv_grad_weight, get_tuning, plan, tuning
+from rot180.functional._padding import stretch_pad
+from rot180.functional._plan import Plan
+from rot180.functional._registry import TABLE, Problem
+from rot180.functional._stretched import run as run_stretched
+from rot180.functional.reference import (
+    conv_direct,
+    conv_grad_input_direct,
+    conv_grad_weight_direct,
+)
+
+pytestmark = pytest.mark.skipif(not DW.built(), reason="rot180.functional._depthwisec not built")
+
+
+def _names(p) -> set[str]:
+    return {leaf.realisation for leaf in p.leaves()}
+
+
+def _draw(seed: int):
+    """One random depthwise-like call: groups, 1-4 channels and 1-4 outputs per group, odd
+    sizes, padding as an int or (low, high) pairs, strides, dilations, a dtype, a bias, and an
+    input that is a strided view."""
+    rng = np.random.default_rng(seed)
+    nd = int(rng.choice([1, 2, 2]))
+    B, G = int(rng.integers(1, 21)), int(rng.integers(1, 6))
+    C, M = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    k = tuple(int(rng.choice([1, 2, 3, 3, 5])) for _ in range(nd))
+    s = tuple(int(rng.choice([1, 1, 2, 3])) for _ in range(nd))
+    d = tuple(int(rng.choice([1, 1, 2])) for _ in range(nd))
+    pads = [(int(rng.integers(0, kk * dd)), int(rng.integers(0, kk * dd)))
+            for kk, dd in zip(k, d, strict=True)]
+    size = tuple(int(rng.integers(dd * (kk - 1) + 1, 40)) for kk, dd in zip(k, d, strict=True))
+    dtype = [np.float32, np.float64][seed % 2]
+    big = rng.standard_normal((B, G * C, *(n + 3 for n in size))).astype(dtype)
+    x = big[(Ellipsis, *(slice(1, 1 + n) for n in size))]       # not contiguous
+    w = rng.standard_normal((G * M, C, *k)).astype(dtype)
+    b = rng.standard_normal(G * M).astype(dtype)
+    kw = {"stride": s, "dilation": d, "groups": G,
+          "padding": pads if rng.random() < 0.5 else max(p for pair in pads for p in pair)}
+    return x, w, b, kw, dtype
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_forced_equals_the_direct_loops(seed) -> None:
+    x, w, b, kw, dtype = _draw(seed)
+    ref = conv_direct(x.astype(float), w.astype(float), b.astype(float), **kw)
+    dz = np.random.default_rng(seed + 100).standard_normal(ref.shape).astype(dtype)
+    with tuning(force="depthwise"):
+        got = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
+               conv_grad_weight(x, dz, w.shape, **kw))
+        lp = plan(x, w, **kw)
+    want = (ref, conv_grad_input_direct(dz.astype(float), w.astype(float), x.shape, **kw),
+            conv_grad_weight_direct(x.astype(float), dz.astype(float), w.shape, **kw))
+    tol = 1e-9 if dtype == np.float64 else 2e-4
+    for g, r in zip(got, want, strict=True):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, r, rtol=tol, atol=tol * (1 + np.abs(r).max()))
+    assert "depthwise" in _names(lp.forward) | _names(lp.grad_weight), str(lp)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("xs", "ws", "stride", "pairs", "dil"), [
+    ((16, 4, 1, 9, 11), (4, 1, 1, 3, 3), (2, 2), ((1, 2), (1, 2)), (1, 1)),
+    ((3, 2, 3, 7, 8), (2, 2, 3, 5, 5), (3, 2), ((4, 2), (2, 5)), (1, 2)),
+    ((2, 3, 1, 6, 13), (3, 4, 1, 2, 3), (1, 3), ((-1, 1), (2, -2)), (2, 1)),
+    ((5, 2, 1, 1, 17), (2, 1, 1, 1, 4), (1, 2), ((0, 0), (3, 4)), (1, 1)),
+])
+def test_the_input_gradient_leaf_is_the_stretched_correlation(xs, ws, stride, pairs, dil,
+                                                              dtype) -> None:
+    """A ``grad_input`` leaf (the one-pass input gradient: the delta stretched by the stride,
+    rows of zeros skipped) against the definition ``correlate(stretch_pad(dz), w, 1, d)``."""
+    rng = np.random.default_rng(1)
+    dz, w = rng.standard_normal(xs).astype(dtype), rng.standard_normal(ws).astype(dtype)
+    p = Problem("grad_input", xs, ws, ws[3:], stride, dil, pairs, np.dtype(dtype).char, True)
+    assert TABLE["depthwise"].accepts(p, get_tuning()) is True
+    got = run_stretched(Plan(p, "run", "depthwise", True, threads=2, out=p.out_sp), dz, w)
+    sp = stretch_pad(dz.astype(float), stride, pairs)
+    B, G, C = xs[:3]
+    M = ws[1]
+    ref = conv_direct(sp.reshape(B, G * C, *sp.shape[3:]), w.astype(float).reshape(
+        G * M, C, *ws[3:]), dilation=dil, groups=G).reshape(B, G, M, *p.out_sp)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(got, ref, rtol=tol, atol=tol * 10)
+
+
+def test_the_rule_prefers_it_up_to_its_thresholds() -> None:
+    """Both sides of PREFER_MAX_CM (channel pairs per group) and PREFER_MIN_ROW (row length),
+    and only where the helper is on."""
+    n = DW.PREFER_MAX_CM
+    with tuning(force=None, helper=True):
+        assert _names(plan((8, 32, 40, 40), (32 * n, 1, 3, 3), padding=1, groups=32,
+                           which="forward")) == {"depthwise"}
+        assert "depthwise" not in _names(plan((8, 32, 40, 40), (32 * (n + 1), 1, 3, 3),
+                                              padding=1, groups=32, which="forward"))
+        row = DW.PREFER_MIN_ROW
+        assert _names(plan((8, 16, row, row), (16, 1, 3, 3), padding=1, groups=16,
+                           which="grad_weight")) == {"depthwise"}
+        assert "depthwise" not in _names(plan((8, 16, row - 1, row - 1), (16, 1, 3, 3),
+                                              padding=1, groups=16, which="grad_weight"))
+        gi = plan((16, 32, 112, 112), (32, 1, 3, 3), stride=2, padding=1, groups=32,
+                  which="grad_input")
+        assert _names(gi) == {"depthwise"}, str(gi)      # its phases' correlations
+    with tuning(force=None, helper=False):
+        p = plan((8, 32, 40, 40), (32, 1, 3, 3), padding=1, groups=32)
+        for entry in (p.forward, p.grad_input, p.grad_weight):
+            assert "depthwise" not in _names(entry)
+    with tuning(helper=False):
+        assert "helper" in TABLE["depthwise"].accepts(p.forward.problem, get_tuning())
+
+
+def test_helper_off_still_computes_the_same() -> None:
+    x, w, b, kw, _ = _draw(3)
+    with tuning(helper=False, force="depthwise"):
+        off = conv(x, w, b, **kw)
+    np.testing.assert_allclose(off, conv_direct(x, w, b, **kw), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape", [(6, 5, 20, 21), (3, 1, 16, 30)])
+def test_bits_do_not_depend_on_the_split(shape) -> None:
+    """The forward pass splits planes, the kernel gradient whole groups (or, with fewer groups
+    than threads, samples): the same bits at 1, 2 and 3 threads where groups are split."""
+    rng = np.random.default_rng(4)
+    B, Cin = shape[:2]
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal((Cin * 2, 1, 3, 3)).astype(np.float32)
+    kw = {"padding": 1, "groups": Cin, "stride": 2}
+    dz = rng.standard_normal(conv(x, w, **kw).shape).astype(np.float32)
+    outs = []
+    for n in (1, 2, 3):
+        with tuning(force="depthwise", threads=n, parallel_min_macs=0):
+            outs.append((conv(x, w, **kw), conv_grad_weight(x, dz, w.shape, **kw)))
+    for y, dw in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0][0])
+        if Cin >= 3:                            # whole groups per thread at every count
+            np.testing.assert_array_equal(dw, outs[0][1])
+        else:
+            np.testing.assert_allclose(dw, outs[0][1], rtol=1e-5)
+    with tuning(force="depthwise", threads=2, parallel_min_macs=0):
+        again = conv_grad_weight(x, dz, w.shape, **kw)
+    np.testing.assert_array_equal(again, outs[1][1])
+
+
+def test_a_strided_output_is_written_in_place_and_nothing_else() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 1, 9, 10))
+    w = rng.standard_normal((3, 1, 1, 2, 3))
+    big = np.full((2, 3, 1, 16, 16), 7.0)
+    view = big[..., ::2, 1::2]
+    DW.correlate(x, w, (1, 1), (1, 1), view, None, 1, ((0, 0), (0, 0)))
+    ref = conv_direct(x.reshape(2, 3, 9, 10), w.reshape(3, 1, 2, 3), groups=3)
+    np.testing.assert_allclose(view, ref.reshape(view.shape), atol=1e-12)
+    rest = np.ones(big.shape, bool)
+    rest[..., ::2, 1::2] = False
+    assert (big[rest] == 7.0).all()
+
+
+def test_the_compiled_functions_check_their_arguments() -> None:
+    C = DW._depthwisec
+    x = np.zeros((2, 3, 1, 8, 8), np.float32)
+    w = np.zeros((3, 1, 1, 3, 3), np.float32)
+    out = np.zeros((2, 3, 1, 6, 6), np.float32)
+    geo = {"stride": (1, 1), "dilation": (1, 1), "pads": (0, 0, 0, 0)}
+    C.correlate(x, w, out, None, **geo)
+    with pytest.raises(TypeError, match="w must be float32"):
+        C.correlate(x, w.astype(np.float64), out, None, **geo)
+    with pytest.raises(ValueError, match="out has M = 2"):
+        C.correlate(x, w, np.zeros((2, 3, 2, 6, 6), np.float32), None, **geo)
+    with pytest.raises(ValueError, match="the windows reach"):
+        C.correlate(x, w, np.zeros((2, 3, 1, 7, 6), np.float32), None, **geo)
+    with pytest.raises(ValueError, match="planes=.* must be a range"):
+        C.correlate(x, w, out, None, planes=(0, 7), **geo)
+    with pytest.raises(ValueError, match="stride= must be ints >= 1"):
+        C.correlate(x, w, out, None, **{**geo, "stride": (0, 1)})
+    with pytest.raises(TypeError, match="pads= must be a sequence of 4 ints"):
+        C.correlate(x, w, out, None, **{**geo, "pads": (0, 0)})
+    with pytest.raises(ValueError, match="must be writable"):
+        ro = out.copy()
+        ro.flags.writeable = False
+        C.correlate(x, w, ro, None, **geo)
+    with pytest.raises(ValueError, match="must be C-contiguous"):
+        C.correlate(x, np.zeros((3, 1, 1, 3, 6), np.float32)[..., ::2], out, None, **geo)
+    with pytest.raises(OverflowError):
+        C.correlate(x, w, out, None, **{**geo, "stride": (2**62, 1)})
+    dw = np.zeros((3, 1, 1, 3, 3), np.float32)
+    C.correlate_kernel(x, out, dw, **geo)
+    with pytest.raises(ValueError, match="groups=.* must be a range"):
+        C.correlate_kernel(x, out, dw, groups=(2, 1), **geo)
