@@ -15,7 +15,10 @@ import pytest
 
 import rot180.functional._winograd as WG
 from rot180.functional import conv, conv_grad_input, conv_grad_weight, plan
-from rot180.functional._tuning import tuning
+from rot180.functional._forward import run
+from rot180.functional._plan import make
+from rot180.functional._realisation import Problem
+from rot180.functional._tuning import get_tuning, tuning
 from rot180.functional.reference import (
     conv_direct,
     conv_grad_input_direct,
@@ -135,6 +138,29 @@ def test_compiled_and_numpy_transforms_give_the_same_bits(dtype) -> None:
     WG._winogradc.kernel_tiles(w, u1)
     WG.kernel_tiles(w, u2)
     np.testing.assert_array_equal(u1, u2)
+    # rotated: the transform of the kernel rotated by 180 degrees, by permuting the cells
+    WG._winogradc.kernel_tiles(w, u1, rotated=True)
+    WG.kernel_tiles(w, u2, rotated=True)
+    np.testing.assert_array_equal(u1, u2)
+    WG.kernel_tiles(np.ascontiguousarray(w[..., ::-1, ::-1]), u2)
+    np.testing.assert_allclose(u1, u2, rtol=1e-6 if dtype == np.float32 else 1e-15, atol=1e-6)
+
+
+@needs_helper
+def test_the_input_gradient_transforms_the_layers_own_kernel() -> None:
+    """conv_grad_input passes rot180(w) with its channel axes swapped (a view): U comes from w
+    itself with the cells permuted and is used transposed; the same sums as a copied kernel."""
+    rng = np.random.default_rng(8)
+    w = rng.standard_normal((1, 7, 5, 3, 3))
+    view = w[..., ::-1, ::-1].swapaxes(1, 2)             # (G, M, C, 3, 3) as the engine has it
+    x = rng.standard_normal((2, 1, 7, 6, 5))
+    p = Problem("forward", x.shape, view.shape, (3, 3), (1, 1), (1, 1), ((1, 2), (2, 1)), "d")
+    with tuning(force="winograd"):
+        leaf = make(p, get_tuning(), 1)
+        got = run(leaf, x, view, None, None)
+    assert (leaf.step, leaf.realisation) == ("run", "winograd"), str(leaf)
+    ref = conv_direct(x[:, 0], np.ascontiguousarray(view[0]), padding=[(1, 2), (2, 1)])
+    np.testing.assert_allclose(got[:, 0], ref, rtol=0, atol=1e-12)
 
 
 @needs_helper

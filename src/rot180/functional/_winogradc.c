@@ -4,6 +4,7 @@
  * Three one-pass transforms around the 16 products (which NumPy's BLAS does):
  *
  *   kernel_tiles(w, u):  u[4a + b, o, c] = (G w[o, c] G^T)[a, b]          w (M, C, 3, 3)
+ *                        (rotated=True: of w[o, c] rotated by 180 degrees, a permutation)
  *   input_tiles(x, v):   v[4a + b, c, t] = (B^T d_t B)[a, b]              x (B, C, H, W)
  *   output_tiles(m, out, bias): the 2 x 2 outputs of tile t, A^T m_t A + bias   out (B, M, OH, OW)
  *
@@ -188,8 +189,12 @@
      * into rows of `buf` (9 C doubles), then each of the 16 cells formed over all c. */         \
     MULTI static void kernel_##SUF(const T *w, T *u, Py_ssize_t so, Py_ssize_t sc,              \
                                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t uk, Py_ssize_t uo,  \
-                                   Py_ssize_t uc, Py_ssize_t M, Py_ssize_t C, double *buf)      \
+                                   Py_ssize_t uc, Py_ssize_t M, Py_ssize_t C, int rotated,      \
+                                   double *buf)                                                  \
     {                                                                                            \
+        /* rotated: cell (a, b) of G w G^T lands at (p(a), p(b)), p = (3, 1, 2, 0) */            \
+        static const int P[4] = {3, 1, 2, 0}, I[4] = {0, 1, 2, 3};                               \
+        const int *cell = rotated ? P : I;                                                       \
         double *h = buf + 9 * C; /* G g: 4 rows x 3 taps, each C long */                         \
         for (Py_ssize_t o = 0; o < M; o++) {                                                     \
             for (int t = 0; t < 9; t++) {                                                        \
@@ -210,7 +215,8 @@
             }                                                                                    \
             for (int p = 0; p < 4; p++) { /* (G g) G^T: the columns */                           \
                 const double *a = h + 3 * p * C, *b = a + C, *e = b + C;                         \
-                T *f0 = u + 4 * p * uk + o * uo, *f1 = f0 + uk, *f2 = f1 + uk, *f3 = f2 + uk;    \
+                T *row = u + 4 * cell[p] * uk + o * uo, *f0 = row + cell[0] * uk,                \
+                  *f1 = row + cell[1] * uk, *f2 = row + cell[2] * uk, *f3 = row + cell[3] * uk;  \
                 if (uc == 1)                                                                     \
                     for (Py_ssize_t c = 0; c < C; c++) {                                         \
                         f0[c] = (T)a[c];                                                         \
@@ -242,8 +248,8 @@ static int overflow(const char *fn, const char *what)
 }
 
 /* An array argument: its buffer (float32 or float64, `ndim` axes, writable if asked; any
- * strides, kept in elements in `st`, or with `rows` its last axis contiguous). The first array of a call
- * passes *kind == 0 and sets it; the others must have the same dtype. */
+ * strides, kept in elements in `st`, or with `rows` its last axis contiguous). The first array
+ * of a call passes *kind == 0 and sets it; the others must have the same dtype. */
 typedef struct {
     Py_buffer view;
     int held;
@@ -463,14 +469,15 @@ fail:
     return NULL;
 }
 
-/* kernel_tiles(w, u) */
+/* kernel_tiles(w, u, *, rotated=False) */
 static PyObject *py_kernel_tiles(PyObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"w", "u", NULL};
+    static char *kw[] = {"w", "u", "rotated", NULL};
     static const char *fn = "kernel_tiles";
     PyObject *ow, *ou;
+    int rotated = 0;
     (void)self;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO", kw, &ow, &ou)) return NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$p", kw, &ow, &ou, &rotated)) return NULL;
     char kind = 0;
     Arg a[2] = {{.held = 0}, {.held = 0}};
     if (get_array(&a[0], ow, fn, "w", 4, "(M, C, 3, 3)", 0, 0, &kind) < 0 ||
@@ -497,10 +504,10 @@ static PyObject *py_kernel_tiles(PyObject *self, PyObject *args, PyObject *kwds)
     Py_BEGIN_ALLOW_THREADS
     if (kind == 'f')
         kernel_f32(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1], su[2],
-                   M, C, buf);
+                   M, C, rotated, buf);
     else
         kernel_f64(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1], su[2],
-                   M, C, buf);
+                   M, C, rotated, buf);
     Py_END_ALLOW_THREADS
     free(buf);
 done:
@@ -522,8 +529,9 @@ static PyMethodDef methods[] = {
      "from m (16, M, T) into out (B, M, OH, OW), for T / TW tile rows from first_row; outputs\n"
      "at or past (OH, OW) dropped."},
     {"kernel_tiles", (PyCFunction)(void (*)(void))py_kernel_tiles, METH_VARARGS | METH_KEYWORDS,
-     "kernel_tiles(w, u): u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for w (M, C, 3, 3), into u\n"
-     "(16, M, C), computed in double."},
+     "kernel_tiles(w, u, *, rotated=False): u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for w\n"
+     "(M, C, 3, 3), into u (16, M, C), computed in double; rotated: that of w[o, c] rotated by\n"
+     "180 degrees, (G w G^T)[p(a), p(b)] with p = (3, 1, 2, 0) (G J = P G)."},
     {NULL, NULL, 0, NULL},
 };
 
