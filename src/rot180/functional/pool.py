@@ -291,6 +291,13 @@ def max_pool_grad_spec(dy: np.ndarray, argmax: np.ndarray, shape: tuple[int, ...
     return dx.reshape(shape)
 
 
+def _tiled(sp: PoolSpec) -> bool:
+    """Whether the windows tile the input: kernel == stride, no padding, none past the input
+    (cells after the last window are left out), no dilation."""
+    return (sp.kernel == sp.stride and not any(sp.padding) and all(d == 1 for d in sp.dilation)
+            and all(e <= i for e, i in zip(sp.extent, sp.spatial, strict=True)))
+
+
 @quiet
 def avg_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, padding: Size = 0,
              *, ceil_mode: bool = False, count_include_pad: bool = True,
@@ -319,6 +326,19 @@ def avg_pool(x: np.ndarray, kernel_size: Size, stride: Size | None = None, paddi
 def avg_pool_spec(x: np.ndarray, sp: PoolSpec, div: np.ndarray | int) -> np.ndarray:
     """:func:`avg_pool` of an input checked against ``sp``, with its window sizes ``div``
     (:func:`rot180.functional._poolspec.divisor`)."""
+    if _tiled(sp) and x.size:
+        # Separable: sum the k_j taps along one axis at a time (the first along whole rows),
+        # ~2.3 passes over the input instead of one strided read per tap of the window.
+        y, nl = x, x.ndim - sp.nd
+        for j, (k, o) in enumerate(zip(sp.kernel, sp.out, strict=True)):
+            ax = (slice(None),) * (nl + j)
+            t = [y[(*ax, slice(i, i + (o - 1) * k + 1, k))] for i in range(k)]
+            acc = t[0] + t[1] if k > 1 else t[0].copy()
+            for v in t[2:]:
+                acc += v
+            y = acc
+        y /= np.asarray(div, x.dtype) if isinstance(div, np.ndarray) else div
+        return y
     views = sp.views(sp.padded(x, 0.0))
     y = views[0].copy()
     for v in views[1:]:
@@ -361,8 +381,7 @@ def avg_pool_grad_spec(dy: np.ndarray, shape: tuple[int, ...], sp: PoolSpec,
                        div: np.ndarray | int) -> np.ndarray:
     """:func:`avg_pool_grad` on checked arguments (``dy`` of the pooled output's shape)."""
     g = dy / (np.asarray(div, dy.dtype) if isinstance(div, np.ndarray) else div)
-    if sp.kernel == sp.stride and not any(sp.padding) and all(
-            e <= i for e, i in zip(sp.extent, sp.spatial, strict=True)):
+    if _tiled(sp):
         # Windows tile the input (cells past the last window get nothing): repeat each delta
         # along the later axes, then broadcast it over the window's rows through a
         # (..., o1, k1, e2, ...) view of dx (splitting an axis never copies), long inner loops.
