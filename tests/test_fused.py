@@ -14,6 +14,7 @@ import torch
 from rot180 import nn
 from rot180.functional import _fused, batch_stats, tuning
 from rot180.functional import pool as P
+from rot180.functional._poolspec import pool_spec
 
 HELPER = [pytest.param(False, id="numpy")] + (
     [pytest.param(True, id="helper")] if _fused._fusedc is not None else [])
@@ -231,7 +232,8 @@ def test_fused_bn_relu_gradient_by_finite_differences() -> None:
 # --- pooling: helper against the NumPy tap views ----------------------------------------------
 
 POOLS = [
-    dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1),
+    dict(kernel_size=2), dict(kernel_size=2, ceil_mode=True),
+    dict(kernel_size=3, stride=2, padding=1),
     dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1)),
     dict(kernel_size=3, stride=2, ceil_mode=True), dict(kernel_size=2, stride=1),
     dict(kernel_size=3, padding=1, dilation=2),
@@ -253,8 +255,15 @@ def test_max_pool_helper_matches_numpy_views(shape, kw, split) -> None:
             dy = np.arange(y.size, dtype=np.float64).reshape(y.shape)
             dx = P.max_pool_grad(dy, idx, x.shape, **kw, nd=2)
         res[helper] = (y, idx, dx)
-    for a, b in zip(res[False], res[True], strict=True):
-        np.testing.assert_array_equal(a, b)
+    # The helper's general loop, called directly (the layers use it for 2x2/2 only, and for
+    # the last column of a ceil_mode 2x2/2).
+    sp = pool_spec(x.shape, kw["kernel_size"], kw.get("stride"), kw.get("padding", 0),
+                   kw.get("ceil_mode", False), "test", dilation=kw.get("dilation", 1), nd=2)
+    y, idx = _fused.max_pool2d(x, sp.out, sp.kernel, sp.stride, sp.padding, sp.dilation)
+    res["direct"] = (y, idx, _fused.max_pool2d_grad(dy, idx, x.shape))
+    for key in (True, "direct"):
+        for a, b in zip(res[False], res[key], strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 @needs_helper

@@ -408,7 +408,9 @@ MULTI static void max_pool2d_##SFX(const T *x, T *y, int64_t *idx, Py_ssize_t H,
                 for (Py_ssize_t h = h0; h < h1; h += d[0])                                       \
                     for (Py_ssize_t w = w0; w < w1; w += d[1]) {                                 \
                         const T v = xp[h * W + w];                                               \
-                        if ((v > m) | (v != v)) { m = v; at = h * W + w; }                        \
+                        const int take = (v > m) | (v != v);                                     \
+                        m = take ? v : m;                                                        \
+                        at = take ? h * W + w : at;                                              \
                     }                                                                            \
                 yp[oy * OW + ox] = m;                                                            \
                 ip[oy * OW + ox] = at;                                                           \

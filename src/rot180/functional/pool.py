@@ -150,10 +150,14 @@ def max_pool_spec(x: np.ndarray, sp: PoolSpec) -> tuple[np.ndarray, np.ndarray]:
     """:func:`max_pool` of an input already checked against ``sp`` (a layer builds its spec once
     per input shape).
 
-    1-D and 2-D pools run in the compiled helper where it is on (one pass: PyTorch's loop over
-    each window clipped to the input, ``_fusedc.c``); otherwise, and for 3-D, the tap views
-    below."""
-    geometry = _as_2d(sp) if x.size and _fused.helper_on() else None
+    2x2 windows of stride 2 (no padding, no dilation: VGG's and most networks' pooling) run in
+    the compiled helper where it is on, one pass with selects that vectorise. Every other
+    geometry takes the tap views below: the helper's general loop (PyTorch's scan of each
+    window clipped to the input) measured slower than them, 6.3 against 4.2 ms for 3x3/3 and
+    14 against 7.5 ms for 3x3/2 padding 1 on (64, 32, 32, 32) float32, 1 thread."""
+    pairs = sp.nd == 2 and sp.kernel == sp.stride == (2, 2) and not any(sp.padding) and \
+        sp.dilation == (1, 1)
+    geometry = _as_2d(sp) if pairs and x.size and _fused.helper_on() else None
     if geometry is not None:
         x2 = x if sp.nd == 2 else x[..., None, :]
         try:
