@@ -221,21 +221,21 @@ def _prefer(p: Problem, t: Tuning) -> bool:
     ========================  ==================  ========================================
     channels (C in, M out)    output size         measured, Winograd / rule, 1 thread
     ========================  ==================  ========================================
-    min(C, M) >= 64           >= 14 x 14          0.62-0.98 (64 @ 14 x 14 batch 1: 1.05)
-    min(C, M) >= 384          >= 128 tiles        512 @ 7 x 7 batch 8: 0.89 (batch 1: 2.0)
-    C >= 32, M >= 64          >= 32 x 32          32 -> 64 @ 32 / 56: 0.87-0.90
+    min(C, M) >= 64           >= 14 x 14          0.62-1.01 (64 @ 14 x 14 batch 8: 1.01)
+    min(C, M) >= 384          >= 128 tiles        512 @ 7 x 7 batch 8: 0.84 (batch 1: 2.2)
+    min >= 32, max >= 64      >= 32 x 32          32 -> 64: 0.81-0.90, 64 -> 32: 0.87
     ========================  ==================  ========================================
 
-    Not preferred: fewer channels (16 -> 16 ... 64 -> 16 and 32 -> 32: 1.0-5.2, the transforms
-    cost more than the products saved), 7 x 7 below 384 channels (1.0-1.7: a ragged 4 x 4 grid
-    of tiles computes 64 outputs for 49, and the products are short), 32 -> 64 below 32 x 32
-    (1.05-1.3), 64 -> 32 (1.02).
+    Not preferred: fewer channels (16 -> 16, 16 <-> 64, 32 -> 32: 0.97-5.2, the transforms
+    cost about what the products save), 7 x 7 below 384 channels (0.94-1.07 batch 8, up to
+    1.7 at batch 32: a ragged 4 x 4 grid of tiles computes 64 outputs for 49, and the products
+    are short), 32 -> 64 below 32 x 32 (1.05-1.3), 64 @ 12 x 12 (1.03).
 
     Measured on the 2-core AMD EPYC (AVX-512, OpenBLAS 0.3.31 SkylakeX), float32, padding 1,
-    forward passes of C, M in {3, 16, 32, 64, 128, 256, 512} (and 16 <-> 64, 32 -> 64, 64 -> 32),
-    sizes 7, 14, 28, 32, 56, batch 1, 8, 32, 64, process CPU time, medians of 3-5
-    (BENCHMARKS.md, "Winograd"). A stride-1 input gradient is the same forward problem with C
-    and M swapped, so the same rule serves it.
+    forward passes of C, M in {3, 16, 32, 64, 128, 256, 512} (and 16 <-> 64, 32 <-> 64, 48 -> 64),
+    sizes 7, 12, 14, 28, 32, 56, batch 1, 8, 16, 32, 64, process CPU time, medians of 3-5, on a
+    machine other processes kept 50-70 % busy (BENCHMARKS.md, "Winograd"). A stride-1 input
+    gradient is the same forward problem with C and M swapped, so the same rule serves it.
     """
     if not (t.helper and _winogradc is not None):
         return False
@@ -248,7 +248,7 @@ def _prefer(p: Problem, t: Tuning) -> bool:
     low, size = min(C, M), min(OH, OW)
     return ((low >= MIN_CHANNELS and size >= MIN_SIZE)
             or (low >= MIN_CHANNELS_ANY and B * TH * TW >= MIN_TILES_ANY)
-            or (C >= WIDE_IN and M >= WIDE_OUT and size >= WIDE_SIZE))
+            or (low >= WIDE_MIN and max(C, M) >= WIDE_MAX and size >= WIDE_SIZE))
 
 
 # -> Tuning (winograd_*): measured, see _prefer's table.
@@ -256,7 +256,7 @@ MIN_CHANNELS = 64
 MIN_SIZE = 14
 MIN_CHANNELS_ANY = 384
 MIN_TILES_ANY = 128
-WIDE_IN, WIDE_OUT, WIDE_SIZE = 32, 64, 32
+WIDE_MIN, WIDE_MAX, WIDE_SIZE = 32, 64, 32
 MIN_TILES = 16
 CHUNK_TILES = 128   # -> Tuning.winograd_chunk_tiles (measured: 8x512x7x7 18.1 ms at 128 tiles a
 #                     chunk, 20.6 at 64; 32x128x16x16 18.0 at 128, 19.7 at 512; 1 thread)
