@@ -42,7 +42,7 @@ test: $(TEST_STAMP)
 
 # Every realisation of the engine forced in turn (tuning(force=...), tests/conftest.py): `make
 # test` runs the convolution and layer tests so; `make test-forced` runs the whole suite so.
-REALISATIONS := direct im2col kn2row pointwise clipped
+REALISATIONS := direct im2col kn2row pointwise clipped depthwise winograd
 FORCED_TESTS := tests/test_conv_torch.py tests/test_conv_torch_options.py tests/test_engine.py \
 	tests/test_conv_properties.py tests/test_parallel.py tests/test_nn_conv.py \
 	tests/test_lenet_twin.py tests/test_direct.py

@@ -9,6 +9,7 @@ gradient with its definition: a correlation of the stretched, padded delta.
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -68,12 +69,16 @@ def knobs(request):
 
 @pytest.mark.skipif(os.environ.get("ROT180_REQUIRE_HELPER") != "1",
                     reason="set by `make test` where a C compiler and Python's headers are found")
-def test_the_compiled_helper_was_built() -> None:
-    """Its build is optional (no compiler: NumPy only), so a C error would otherwise pass
-    silently with the helper's tests skipped."""
-    assert D._directc is not None, (
-        "rot180.functional._directc did not build although a C compiler is present; "
-        "`python setup.py build_ext --inplace` shows the compiler's errors")
+@pytest.mark.parametrize("name", ["_directc", "_fusedc", "_depthwisec", "_winogradc"])
+def test_the_compiled_helpers_were_built(name) -> None:
+    """Their builds are optional (no compiler: NumPy only), so a C error would otherwise pass
+    silently with the helpers' tests skipped."""
+    try:
+        importlib.import_module(f"rot180.functional.{name}")
+    except ImportError as exc:
+        raise AssertionError(
+            f"rot180.functional.{name} did not build although a C compiler is present; "
+            "`python setup.py build_ext --inplace` shows the compiler's errors") from exc
 
 
 CONFIGS = random_configs(60, seed=2024)
