@@ -95,8 +95,8 @@ def test_the_input_gradient_leaf_is_the_stretched_correlation(xs, ws, stride, pa
 
 
 def test_the_rule_prefers_it_up_to_its_thresholds() -> None:
-    """Both sides of PREFER_MAX_CM (channel pairs per group) and PREFER_MIN_ROW (row length),
-    and only where the helper is on."""
+    """Both sides of PREFER_MAX_CM (channel pairs per group), PREFER_MIN_ROW (row length) and
+    PREFER_MIN_GROUPS, and only where the helper is on."""
     n = DW.PREFER_MAX_CM
     with tuning(force=None, helper=True):
         assert _names(plan((8, 32, 40, 40), (32 * n, 1, 3, 3), padding=1, groups=32,
@@ -108,6 +108,15 @@ def test_the_rule_prefers_it_up_to_its_thresholds() -> None:
                            which="grad_weight")) == {"depthwise"}
         assert "depthwise" not in _names(plan((8, 16, row - 1, row - 1), (16, 1, 3, 3),
                                               padding=1, groups=16, which="grad_weight"))
+        assert _names(plan((8, 16, 2 * row - 2, 2 * row - 2), (16, 1, 3, 3), padding=1,
+                           stride=2, groups=16, which="forward")) == {"depthwise"}
+        g = DW.PREFER_MIN_GROUPS
+        assert _names(plan((8, g, 40, 40), (2 * g, 1, 3, 3), padding=1, groups=g,
+                           which="forward")) == {"depthwise"}
+        assert "depthwise" not in _names(plan((8, g - 1, 40, 40), (2 * (g - 1), 1, 3, 3),
+                                              padding=1, groups=g - 1, which="forward"))
+        assert _names(plan((8, 1, 40, 40), (1, 1, 3, 3), padding=1, which="forward")) == {
+            "depthwise"}                                # one channel pair: any group count
         gi = plan((16, 32, 112, 112), (32, 1, 3, 3), stride=2, padding=1, groups=32,
                   which="grad_input")
         assert _names(gi) == {"depthwise"}, str(gi)      # its phases' correlations

@@ -15,7 +15,8 @@ zero-padded, into a scratch buffer split by *column phase*. Along a row, output 
 ``j0 = floor(tx d / s)``; keeping the row's columns of each residue ``r`` side by side
 (``P_r[j] = xp[j s + r]``) makes every tap one contiguous vector load ``P_r[q + j0 ...]``,
 whatever the stride and dilation (only residues some tap reads are built: at most ``k``).
-Forward: tiles of up to 4 vectors (64 float32 outputs) of an output row accumulate every
+Forward: tiles of up to 4 vectors (64 float32 outputs) of an output row, two rows at a time
+where the rows are not strided (each input vector loaded once for both), accumulate every
 channel and tap in registers. Kernel gradient: per tap row, one pass over the delta rows with up
 to 5 taps x 2-4 vectors of accumulators, summed over all rows, then over the lanes (a fixed
 tree). Any stride, dilation, padding (negative pads are a crop), 1-D (height 1) and 2-D,
@@ -29,15 +30,27 @@ so its bits do not depend on the thread count), or, with fewer groups than threa
 
 The input gradient reaches it through its forward correlations (:mod:`._plan_input`): the
 padded delta (stride 1) and each sub-pixel phase (or the stacked phases, ``M`` = phases) are
-forward problems with the same few channels per group.
+forward problems with the same few channels per group. It also runs a strided input gradient
+as one ``grad_input`` leaf, when a plan names it: the delta is copied per plane *stretched*
+(``s - 1`` zeros between entries, the plane's padding around them) and correlated at stride 1,
+rows of zeros skipped (half the taps at stride 2), every output row written once, contiguous;
+the phases instead write ``out[..., r::s]`` in ``s^D`` passes over the whole output (measured,
+16x32x112x112 3x3 stride 2, 1 thread: 4.1 ms against 14.4 for the phases; BENCHMARKS.md).
+Zeros are only ever multiplied by (finite, checked) weights: a non-finite delta meets real
+taps only.
 
-When (:func:`_prefer`): measured on this machine (AMD EPYC Zen 4, AVX-512, 1 thread, CPU
-clock; BENCHMARKS.md, "Depthwise"): see the constants below.
+When (:func:`_prefer`): measured on this machine (AMD EPYC Zen 4, AVX-512, 2 cores, 1 thread,
+CPU clock, float32, forward + both gradients of 3x3 layers, batch 32, forced against the rule
+without it; BENCHMARKS.md, "Depthwise"): C x M per group 1 x 1 at 56x56 0.62 of the rule's
+time, 1 x 2 0.64, 2 x 2 0.73, 2 x 4 0.87, 4 x 4 (28x28) 1.10; output rows (1 x 1, stride 1) 28:
+0.77 (1 x 4), 14: 1.08, 12: 1.35, 7: 1.72 (the rule folds the batch into short rows, which
+needs stride 1 along them), 14 at stride 2: 0.85. Against the helper alone (``direct``, which
+keeps a tile of output channels in registers; these loops re-read the input plane per output
+channel), few groups: G = 1, 1 x 1: forward 0.93 of its time; 1 x 4: 1.14; 1 x 6 (LeNet's first
+layer): 1.39; G = 2, 1 x 2: 1.08; G = 4, 1 x 1: 0.93, 1 x 2: 1.10 (forward; the gradients alike).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 
@@ -53,15 +66,18 @@ except ImportError:                             # built without a C compiler: no
 __all__ = ["REALISATION", "built", "correlate", "correlate_kernel"]
 
 # -> Tuning (depthwise_max_cm): the rule prefers this realisation where C * M per group is at
-# most this. Measured (1 thread, CPU clock, float32, against the rule without it): see
-# BENCHMARKS.md, "Depthwise".
-PREFER_MAX_CM = 4
+# most this (measured above: 8 -> 0.87 of the rule's time, 16 -> 1.10).
+PREFER_MAX_CM = 8
 # Accepted (forced, or preferred) up to this C * M per group: beyond it the plane-wise loops
 # re-read each input plane M times and hold C of them; correct, never fast.
 ACCEPT_MAX_CM = 64
-# -> Tuning (depthwise_min_row): shorter output rows leave most of a vector's lanes empty; the
-# rule's batch folding or the helper's lanes do better there (measured as above).
-PREFER_MIN_ROW = 12
+# -> Tuning (depthwise_min_row): ... and the output rows at least this long, or strided along
+# them: shorter stride-1 rows leave a vector's lanes half empty, and the rule folds the batch
+# into them (measured above: 28 -> 0.77, 14 -> 1.08; 14 at stride 2 -> 0.85).
+PREFER_MIN_ROW = 16
+# -> Tuning (depthwise_min_groups): ... and, with more than one channel pair per group, at least
+# this many groups (measured above: 16 and 32 groups win, 1-4 do not).
+PREFER_MIN_GROUPS = 16
 
 
 def built() -> bool:
@@ -86,7 +102,8 @@ def _accepts(p: Problem, t: Tuning) -> bool | str:
 def _prefer(p: Problem, t: Tuning) -> bool:
     C = p.x[2]
     M = p.w[2] if p.entry == "grad_weight" else p.w[1]
-    return C * M <= PREFER_MAX_CM and p.out_sp[-1] >= PREFER_MIN_ROW
+    return (C * M <= PREFER_MAX_CM and (C * M == 1 or p.x[1] >= PREFER_MIN_GROUPS)
+            and (p.out_sp[-1] >= PREFER_MIN_ROW or p.stride[-1] > 1))
 
 
 # --- the runners ------------------------------------------------------------------------------
@@ -179,14 +196,9 @@ def _kernel(plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
     return correlate_kernel(x, dz, p.kernel, p.stride, p.dilation, plan.threads, p.pads)
 
 
-def macs(p: Problem) -> int:
-    B, G, C = p.x[:3]
-    M = p.w[2] if p.entry == "grad_weight" else p.w[1]
-    return B * G * M * C * math.prod(p.kernel) * math.prod(p.out_sp)
-
-
 REALISATION = Realisation(
     "depthwise", "plane-wise loops, vectors along an output row (few channels per group)",
     f"1-D/2-D float32/64 forward and kernel gradients with C * M <= {ACCEPT_MAX_CM} per group "
-    f"(preferred to {PREFER_MAX_CM}, rows >= {PREFER_MIN_ROW}), helper on", _accepts,
+    f"(preferred to {PREFER_MAX_CM} in {PREFER_MIN_GROUPS}+ groups, rows >= {PREFER_MIN_ROW} or "
+    "strided), helper on", _accepts,
     _forward, _kernel, pads_itself=True, prefer=_prefer)

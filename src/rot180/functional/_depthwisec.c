@@ -124,12 +124,17 @@ static inline Py_ssize_t source(Py_ssize_t c, Py_ssize_t lo, Py_ssize_t in, Py_s
                     if (rows[0]) STORE(V, rows[0] + j, __builtin_shuffle(a, b, (IV)EVEN_##SUF)); \
                     if (rows[1]) STORE(V, rows[1] + j, __builtin_shuffle(a, b, (IV)ODD_##SUF));  \
                 }                                                                              \
-                for (; j < L; j++)                                                             \
+                /* the last entries one by one, then zeros: 2j - pl < W for j < je */          \
+                Py_ssize_t je = (W + d->pl + 1) / 2;                                           \
+                if (je > L) je = L;                                                            \
+                for (; j < je; j++)                                                            \
                     for (int r = 0; r < 2; r++)                                                \
                         if (rows[r]) {                                                         \
                             const Py_ssize_t u = 2 * j + r - d->pl;                            \
                             rows[r][j] = u >= 0 && u < W ? src[u] : (T)0;                      \
                         }                                                                      \
+                for (int r = 0; r < 2; r++)                                                    \
+                    if (rows[r] && j < L) memset(rows[r] + j, 0, (size_t)(L - j) * sizeof(T)); \
                 continue;                                                                      \
             }                                                                                  \
             for (Py_ssize_t k = 0; k < d->nr; k++) {                                           \
