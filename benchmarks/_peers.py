@@ -287,23 +287,33 @@ def _tf_step(layer, x, w, b, dz) -> Step:
     if layer.transposed:
         n = x.shape[0]
         if dilated:
-            note = "XLA: TF's CPU kernels refuse dilated transposed conv"
-        if sd == 2:
-            def base(xa, wa):
-                return tf.nn.conv2d_transpose(xa, wa, (n, *out, cg), strides, explicit,
-                                              dilations=[1, *d, 1])
-        else:
-            # conv3d_transpose has only SAME/VALID: the VALID result, then PyTorch's window
-            # [p, p + O). Its size F' may be any of F .. F + s - 1, F = (I-1)s + d(k-1) + 1;
-            # max(F, p + O) holds the window (p + O <= F + op <= F + s - 1).
-            full = tuple(max((i - 1) * s_ + d_ * (k_ - 1) + 1, p_ + o_) for i, s_, d_, k_, p_, o_
-                         in zip(x.shape[2:], s, d, k, p, out, strict=True))
-            window = (slice(None), *(slice(p_, p_ + o_) for p_, o_ in zip(p, out, strict=True)))
+            note = ", ".join(filter(None, (note, "XLA: TF's CPU kernels refuse dilated "
+                                                 "transposed conv")))
+        # conv2d_transpose is the input gradient of the convolution that maps the output back
+        # onto the input, so PyTorch's output_padding op is padding (p, p - op): then
+        # O + 2p - op - d(k-1) - 1 = (I-1)s exactly, for every op (PyTorch allows op up to
+        # max(s, d) - 1). A negative p - op, and conv3d_transpose (SAME/VALID only), take the
+        # VALID result, F = (I-1)s + d(k-1) + 1 long, PyTorch's window [p, p + O) of it, and
+        # zeros past F (nothing reaches there but the bias).
+        if sd == 2 and all(p_ >= o_ for p_, o_ in zip(p, op, strict=True)):
+            pads = [[0, 0], *([p_, p_ - o_] for p_, o_ in zip(p, op, strict=True)), [0, 0]]
 
             def base(xa, wa):
-                z = tf.nn.conv3d_transpose(xa, wa, (n, *full, cg), strides, "VALID",
-                                           dilations=[1, *d, 1])
-                return z[window]
+                return tf.nn.conv2d_transpose(xa, wa, (n, *out, cg), strides, pads,
+                                              dilations=[1, *d, 1])
+        else:
+            full = tuple((i - 1) * s_ + d_ * (k_ - 1) + 1
+                         for i, s_, d_, k_ in zip(x.shape[2:], s, d, k, strict=True))
+            window = (slice(None), *(slice(p_, min(f, p_ + o_))
+                                     for p_, o_, f in zip(p, out, full, strict=True)))
+            tail = [[0, 0], *([0, max(0, p_ + o_ - f)]
+                              for p_, o_, f in zip(p, out, full, strict=True)), [0, 0]]
+            transpose = tf.nn.conv2d_transpose if sd == 2 else tf.nn.conv3d_transpose
+
+            def base(xa, wa):
+                z = transpose(xa, wa, (n, *full, cg), strides, "VALID", dilations=[1, *d, 1])
+                z = z[window]
+                return tf.pad(z, tail) if any(t[1] for t in tail) else z
     elif depthwise:
         # tf.pad, not explicit padding: explicit padding followed by bias_add aborts the
         # process in TF 2.21 (grappler fuses them; "Check failed ... tensor_format.h:428").
@@ -506,6 +516,10 @@ SELFCHECK = [
     _L("transposed 3-D k3 s2 op1", 3, 2, 8, 5, 4, 3, 2, 1, transposed=True, op=1),
     _L("transposed grouped g2", 2, 2, 8, 6, 8, 3, 2, 1, groups=2, transposed=True, op=1),
     _L("transposed dilated 2", 2, 2, 8, 6, 8, 3, 1, 2, d=2, transposed=True),
+    _L("transposed 1-D d2 op1 > s-1", 1, 2, 16, 40, 1, 3, 1, 3, d=2, transposed=True, op=1),
+    _L("transposed g4 s(1,3) d(3,1)", 2, 2, 16, 11, 16, 2, (1, 3), (2, 1), d=(3, 1), groups=16,
+       transposed=True, op=(1, 2)),
+    _L("transposed op > p", 2, 2, 8, 7, 8, 3, 3, 0, transposed=True, op=2),
     _L("dilated 2", 2, 4, 16, 16, 16, 3, 1, 2, d=2),
     _L("dilated 4 s2", 2, 2, 16, 20, 16, 3, 2, 4, d=4),
     _L("1x7 asymmetric", 2, 4, 16, (12, 14), 16, (1, 7), 1, (0, 3)),
@@ -564,7 +578,7 @@ def selfcheck(peers=PEERS) -> int:
             bad += diff >= 1e-3
             note = f" [{step.note}]" if step.note else ""
             cells.append(f"{peer}: {diff:.1e}{note}")
-        print(f"{layer.name:26s} " + "   ".join(cells))
+        print(f"{layer.name:28s} " + "   ".join(cells))
     print("all differences < 1e-3" if not bad else f"{bad} differences >= 1e-3",
           f"; n/a: {', '.join(missing)}" if missing else "; every layer ran")
     return int(bad > 0)
