@@ -207,14 +207,18 @@ def test_an_abandoned_iterator_closes_its_region(two_blas_threads):
 
 
 def test_explicit_threads_split_three_ways_with_the_bits_of_one():
+    """Batch chunks (im2col's, the helper off) are cut from the shapes alone and summed in
+    chunk order, so three threads give one thread's bits. (The helper's kernel gradient, which
+    3-D calls reach through the depth fold with it on, cuts its blocks by the thread count:
+    the same bits for the same thread count only.)"""
     rng = np.random.default_rng(2)
     x = rng.standard_normal((4, 16, 16, 16, 16)).astype(np.float32)
     d = rng.standard_normal((4, 16, 14, 14, 14)).astype(np.float32)
     with threadpool_limits(1, user_api="blas"):     # the same BLAS count inside and out
-        with tuning(threads=1):
+        with tuning(threads=1, helper=False):
             assert P.workers() == 1
             one = F.conv_grad_weight(x, d, (16, 16, 3, 3, 3))
-        with tuning(threads=3, parallel_min_macs=0):
+        with tuning(threads=3, parallel_min_macs=0, helper=False):
             assert P.workers() == 3                 # not capped by BLAS's 1 or the CPUs
             opened = P._REGIONS.opened
             three = F.conv_grad_weight(x, d, (16, 16, 3, 3, 3))
