@@ -13,7 +13,7 @@ from . import _direct
 from ._kn2row import Phase
 from ._layout import chunk, dilate_last, expanded_bytes, fold_ok, fold_parts, guard, phase_axes
 from ._plan import Plan, make
-from ._registry import Problem, threads_for
+from ._registry import TABLE, Problem, threads_for
 from ._tuning import Tuning
 
 # --- grad_input -------------------------------------------------------------------------------
@@ -30,8 +30,11 @@ def grad_input(p: Problem, t: Tuning, workers: int) -> Plan:
     if p.unit_stride:
         sub = make(Problem("forward", p.x, p.w, k, p.stride, p.dilation, p.pads, p.dtype), t,
                    workers)
-        if sub.step == "run" and sub.realisation == "direct":
-            return Plan(p, "padded", inner=(sub,))      # the helper pads while it packs
+        # Realisations that pad while they pack (the helper, winograd, depthwise) or the
+        # depth fold: no padded copy of the delta, and no folding into rows first.
+        if sub.step == "depth" or (sub.step == "run" and (
+                sub.realisation == "direct" or TABLE[sub.realisation].prefer is not None)):
+            return Plan(p, "padded", inner=(sub,))
     elif p.stack and t.force not in ("im2col", "kn2row"):
         st = _stacked(p, t, workers)
         if st is not None:
