@@ -208,8 +208,10 @@ static inline Py_ssize_t source(Py_ssize_t c, Py_ssize_t lo, Py_ssize_t in, Py_s
             for (int i = 0; i < NVc; i++) {                                                    \
                 const Py_ssize_t left = n - i * NL;                                            \
                 if (left >= NL) STORE(V, orow + q0 + i * NL, acc[i]);                          \
-                else if (left > 0)                                                             \
-                    memcpy(orow + q0 + i * NL, &acc[i], (size_t)left * sizeof(T));             \
+                else if (left > 0) {                                                           \
+                    const V t_ = acc[i];                                                       \
+                    memcpy(orow + q0 + i * NL, &t_, (size_t)left * sizeof(T));                 \
+                }                                                                              \
             }                                                                                  \
         } else {                                                                               \
             for (int i = 0; i < NVc; i++)                                                      \
@@ -418,14 +420,16 @@ static inline double hsum_f64(vf64 v)
                         for (Py_ssize_t ty = 0; ty < d->KH; ty++) {                            \
                             V *pr = part + ((m * d->C + c) * d->KH + ty) * d->KW;              \
                             const T *xc = buf + c * d->plane, *zm = zb + m * d->OH * Lz;       \
-                            for (Py_ssize_t tx = 0; tx < d->KW;) {                             \
+                            for (Py_ssize_t tx = 0, tb; tx < d->KW; tx += tb) {                \
                                 const Py_ssize_t left = d->KW - tx;                            \
-                                switch (left == 4 ? 4 : left >= 5 ? 5 : left) {                \
-                                case 5: grad_tile_##SUF##_5(xc, zm, pr + tx, d, ty, tx, Lz, nv); tx += 5; break; \
-                                case 4: grad_tile_##SUF##_4(xc, zm, pr + tx, d, ty, tx, Lz, nv); tx += 4; break; \
-                                case 3: grad_tile_##SUF##_3(xc, zm, pr + tx, d, ty, tx, Lz, nv); tx += 3; break; \
-                                case 2: grad_tile_##SUF##_2(xc, zm, pr + tx, d, ty, tx, Lz, nv); tx += 2; break; \
-                                default: grad_tile_##SUF##_1(xc, zm, pr + tx, d, ty, tx, Lz, nv); tx += 1; \
+                                tb = left == 4 ? 4 : left >= 5 ? 5 : left; /* 6: 5 + 1 */      \
+                                V *pt = pr + tx;                                               \
+                                switch (tb) {                                                  \
+                                case 5: grad_tile_##SUF##_5(xc, zm, pt, d, ty, tx, Lz, nv); break; \
+                                case 4: grad_tile_##SUF##_4(xc, zm, pt, d, ty, tx, Lz, nv); break; \
+                                case 3: grad_tile_##SUF##_3(xc, zm, pt, d, ty, tx, Lz, nv); break; \
+                                case 2: grad_tile_##SUF##_2(xc, zm, pt, d, ty, tx, Lz, nv); break; \
+                                default: grad_tile_##SUF##_1(xc, zm, pt, d, ty, tx, Lz, nv);   \
                                 }                                                              \
                             }                                                                  \
                         }                                                                      \
@@ -586,7 +590,8 @@ static int geometry(Geo *d, const char *fn, const Arg *x, const Arg *k, const ch
         same(fn, z, zname, 2, "M", ks[1], kname) < 0)
         return -1;
     Py_ssize_t st[2], dl[2], pd[4], in[2] = {1, 1};
-    if (get_ints(stride, st, 2, 1, fn, "stride") < 0 || get_ints(dilation, dl, 2, 1, fn, "dilation") < 0 ||
+    if (get_ints(stride, st, 2, 1, fn, "stride") < 0 ||
+        get_ints(dilation, dl, 2, 1, fn, "dilation") < 0 ||
         get_ints(pads, pd, 4, PY_SSIZE_T_MIN / 4, fn, "pads") < 0 ||
         (insert != Py_None && get_ints(insert, in, 2, 1, fn, "insert") < 0))
         return -1;
@@ -612,7 +617,7 @@ static int geometry(Geo *d, const char *fn, const Arg *x, const Arg *k, const ch
     *buf_elems = 0;
     if (d->OH == 0 || d->OW == 0 || d->KH == 0 || d->KW == 0 || d->B == 0 || d->G == 0)
         return 0;                                   /* nothing to read */
-    Py_ssize_t th, tw, eh, ew;
+    Py_ssize_t th = 0, tw = 0, eh = 0, ew = 0;
     if (mul_add(&th, fn, "the windows' extent", d->KH - 1, d->dh, 0) < 0 ||
         mul_add(&eh, fn, "the windows' extent", d->OH - 1, d->sh, th) < 0 ||
         mul_add(&tw, fn, "the windows' extent", d->KW - 1, d->dw, 0) < 0 ||
@@ -758,7 +763,7 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
     char kind = 0;
     Arg a[3] = {{.held = 0}};
     Geo d = {0};
-    Py_ssize_t elems, g0, g1, b0, b1, nparts;
+    Py_ssize_t elems, g0, g1, b0, b1, nparts = 0;
     if (get_array(&a[0], ox, fn, "x", 5, "(B, G, C, H, W)", 0, 0, &kind) < 0 ||
         get_array(&a[1], odz, fn, "dz", 5, "(B, G, M, OH, OW)", 0, 0, &kind) < 0 ||
         get_array(&a[2], odw, fn, "dw", 5, "(G, M, C, KH, KW)", 1, 1, &kind) < 0 ||
