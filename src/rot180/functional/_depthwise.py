@@ -182,6 +182,13 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel, stride, dilation, th
     return sum_chunks(by_samples, _ranges(B, threads), threads).reshape(G, M, C, *kernel)
 
 
+# One of its multiply-adds costs about ten of a large matrix product's (memory-bound: it reads
+# each input once per few taps). Measured, 2 threads, 16x32x112x112 3x3 stride 2 (2.6e6 MACs a
+# pass, below parallel_min_macs): the kernel gradient 8.45 -> 5.24 ms on two threads, the
+# forward pass 4.9 -> 5.1 (even); so threads from 5e6 of its MACs instead of 5e7.
+COST = 10.0
+
+
 def _forward(plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
              bias: np.ndarray | None) -> None:
     p = plan.problem
@@ -201,4 +208,4 @@ REALISATION = Realisation(
     f"1-D/2-D float32/64 forward and kernel gradients with C * M <= {ACCEPT_MAX_CM} per group "
     f"(preferred to {PREFER_MAX_CM} in {PREFER_MIN_GROUPS}+ groups, rows >= {PREFER_MIN_ROW} or "
     "strided), helper on", _accepts,
-    _forward, _kernel, pads_itself=True, prefer=_prefer)
+    _forward, _kernel, pads_itself=True, prefer=_prefer, cost=COST)

@@ -233,7 +233,8 @@ def _forward(p: Problem, t: Tuning, workers: int) -> Plan:
             return folded
     mac, out_sp = macs(p), p.out_sp
     if TABLE[name].prefer is not None:           # a specialised realisation plans its own work
-        return Plan(p, "run", name, forced, threads=threads_for(mac, t, workers))
+        return Plan(p, "run", name, forced,
+                    threads=threads_for(int(mac * TABLE[name].cost), t, workers))
     if name == "direct":
         th = threads_for(mac, t, workers)
         return Plan(p, "run", "direct", forced, threads=th,
@@ -287,7 +288,8 @@ def _grad_weight(p: Problem, t: Tuning, workers: int) -> Plan:
             return folded
     mac = B * G * M * C * K * P
     if TABLE[name].prefer is not None:
-        return Plan(p, "run", name, forced, threads=threads_for(mac, t, workers))
+        return Plan(p, "run", name, forced,
+                    threads=threads_for(int(mac * TABLE[name].cost), t, workers))
     if name == "direct":
         th = threads_for(mac, t, workers)
         return Plan(p, "run", "direct", forced, threads=th,

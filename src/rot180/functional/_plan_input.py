@@ -27,6 +27,10 @@ def grad_input(p: Problem, t: Tuning, workers: int) -> Plan:
         if t.force == "clipped":                # kn2row over the phases, implicit padding
             axes = phase_axes(i_sp, p.stride, p.pads, p.dilation, k)
             return Plan(p, "run", "clipped", True, phases=_counts(axes))
+    if not p.unit_stride:
+        one = _one_leaf(p, t, workers)
+        if one is not None:
+            return one
     if p.unit_stride:
         sub = make(Problem("forward", p.x, p.w, k, p.stride, p.dilation, p.pads, p.dtype), t,
                    workers)
@@ -57,6 +61,22 @@ def grad_input(p: Problem, t: Tuning, workers: int) -> Plan:
     return _stretched(p, not p.unit_stride, t, workers)
 
 
+def _one_leaf(p: Problem, t: Tuning, workers: int) -> Plan | None:
+    """A strided input gradient as one leaf of a realisation that stretches the delta itself
+    (``depthwise``: each plane copied with the stride's zeros, one stride-1 pass writing every
+    output row once, against ``s^D`` passes of the phases over the output; 16x32x112x112 3x3
+    stride 2, 1 thread: 4.1 ms against 14.4), where it accepts and is preferred or forced."""
+    real = TABLE["depthwise"]
+    forced = t.force == "depthwise"
+    if real.accepts(p, t) is not True or not (forced or (t.force is None and real.prefer(p, t))):
+        return None
+    B, G, C = p.x[:3]
+    axes = phase_axes(p.out_sp, p.stride, p.pads, p.dilation, p.kernel)
+    mac = B * G * p.w[1] * C * math.prod(p.kernel) * math.prod(p.x[3:])
+    return Plan(p, "run", "depthwise", forced, phases=_counts(axes),
+                threads=threads_for(int(mac * real.cost), t, workers))
+
+
 def _counts(axes: tuple[tuple[Phase, ...], ...]) -> tuple[int, int]:
     """(phases some tap reaches, all phases)."""
     return (math.prod(sum(1 for ph in ax if ph.n_taps) for ax in axes),
@@ -73,7 +93,7 @@ def _stretched(p: Problem, implicit: bool, t: Tuning, workers: int) -> Plan:
     axes = phase_axes(i_sp, p.stride, p.pads, p.dilation, k)
     counts = _counts(axes)
     by_rule = (implicit and t.kn2row_ratio * M < C and not p.one_by_one
-               and t.force not in ("im2col", "direct"))
+               and t.force not in ("im2col", "direct", "depthwise"))
     if t.force == "kn2row" or by_rule:
         y = expanded_bytes(p.w, o_sp, i_sp, item,
                            t.force == "kn2row" or t.kn2row_ratio * M < C)

@@ -70,6 +70,11 @@ class Realisation:
     ``accepts(problem, tuning)``: True, or a short reason why not. ``forward(plan, x, w, out,
     bias)`` fills ``out``; ``kernel(plan, x, dz)`` returns the kernel gradient. ``pads_itself``:
     it takes the unpadded input and the plan's pads (the others get a padded copy).
+    ``prefer(problem, tuning)``: a specialised realisation says where it beats the generic
+    rule (:func:`._registry.choose` asks it first, where it accepts the problem); it then gets
+    one ``run`` leaf and plans its own chunks. ``cost``: the time of one of its multiply-adds
+    in those of a large matrix product, for the threading threshold
+    (``Tuning.parallel_min_macs`` counts the latter).
     """
 
     name: str
@@ -81,6 +86,7 @@ class Realisation:
     pads_itself: bool = False
     namespaces: tuple[str, ...] = ("numpy",)
     prefer: Callable[[Problem, Tuning], bool] | None = None
+    cost: float = 1.0
 
     def __str__(self) -> str:
         return f"{self.name:<10} {self.summary}; takes {self.takes}"
