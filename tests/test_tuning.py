@@ -45,10 +45,11 @@ def test_a_value_out_of_range_is_a_value_error(name, value) -> None:
 
 def test_force_must_name_a_realisation_of_the_table() -> None:
     names = [r.name for r in realisations()]
-    assert {"direct", "im2col", "kn2row", "pointwise", "clipped"} <= set(names)
-    with pytest.raises(ValueError, match=r"force='winograd' is not a realisation; the "
+    assert {"direct", "im2col", "kn2row", "pointwise", "clipped", "depthwise",
+            "winograd"} <= set(names)
+    with pytest.raises(ValueError, match=r"force='fft' is not a realisation; the "
                                          r"realisations are 'direct', 'im2col'"):
-        with tuning(force="winograd"):
+        with tuning(force="fft"):
             pass
     with pytest.raises(ValueError, match="is not a realisation"):
         Tuning(force="im2row")
