@@ -7,14 +7,16 @@ import numpy as np
 import pytest
 
 from rot180.functional import _direct as D
-from rot180.functional import conv, conv_grad_input, conv_grad_weight, plan, tuning
+from rot180.functional import conv, conv_grad_input, conv_grad_weight, get_tuning, plan, tuning
 from rot180.functional.reference import (
     conv_direct,
     conv_grad_input_direct,
     conv_grad_weight_direct,
 )
 
-pytestmark = pytest.mark.skipif(D._directc is None, reason="the compiled helper is not built")
+pytestmark = pytest.mark.skipif(
+    D._directc is None or not get_tuning().helper,
+    reason="the compiled helper is not built, or off (ROT180_PURE_NUMPY=1): the fold is not taken")
 
 
 def _steps(p) -> list[str]:

@@ -20,7 +20,9 @@ from rot180.functional.reference import (
     conv_grad_weight_direct,
 )
 
-pytestmark = pytest.mark.skipif(not DW.built(), reason="rot180.functional._depthwisec not built")
+pytestmark = pytest.mark.skipif(
+    not (DW.built() and get_tuning().helper),
+    reason="rot180.functional._depthwisec not built, or the helpers off (ROT180_PURE_NUMPY=1)")
 
 
 def _names(p) -> set[str]:

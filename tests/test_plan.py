@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import rot180.functional._depthwise as DW
 import rot180.functional._direct as D
 from rot180 import cli
 from rot180.functional import (
@@ -98,12 +99,15 @@ CASES = [  # x, w, kwargs: strided, padded, dilated, grouped, 1-D / 2-D / 3-D, 1
 @pytest.mark.parametrize("force", [r.name for r in realisations()])
 @pytest.mark.parametrize(("xs", "ws", "kw"), CASES)
 def test_forcing_changes_the_plan_not_the_sums(force, xs, ws, kw) -> None:
-    if force == "direct" and D._directc is None:
+    if (force == "direct" and D._directc is None) or (force == "depthwise"
+                                                      and not DW.built()):
         pytest.skip("the compiled helper is not built")
     rng = np.random.default_rng(5)
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
     dz = rng.standard_normal(conv_direct(x, w, **kw).shape)
-    settings = {"force": force, "helper": True} if force == "direct" else {"force": force}
+    settings = {"force": force}
+    if force in ("direct", "depthwise"):        # on, whatever ROT180_PURE_NUMPY says
+        settings["helper"] = True
     if force == "direct":
         settings["direct_min_fill"] = 0
     with tuning(**settings):
