@@ -353,3 +353,64 @@ def test_helper_checks_its_arguments() -> None:
     with pytest.raises(TypeError, match="kernel must be a tuple of 2 ints"):
         c.max_pool2d(np.ones((1, 4, 4)), np.zeros((1, 2, 2)), np.zeros((1, 2, 2), np.int64),
                      kernel=2, stride=(2, 2), padding=(0, 0), dilation=(1, 1))
+
+
+# --- non-finite values and hostile sizes (found in review) ----------------------------------
+
+@pytest.mark.parametrize("helper", HELPER)
+def test_relu_backward_selects_as_pytorch(helper) -> None:
+    """dy passes where x is not <= 0 (a NaN input passes it too, as threshold_backward); an
+    inf or NaN dy where x <= 0 gives 0 (a selection, not 0 * inf), with the helper or not."""
+    x = np.array([-1.0, 2.0, -3.0, np.nan, 0.0], np.float32)
+    dy = np.array([np.inf, 1.0, np.nan, 5.0, -np.inf], np.float32)
+    tx = torch.from_numpy(x).requires_grad_(True)
+    torch.relu(tx).backward(torch.from_numpy(dy))
+    with tuning(helper=helper):
+        layer = nn.ReLU()
+        layer.forward(x)
+        got = layer.backward(dy)
+    np.testing.assert_array_equal(got, tx.grad.numpy())
+
+
+@pytest.mark.parametrize("helper", HELPER)
+def test_fused_bn_relu_backward_ignores_a_non_finite_delta_where_the_output_is_cut(helper):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((4, 3, 5, 5))
+    dy = rng.standard_normal(x.shape)
+    with tuning(helper=helper):
+        seq = nn.Sequential(nn.BatchNorm2d(3, dtype=np.float64), nn.ReLU())
+        y = seq.forward(x)
+        ref_dx = seq.backward(dy.copy())
+        ref = (seq[0].weight.grad.copy(), seq[0].bias.grad.copy())
+        seq.zero_grad()
+        seq.forward(x)
+        cut = np.flatnonzero(y <= 0)[:3]
+        bad = dy.copy()
+        bad.flat[cut] = [np.inf, -np.inf, np.nan]
+        dx = seq.backward(bad)
+    np.testing.assert_allclose(dx, ref_dx, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(seq[0].weight.grad, ref[0], rtol=1e-12)
+    np.testing.assert_allclose(seq[0].bias.grad, ref[1], rtol=1e-12)
+
+
+def test_batch_norm_statistics_without_the_helper_are_float64_sums() -> None:
+    """float32 data far from zero: the NumPy twin sums in float64 about the mean, as the helper."""
+    rng = np.random.default_rng(5)
+    x = (1e6 + rng.standard_normal((8, 2, 16, 16))).astype(np.float32)
+    want = x.astype(np.float64).var(axis=(0, 2, 3))
+    for helper in [h.values[0] for h in HELPER]:
+        with tuning(helper=helper):
+            layer = nn.BatchNorm2d(2)
+            layer.forward(x)
+        unbiased = (layer.running_var - 0.9) / 0.1 * (x.size // 2 - 1) / (x.size // 2)
+        np.testing.assert_allclose(unbiased, want, rtol=1e-5)
+
+
+@needs_helper
+def test_max_pool_helper_refuses_a_huge_padding_at_once() -> None:
+    """The first real cell of a window is found by arithmetic, not by stepping the padding."""
+    f = np.float32
+    with pytest.raises(ValueError, match="holds no input cell"):
+        _fused._fusedc.max_pool2d(np.zeros((1, 4, 4), f), np.zeros((1, 1, 1), f),
+                                  np.zeros((1, 1, 1), np.int64), kernel=(1, 1), stride=(1, 1),
+                                  padding=(2**40, 0), dilation=(1, 1))

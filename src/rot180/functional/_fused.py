@@ -56,6 +56,7 @@ import numpy as np
 
 from ._parallel import run_chunks, workers
 from ._tuning import get_tuning
+from .activations import relu_grad_into
 
 try:
     from . import _fusedc
@@ -116,8 +117,11 @@ def bn_forward(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None
             mean, var = m64.astype(dt), v64
         else:
             ax = (0, *range(2, x.ndim))
-            mean = x.mean(axis=ax)
-            var = ((x - _pc(mean, x.ndim)) ** 2).mean(axis=ax)
+            # float64 sums, shifted by the mean (as the helper: no cancellation, no overflow
+            # of the squares in float32)
+            m64 = x.mean(axis=ax, dtype=np.float64)
+            var = np.square(x - _pc(m64, x.ndim)).mean(axis=ax)
+            mean = m64.astype(dt)
     var_eps = np.asarray(var, dt) + dt.type(eps)
     if (var_eps <= 0).any():
         raise ValueError(f"batch_norm: var + eps must be positive, got min(var) = "
@@ -163,7 +167,7 @@ def bn_backward(dy: np.ndarray, x: np.ndarray, mean: np.ndarray, r: np.ndarray,
              C, dy.nbytes)
     else:
         ax = (0, *range(2, dy.ndim))
-        v = dy if out is None else np.multiply(dy, out > 0, dtype=dt)
+        v = dy if out is None else relu_grad_into(dy, out, np.empty(dy.shape, dt))
         s1 = v.sum(axis=ax, dtype=np.float64)
         s2 = (v * (x - _pc(mean, x.ndim))).sum(axis=ax, dtype=np.float64)
     r64, g64 = r.astype(np.float64), g.astype(np.float64)
@@ -217,7 +221,7 @@ def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     if helper_on():
         _run(lambda a, b: _fusedc.relu_grad(df, xf, of, first=a, last=b), df.size, dy.nbytes)
     else:
-        _run(lambda a, b: np.multiply(df[a:b], xf[a:b] > 0, out=of[a:b]), df.size, dy.nbytes)
+        _run(lambda a, b: relu_grad_into(df[a:b], xf[a:b], of[a:b]), df.size, dy.nbytes)
     return dx
 
 

@@ -14,7 +14,8 @@
  *   bn_apply       y = (x - mean) * scale + shift, optionally max(., 0), one read and one write
  *   bn_grad_sums   s1 = sum v, s2 = sum v (x - mean), v = dy (or dy [y > 0] with y given)
  *   bn_grad_apply  dx = a v + b (x - mean) + c per channel, one pass
- *   relu, relu_grad               y = max(x, 0) (NaN kept); dx = dy [x > 0]
+ *   relu, relu_grad               y = max(x, 0) (NaN kept); dx = dy where not x <= 0 (PyTorch:
+ *                                 a NaN input passes the gradient; a selection, never 0 * inf)
  *   max_pool2d, max_pool2d_grad   PyTorch's max pooling with int64 argmax (first maximum, last
  *                                 NaN, padding never chosen); the gradient routes dy to it
  *   plane_mean, plane_fill        global average pooling and its gradient
@@ -208,7 +209,7 @@ MULTI static void bn_grad_sums_masked_rows_##SFX(const T *dy, const T *x, const 
             _Pragma("omp simd reduction(+ : s1, s2)")                                            \
             for (Py_ssize_t i = 0; i < S; i++) {                                                 \
                 /* the mask in double: GCC 12 vectorises a float mask on double lanes badly */  \
-                const double rd = r[i], gd = g[i], v = rd > 0 ? gd : 0.0;                        \
+                const double rd = r[i], gd = g[i], v = rd <= 0 ? 0.0 : gd;                       \
                 s1 += v;                                                                         \
                 s2 += v * ((double)p[i] - m);                                                    \
             }                                                                                    \
@@ -260,7 +261,7 @@ MULTI static void short_sums_##SFX(const T *dy, const T *x, const T *y, const do
         else if (y) { /* gradient sums, masked: v = dy [y > 0] */                                \
             const T *g = dy + o, *r = y + o;                                                     \
             for (Py_ssize_t j = 0; j < L; j++) {                                                 \
-                const double rd = r[j], gd = g[j], v = rd > 0 ? gd : 0.0;                        \
+                const double rd = r[j], gd = g[j], v = rd <= 0 ? 0.0 : gd;                       \
                 a1[j] += v;                                                                      \
                 a2[j] += v * ((double)p[j] - shift[j]);                                          \
             }                                                                                    \
@@ -339,7 +340,7 @@ MULTI static void bn_grad_apply_##SFX(const T *dy, const T *x, const T *y, T *dx
             if (y) {                                                                             \
                 const T *r = y + o;                                                              \
                 for (Py_ssize_t i = 0; i < S; i++) {                                             \
-                    const T gv = r[i] > 0 ? g[i] : (T)0;                                         \
+                    const T gv = r[i] <= 0 ? (T)0 : g[i];                                        \
                     q[i] = a * gv + b * (p[i] - m) + k;                                          \
                 }                                                                                \
             } else                                                                               \
@@ -354,7 +355,7 @@ MULTI static void relu_##SFX(const T *x, T *y, Py_ssize_t i0, Py_ssize_t i1)    
                                                                                                  \
 MULTI static void relu_grad_##SFX(const T *dy, const T *x, T *dx, Py_ssize_t i0, Py_ssize_t i1)  \
 {                                                                                                \
-    for (Py_ssize_t i = i0; i < i1; i++) dx[i] = x[i] > 0 ? dy[i] : (T)0;                        \
+    for (Py_ssize_t i = i0; i < i1; i++) dx[i] = x[i] <= 0 ? (T)0 : dy[i];                       \
 }                                                                                                \
                                                                                                  \
 /* PyTorch's CPU max pooling: the window clipped to the input, -inf start, the first real cell   \
@@ -397,12 +398,12 @@ MULTI static void max_pool2d_##SFX(const T *x, T *y, int64_t *idx, Py_ssize_t H,
             Py_ssize_t h0 = oy * s[0] - pad[0];                                                  \
             Py_ssize_t h1 = h0 + (k[0] - 1) * d[0] + 1;                                          \
             if (h1 > H) h1 = H;                                                                  \
-            while (h0 < 0) h0 += d[0];                                                           \
+            if (h0 < 0) h0 += (-h0 + d[0] - 1) / d[0] * d[0];                                                           \
             for (Py_ssize_t ox = start; ox < OW; ox++) {                                         \
                 Py_ssize_t w0 = ox * s[1] - pad[1];                                              \
                 Py_ssize_t w1 = w0 + (k[1] - 1) * d[1] + 1;                                      \
                 if (w1 > W) w1 = W;                                                              \
-                while (w0 < 0) w0 += d[1];                                                       \
+                if (w0 < 0) w0 += (-w0 + d[1] - 1) / d[1] * d[1];                                                       \
                 T m = (T)-INFINITY;                                                              \
                 int64_t at = h0 * W + w0;                                                        \
                 for (Py_ssize_t h = h0; h < h1; h += d[0])                                       \
@@ -721,7 +722,7 @@ static PyObject *py_max_pool2d(PyObject *self, PyObject *args, PyObject *kwds)
         for (Py_ssize_t q = 0; q < o; q++) {
             Py_ssize_t lo = q * s[i] - pad[i], hi = lo + (k[i] - 1) * d[i] + 1;
             if (hi > n) hi = n;
-            while (lo < 0) lo += d[i];
+            if (lo < 0) lo += (-lo + d[i] - 1) / d[i] * d[i];   /* the first real cell */
             if (lo >= hi) {
                 PyErr_Format(PyExc_ValueError, "%s: window %zd of axis %d holds no input cell "
                              "(input size %zd, output size %zd, kernel %zd, stride %zd, padding "

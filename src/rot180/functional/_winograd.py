@@ -258,8 +258,11 @@ MIN_CHANNELS_ANY = 384
 MIN_TILES_ANY = 128
 WIDE_MIN, WIDE_MAX, WIDE_SIZE = 32, 64, 32
 MIN_TILES = 16
-CHUNK_TILES = 128   # -> Tuning.winograd_chunk_tiles (measured: 8x512x7x7 18.1 ms at 128 tiles a
-#                     chunk, 20.6 at 64; 32x128x16x16 18.0 at 128, 19.7 at 512; 1 thread)
+CHUNK_TILES = 256   # -> Tuning.winograd_chunk_tiles. Measured, forward passes, 128 -> 256 tiles a
+#   chunk, 1 thread: 64x32x32x32 -> 64 23.6 -> 21.3 ms, 32x128x16x16 16.1 -> 16.6, 8x512x7x7
+#   17.7 -> 17.7, 64x96x32x32 -> 32 37.7 -> 31.1; 2 threads (quiet machine, wall): 19.4 -> 16.6,
+#   11.3 -> 9.7, 11.4 -> 10.2, 24.0 -> 18.6 (fewer chunks: less Python time under the GIL);
+#   earlier, 1 thread: 64 tiles 20.6 vs 128 18.1 on 8x512x7x7, 512 tiles 19.7 on 32x128x16x16.
 
 
 def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,

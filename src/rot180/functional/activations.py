@@ -62,10 +62,22 @@ def relu_grad(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
         - dy, x: same shape; output: same
     """
     dy, x = _pair(dy, x, "x", "relu_grad")
-    # Multiplying by the mask is ~12x faster than np.where on LeNet's activations (measured:
-    # 0.09 ms vs 1.1 ms for (64, 6, 28, 28) float32); it differs only for an infinite or NaN dy
-    # where x <= 0 (0 * inf = nan), where the loss is already lost.
-    return np.multiply(dy, x > 0, dtype=dy.dtype)
+    return relu_grad_into(dy, x, np.empty(dy.shape, dy.dtype))
+
+
+def relu_grad_into(dy: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out = dy`` where ``x`` is not ``<= 0`` (so a NaN input passes the gradient, as in
+    PyTorch's ``threshold_backward``), else 0: a selection, so an infinite or NaN ``dy`` where
+    ``x <= 0`` gives 0, not ``0 * inf``. Multiplying by the mask is ~12x faster than
+    ``np.where`` (measured: 0.09 ms vs 1.1 ms for (64, 6, 28, 28) float32) and is the same
+    selection for a finite ``dy``; a non-finite one takes ``np.copyto`` with ``where``."""
+    keep = np.less_equal(x, 0)
+    np.logical_not(keep, out=keep)
+    if dy.size == 0 or (np.isfinite(dy.min()) and np.isfinite(dy.max())):
+        return np.multiply(dy, keep, out=out)
+    out[...] = 0
+    np.copyto(out, dy, where=keep)
+    return out
 
 
 def _slope(negative_slope: object, op: str) -> float:
