@@ -192,3 +192,19 @@ def test_pooling_matches_torch_hypothesis(cfg: PoolConfig, count_include_pad: bo
     T_AVG[cfg.nd](xt, *cfg.args(), **kw).backward(torch.tensor(dy))
     np.testing.assert_allclose(avg_pool_grad(dy, x.shape, *cfg.args(), **kw), xt.grad.numpy(),
                                rtol=0, atol=TOL)
+
+
+def test_adaptive_avg_pool_keeps_a_non_finite_value_in_its_own_windows() -> None:
+    """A product with the averaging matrix gave 0 * inf = nan in windows without the inf; the
+    non-finite case goes window by window (PyTorch: [inf, 5.5] and its adjoint)."""
+    import torch
+
+    from rot180.functional import adaptive_avg_pool, adaptive_avg_pool_grad
+
+    x = np.array([[[1, 2, np.inf, 4, 5, 6, 7.0], [1, np.nan, 3, 4, 5, 6, 7]]])
+    tx = torch.from_numpy(x).requires_grad_(True)
+    ty = torch.nn.functional.adaptive_avg_pool1d(tx, 3)
+    np.testing.assert_array_equal(adaptive_avg_pool(x, 3), ty.detach().numpy())
+    dy = np.array([[[np.inf, 1.0, 2.0], [1.0, -np.inf, 0.5]]])
+    ty.backward(torch.from_numpy(dy))
+    np.testing.assert_array_equal(adaptive_avg_pool_grad(dy, x.shape), tx.grad.numpy())

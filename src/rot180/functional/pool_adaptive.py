@@ -12,7 +12,7 @@ import numpy as np
 
 from . import _fused
 from . import _validation as V
-from ._clipped import quiet
+from ._clipped import finite, quiet
 from ._poolspec import ND_EXPECTED, check_extent, spatial_dims
 
 __all__ = ["adaptive_avg_pool", "adaptive_avg_pool_grad", "global_avg_pool",
@@ -30,6 +30,38 @@ def _adaptive_matrix(i: int, o: int, dtype: np.dtype) -> np.ndarray:
     m = np.arange(i)
     inside = (m >= lo[:, None]) & (m < hi[:, None])
     return (inside / (hi - lo)[:, None]).astype(dtype)
+
+
+def _windows(i: int, o: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive windows: output ``q`` averages ``[floor(q i / o), ceil((q+1) i / o))``."""
+    return [((q * i) // o, -((-(q + 1) * i) // o)) for q in range(o)]
+
+
+def _pool_axis(y: np.ndarray, ax: int, i: int, o: int) -> np.ndarray:
+    """Average the windows of axis ``ax`` (of size ``i``) into ``o`` outputs. Finite data: one
+    product with the averaging matrix; otherwise window by window, so that an inf or NaN
+    reaches only the windows that hold it (a product would give ``0 * inf = nan`` elsewhere)."""
+    if finite(y):
+        a = _adaptive_matrix(i, o, y.dtype)
+        return np.swapaxes(np.swapaxes(y, ax, -1) @ a.T, ax, -1)
+    src = np.moveaxis(y, ax, -1)
+    out = np.empty((*src.shape[:-1], o), y.dtype)
+    for q, (lo, hi) in enumerate(_windows(i, o)):
+        out[..., q] = src[..., lo:hi].mean(axis=-1)
+    return np.moveaxis(out, -1, ax)
+
+
+def _spread_axis(dy: np.ndarray, ax: int, i: int, o: int) -> np.ndarray:
+    """The adjoint of :func:`_pool_axis`: each output's delta spread over its window, divided
+    by the window's size (window by window where ``dy`` is not finite)."""
+    if finite(dy):
+        a = _adaptive_matrix(i, o, dy.dtype)
+        return np.swapaxes(np.swapaxes(dy, ax, -1) @ a, ax, -1)
+    src = np.moveaxis(dy, ax, -1)
+    out = np.zeros((*src.shape[:-1], i), dy.dtype)
+    for q, (lo, hi) in enumerate(_windows(i, o)):
+        out[..., lo:hi] += src[..., q:q + 1] / (hi - lo)
+    return np.moveaxis(out, -1, ax)
 
 
 def _adaptive_sizes(spatial: tuple[int, ...], output_size: object, op: str) -> tuple[int, ...]:
@@ -73,8 +105,7 @@ def adaptive_avg_pool(x: np.ndarray, output_size: int | Sequence[int | None]) ->
     y = x
     for ax, (i, o) in enumerate(zip(x.shape[-nd:], out, strict=True)):
         if o != i:
-            a = _adaptive_matrix(i, o, x.dtype)
-            y = np.swapaxes(np.swapaxes(y, ax - nd, -1) @ a.T, ax - nd, -1)
+            y = _pool_axis(y, ax - nd, i, o)
     return np.ascontiguousarray(y) if y is not x else x.copy()
 
 
@@ -104,8 +135,7 @@ def adaptive_avg_pool_grad(dy: np.ndarray, input_shape: Sequence[int]) -> np.nda
     for ax in range(dy.ndim):
         i, o = shape[ax], dy.shape[ax]
         if o != i:
-            a = _adaptive_matrix(i, o, dy.dtype)
-            dx = np.swapaxes(np.swapaxes(dx, ax, -1) @ a, ax, -1)
+            dx = _spread_axis(dx, ax, i, o)
     return np.ascontiguousarray(dx) if dx is not dy else dy.copy()
 
 
