@@ -199,9 +199,11 @@ def test_float32_error_against_float64() -> None:
     ((8, 48, 14, 14), 64, {"padding": 1}, False),       # ... fewer channels
     ((8, 512, 7, 7), 512, {"padding": 1}, True),        # >= 384 channels, >= 128 tiles
     ((1, 512, 7, 7), 512, {"padding": 1}, False),       # ... 16 tiles
-    ((8, 32, 32, 32), 64, {"padding": 1}, True),        # 32 <-> 64 at >= 32 x 32
-    ((8, 64, 32, 32), 32, {"padding": 1}, True),
-    ((8, 32, 28, 28), 64, {"padding": 1}, False),       # ... below
+    ((8, 48, 32, 32), 64, {"padding": 1}, True),        # 48 <-> 64 at >= 32 x 32
+    ((8, 64, 32, 32), 48, {"padding": 1}, True),
+    ((8, 48, 28, 28), 64, {"padding": 1}, False),       # ... below 32 x 32
+    ((8, 32, 32, 32), 64, {"padding": 1}, False),       # 32 <-> 64: the helper (2 threads)
+    ((8, 64, 32, 32), 32, {"padding": 1}, False),
     ((8, 32, 32, 32), 32, {"padding": 1}, False),       # 32 -> 32
     ((1, 64, 4, 4), 64, {"padding": 1}, False),         # too few tiles
     ((8, 64, 14, 14), 64, {"padding": 1, "stride": 2}, False),

@@ -223,8 +223,14 @@ def _prefer(p: Problem, t: Tuning) -> bool:
     ========================  ==================  ========================================
     min(C, M) >= 64           >= 14 x 14          0.62-1.01 (64 @ 14 x 14 batch 8: 1.01)
     min(C, M) >= 384          >= 128 tiles        512 @ 7 x 7 batch 8: 0.84 (batch 1: 2.2)
-    min >= 32, max >= 64      >= 32 x 32          32 -> 64: 0.81-0.90, 64 -> 32: 0.87
+    min >= 48, max >= 64      >= 32 x 32          48 -> 64: 0.89 (2 threads, wall)
     ========================  ==================  ========================================
+
+    Re-measured on the quiet machine at 2 threads (wall, forward passes, batch 64 at 32 x 32
+    unless said, against the helper): 32 -> 64 1.20, 32 -> 96 1.07, 64 -> 32 1.03, 32 -> 128
+    0.97, 96 -> 32 0.86, 32 -> 64 at 56 x 56 1.04, 64 -> 64 batch 16 0.98, 48 -> 64 0.89; at
+    1 thread the 32-channel cases gave 0.81-0.90. So a smallest side of 32 channels is left to
+    the helper (it scales better on two threads), from 48 Winograd.
 
     Not preferred: fewer channels (16 -> 16, 16 <-> 64, 32 -> 32: 0.97-5.2, the transforms
     cost about what the products save), 7 x 7 below 384 channels (0.94-1.07 batch 8, up to
@@ -256,7 +262,7 @@ MIN_CHANNELS = 64
 MIN_SIZE = 14
 MIN_CHANNELS_ANY = 384
 MIN_TILES_ANY = 128
-WIDE_MIN, WIDE_MAX, WIDE_SIZE = 32, 64, 32
+WIDE_MIN, WIDE_MAX, WIDE_SIZE = 48, 64, 32
 MIN_TILES = 16
 CHUNK_TILES = 256   # -> Tuning.winograd_chunk_tiles. Measured, forward passes, 128 -> 256 tiles a
 #   chunk, 1 thread: 64x32x32x32 -> 64 23.6 -> 21.3 ms, 32x128x16x16 16.1 -> 16.6, 8x512x7x7
