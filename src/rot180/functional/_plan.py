@@ -259,12 +259,12 @@ def _forward(p: Problem, t: Tuning, workers: int) -> Plan:
     if name == "kn2row":
         axes = tuple((Phase(0, 1, o, 0, 1, kk, 0, d),)
                      for o, kk, d in zip(out_sp, k, p.dilation, strict=True))
-        return Plan(p, "run", "kn2row", forced, chunk=chunk(B, expanded, t), layout=axes,
-                    threads=threads_for(B * G * M * C * math.prod(k) * math.prod(sp), t,
-                                        workers))
+        th = threads_for(B * G * M * C * math.prod(k) * math.prod(sp), t, workers)
+        return Plan(p, "run", "kn2row", forced, chunk=chunk(B, expanded, t, th), layout=axes,
+                    threads=th)
     if name == "im2col":
-        return Plan(p, "run", "im2col", forced, chunk=chunk(B, expanded, t),
-                    threads=threads_for(mac, t, workers))
+        th = threads_for(mac, t, workers)
+        return Plan(p, "run", "im2col", forced, chunk=chunk(B, expanded, t, th), threads=th)
     return Plan(p, "run", name, forced)
 
 

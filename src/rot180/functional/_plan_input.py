@@ -97,9 +97,9 @@ def _stretched(p: Problem, implicit: bool, t: Tuning, workers: int) -> Plan:
     if t.force == "kn2row" or by_rule:
         y = expanded_bytes(p.w, o_sp, i_sp, item,
                            t.force == "kn2row" or t.kn2row_ratio * M < C)
-        return Plan(p, "run", "kn2row", t.force == "kn2row", chunk=chunk(B, y, t),
-                    threads=threads_for(B * G * M * C * math.prod(k) * math.prod(o_sp), t,
-                                        workers), layout=axes, phases=counts)
+        th = threads_for(B * G * M * C * math.prod(k) * math.prod(o_sp), t, workers)
+        return Plan(p, "run", "kn2row", t.force == "kn2row", chunk=chunk(B, y, t, th),
+                    threads=th, layout=axes, phases=counts)
     if p.unit_stride:
         sub = make(Problem("forward", p.x, p.w, k, p.stride, p.dilation, p.pads, p.dtype), t,
                    workers)
