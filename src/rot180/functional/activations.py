@@ -71,7 +71,8 @@ def relu_grad_into(dy: np.ndarray, x: np.ndarray, out: np.ndarray) -> np.ndarray
     ``x <= 0`` gives 0, not ``0 * inf``. Multiplying by the mask is ~12x faster than
     ``np.where`` (measured: 0.09 ms vs 1.1 ms for (64, 6, 28, 28) float32) and is the same
     selection for a finite ``dy``; a non-finite one takes ``np.copyto`` with ``where``."""
-    keep = np.less_equal(x, 0)
+    keep = np.empty(np.shape(x), bool)          # an array also for 0-d x (ufuncs give scalars)
+    np.less_equal(x, 0, out=keep)
     np.logical_not(keep, out=keep)
     if dy.size == 0 or (np.isfinite(dy.min()) and np.isfinite(dy.max())):
         return np.multiply(dy, keep, out=out)
