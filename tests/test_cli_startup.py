@@ -113,7 +113,10 @@ def test_ctrl_c_during_start_up_is_one_line(tmp_path, marker):
     ``statistics`` (imported by the last command module, ``bench``) just before the data
     loading. (``importlib.import_module`` itself is not reported, so the command modules cannot
     be the markers.)"""
-    code = ("import sys\nfrom rot180.cli import main\n"
+    # A terminal's SIGINT, also where the suite runs as a background job (which starts with
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler).
+    code = ("import signal, sys\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from rot180.cli import main\n"
             f"sys.exit(main(['train', '--epochs', '1', '--no-progress', '--out', "
             f"{str(tmp_path / 'run')!r}]))\n")
     proc = subprocess.Popen([sys.executable, "-X", "importtime", "-c", code],
