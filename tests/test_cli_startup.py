@@ -200,3 +200,18 @@ def test_a_closed_pipe_ends_quietly():
     assert "error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert "Exception ignored" not in out.stderr, out.stderr
     assert out.returncode == 141
+
+
+def test_the_command_line_shortens_openblas_spin_unless_the_user_set_it():
+    """OpenBLAS reads OPENBLAS_THREAD_TIMEOUT when numpy loads; `rot180` sets it first (its
+    idle workers' spin took a core from the engine's threads), keeping a value already set."""
+    code = ("import os, sys\nfrom rot180.cli import main\nmain(['--version'])\n"
+            "import numpy\nprint(os.environ.get('OPENBLAS_THREAD_TIMEOUT'))\n")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    assert out[-1] == "4"
+    env["OPENBLAS_THREAD_TIMEOUT"] = "12"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    assert out[-1] == "12"

@@ -82,8 +82,19 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
     print(f"rot180: warning: {text}", file=sys.stderr)
 
 
+# OpenBLAS's idle workers spin for 2**28 cycles (~0.1 s) after a multi-threaded product, and
+# on the engine's pooled threads they take a core away: in vgg_small(32)'s step at 2 threads a
+# conv backward pass took 32 ms with the default spin and 16.5 with OPENBLAS_THREAD_TIMEOUT=4
+# (2**4 cycles); the steps: vgg32 135 -> 100 ms, resnet32 254 -> 182 (BENCHMARKS.md, issue
+# 13). Read by OpenBLAS when numpy loads, which the commands do after this; a value the user
+# set is kept.
+_OPENBLAS_SPIN = ("OPENBLAS_THREAD_TIMEOUT", "4")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``rot180`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    if "numpy" not in sys.modules:
+        os.environ.setdefault(*_OPENBLAS_SPIN)
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if a in _COMMANDS), None)
     try:
