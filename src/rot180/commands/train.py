@@ -10,7 +10,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from ..train import rundir
+from ..train import distributed, rundir
 from ..train.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from ..train.trainer import Trainer, TrainingDiverged, TrainingInterrupted
 
@@ -54,43 +54,69 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="replace the run already in --out (its files are deleted)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="hide the per-epoch progress bars")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="on several MPI ranks, BatchNorm statistics over the global batch "
+                        "(default: each rank's own batch, as PyTorch's DDP)")
+    p.add_argument("--mpi", action="store_true",
+                   help="join an MPI launch even where its environment is not recognised "
+                        "(mpiexec and srun are found on their own; see docs/distributed.md)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    """One process, or one rank of ``mpiexec -n N rot180 train ...``: then a rank that fails
+    stops every rank (:func:`rot180.train.distributed.abort_on_error`) and rank 0 alone
+    prints."""
+    world = distributed.world(force=getattr(args, "mpi", False))
+    if world.size == 1:
+        return _run(args, world)
+    try:
+        with distributed.abort_on_error(world):
+            return _run(args, world)
+    except distributed.RanksDisagree as err:   # raised alike on every rank
+        if world.is_root:
+            print(f"rot180: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace, world: distributed.Single) -> int:
+    say = print if world.is_root else (lambda *a, **k: None)
     if args.resume and args.overwrite:
         raise ValueError("--resume and --overwrite contradict each other: --resume continues "
                          "the run in --out, --overwrite deletes it. Pass one of them.")
     if args.out is None and args.resume:
         args.out = str(Path("runs") / f"{args.model}-{args.data}")
-    if args.out is not None:
+    if args.out is not None and world.is_root:
         rundir.check_out_dir(args.out)
         found = rundir.holds_run(args.out)
         if found and not (args.resume or args.overwrite):
             raise rundir.refuse_existing(Path(args.out), found)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    trainer = Trainer(cfg, progress=args.progress, overwrite=args.overwrite)
+    trainer = Trainer(cfg, progress=args.progress, overwrite=args.overwrite, world=world)
     if trainer.out_note:
-        print(trainer.out_note)
+        say(trainer.out_note)
     n_train, n_val, n_test = (len(trainer.train_set), len(trainer.val_set),
                               len(trainer.test_set))
-    print(f"training {cfg.model} on {cfg.data}: {n_train} images, {n_val} for validation, "
-          f"{n_test} for the final test; {cfg.optimizer} lr={cfg.lr} batch={cfg.batch_size} "
-          f"epochs={cfg.epochs} seed={cfg.seed} -> {cfg.out}")
+    ranks = (f" on {world.size} ranks (global batch {world.size * cfg.batch_size}"
+             f"{', synchronised BatchNorm' if cfg.sync_bn else ''})" if world.size > 1 else "")
+    say(f"training {cfg.model} on {cfg.data}: {n_train} images, {n_val} for validation, "
+        f"{n_test} for the final test; {cfg.optimizer} lr={cfg.lr} batch={cfg.batch_size} "
+        f"epochs={cfg.epochs} seed={cfg.seed}{ranks} -> {cfg.out}")
     if args.resume:
         trainer.resume()
     try:
         history = trainer.fit()
     except TrainingDiverged as err:  # an outcome, not a bug: no traceback, the message says why
-        print(f"rot180: error: {err}", file=sys.stderr)
+        say(f"rot180: error: {err}", file=sys.stderr)
         return 1
-    except TrainingInterrupted as stop:
-        print(f"rot180: {stop}\nresume with: {resume_command(cfg)}", file=sys.stderr)
+    except TrainingInterrupted as stop:   # every rank stops at the same step; rank 0 says so
+        say(f"rot180: {stop}\nresume with: {resume_command(cfg, world.size)}",
+            file=sys.stderr, flush=True)
         return 130
     test = trainer.test_result
     if history and test is not None:
         best = max(history, key=lambda r: r["val_acc"])
-        print(f"best validation accuracy {best['val_acc']:.2%} (epoch {best['epoch']}); test "
+        say(f"best validation accuracy {best['val_acc']:.2%} (epoch {best['epoch']}); test "
               f"accuracy ({test['images']} images, used for no choice): best "
               f"{test['best_acc']:.2%}, last {test['last_acc']:.2%}; checkpoints in "
               f"{cfg.out}/best.safetensors and last.safetensors; curves in "
@@ -116,11 +142,12 @@ def program() -> list[str]:
     return [argv0]
 
 
-def resume_command(cfg: TrainConfig) -> str:
+def resume_command(cfg: TrainConfig, ranks: int = 1) -> str:
     """The shell command that continues this run: its non-default options plus ``--resume``,
-    quoted for a POSIX shell."""
+    quoted for a POSIX shell; ``mpiexec -n RANKS`` first for a run on several ranks (under
+    Slurm, ``srun`` with the same number of tasks does as well)."""
     default = TrainConfig()
-    words = [*program(), "train"]
+    words = (["mpiexec", "-n", str(ranks)] if ranks > 1 else []) + [*program(), "train"]
     for f in fields(TrainConfig):
         value = getattr(cfg, f.name)
         if value == getattr(default, f.name) and f.name != "out":

@@ -70,6 +70,8 @@ class _BatchNorm(Module):
             self.register_buffer("running_var", np.ones(c, dt))
             self.register_buffer("num_batches_tracked", np.array(0, np.int64))
         self._cache: tuple | None = None
+        self.sum_over_ranks = None   # set by the trainer for --sync-bn (see the class docstring)
+        self._global_count: int | None = None
 
     def reset_running_stats(self) -> None:
         if self.track_running_stats:
@@ -101,7 +103,15 @@ class _BatchNorm(Module):
                     f"training, got input of shape {x.shape}. Use a batch of at least 2 or "
                     "eval mode."
                 )
-            y, mean, var, r = _fused.bn_forward(x, w, b, self.eps, relu=relu)
+            sync = self.sum_over_ranks if self.training else None
+            self._global_count = None
+            if sync is None:
+                y, mean, var, r = _fused.bn_forward(x, w, b, self.eps, relu=relu)
+            else:
+                mean, var, m = self._synced_stats(x, sync)
+                self._global_count = m
+                y, mean, var, r = _fused.bn_forward(x, w, b, self.eps, mean=mean, var=var,
+                                                    relu=relu)
             if self.training and self.track_running_stats:
                 self._update_running(mean, var, m)
         else:
@@ -110,6 +120,16 @@ class _BatchNorm(Module):
         # x, not xh = (x - mean) r: one write pass less; the output only where a ReLU follows.
         self._cache = (x, mean, r, use_batch, y if relu else None)
         return y
+
+    @staticmethod
+    def _synced_stats(x: np.ndarray, sync) -> tuple[np.ndarray, np.ndarray, int]:
+        """Mean and biased variance (float64) over every rank's batch, and the global count."""
+        ax, c = (0, *range(2, x.ndim)), x.shape[1]
+        sums = sync(np.append(x.sum(axis=ax, dtype=np.float64), x.size // c))
+        m = int(sums[-1])
+        mean = sums[:-1] / m
+        dev = x - mean.reshape((-1,) + (1,) * (x.ndim - 2))
+        return mean, sync(np.square(dev).sum(axis=ax)) / m, m
     def _update_running(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
         self.num_batches_tracked += 1
         f = (1 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
@@ -128,12 +148,31 @@ class _BatchNorm(Module):
         # then the ReLU output's delta and the mask [out > 0] is folded into the rule.
         fold = self.__dict__.get("_fold_relu", False) and out is not None
         w = self.weight.data if self.affine else None
-        dx, dw, db = _fused.bn_backward(dy, x, mean, r, w, batch_statistics=use_batch,
+        m = self._global_count if use_batch else None
+        dx, dw, db = _fused.bn_backward(dy, x, mean, r, w, batch_statistics=use_batch and not m,
                                         out=out if fold else None)
+        if m:   # synchronised statistics: dx = A v + B (x - mean) + K with the global sums
+            dx += self._synced_terms(dy, x, mean, r, w, out if fold else None, m)
         if self.affine:
             self.weight.grad += dw
             self.bias.grad += db
         return dx
+
+    def _synced_terms(self, dy: np.ndarray, x: np.ndarray, mean: np.ndarray, r: np.ndarray,
+                      w: np.ndarray | None, out: np.ndarray | None, m: int) -> np.ndarray:
+        """``B (x - mean) + K`` of :mod:`rot180.functional._fused`'s rule, its sums
+        ``S1 = sum v``, ``S2 = sum v (x - mean)`` and count ``M`` over every rank."""
+        ax, dt, shape = (0, *range(2, x.ndim)), x.dtype, (-1,) + (1,) * (x.ndim - 2)
+        v = dy if out is None else np.where(out > 0, dy, dt.type(0))
+        centred = x - mean.reshape(shape)
+        sums = self.sum_over_ranks(np.concatenate([v.sum(axis=ax, dtype=np.float64),
+                                                   (v * centred).sum(axis=ax, dtype=np.float64)]))
+        s1, s2 = np.split(sums, 2)
+        r64 = r.astype(np.float64)
+        g64 = np.ones_like(r64) if w is None else w.astype(np.float64)
+        b = (-g64 * r64**3 * s2 / m).astype(dt)
+        k = (-g64 * r64 * s1 / m).astype(dt)
+        return centred * b.reshape(shape) + k.reshape(shape)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -18,19 +18,34 @@ __all__ = ["check_resume", "resume_state"]
 # (``epochs`` may grow once the run is finished: see "Extending a finished run" in
 # rot180.train.trainer).
 _RESUME_FREE = ("out", "data_root", "download", "epochs")
+# Settings added after checkpoints were first written: a checkpoint without one ran with this.
+_ADDED_LATER = {"sync_bn": False}
 
 
-def check_resume(cfg: TrainConfig, ckpt: Checkpoint, path: Path
+def check_resume(cfg: TrainConfig, ckpt: Checkpoint, path: Path, world_size: int = 1
                  ) -> tuple[dict[str, Any], int, bool]:
     """Whether the run ``cfg`` may resume from ``ckpt``: its loop state (:func:`resume_state`),
-    the epochs the saved run planned, and whether ``cfg`` extends it (a larger ``epochs``)."""
+    the epochs the saved run planned, and whether ``cfg`` extends it (a larger ``epochs``).
+
+    ``world_size``: the number of ranks of this run, which must be the saved run's (a checkpoint
+    without ``world_size`` was written by one process). Another number of ranks would change the
+    global batch (``ranks * batch_size``), hence the schedule's steps and every update, so it
+    is refused rather than resumed into a different run.
+    """
     meta = ckpt.meta
+    saved_ranks = meta.get("world_size", 1)
+    if saved_ranks != world_size:
+        raise ValueError(
+            f"--resume: {path} was written by a run on {saved_ranks!r} process(es) "
+            f"(global batch {saved_ranks!r} x --batch-size), this one has {world_size}. Resume "
+            f"with the same number of ranks (mpiexec -n {saved_ranks!r}), or train afresh with "
+            "a different --out.")
     saved = meta.get("config", {})
     if not isinstance(saved, dict):
         raise CheckpointError(f"{path}: its config is not a JSON object.")
     ours = asdict(cfg)
-    differ = [f"{k}: saved {saved.get(k)!r}, now {ours[k]!r}" for k in ours
-              if k not in _RESUME_FREE and saved.get(k) != ours[k]]
+    differ = [f"{k}: saved {saved.get(k, _ADDED_LATER.get(k))!r}, now {ours[k]!r}" for k in ours
+              if k not in _RESUME_FREE and saved.get(k, _ADDED_LATER.get(k)) != ours[k]]
     if differ:
         raise ValueError(
             f"--resume: {path} was written by a run with other settings ("

@@ -36,6 +36,7 @@ class TrainConfig:
     seed: int = 0
     dtype: str = "float32"
     val_fraction: float = 0.1
+    sync_bn: bool = False    # several ranks: BatchNorm statistics over the global batch
     out: str | None = None   # None: runs/<model>-<data>, or the next free -2, -3, ...
 
     def validate(self) -> None:
@@ -69,6 +70,7 @@ class TrainConfig:
         if self.schedule != "none" and self.warmup_epochs >= self.epochs:
             raise bad("warmup_epochs", f"smaller than --epochs ({self.epochs}) for a schedule")
         check("seed", "an int >= 0", lambda v, n: V.integer(v, n, low=0))
+        check("sync_bn", "True or False", V.flag)
 
 
 def make_optimizer(cfg: TrainConfig, model: Module) -> optim.Optimizer:

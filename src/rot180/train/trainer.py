@@ -29,6 +29,12 @@ skips the batches already seen and continues with the very same numbers. A NaN o
 stops the run (:class:`TrainingDiverged`) without overwriting the last good checkpoint. Every
 file is written atomically, so a ``kill -9`` or a full disk never damages the previous one; when
 a write fails, that first error is the one raised (drawing the curves after it cannot mask it).
+
+Many processes (``world``, :mod:`rot180.train.distributed`): under ``mpiexec -n N`` each rank
+trains on its shard of every global batch of ``N * batch_size`` images, the gradients are
+averaged before each step (:mod:`rot180.train._buckets`), and rank 0 alone shows progress and
+writes files; the per-step loss, accuracy and stop request are summed over the ranks, so every
+rank takes the same decisions at the same step. With one process nothing here changes.
 """
 
 from __future__ import annotations
@@ -46,11 +52,15 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..data import Dataset, load_dataset, split_indices
 from ..models import build_model, image_size_error
 from ..nn import SoftmaxCrossEntropy
+from ..nn.normalization import _BatchNorm
+from . import distributed as D
 from . import metrics as M
 from . import rundir
+from ._buckets import GradientBuckets
 from ._outcomes import EpochResult, TrainingDiverged, TrainingInterrupted, generators
 from ._resume import check_resume
 from .card import ModelCard
@@ -71,20 +81,25 @@ class Trainer:
     ``log`` receives one summary line per epoch; ``progress`` toggles the tqdm bars;
     ``overwrite`` lets :meth:`fit` replace a run already in ``cfg.out`` (its files are deleted).
     ``cfg.out=None`` picks :func:`rot180.train.rundir.default_out` (``out_note`` says when a
-    numbered directory was taken).
+    numbered directory was taken). ``world`` (:func:`rot180.train.distributed.world`) makes
+    this one rank of a data-parallel run; by default a single process.
     """
 
     def __init__(self, cfg: TrainConfig, *, progress: bool = True,
-                 log: Callable[[str], None] = print, overwrite: bool = False) -> None:
+                 log: Callable[[str], None] = print, overwrite: bool = False,
+                 world: D.Single | None = None) -> None:
         cfg.validate()
+        self.world = w = world if world is not None else D.Single()
         self.out_note = ""
-        if cfg.out is None:
-            out, self.out_note = rundir.default_out(cfg.model, cfg.data)
-            cfg.out = str(out)
+        if cfg.out is None:   # rank 0 picks the directory for every rank
+            out = None
+            if w.is_root:
+                out, self.out_note = rundir.default_out(cfg.model, cfg.data)
+            cfg.out = str(w.broadcast_object(str(out) if w.is_root else None))
         rundir.check_out_dir(cfg.out)
         self.cfg = cfg
-        self.progress = progress
-        self.log = log
+        self.progress = progress and w.is_root
+        self.log = log if w.is_root else (lambda _line: None)
         self.overwrite = overwrite
         self.out = Path(cfg.out)
         whole = load_dataset(cfg.data, root=cfg.data_root, split="train",
@@ -115,8 +130,14 @@ class Trainer:
         self.loss = SoftmaxCrossEntropy(label_smoothing=cfg.label_smoothing)
         self.opt = make_optimizer(cfg, self.model)
         self.rng = np.random.default_rng(cfg.seed + 1)
-        self.loader = self.train_set.loader(batch_size=cfg.batch_size, shuffle=True, rng=self.rng,
-                                            augment=cfg.augment, dtype=self.dtype)
+        if w.size == 1:
+            self.loader = self.train_set.loader(batch_size=cfg.batch_size, shuffle=True,
+                                                rng=self.rng, augment=cfg.augment,
+                                                dtype=self.dtype)
+        else:
+            self.loader = D.ShardLoader(self.train_set, batch_size=cfg.batch_size, rank=w.rank,
+                                        size=w.size, rng=self.rng, augment=cfg.augment,
+                                        dtype=self.dtype)
         self.steps_per_epoch = len(self.loader)
         self.sched = make_schedule(cfg, self.opt, self.steps_per_epoch)
         self.schedule_start_epoch = 0
@@ -129,6 +150,26 @@ class Trainer:
         self._partial: dict | None = None          # batches done and running sums, mid-epoch
         self._stop: str | None = None              # name of the signal that asked us to stop
         self._check_input_size()
+        self.grads: GradientBuckets | None = None
+        if w.size > 1:
+            self._join_ranks()
+
+    def _join_ranks(self) -> None:
+        """Refuse ranks that disagree; rank 0's weights everywhere; the gradient buckets and,
+        with ``sync_bn``, BatchNorm statistics over the global batch."""
+        w, cfg = self.world, self.cfg
+        facts = {f"setting {k}": v for k, v in asdict(cfg).items()}
+        facts.update({"rot180 version": __version__,
+                      "training data": D.data_fingerprint(self.train_set),
+                      "validation data": D.data_fingerprint(self.val_set),
+                      "test data": D.data_fingerprint(self.test_set)})
+        D.check_agreement(w, facts)
+        w.broadcast_model(self.model)
+        self.grads = GradientBuckets(self.model, w)
+        if cfg.sync_bn:
+            for _, mod in self.model.named_modules():
+                if isinstance(mod, _BatchNorm):
+                    mod.sum_over_ranks = w.sum
 
     def _check_input_size(self) -> None:
         """Run one held-out image through the model so a size mismatch fails early and clearly
@@ -163,11 +204,16 @@ class Trainer:
             "scheduler": self.sched.state_dict() if self.sched is not None else None,
             "partial_epoch": self._partial,
             "epoch_start_rng_state": self._epoch_start_rng if self._partial else None,
+            "world_size": self.world.size,
         }
 
     def save(self, name: str) -> Path:
+        """Write ``<out>/<name>.safetensors`` (rank 0 only; every rank gets the path)."""
+        path = self.out / f"{name}.safetensors"
+        if not self.world.is_root:
+            return path
         opt = self.opt if name == "last" else None
-        return save_checkpoint(self.out / f"{name}.safetensors", self.model, opt, **self._meta())
+        return save_checkpoint(path, self.model, opt, **self._meta())
 
     def resume(self, path: str | Path | None = None) -> None:
         """Restore model, optimizer, scheduler, RNG states and history from a checkpoint.
@@ -179,7 +225,7 @@ class Trainer:
         path = Path(path) if path is not None else self.out / "last.safetensors"
         ckpt = load_checkpoint(path)
         meta = ckpt.meta
-        state, planned, extend = check_resume(self.cfg, ckpt, path)
+        state, planned, extend = check_resume(self.cfg, ckpt, path, self.world.size)
         self.model.load_state_dict(ckpt.model_state)
         self.schedule_start_epoch = planned if extend else state["schedule_start_epoch"]
         try:
@@ -217,14 +263,31 @@ class Trainer:
         if self._partial:
             self._epoch_start_rng = meta["epoch_start_rng_state"]
             where = f"epoch {self.epoch + 1}, batch {self._partial['batches']}"
+        self.world.broadcast_model(self.model)
         self.log(f"resumed from {path} at {where} (step {self.step})"
                  + (f"; extending to {self.cfg.epochs} epochs (warm restart of the "
                     "learning-rate schedule)" if extend else ""))
 
     # -- the loop -----------------------------------------------------------------------------
     def evaluate(self, data: Dataset, batch: int = 500) -> tuple[float, float, np.ndarray]:
-        """Mean loss, accuracy and predictions of the model (eval mode) on ``data``."""
-        return evaluate_model(self.model, data, self.loss, batch=batch, dtype=self.dtype)
+        """Mean loss, accuracy and predictions of the model (eval mode) on ``data``.
+
+        On several ranks each scores its contiguous part (:func:`~rot180.train.distributed.
+        shard_range`) and the sums are reduced; the predictions are then the rank's part only.
+        """
+        return self._evaluate(self.model, data, batch)
+
+    def _evaluate(self, model, data: Dataset, batch: int = 500
+                  ) -> tuple[float, float, np.ndarray]:
+        w = self.world
+        if w.size == 1:
+            return evaluate_model(model, data, self.loss, batch=batch, dtype=self.dtype)
+        lo, hi = D.shard_range(len(data), w.size, w.rank)
+        part = dataclasses.replace(data, images=data.images[lo:hi], labels=data.labels[lo:hi])
+        loss, acc, pred = (evaluate_model(model, part, self.loss, batch=batch, dtype=self.dtype)
+                           if hi > lo else (0.0, 0.0, np.empty(0, np.int64)))
+        tot_loss, correct, n = w.sum(np.array([loss * (hi - lo), acc * (hi - lo), hi - lo]))
+        return float(tot_loss / n), float(round(correct) / n), pred
 
     def train_epoch(self) -> EpochResult:
         """One pass over the training set, then the held-out score.
@@ -252,28 +315,38 @@ class Trainer:
             with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is caught below
                 logits = self.model.forward(x)
                 loss = self.loss.forward(logits, yb)
+                n, correct = len(yb), float(np.sum(np.argmax(logits, axis=1) == yb))
+                stop = self._stop is not None
+                if self.world.size > 1:   # every rank: the global batch's figures
+                    loss, correct, n, stop = self._step_figures(loss, correct, n)
                 if not math.isfinite(loss):
                     bar.close()
                     self._diverged(f"loss became {loss}", tot_loss / max(seen, 1))
                 self.opt.zero_grad()
-                self.model.backward_params(self.loss.backward())
+                if self.grads is None:
+                    self.model.backward_params(self.loss.backward())
+                else:
+                    self.grads.begin()
+                    self.model.backward_params(self.loss.backward())
+                    self.grads.finish()
                 self.opt.step()
             if self.sched is not None:
                 self.sched.step()
             self.step += 1
-            n = len(yb)
             tot_loss += loss * n
-            tot_correct += float(np.sum(np.argmax(logits, axis=1) == yb))
+            tot_correct += correct
             seen += n
             bar.update(1)
             bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.3f}")
-            if self._stop is not None and i + 1 < self.steps_per_epoch:
+            if stop and i + 1 < self.steps_per_epoch:
                 bar.close()
                 self._interrupt({"batches": i + 1, "loss_sum": tot_loss,
                                  "correct": tot_correct, "seen": seen})
         bar.close()
         self._partial = None
         train_seconds = time.perf_counter() - t0
+        if self.world.size > 1:   # BatchNorm's running statistics: rank 0's, as PyTorch's DDP
+            self.world.broadcast_model(self.model, buffers_only=True)
         with np.errstate(over="ignore", invalid="ignore"):
             val_loss, val_acc, _ = self.evaluate(self.val_set)
         if not math.isfinite(val_loss):
@@ -282,6 +355,23 @@ class Trainer:
         self.epoch += 1
         return EpochResult(self.epoch, tot_loss / seen, tot_correct / seen, val_loss, val_acc,
                            time.perf_counter() - t0, seen / max(train_seconds, 1e-9))
+
+    def _step_figures(self, loss: float, correct: float, n: int
+                      ) -> tuple[float, float, int, bool]:
+        """The global batch's mean loss, correct count and size, and whether any rank was asked
+        to stop (decided here, once, for every rank: a signal that comes later counts at the
+        next step)."""
+        total = self.world.sum(np.array([loss * n, correct, n, self._stop is not None]))
+        count = int(total[2])
+        if total[3] and self._stop is None:
+            self._stop = "a stop signal (on another rank)"
+        return float(total[0] / count), float(total[1]), count, bool(total[3])
+
+    def _agreed_stop(self) -> bool:
+        """Whether to stop now: this process's signal, or any rank's on several."""
+        if self.world.size == 1:
+            return self._stop is not None
+        return self._step_figures(0.0, 0.0, 1)[3]
 
     def _diverged(self, what: str, last_loss: float) -> None:
         kept = (f"The last good checkpoint, {self.out / 'last.safetensors'} (epoch "
@@ -325,37 +415,52 @@ class Trainer:
         directory that holds a run raises :class:`~rot180.train.rundir.RunExistsError` unless
         ``overwrite``.
         """
-        with rundir.RunLock(self.out):
-            found = rundir.holds_run(self.out)
+        root = self.world.is_root
+        with rundir.RunLock(self.out) if root else contextlib.nullcontext():
+            found = rundir.holds_run(self.out) if root else []
             if found and self.resumed_from is None:
                 if not self.overwrite:
                     raise rundir.refuse_existing(self.out, found)
                 rundir.remove_run_files(self.out)
-            rundir.remove_stale_temporaries(self.out)
+            if root:
+                rundir.remove_stale_temporaries(self.out)
             try:
                 with self._stop_on_signals():
                     while self.epoch < self.cfg.epochs:
                         self._run_epoch()
             except BaseException:
-                if self.history:   # the curves so far; the first error is the one reported
+                if self.history and root:   # the curves so far; the first error is reported
                     with contextlib.suppress(OSError):
                         M.plot_curves(self.history, self.out / "curves.png")
                 raise
             # Drawn once: a figure per epoch would cost ~0.2 s each (a quarter of make run).
             if self.history:
-                M.plot_curves(self.history, self.out / "curves.png")
+                if root:
+                    M.plot_curves(self.history, self.out / "curves.png")
                 self.test_result = self.score_test()
         return self.history
 
     def score_test(self) -> dict[str, Any]:
         """Accuracy and loss of ``best.safetensors`` and of the current (last) model on the test
         split, which chose nothing."""
-        best = load_checkpoint(self.out / "best.safetensors")
-        result: dict[str, Any] = {"images": len(self.test_set),
-                                  "best_epoch": int(best.meta.get("epoch", 0)),
+        w = self.world
+        if w.size == 1:
+            best = load_checkpoint(self.out / "best.safetensors")
+            best_epoch, best_model = int(best.meta.get("epoch", 0)), best.build_model()
+        else:   # rank 0 reads it, every rank gets its weights
+            best_model = build_model(self.cfg.model, seed=self.cfg.seed, **self.model_config)
+            best_model.astype(self.dtype)
+            best_epoch = 0
+            if w.is_root:
+                best = load_checkpoint(self.out / "best.safetensors")
+                best_model.load_state_dict(best.model_state)
+                best_epoch = int(best.meta.get("epoch", 0))
+            w.broadcast_model(best_model)
+            best_epoch = int(w.broadcast_object(best_epoch))
+        result: dict[str, Any] = {"images": len(self.test_set), "best_epoch": best_epoch,
                                   "last_epoch": self.epoch}
-        for name, model in (("best", best.build_model()), ("last", self.model)):
-            loss, acc, _ = evaluate_model(model, self.test_set, self.loss, dtype=self.dtype)
+        for name, model in (("best", best_model), ("last", self.model)):
+            loss, acc, _ = self._evaluate(model, self.test_set)
             result[f"{name}_acc"], result[f"{name}_loss"] = acc, loss
         self.model.train()
         return result
@@ -372,8 +477,9 @@ class Trainer:
             self.best_val_acc = r.val_acc
             self.save("best")
         self.save("last")
-        M.write_metrics_csv(self.out / "metrics.csv", self.history)
-        if self._stop is not None:  # the signal came in the epoch's last step: it is saved
+        if self.world.is_root:
+            M.write_metrics_csv(self.out / "metrics.csv", self.history)
+        if self._agreed_stop():  # the signal came in the epoch's last step: it is saved
             path = self.out / "last.safetensors"
             raise TrainingInterrupted(
                 f"{self._stop} received: stopped after epoch {self.epoch}; saved {path}.", path)
