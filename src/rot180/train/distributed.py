@@ -299,11 +299,13 @@ def abort_on_error(w: Single, out: Callable[[str], None] | None = None) -> Itera
         if w.size == 1 or (isinstance(exc, SystemExit) and not exc.code):
             raise
         write = out or (lambda text: print(text, file=sys.stderr, flush=True))
-        detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+        # A user's error (a bad option, a missing file) in a line; anything else with its trace.
+        detail = ("" if isinstance(exc, ValueError | TypeError | OSError) else
+                  "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         write(f"{detail}rot180: rank {w.rank} of {w.size} failed: {type(exc).__name__}: {exc}"
               f"\nrot180: stopping every rank (MPI_Abort).")
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
         w.abort(1)
-        raise   # pragma: no cover - Abort does not return
+        os._exit(1)   # MPICH's Abort may return before the launcher's kill arrives

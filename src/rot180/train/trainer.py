@@ -316,9 +316,9 @@ class Trainer:
                 logits = self.model.forward(x)
                 loss = self.loss.forward(logits, yb)
                 n, correct = len(yb), float(np.sum(np.argmax(logits, axis=1) == yb))
-                stop = self._stop is not None
+                agreed = None   # several ranks: the stop decided with the step's figures
                 if self.world.size > 1:   # every rank: the global batch's figures
-                    loss, correct, n, stop = self._step_figures(loss, correct, n)
+                    loss, correct, n, agreed = self._step_figures(loss, correct, n)
                 if not math.isfinite(loss):
                     bar.close()
                     self._diverged(f"loss became {loss}", tot_loss / max(seen, 1))
@@ -338,6 +338,7 @@ class Trainer:
             seen += n
             bar.update(1)
             bar.set_postfix(loss=f"{tot_loss / seen:.4f}", acc=f"{tot_correct / seen:.3f}")
+            stop = self._stop is not None if agreed is None else agreed
             if stop and i + 1 < self.steps_per_epoch:
                 bar.close()
                 self._interrupt({"batches": i + 1, "loss_sum": tot_loss,
