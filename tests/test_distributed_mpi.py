@@ -148,7 +148,38 @@ def tensors(path: Path) -> dict[str, bytes]:
     return {k: v.tobytes() for k, v in load_checkpoint(path).model_state.items()}
 
 
-def test_runs_repeat_bit_for_bit_and_sigterm_resumes_exactly(tmp_path) -> None:
+def interrupt(cwd: Path, sig: signal.Signals, bar: str, *args: str) -> str:
+    """Start ``mpiexec -n 2 rot180 TRAIN ARGS``, send ``sig`` to mpiexec as soon as rank 0's
+    progress bar ``bar`` shows, and return its stderr once every rank has stopped (checking
+    that it failed and printed the resume command once)."""
+    proc = subprocess.Popen([str(MPIEXEC), "-n", "2", sys.executable, *rot180(*TRAIN, *args)],
+                            cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        seen = b""
+        deadline = time.monotonic() + 60
+        while bar.encode() not in seen and time.monotonic() < deadline:
+            chunk = os.read(proc.stderr.fileno(), 4096)
+            if not chunk:
+                break
+            seen += chunk
+        assert bar.encode() in seen, seen[-2000:]
+        time.sleep(0.05)
+        proc.send_signal(sig)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = (seen + rest).decode(errors="replace")
+    assert proc.returncode == 130, err[-2000:]
+    assert err.count("resume with: ") == 1, err[-2000:]
+    command = err.split("resume with: ")[1].splitlines()[0]
+    assert command.startswith("mpiexec -n 2 ") and command.endswith("--resume")
+    return err
+
+
+def test_runs_repeat_bit_for_bit_and_signals_resume_exactly(tmp_path) -> None:
     need_mpi()
     for name in ("a", "b"):
         done = mpiexec(2, *rot180(*TRAIN, "--no-progress", "--out", name), cwd=tmp_path)
@@ -157,34 +188,14 @@ def test_runs_repeat_bit_for_bit_and_sigterm_resumes_exactly(tmp_path) -> None:
     whole = tensors(tmp_path / "a" / "last.safetensors")
     assert tensors(tmp_path / "b" / "last.safetensors") == whole
 
-    proc = subprocess.Popen([str(MPIEXEC), "-n", "2", sys.executable,
-                             *rot180(*TRAIN, "--out", "cut")], cwd=tmp_path, env=env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        seen = b""
-        deadline = time.monotonic() + 60
-        while b"epoch 2/3" not in seen and time.monotonic() < deadline:   # its progress bar
-            chunk = os.read(proc.stderr.fileno(), 4096)
-            if not chunk:
-                break
-            seen += chunk
-        assert b"epoch 2/3" in seen, seen[-2000:]
-        time.sleep(0.3)
-        proc.send_signal(signal.SIGTERM)
-        _, rest = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = (seen + rest).decode(errors="replace")
-    assert proc.returncode != 0
-    assert err.count("resume with: ") == 1, err[-2000:]
-    command = err.split("resume with: ")[1].splitlines()[0]
-    assert command.startswith("mpiexec -n 2 ") and command.endswith("--resume")
+    err = interrupt(tmp_path, signal.SIGTERM, "epoch 2/3", "--out", "cut")
     ckpt = load_checkpoint(tmp_path / "cut" / "last.safetensors")
     assert ckpt.meta["partial_epoch"] is not None and ckpt.meta["world_size"] == 2
     assert "SIGTERM received: stopped at step" in err
+    # The resumed run, stopped again (Ctrl-C this time) in its last epoch.
+    err = interrupt(tmp_path, signal.SIGINT, "epoch 3/3", "--out", "cut", "--resume")
+    assert "SIGINT received: stopped at step" in err
+    assert load_checkpoint(tmp_path / "cut" / "last.safetensors").meta["epoch"] == 2
 
     done = mpiexec(2, *rot180(*TRAIN, "--no-progress", "--out", "cut", "--resume"),
                    cwd=tmp_path)

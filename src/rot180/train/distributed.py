@@ -302,8 +302,12 @@ def abort_on_error(w: Single, out: Callable[[str], None] | None = None) -> Itera
         # A user's error (a bad option, a missing file) in a line; anything else with its trace.
         detail = ("" if isinstance(exc, ValueError | TypeError | OSError) else
                   "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
-        write(f"{detail}rot180: rank {w.rank} of {w.size} failed: {type(exc).__name__}: {exc}"
-              f"\nrot180: stopping every rank (MPI_Abort).")
+        if isinstance(exc, KeyboardInterrupt):   # Ctrl-C outside the loop (which saves)
+            detail, what = "", "interrupted (SIGINT) outside the training loop"
+        else:
+            what = f"failed: {type(exc).__name__}: {exc}"
+        write(f"{detail}rot180: rank {w.rank} of {w.size} {what}\n"
+              "rot180: stopping every rank (MPI_Abort).")
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
