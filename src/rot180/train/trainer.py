@@ -158,8 +158,10 @@ class Trainer:
         """Refuse ranks that disagree; rank 0's weights everywhere; the gradient buckets and,
         with ``sync_bn``, BatchNorm statistics over the global batch."""
         w, cfg = self.world, self.cfg
-        facts = {f"setting {k}": v for k, v in asdict(cfg).items()}
-        facts.update({"rot180 version": __version__,
+        # Where the data is read from may differ between nodes; what is read may not.
+        facts = {f"setting {k}": v for k, v in asdict(cfg).items()
+                 if k not in ("data_root", "download")}
+        facts.update({"rot180 version": __version__, "numpy version": np.__version__,
                       "training data": D.data_fingerprint(self.train_set),
                       "validation data": D.data_fingerprint(self.val_set),
                       "test data": D.data_fingerprint(self.test_set)})
