@@ -105,6 +105,15 @@ def test_launch_detection(env, expected) -> None:
     assert D.launched_by_mpi(env) is expected
 
 
+@pytest.mark.parametrize(("kw", "expected"), [
+    ({"local_ranks": 4, "cpus": 8, "usable": 8, "env": {}}, 2),
+    ({"local_ranks": 3, "cpus": 2, "usable": 2, "env": {}}, 1),       # oversubscribed
+    ({"local_ranks": 32, "cpus": 64, "usable": 4, "env": {}}, 4),     # srun bound 4 cores
+    ({"local_ranks": 2, "cpus": 8, "usable": 8, "env": {"OMP_NUM_THREADS": "3"}}, None)])
+def test_threads_per_rank(kw, expected) -> None:
+    assert D.threads_per_rank(**kw) == expected
+
+
 def test_plain_training_never_imports_mpi4py() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PMI_", "OMPI_", "SLURM_"))}
     code = ("import sys; from rot180.commands import train; from rot180.train import "

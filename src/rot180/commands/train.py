@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import shutil
@@ -70,8 +71,17 @@ def run(args: argparse.Namespace) -> int:
     world = distributed.world(force=getattr(args, "mpi", False))
     if world.size == 1:
         return _run(args, world)
+    threads = distributed.threads_per_rank(world.local_size)
+    limit = contextlib.nullcontext()
+    if threads is not None:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(limits=threads, user_api="blas")
+        if world.is_root:
+            print(f"{world.local_size} ranks on this machine: {threads} BLAS thread(s) each "
+                  f"(set OPENBLAS_NUM_THREADS to choose)")
     try:
-        with distributed.abort_on_error(world):
+        with limit, distributed.abort_on_error(world):
             return _run(args, world)
     except distributed.RanksDisagree as err:   # raised alike on every rank
         if world.is_root:

@@ -76,7 +76,7 @@ class Single:
     """The world of a process started on its own: rank 0 of 1. Every collective is the
     identity, so the trainer runs exactly as without this module."""
 
-    rank, size = 0, 1
+    rank, size, local_size = 0, 1, 1
     is_root = True
     comm = None
 
@@ -105,13 +105,15 @@ class World(Single):
     everything else, so that collectives of the kinds never match each other up.
     """
 
-    def __init__(self, comm: Any) -> None:
+    def __init__(self, comm: Any, shared: Any = None) -> None:
         self.world_comm = comm
         self.comm = comm.Dup()
         self.grad_comm = comm.Dup()
         self.gather_comm = comm.Dup()
         self.rank, self.size = comm.Get_rank(), comm.Get_size()
         self.is_root = self.rank == 0
+        # Ranks on this machine (MPI_COMM_TYPE_SHARED), which share its cores.
+        self.local_size = 1 if shared is None else comm.Split_type(shared).Get_size()
 
     def sum(self, values: np.ndarray) -> np.ndarray:
         """The sum over ranks of ``values`` (float64), added in rank order: the same bits on
@@ -182,7 +184,27 @@ def world(force: bool = False) -> Single:
             "installed. Install it with pip install 'rot180[mpi]' (mpi4py and MPICH), or, on a "
             "cluster, pip install mpi4py against the system's MPI.") from None
     comm = MPI.COMM_WORLD
-    return World(comm) if comm.Get_size() > 1 else Single()
+    return World(comm, MPI.COMM_TYPE_SHARED) if comm.Get_size() > 1 else Single()
+
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def threads_per_rank(local_ranks: int, *, cpus: int | None = None, usable: int | None = None,
+                     env: Mapping[str, str] | None = None) -> int | None:
+    """The BLAS (and engine) threads each rank should use, or ``None`` to leave them alone (the
+    user set one of :data:`THREAD_VARIABLES`). A rank the launcher bound to fewer cores than the
+    machine has (``srun --cpus-per-task``) uses those; unbound ranks share the machine's cores
+    equally (``mpiexec -n 4`` on 8 cores: 2 each), so they do not fight over them."""
+    env = os.environ if env is None else env
+    if any(env.get(name) for name in THREAD_VARIABLES):
+        return None
+    cpus = cpus if cpus is not None else (os.cpu_count() or 1)
+    if usable is None:
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cpus
+    if usable < cpus:
+        return max(1, usable)
+    return max(1, cpus // max(1, local_ranks))
 
 
 # -- what each rank reads ---------------------------------------------------------------------
