@@ -205,9 +205,13 @@ def test_runs_repeat_bit_for_bit_and_signals_resume_exactly(tmp_path) -> None:
     # Another number of ranks is refused, with the reason and the fix.
     done = mpiexec(3, *rot180(*TRAIN, "--no-progress", "--out", "cut", "--resume",
                               "--epochs", "3"), cwd=tmp_path, timeout=60)
-    assert done.returncode != 0
-    assert "written by a run on 2 process(es)" in done.stderr
+    assert done.returncode == 2
+    assert done.stderr.count("written by a run on 2 process(es)") == 1   # rank 0 says it
     assert "mpiexec -n 2" in done.stderr
+    # A run directory that holds a run (found by rank 0 alone) stops every rank cleanly.
+    done = mpiexec(2, *rot180(*TRAIN, "--no-progress", "--out", "cut"), cwd=tmp_path,
+                   timeout=60)
+    assert done.returncode == 2 and done.stderr.count("already holds a rot180 run") == 1
 
 
 # -- faults -------------------------------------------------------------------------------------
@@ -235,7 +239,7 @@ def test_ranks_that_disagree_refuse_to_start(tmp_path) -> None:
     done = subprocess.run([str(MPIEXEC), "-n", "1", *words, "--seed", "1", ":", "-n", "1",
                            *words, "--seed", "2"], cwd=tmp_path, env=env(),
                           capture_output=True, text=True, timeout=60)
-    assert done.returncode == 1, done.stderr[-2000:]
+    assert done.returncode == 2, done.stderr[-2000:]
     assert "the 2 ranks disagree on setting seed (rank 0: 1; rank 1: 2)" in done.stderr
     assert done.stderr.count("disagree") == 1      # rank 0 alone says it
     assert not (tmp_path / "run" / "last.safetensors").exists()

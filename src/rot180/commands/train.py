@@ -83,10 +83,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         with limit, distributed.abort_on_error(world):
             return _run(args, world)
-    except distributed.RanksDisagree as err:   # raised alike on every rank
+    except distributed.CollectiveError as err:   # raised alike on every rank
         if world.is_root:
             print(f"rot180: error: {err}", file=sys.stderr)
-        return 1
+        return 2
 
 
 def _run(args: argparse.Namespace, world: distributed.Single) -> int:
@@ -96,11 +96,16 @@ def _run(args: argparse.Namespace, world: distributed.Single) -> int:
                          "the run in --out, --overwrite deletes it. Pass one of them.")
     if args.out is None and args.resume:
         args.out = str(Path("runs") / f"{args.model}-{args.data}")
+    problem = None
     if args.out is not None and world.is_root:
-        rundir.check_out_dir(args.out)
-        found = rundir.holds_run(args.out)
-        if found and not (args.resume or args.overwrite):
-            raise rundir.refuse_existing(Path(args.out), found)
+        try:
+            rundir.check_out_dir(args.out)
+            found = rundir.holds_run(args.out)
+            if found and not (args.resume or args.overwrite):
+                raise rundir.refuse_existing(Path(args.out), found)
+        except (ValueError, OSError) as exc:
+            problem = exc
+    distributed.raise_on_every_rank(world, problem)   # one process: raises it as before
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
     trainer = Trainer(cfg, progress=args.progress, overwrite=args.overwrite, world=world)
     if trainer.out_note:

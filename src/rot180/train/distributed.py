@@ -36,6 +36,7 @@ import json
 import math
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -47,6 +48,7 @@ from ..nn import Module
 
 __all__ = ["Single", "World", "world", "launched_by_mpi", "shard_indices", "ShardLoader",
            "check_agreement", "data_fingerprint", "abort_on_error", "RanksDisagree",
+           "CollectiveError", "raise_on_every_rank",
            "shard_range"]
 
 #: Environment variables an MPI launcher sets in every rank, with the world size as value:
@@ -56,9 +58,29 @@ LAUNCH_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS", 
                     "MPI_LOCALNRANKS")
 
 
-class RanksDisagree(ValueError):
-    """Raised on *every* rank alike (the ranks compared what they gathered), so no rank needs
+class CollectiveError(ValueError):
+    """Raised on *every* rank alike (the ranks shared what went wrong first), so no rank needs
     to abort the others: each exits with the message, rank 0 prints it."""
+
+
+class RanksDisagree(CollectiveError):
+    """The ranks hold different settings, data or versions (:func:`check_agreement`)."""
+
+
+def raise_on_every_rank(w: Single, problem: BaseException | None) -> None:
+    """Where some ranks hit a problem before a collective (a checkpoint refused, a run
+    directory taken), make every rank raise it, as :class:`CollectiveError`, rather than leave
+    the others waiting; one process re-raises ``problem`` itself. Call it on every rank."""
+    if w.size == 1:
+        if problem is not None:
+            raise problem
+        return
+    texts = w.allgather_object(None if problem is None else str(problem))
+    failed = [(r, t) for r, t in enumerate(texts) if t is not None]
+    if failed:
+        rank, text = failed[0]
+        alike = len(failed) == w.size and len(set(texts)) == 1
+        raise CollectiveError(text if alike else f"rank {rank} of {w.size}: {text}")
 
 
 def launched_by_mpi(env: Mapping[str, str] | None = None) -> bool:
@@ -311,11 +333,11 @@ def check_agreement(w: Single, facts: Mapping[str, Any]) -> None:
 @contextlib.contextmanager
 def abort_on_error(w: Single, out: Callable[[str], None] | None = None) -> Iterator[None]:
     """Around a rank's work: an exception that is not raised alike on every rank (anything but
-    :class:`RanksDisagree`) is printed with the rank and then ``MPI_Abort`` stops every rank,
+    :class:`CollectiveError`) is printed with the rank and then ``MPI_Abort`` stops every rank,
     so none waits forever in a collective. A single process re-raises as usual."""
     try:
         yield
-    except RanksDisagree:
+    except CollectiveError:
         raise
     except BaseException as exc:
         if w.size == 1 or (isinstance(exc, SystemExit) and not exc.code):
@@ -333,5 +355,6 @@ def abort_on_error(w: Single, out: Callable[[str], None] | None = None) -> Itera
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
+        time.sleep(0.5)   # the launcher forwards what was printed before Abort kills the job
         w.abort(1)
         os._exit(1)   # MPICH's Abort may return before the launcher's kill arrives

@@ -225,9 +225,14 @@ class Trainer:
         :class:`CheckpointError`.
         """
         path = Path(path) if path is not None else self.out / "last.safetensors"
-        ckpt = load_checkpoint(path)
+        problem = None
+        try:
+            ckpt = load_checkpoint(path)
+            state, planned, extend = check_resume(self.cfg, ckpt, path, self.world.size)
+        except (ValueError, OSError) as exc:
+            problem = exc
+        D.raise_on_every_rank(self.world, problem)   # one process: raises it as before
         meta = ckpt.meta
-        state, planned, extend = check_resume(self.cfg, ckpt, path, self.world.size)
         self.model.load_state_dict(ckpt.model_state)
         self.schedule_start_epoch = planned if extend else state["schedule_start_epoch"]
         try:
