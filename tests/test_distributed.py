@@ -13,6 +13,7 @@ import math
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -233,6 +234,69 @@ def test_sync_bn_hook_on_one_rank_is_the_batch_rule() -> None:
     np.testing.assert_allclose(synced.backward(dy), plain.backward(dy), rtol=1e-10,
                                atol=1e-12)
     np.testing.assert_allclose(synced.weight.grad, plain.weight.grad, rtol=1e-12)
+
+
+class _ThreadRanks:
+    """``sum_over_ranks`` for ranks that are threads of this process: each puts its vector in
+    its slot, and every one adds the slots in rank order (as World.sum does)."""
+
+    def __init__(self, ranks):
+        self.slots = [None] * ranks
+        self.barrier = threading.Barrier(ranks)
+
+    def reducer(self, rank):
+        def total(v):
+            self.slots[rank] = np.asarray(v, np.float64)
+            self.barrier.wait()
+            out = self.slots[0].copy()
+            for other in self.slots[1:]:
+                out += other
+            self.barrier.wait()        # every rank has read the slots before the next call
+            return out
+        return total
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_sync_bn_over_three_ranks_is_the_whole_batch(relu) -> None:
+    """Three ranks (threads) with parts of a batch of 10 (4, 3, 3) give, part by part, the
+    output and input gradient of BatchNorm on the whole batch, their weight gradients add up to
+    its, and their running statistics are its (a Sequential with a ReLU folds the mask in)."""
+    from rot180.nn import ReLU, Sequential
+
+    rng = np.random.default_rng(3)
+    x, dy = rng.normal(size=(10, 4, 3, 5)), rng.normal(size=(10, 4, 3, 5))
+    parts = [slice(0, 4), slice(4, 7), slice(7, 10)]
+
+    def layer():
+        bn = BatchNorm2d(4, dtype=np.float64)
+        bn.weight.data[...] = [0.5, 2.0, -1.0, 1.5]
+        bn.bias.data[...] = [0.1, -0.2, 0.0, 0.3]
+        return bn, (Sequential(bn, ReLU()) if relu else bn)
+
+    whole_bn, whole = layer()
+    y = whole.forward(x)
+    dx = whole.backward(dy)
+    ranks = _ThreadRanks(3)
+    results = [None] * 3
+
+    def rank(r):
+        bn, net = layer()
+        bn.sum_over_ranks = ranks.reducer(r)
+        results[r] = (net.forward(x[parts[r]]), net.backward(dy[parts[r]]), bn)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for r, (yr, dxr, bn) in enumerate(results):
+        np.testing.assert_allclose(yr, y[parts[r]], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(dxr, dx[parts[r]], rtol=1e-10, atol=1e-13)
+        np.testing.assert_allclose(bn.running_mean, whole_bn.running_mean, rtol=1e-12)
+        np.testing.assert_allclose(bn.running_var, whole_bn.running_var, rtol=1e-12)
+    for name in ("weight", "bias"):
+        np.testing.assert_allclose(sum(getattr(res[2], name).grad for res in results),
+                                   getattr(whole_bn, name).grad, rtol=1e-12, atol=1e-13)
 
 
 # -- resume and the number of ranks ---------------------------------------------------------------
