@@ -95,6 +95,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("text", "markdown", "latex"), default="text")
     p.add_argument("--out", metavar="DIR", default=None,
                    help="also write the figures (PNG, SVG and an animated GIF) into DIR")
+    p.add_argument("--html", metavar="PATH", default=None,
+                   help="write the interactive page (one self-contained HTML file, no network) "
+                   "to PATH, opened on the layer the other options give, and stop")
+    p.add_argument("--overwrite", action="store_true",
+                   help="with --html: replace PATH if it exists and differs")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar while --out draws (there is none when stderr is not "
                    "a terminal)")
@@ -145,7 +150,24 @@ def _run_pooling(args: argparse.Namespace) -> int:
     return 0 if ex.verified else 1
 
 
+def _run_html(args: argparse.Namespace) -> int:
+    from ..explain.page import write_page
+
+    if args.topic == "pooling" or args.mode is not None:
+        raise ValueError("--html writes the whole page (the pooling view is on it); drop "
+                         "'pooling' and --mode.")
+    settings = {"input": args.input, "kernel": args.kernel, "stride": args.stride,
+                "padding": args.padding, "dilation": args.dilation,
+                "channels": args.channels, "convention": args.convention}
+    path = write_page(args.html, {k: v for k, v in settings.items() if v is not None},
+                      overwrite=args.overwrite)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "html", None):
+        return _run_html(args)
     if args.topic == "pooling":
         return _run_pooling(args)
     _only(args, "conv", ("mode",))

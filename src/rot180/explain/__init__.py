@@ -8,6 +8,8 @@ Built on :mod:`rot180.functional` (and SymPy and matplotlib, used only here):
 - :func:`conv_report` and :func:`render`: the ``rot180 explain`` text, Markdown or LaTeX;
 - :func:`write_figures`: the pictures (:mod:`rot180.explain.figures`,
   :mod:`rot180.explain.windows`);
+- :func:`write_page`, :func:`page`: the interactive page (``rot180 explain --html``), one
+  self-contained HTML file, or inline in Jupyter (:mod:`rot180.explain.page`);
 - :func:`pooling_example`: the pooling upsample rule on numbers;
 - :func:`rot180.explain.saliency.saliency`: ``∂loss/∂input`` of a trained network, the rule
   through every layer.
@@ -27,10 +29,12 @@ __all__ = [
     "conv_report",
     "derive_input_gradient",
     "derive_weight_gradient",
+    "page",
     "pooling_example",
     "pooling_report",
     "render",
     "write_figures",
+    "write_page",
 ]
 
 _WHERE = {
@@ -43,6 +47,8 @@ _WHERE = {
     "pooling_example": "pooling",
     "pooling_report": "pooling",
     "write_figures": "figures",
+    "page": "page",
+    "write_page": "page",
 }
 
 

@@ -1,0 +1,378 @@
+"""The interactive page (``rot180 explain --html``) in a real browser: headless Chromium.
+
+Every value the page computes in JS is compared with :mod:`rot180.functional` (forward, input,
+kernel and bias gradients, pooling), its formulas with the SymPy derivation, its highlighting
+with the unrolled matrix's nonzero pattern (:func:`rot180.functional.reference.conv_matrix`),
+its error messages with the library's own. Settings are changed through the page's documented
+API (``window.rot180Page``) for the sweep and through real key and mouse events elsewhere.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _browser import severe, start_browser, stop_browser
+from rot180.explain import page, write_page
+from rot180.functional import conv, conv_grad_bias, conv_grad_input, conv_grad_weight
+from rot180.functional.reference import conv_matrix
+
+SHOTS = Path(__file__).resolve().parent.parent / "build" / "explain-page"
+
+
+@pytest.fixture(scope="module")
+def html_path(tmp_path_factory):
+    return write_page(tmp_path_factory.mktemp("page") / "explain.html")
+
+
+@pytest.fixture(scope="module")
+def browser(html_path):
+    driver, profile = start_browser()
+    driver.get(html_path.as_uri())
+    yield driver
+    stop_browser(driver, profile)
+
+
+@pytest.fixture(autouse=True)
+def _no_console_errors(request):
+    yield
+    if "browser" in request.fixturenames:
+        assert severe(request.getfixturevalue("browser")) == []
+
+
+def _tup(v):
+    return tuple(_tup(u) for u in v) if isinstance(v, list) else v
+
+
+def _kwargs(call: dict) -> dict:
+    return {k: _tup(call[k]) for k in ("stride", "padding", "dilation", "groups")}
+
+
+def _set(browser, **settings) -> dict:
+    browser.execute_script("window.rot180Page.set(arguments[0])", settings)
+    return browser.execute_script("return window.rot180Page.dump()")
+
+
+def _panel(dump: dict, name: str, field: str = "value") -> dict:
+    return {(c["c"], c["i"]): c[field] for c in dump["cells"] if c["p"] == name}
+
+
+def _configs() -> list[dict]:
+    out = []
+    for nd, s, d, pad, conv_, ch in itertools.product(
+            (1, 2), (1, 2, 3), (1, 2, 3), ("int", "sides", "same", "full"),
+            ("correlation", "convolution"), ((1, 1), (2, 2, 2), (2, 1))):
+        if pad == "same" and s != 1:
+            continue
+        n = 7 if nd == 2 else 9
+        inp = [n - (s > 1)] * nd if nd == 1 else [5, 6 - (d > 1)]
+        k = [3] * nd if nd == 1 else [2, 3]
+        pads = {"int": [[1, 1]] * nd, "sides": [[0, 2], [1, 0]][:nd], "same": [[0, 0]] * nd,
+                "full": [[0, 0]] * nd}[pad]
+        cfg = {"nd": nd, "input": inp, "kernel": k, "stride": [s] * nd if nd == 1 else [s, 1],
+               "dilation": [d] * nd, "padMode": "sides" if pad == "sides" else
+               ("sym" if pad == "int" else pad), "pad": pads, "cin": ch[0], "cout": ch[1],
+               "groups": ch[2] if len(ch) == 3 else 1, "convention": conv_}
+        padding = pad if pad in ("same", "full") else (
+            tuple(map(tuple, pads)) if pad == "sides" else 1)
+        try:   # only layers the library accepts (the invalid ones have their own test)
+            conv(np.zeros((cfg["cin"], *inp)),
+                 np.zeros((cfg["cout"], cfg["cin"] // cfg["groups"], *k)),
+                 stride=tuple(cfg["stride"]), dilation=d, padding=padding, groups=cfg["groups"])
+        except ValueError:
+            continue
+        out.append(cfg)
+    return out
+
+
+CONFIGS = _configs()
+
+
+def _library(dump: dict):
+    st, vals = dump["settings"], dump["layer"]["values"]
+    call = st["call"]
+    kw, flip = _kwargs(call), call["flip"]
+    x = np.array(vals["x"], float).reshape(call["x_shape"])
+    w = np.array(vals["w"], float).reshape(call["w_shape"])
+    b = np.array(vals["b"], float)
+    z = conv(x, w, b, flip=flip, **kw)
+    dz = np.array(vals["dz"], float).reshape(z.shape)
+    return (z, conv_grad_input(dz, w, x.shape, flip=flip, **kw),
+            conv_grad_weight(x, dz, w.shape, flip=flip, **kw), conv_grad_bias(dz[None]), w, kw)
+
+
+def _flat(a: np.ndarray, lead: int) -> dict:
+    a = a.reshape(int(np.prod(a.shape[:lead])), -1)
+    return {(c, i): a[c, i] for c in range(a.shape[0]) for i in range(a.shape[1])}
+
+
+def test_sweep_values_equal_functional(browser):
+    """>= 100 layers: every z, δx, δw, δb cell the page shows equals rot180.functional, and
+    the rule (gather) equals the chain rule (scatter) in every δx cell."""
+    assert len(CONFIGS) >= 100
+    remainders = 0
+    for cfg in CONFIGS:
+        dump = _set(browser, **cfg, numbers=True)
+        assert dump["error"] is None, (cfg, dump["error"])
+        z, dx, dw, db, _, _ = _library(dump)
+        remainders += any(dump["layer"]["A"])
+        assert _panel(dump, "z") == pytest.approx(_flat(z, 1)), cfg
+        assert _panel(dump, "dx") == pytest.approx(_flat(dx, 1)), cfg
+        assert _panel(dump, "dx", "rule") == pytest.approx(_flat(dx, 1)), cfg
+        assert _panel(dump, "dw") == pytest.approx(_flat(dw, 2)), cfg
+        assert [v for _, v in sorted(_panel(dump, "db").items())] == pytest.approx(list(db))
+        assert dump["layer"]["agree"]
+    assert remainders >= 20   # non-zero stride remainders are well covered
+
+
+def _terms(text: str) -> set[frozenset]:
+    return set() if text == "0" else {frozenset(t.split("·")) for t in text.split(" + ")}
+
+
+def _sym_terms(expr) -> set[frozenset]:
+    import sympy as sp
+
+    return set() if expr == 0 else {
+        frozenset(str(s) for s in term.free_symbols) for term in sp.Add.make_args(expr)}
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[::9], ids=lambda c: f"{c['nd']}d-{c['padMode']}")
+def test_formulas_equal_sympy(browser, cfg):
+    """Every δx, δw and z formula equals the SymPy derivation (groups 1; a subset: SymPy is
+    slow), for the chosen convention."""
+    from rot180.explain import derive_input_gradient, derive_weight_gradient
+
+    if cfg["groups"] != 1:
+        cfg = {**cfg, "groups": 1}
+    dump = _set(browser, **cfg, numbers=False)
+    call = dump["settings"]["call"]
+    ch = None if (cfg["cin"], cfg["cout"]) == (1, 1) else (cfg["cin"], cfg["cout"])
+    args = dict(stride=_tup(call["stride"]), padding=_tup(call["padding"]),
+                dilation=_tup(call["dilation"]), convention=cfg["convention"], channels=ch)
+    d = derive_input_gradient(tuple(cfg["input"]), tuple(cfg["kernel"]), **args)
+    dwd = derive_weight_gradient(tuple(cfg["input"]), tuple(cfg["kernel"]), **args)
+    for name, arr, lead in (("dx", d.arrays["delta_in"], 1), ("z", d.arrays["z"], 1),
+                            ("dw", dwd.arrays["delta_w"], 2)):
+        page_f = _panel(dump, name, "formula")
+        lib = _flat(arr, lead)
+        assert page_f.keys() == lib.keys()
+        for key, expr in lib.items():
+            assert _terms(page_f[key]) == _sym_terms(expr), (name, key, page_f[key], expr)
+
+
+HIGHLIGHT = [CONFIGS[n] for n in (0, 7, 31, 58, 77, 101, len(CONFIGS) - 1)]
+
+
+@pytest.mark.parametrize("cfg", HIGHLIGHT, ids=lambda c: f"{c['nd']}d-s{c['stride']}")
+def test_highlight_matches_unrolled_matrix(browser, cfg):
+    """Pointing at a δx cell lights exactly the δz cells and kernel taps of the nonzero
+    entries of its column of W (a kernel of distinct values tells the taps apart), and the
+    same entries of its row of Wᵀ."""
+    dump = _set(browser, **cfg, numbers=True)
+    call = dump["settings"]["call"]
+    wshape = call["w_shape"]
+    ids = np.arange(1, np.prod(wshape) + 1, dtype=float).reshape(wshape)
+    m = conv_matrix(ids, tuple(call["x_shape"]), flip=call["flip"], **_kwargs(call))
+    n_out = m.shape[0] // wshape[0]
+    n_k = int(np.prod(wshape[2:]))
+    for col in range(0, m.shape[1], max(1, m.shape[1] // 12)):
+        n_in = m.shape[1] // call["x_shape"][0]
+        browser.execute_script("window.rot180Page.point('dx', arguments[0], arguments[1])",
+                               col // n_in, col % n_in)
+        lit = browser.execute_script("return window.rot180Page.dump()")["cells"]
+        got_dz = {(c["c"], c["i"]) for c in lit if c["lit"] and c["p"] == "dz"}
+        got_w = {(c["c"], c["i"]) for c in lit if c["lit"] and c["p"] == "w"}
+        got_wt = {c["i"] for c in lit if c["lit"] and c["p"] == "WT"}
+        rows = np.flatnonzero(m[:, col])
+        taps = (m[rows, col].astype(int) - 1)
+        assert got_dz == {(r // n_out, r % n_out) for r in rows}
+        assert got_w == {(t // n_k, t % n_k) for t in taps}
+        if any(c["p"] == "WT" for c in lit):
+            assert got_wt == {col * m.shape[0] + r for r in rows}
+
+
+INVALID = [
+    {"stride": [0, 1]}, {"dilation": [0, 0]}, {"padMode": "same", "stride": [2, 1]},
+    {"padMode": "sym", "pad": [[-1, -1], [0, 0]]}, {"groups": 2, "cin": 2, "cout": 3},
+    {"groups": 2, "cin": 3, "cout": 2}, {"groups": 0}, {"kernel": [9, 2]},
+    {"input": [0, 3]}, {"groups": 3, "cin": 2, "cout": 3},
+]
+
+
+@pytest.mark.parametrize("bad", INVALID, ids=lambda b: ",".join(b))
+def test_invalid_settings_show_the_library_message(browser, bad):
+    base = {"nd": 2, "input": [4, 4], "kernel": [2, 2], "stride": [1, 1], "dilation": [1, 1],
+            "padMode": "sym", "pad": [[0, 0], [0, 0]], "cin": 1, "cout": 1, "groups": 1}
+    dump = _set(browser, **{**base, **bad})
+    call = dump["settings"]["call"]
+    with pytest.raises((ValueError, TypeError)) as e:
+        conv(np.zeros(call["x_shape"]), np.zeros(call["w_shape"]), **_kwargs(call))
+    assert dump["error"] == str(e.value)
+    assert _panel(dump, "dx") == {}
+
+
+def test_keyboard_mouse_and_controls(browser):
+    """Real events: typing in a control redraws; a click points at a cell; arrow keys move
+    the focus along the cells (roving tabindex) with a visible focus ring."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import Select
+
+    _set(browser, nd=2, input=[3, 3], kernel=[2, 2], stride=[1, 1], dilation=[1, 1],
+         padMode="sym", pad=[[0, 0], [0, 0]], cin=1, cout=1, groups=1,
+         convention="convolution", numbers=False)
+    Select(browser.find_element(By.ID, "convention")).select_by_value("convolution")
+    box = browser.find_element(By.ID, "s1")
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("2")
+    assert browser.execute_script("return window.rot180Page.get().stride") == [1, 2]
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys("1")
+    first = browser.find_element(By.CSS_SELECTOR, '.cell[data-p="dx"][data-i="0"]')
+    first.click()
+    assert browser.execute_script("return window.rot180Page.dump().formula").endswith(
+        "δ11·w22 = " + first.get_attribute("textContent").replace("δx11", "") or "")  \
+        or "δ11·w22" in browser.execute_script("return window.rot180Page.dump().formula")
+    first.send_keys(Keys.ARROW_RIGHT)
+    active = browser.switch_to.active_element
+    assert (active.get_attribute("data-p"), active.get_attribute("data-i")) == ("dx", "1")
+    assert "δ11·w21 + δ12·w22" in browser.find_element(By.ID, "formula").text
+    outline = browser.execute_script(
+        "const s = getComputedStyle(document.activeElement); return [s.outlineStyle, s.outlineWidth]")
+    assert outline[0] != "none" and float(outline[1].rstrip("px")) >= 2
+    active.send_keys(Keys.ARROW_DOWN)
+    assert browser.switch_to.active_element.get_attribute("data-i") == "4"
+    lit = [c for c in browser.execute_script("return window.rot180Page.dump().cells")
+           if c["lit"] and c["p"] == "dz"]
+    assert len(lit) == 4   # the centre of a 3x3 input feeds all four outputs
+
+
+@pytest.mark.parametrize("mode,k,s,p", [("max", 3, 2, 1), ("max", 2, 1, 0), ("mean", 3, 2, 1),
+                                        ("mean", 3, 1, 1)])
+def test_pooling_view_equals_functional(browser, mode, k, s, p):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    from rot180.functional import avg_pool, avg_pool_grad, max_pool, max_pool_grad
+
+    Select(browser.find_element(By.ID, "pmode")).select_by_value(mode)
+    for name, v in (("pk", k), ("ps", s), ("pp", p)):
+        browser.execute_script("const e = document.getElementById(arguments[0]); e.value = "
+                               "arguments[1]; e.dispatchEvent(new Event('input', {bubbles: true}))",
+                               name, str(v))
+    got = browser.execute_script("return window.rot180Page.dump().pooling")
+    n = int(round(len(got["x"]) ** 0.5))
+    x = np.array(got["x"], float).reshape(1, 1, n, n)
+    dy = np.array(got["dy"], float).reshape(1, 1, got["o"], got["o"])
+    if mode == "max":
+        y, arg = max_pool(x, k, s, p)
+        assert got["arg"] == arg.ravel().tolist()   # the tie rule: the first maximum
+        dx = max_pool_grad(dy, arg, x.shape, k, s, p)
+    else:
+        y = avg_pool(x, k, s, p)
+        dx = avg_pool_grad(dy, x.shape, k, s, p)
+    assert got["y"] == pytest.approx(y.ravel().tolist())
+    assert got["dx"] == pytest.approx(dx.ravel().tolist())
+
+
+def test_pooling_padding_message(browser):
+    from rot180.functional import max_pool
+
+    browser.execute_script("const e = document.getElementById('pp'); e.value = '2'; "
+                           "e.dispatchEvent(new Event('input', {bubbles: true}))")
+    browser.execute_script("const e = document.getElementById('pk'); e.value = '3'; "
+                           "e.dispatchEvent(new Event('input', {bubbles: true}))")
+    with pytest.raises(ValueError) as e:
+        max_pool(np.zeros((1, 1, 5, 5)), 3, 2, 2)
+    assert browser.execute_script("return window.rot180Page.dump().pooling.error") == str(e.value)
+
+
+def test_checkerboard_and_remainder(browser):
+    """The preset: a constant δz through a stride-2 3x3 kernel of ones overlaps unevenly."""
+    from selenium.webdriver.common.by import By
+
+    browser.find_element(By.ID, "checker").click()
+    dx = browser.execute_script("return window.rot180Page.dump()")
+    grid = np.array([v for _, v in sorted(_panel(dx, "dx").items())]).reshape(7, 7)
+    assert grid[0, :3].tolist() == [1, 1, 2] and grid[2, 2] == 4 and grid[1, 1] == 1
+    _set(browser, nd=1, input=[8], kernel=[3], stride=[2], dilation=[1], padMode="sym",
+         pad=[[0, 0]], cin=1, cout=1, groups=1)
+    assert browser.execute_script("return window.rot180Page.dump().layer.A") == [1]
+    assert browser.find_elements(By.CSS_SELECTOR, ".cell.remainder")
+    assert browser.find_element(By.CSS_SELECTOR, "p.remainder").is_displayed()
+
+
+def test_step_animation_and_scatter_switch(browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    _set(browser, nd=2, input=[3, 3], kernel=[2, 2], stride=[1, 1], dilation=[1, 1],
+         padMode="sym", pad=[[0, 0], [0, 0]], cin=1, cout=1, groups=1, view="gather")
+    browser.find_element(By.ID, "step").click()
+    browser.find_element(By.ID, "step").click()
+    here = browser.find_elements(By.CSS_SELECTOR, ".cell.here")
+    assert [(e.get_attribute("data-p"), e.get_attribute("data-i")) for e in here] == [("dx", "1")]
+    Select(browser.find_element(By.ID, "view")).select_by_value("scatter")
+    d = browser.execute_script("return window.rot180Page.dump()")
+    assert d["settings"]["view"] == "scatter" and d["layer"]["agree"]
+    assert not [c for c in d["cells"] if c["p"] == "pd"]
+    browser.find_element(By.ID, "step").click()
+    here = browser.find_elements(By.CSS_SELECTOR, ".cell.here")
+    assert here[0].get_attribute("data-p") == "dz"
+
+
+def test_screenshots(browser, html_path):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    browser.get(html_path.as_uri())
+    browser.execute_script("window.rot180Page.set({nd: 2, input: [5, 5], kernel: [3, 3], "
+                           "stride: [2, 2], padMode: 'sym', pad: [[1, 1], [1, 1]], "
+                           "convention: 'correlation', numbers: false})")
+    browser.execute_script("window.rot180Page.point('dx', 0, 6)")
+    for name, (w, h) in (("desktop", (1280, 900)), ("phone", (390, 844))):
+        browser.set_window_size(w, h)
+        path = SHOTS / f"explain-page-{name}.png"
+        assert browser.save_screenshot(str(path)) and path.stat().st_size > 10_000
+    browser.set_window_size(1280, 900)
+
+
+def test_file_is_self_contained(html_path, tmp_path):
+    text = html_path.read_text(encoding="utf-8")
+    assert len(text.encode()) < 300_000
+    assert not re.search(r"(src|href)\s*=\s*[\"']?https?://", text)
+    assert "https://" not in text and "http://" not in text
+    assert '"maxCells": 400' in text   # the limits and messages come from Python
+    assert write_page(html_path) == html_path   # same content: left alone
+    other = tmp_path / "mine.html"
+    other.write_text("a student's notes")
+    with pytest.raises(ValueError, match="exists and differs"):
+        write_page(other)
+    assert other.read_text() == "a student's notes"
+    write_page(other, overwrite=True)
+    assert other.read_text() == text
+    assert "<iframe srcdoc=" in page(input=[5])._repr_html_()
+
+
+def test_cli_html(tmp_path):
+    from rot180.cli import main
+
+    out = tmp_path / "e.html"
+    assert main(["explain", "--html", str(out), "--input", "5", "--kernel", "3",
+                 "--stride", "2", "--padding", "1:0"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert '"settings": {"input": [5], "kernel": [3], "stride": 2, "padding": [[1, 0]]}' in text
+    assert main(["explain", "--html", str(out), "--input", "6"]) != 0
+    assert main(["explain", "--html", str(out), "--input", "6", "--overwrite"]) == 0
+
+
+def test_docs_copy_is_current():
+    """docs/explain.html is what ``rot180 explain --html`` writes today."""
+    from rot180.explain.page import page_html
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "explain.html"
+    assert docs.read_text(encoding="utf-8") == page_html({}), \
+        "regenerate: rot180 explain --html docs/explain.html --overwrite"
