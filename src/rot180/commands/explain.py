@@ -151,7 +151,7 @@ def _run_pooling(args: argparse.Namespace) -> int:
 
 
 def _run_html(args: argparse.Namespace) -> int:
-    from ..explain.page import write_page
+    from ..explain.webpage import write_page
 
     if args.topic == "pooling" or args.mode is not None:
         raise ValueError("--html writes the whole page (the pooling view is on it); drop "

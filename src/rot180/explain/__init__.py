@@ -9,7 +9,7 @@ Built on :mod:`rot180.functional` (and SymPy and matplotlib, used only here):
 - :func:`write_figures`: the pictures (:mod:`rot180.explain.figures`,
   :mod:`rot180.explain.windows`);
 - :func:`write_page`, :func:`page`: the interactive page (``rot180 explain --html``), one
-  self-contained HTML file, or inline in Jupyter (:mod:`rot180.explain.page`);
+  self-contained HTML file, or inline in Jupyter (:mod:`rot180.explain.webpage`);
 - :func:`pooling_example`: the pooling upsample rule on numbers;
 - :func:`rot180.explain.saliency.saliency`: ``∂loss/∂input`` of a trained network, the rule
   through every layer.
@@ -47,8 +47,8 @@ _WHERE = {
     "pooling_example": "pooling",
     "pooling_report": "pooling",
     "write_figures": "figures",
-    "page": "page",
-    "write_page": "page",
+    "page": "webpage",
+    "write_page": "webpage",
 }
 
 

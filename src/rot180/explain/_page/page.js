@@ -67,7 +67,7 @@
   }
 
   // The library's checks, in the library's order (weight_spec, resolve_padding,
-  // input_shape_for); the words are the library's (page.py: messages()).
+  // input_shape_for); the words are the library's (webpage.py: messages()).
   function check(st) {
     const c = call(st), nd = st.nd, g = st.groups;
     if (st.kernel.some((k) => k < 1) || c.w_shape[1] < 1 || st.cout < 1)
@@ -370,7 +370,7 @@
       num("p0", "pad rows (low)", 0, 0), num("q0", "pad rows high", 0, 0), num("p1", "pad cols (low)", 0, 0), num("q1", "pad cols high", 0, 0),
       num("cin", "C_in", 1, 1), num("cout", "C_out", 1, 1), num("groups", "groups", 1, 1),
       sel("convention", "forward", [["convolution", "convolution z = x ∗ w"], ["correlation", "correlation z = x ⋆ w"]]),
-      sel("view", "backward as", [["gather", "gather: rot180(w) slides over padded δz"], ["scatter", "scatter: each δz paints w"]]),
+      sel("viewmode", "backward as", [["gather", "gather: rot180(w) slides over padded δz"], ["scatter", "scatter: each δz paints w"]]),
       $("label", {}, [$("input", { id: "numbers", type: "checkbox" }), " numbers"]),
       $("button", { id: "play", type: "button", text: "Play" }), $("button", { id: "step", type: "button", text: "Step" }),
       sel("speed", "speed", [["1", "1×"], ["2", "2×"], ["4", "4×"]]),
@@ -401,13 +401,14 @@
       const st = { ...S, nd, input: ax.map((a) => int("i" + a, "input size")), kernel: ax.map((a) => int("k" + a, "kernel size")),
         stride: ax.map((a) => int("s" + a, "stride")), dilation: ax.map((a) => int("d" + a, "dilation")),
         padMode: document.getElementById("padMode").value, cin: int("cin", "C_in"), cout: int("cout", "C_out"), groups: int("groups", "groups"),
-        convention: document.getElementById("convention").value, view: document.getElementById("view").value };
+        convention: document.getElementById("convention").value, view: document.getElementById("viewmode").value };
       st.pad = ax.map((a) => { const lo = int("p" + a, "padding"); return [lo, st.padMode === "sides" ? int("q" + a, "padding") : lo]; });
       if (ev && ev.target && ev.target.id && ev.target.id.startsWith("v_")) {
         const parse = (k) => document.getElementById("v_" + k).value.split(",").map((t) => Number(t.trim()));
         const v = { x: parse("x"), w: parse("w"), b: parse("b"), dz: parse("dz") };
         if (Object.values(v).every((a) => a.every(Number.isFinite))) st.values = v;
       }
+      if (L && JSON.stringify(st) === JSON.stringify(S)) return;   // a change event repeating an input
       S = st;
       document.body.dataset.nd = nd; document.body.dataset.pad = S.padMode;
       draw(); writeValues();
@@ -424,7 +425,7 @@
     S.stride.forEach((v, a) => set("s" + (a + o), v)); S.dilation.forEach((v, a) => set("d" + (a + o), v));
     S.pad.forEach((p, a) => { set("p" + (a + o), p[0]); set("q" + (a + o), p[1]); });
     set("padMode", S.padMode); set("cin", S.cin); set("cout", S.cout); set("groups", S.groups);
-    set("convention", S.convention); set("view", S.view);
+    set("convention", S.convention); set("viewmode", S.view);
     document.body.dataset.nd = S.nd; document.body.dataset.pad = S.padMode;
   }
   function writeValues() {

@@ -1,5 +1,8 @@
 """``rot180 explain --html``: one self-contained interactive page (HTML, CSS and JS inline).
 
+(Named ``webpage``, not ``page``: a submodule ``page`` would be bound over the function
+:func:`rot180.explain.page` the first time it is imported.)
+
 The page computes everything itself, in ``_page/page.js`` (the index arithmetic of
 :mod:`rot180.functional.shapes`), so a student can change every setting offline. What Python
 knows and the page needs (the palette, the size limit, the library's error messages) is put
