@@ -335,6 +335,7 @@ def test_screenshots(browser, html_path):
     browser.execute_script("window.rot180Page.point('dx', 0, 6)")
     for name, (w, h) in (("desktop", (1280, 900)), ("phone", (390, 844))):
         browser.set_window_size(w, h)
+        browser.execute_script("document.querySelector('#view h2').scrollIntoView()")
         path = SHOTS / f"explain-page-{name}.png"
         assert browser.save_screenshot(str(path)) and path.stat().st_size > 10_000
     browser.set_window_size(1280, 900)

@@ -378,7 +378,7 @@
       $("details", {}, [$("summary", { text: "Edit the example values" }),
         ...["x", "w", "b", "dz"].map((k) => $("label", { class: "vals" }, [k + " ", $("input", { id: "v_" + k, type: "text" })]))]),
       $("pre", { id: "formula", "aria-live": "polite", text: "Point at a cell." }),
-      $("details", { open: "" }, [$("summary", { text: "Code for these settings" }), $("pre", { id: "code" })]));
+      $("details", {}, [$("summary", { text: "Code for these settings" }), $("pre", { id: "code" })]));
     root.addEventListener("input", readControls);
     root.addEventListener("change", readControls);
     document.getElementById("play").onclick = () => play(!anim.on);
