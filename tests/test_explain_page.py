@@ -377,3 +377,25 @@ def test_docs_copy_is_current():
     docs = Path(__file__).resolve().parent.parent / "docs" / "explain.html"
     assert docs.read_text(encoding="utf-8") == page_html({}), \
         "regenerate: rot180 explain --html docs/explain.html --overwrite"
+
+
+def test_edited_values_recompute(browser):
+    """Numbers mode: values typed into the x and δz boxes (real keys) flow through every panel
+    and still equal rot180.functional."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _set(browser, nd=1, input=[5], kernel=[3], stride=[2], dilation=[1], padMode="sides",
+         pad=[[1, 0]], cin=1, cout=1, groups=1, convention="correlation", numbers=True)
+    browser.find_element(By.CSS_SELECTOR, "#controls details summary").click()
+    for box, text in (("v_x", "3, -1, 4, 1, -5"), ("v_dz", "2, -3")):
+        e = browser.find_element(By.ID, box)
+        e.send_keys(Keys.CONTROL, "a")
+        e.send_keys(text)
+    dump = browser.execute_script("return window.rot180Page.dump()")
+    assert dump["layer"]["values"]["x"] == [3, -1, 4, 1, -5]
+    assert dump["layer"]["values"]["dz"] == [2, -3]
+    z, dx, dw, db, _, _ = _library(dump)
+    assert _panel(dump, "dx") == pytest.approx(_flat(dx, 1))
+    assert _panel(dump, "dw") == pytest.approx(_flat(dw, 2))
+    assert _panel(dump, "z") == pytest.approx(_flat(z, 1))

@@ -136,8 +136,9 @@
     L.dName = (j, q) => "δ" + (multi ? chi([j], [st.cout]) + "_" : "") + idx(q, O);
     L.wName = (j, c, t) => "w" + (multi ? chi([j, c], [st.cout, cig]) + "_" : "") + idx(t, K);
     L.rot = (t) => [K[0] - 1 - t[0], K[1] - 1 - t[1]];
-    const v = st.values && st.values.x.length === st.cin * L.nI && st.values.w.length === st.cout * cig * L.nK
-      && st.values.dz.length === st.cout * L.nO && st.values.b.length === st.cout ? st.values : sampleValues(L);
+    const sample = sampleValues(L), v = {};   // an edited array is kept while its length fits
+    for (const key of Object.keys(sample))
+      v[key] = st.values && st.values[key] && st.values[key].length === sample[key].length ? st.values[key] : sample[key];
     L.vals = v;
     L.xv = (c, m) => v.x[c * L.nI + flat(m, I)];
     L.wv = (j, c, t) => v.w[(j * cig + c) * L.nK + flat(t, K)];
