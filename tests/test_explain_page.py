@@ -140,28 +140,43 @@ def _sym_terms(expr) -> set[frozenset]:
         frozenset(str(s) for s in term.free_symbols) for term in sp.Add.make_args(expr)}
 
 
-@pytest.mark.parametrize("cfg", CONFIGS[::9], ids=lambda c: f"{c['nd']}d-{c['padMode']}")
+def _renamed(terms: set[frozenset], gi: int, cig: int, cog: int) -> set[frozenset]:
+    """Symbols of one group's derivation (channels counted within the group) renamed to the
+    whole layer's channels: x and δ by the group's offset, w by its output channel."""
+    def one(name: str) -> str:
+        if m := re.fullmatch(r"w(\d)(\d)_(.*)", name):
+            return f"w{gi * cog + int(m[1])}{m[2]}_{m[3]}"
+        m = re.fullmatch(r"(x|δ)(\d)_(.*)", name)
+        return f"{m[1]}{gi * (cig if m[1] == 'x' else cog) + int(m[2])}_{m[3]}"
+    return {frozenset(one(n) for n in t) for t in terms}
+
+
+@pytest.mark.parametrize("cfg", CONFIGS[::8], ids=lambda c: f"{c['nd']}d-{c['padMode']}")
 def test_formulas_equal_sympy(browser, cfg):
-    """Every δx, δw and z formula equals the SymPy derivation (groups 1; a subset: SymPy is
-    slow), for the chosen convention."""
+    """Every δx, δw and z formula equals the SymPy derivation, in the chosen convention (a
+    subset: SymPy is slow). A grouped layer is one derivation per group, renamed."""
     from rot180.explain import derive_input_gradient, derive_weight_gradient
 
-    if cfg["groups"] != 1:
-        cfg = {**cfg, "groups": 1}
     dump = _set(browser, **cfg, numbers=False)
     call = dump["settings"]["call"]
-    ch = None if (cfg["cin"], cfg["cout"]) == (1, 1) else (cfg["cin"], cfg["cout"])
+    g = cfg["groups"]
+    cig, cog = cfg["cin"] // g, cfg["cout"] // g
+    ch = None if (cfg["cin"], cfg["cout"]) == (1, 1) else (cig, cog)
     args = dict(stride=_tup(call["stride"]), padding=_tup(call["padding"]),
                 dilation=_tup(call["dilation"]), convention=cfg["convention"], channels=ch)
     d = derive_input_gradient(tuple(cfg["input"]), tuple(cfg["kernel"]), **args)
     dwd = derive_weight_gradient(tuple(cfg["input"]), tuple(cfg["kernel"]), **args)
-    for name, arr, lead in (("dx", d.arrays["delta_in"], 1), ("z", d.arrays["z"], 1),
-                            ("dw", dwd.arrays["delta_w"], 2)):
+    for name, arr, lead, per in (("dx", d.arrays["delta_in"], 1, cig),
+                                 ("z", d.arrays["z"], 1, cog),
+                                 ("dw", dwd.arrays["delta_w"], 2, cog * cig)):
         page_f = _panel(dump, name, "formula")
-        lib = _flat(arr, lead)
-        assert page_f.keys() == lib.keys()
-        for key, expr in lib.items():
-            assert _terms(page_f[key]) == _sym_terms(expr), (name, key, page_f[key], expr)
+        assert len(page_f) == g * arr.size
+        for gi in range(g):
+            for (c, i), expr in _flat(arr, lead).items():
+                want = _sym_terms(expr)
+                want = _renamed(want, gi, cig, cog) if ch is not None else want
+                got = _terms(page_f[(gi * per + c, i)])
+                assert got == want, (name, gi, c, i, page_f[(gi * per + c, i)], expr)
 
 
 HIGHLIGHT = [CONFIGS[n] for n in (0, 7, 31, 58, 77, 101, len(CONFIGS) - 1)]
