@@ -414,3 +414,18 @@ def test_edited_values_recompute(browser):
     assert _panel(dump, "dx") == pytest.approx(_flat(dx, 1))
     assert _panel(dump, "dw") == pytest.approx(_flat(dw, 2))
     assert _panel(dump, "z") == pytest.approx(_flat(z, 1))
+
+
+def test_cli_page_opens_on_the_layer(browser, tmp_path):
+    """The options of ``rot180 explain --html`` choose the layer the page opens on."""
+    from rot180.cli import main
+
+    out = tmp_path / "layer.html"
+    assert main(["explain", "--html", str(out), "--input", "5", "--kernel", "3", "--stride",
+                 "2", "--padding", "1:0", "--convention", "correlation"]) == 0
+    browser.get(out.as_uri())
+    dump = browser.execute_script("return window.rot180Page.dump()")
+    st = dump["settings"]
+    assert (st["nd"], st["input"], st["kernel"], st["stride"], st["padMode"], st["pad"],
+            st["convention"]) == (1, [5], [3], [2], "sides", [[1, 0]], "correlation")
+    assert dump["layer"]["O"] == [2] and dump["layer"]["A"] == [1]

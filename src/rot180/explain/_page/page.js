@@ -488,11 +488,18 @@
         [grid("pdx", 0, hw, "pool δx", "in", (m, n) => ({ text: fmt(P.dx[n]), value: P.dx[n] }))]));
   }
 
+  function fit(st) {   // per-axis settings of the wrong length (a 2-D default on a 1-D layer)
+    const def = { input: 3, kernel: 2, stride: 1, dilation: 1 };
+    for (const [k, v] of Object.entries(def)) if (st[k].length !== st.nd) st[k] = Array(st.nd).fill(st[k][0] || v);
+    if (st.pad.length !== st.nd) st.pad = Array(st.nd).fill(st.pad[0] || [0, 0]);
+    return st;
+  }
+
   // ---- the documented API (tests, and anyone scripting the page) ----
   const api = {
     /** Change settings (keys of the state: nd, input, kernel, stride, dilation, padMode, pad,
      *  cin, cout, groups, convention, view, values) and redraw. */
-    set(obj) { pointed = null; S = { ...S, ...obj }; if (obj.nd && !obj.pad) S.pad = Array(obj.nd).fill([0, 0]);
+    set(obj) { pointed = null; S = fit({ ...S, ...obj });
       if (!("values" in obj)) S.values = null;
       if ("numbers" in obj) document.getElementById("numbers").checked = !!obj.numbers;
       writeControls(); draw(); writeValues(); return api.get(); },
@@ -510,7 +517,6 @@
   };
   window.rot180Page = api;
   controls(); pooling();
-  S = { ...S, ...fromPython(CFG.settings) };
-  if (S.pad.length !== S.nd) S.pad = Array(S.nd).fill([0, 0]);
+  S = fit({ ...S, ...fromPython(CFG.settings) });
   writeControls(); draw(); writeValues();
 })();
