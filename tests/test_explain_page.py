@@ -111,14 +111,15 @@ def _flat(a: np.ndarray, lead: int) -> dict:
 
 
 def test_sweep_values_equal_functional(browser):
-    """>= 100 layers: every z, δx, δw, δb cell the page shows equals rot180.functional, and
-    the rule (gather) equals the chain rule (scatter) in every δx cell."""
+    """>= 100 layers: every z, δx, δw, δb cell the page shows equals rot180.functional, the
+    rule (gather) equals the chain rule (scatter) in every δx cell, and W is conv_matrix."""
     assert len(CONFIGS) >= 100
-    remainders = 0
+    remainders = matrices = 0
     for cfg in CONFIGS:
         dump = _set(browser, **cfg, numbers=True)
         assert dump["error"] is None, (cfg, dump["error"])
-        z, dx, dw, db, _, _ = _library(dump)
+        z, dx, dw, db, w, kw = _library(dump)
+        flip = dump["settings"]["call"]["flip"]
         remainders += any(dump["layer"]["A"])
         assert _panel(dump, "z") == pytest.approx(_flat(z, 1)), cfg
         assert _panel(dump, "dx") == pytest.approx(_flat(dx, 1)), cfg
@@ -126,7 +127,12 @@ def test_sweep_values_equal_functional(browser):
         assert _panel(dump, "dw") == pytest.approx(_flat(dw, 2)), cfg
         assert [v for _, v in sorted(_panel(dump, "db").items())] == pytest.approx(list(db))
         assert dump["layer"]["agree"]
-    assert remainders >= 20   # non-zero stride remainders are well covered
+        mat = _panel(dump, "W")
+        if mat:   # drawn up to 1600 entries: the unrolled matrix of the reference
+            m = conv_matrix(w, tuple(dump["settings"]["call"]["x_shape"]), flip=flip, **kw)
+            assert [mat[(0, n)] for n in range(m.size)] == pytest.approx(m.ravel().tolist())
+            matrices += 1
+    assert remainders >= 20 and matrices >= 50   # non-zero stride remainders are well covered
 
 
 def _terms(text: str) -> set[frozenset]:
