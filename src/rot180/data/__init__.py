@@ -30,7 +30,7 @@ from .errors import DataError, DownloadError, ImageWarning
 from .idx import load_idx_dir, load_idx_pair, parse_idx, read_idx
 from .images import load_images
 from .loader import DataLoader, as_generator, batches
-from .registry import DATASETS, SPLIT_SEED, SPLITS, Dataset, load_dataset
+from .registry import DATASETS, SPLIT_SEED, SPLITS, Dataset, find_data, load_dataset, train_val_test
 from .split import split_indices
 from .transforms import (
     MNIST_MEAN,
@@ -47,9 +47,9 @@ __all__ = [
     "Augmentation", "CIFAR10_CLASSES", "DATASETS", "DataError", "DataLoader", "Dataset",
     "DownloadError", "ImageWarning", "MNIST_MEAN", "MNIST_STD", "RemoteFile", "SOURCES",
     "SPLITS", "SPLIT_SEED", "Source", "as_generator", "batches", "channel_stats",
-    "default_root", "download", "fetch_file", "load_cifar10_dir", "load_dataset",
+    "default_root", "download", "fetch_file", "find_data", "load_cifar10_dir", "load_dataset",
     "load_digits8x8", "load_idx_dir", "load_idx_pair", "load_images", "load_mnist5k",
     "normalize", "parse_cifar_binary", "parse_cifar_python", "parse_idx", "random_crop",
     "random_hflip", "random_shift", "read_cifar_binary", "read_cifar_python", "read_idx",
-    "split_indices",
+    "split_indices", "train_val_test",
 ]

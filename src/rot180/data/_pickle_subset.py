@@ -22,16 +22,18 @@ bytes cannot ask for 2**40 items.
 
 from __future__ import annotations
 
+import io
 import math
 import reprlib
 import struct
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from .errors import DataError
 
-__all__ = ["parse_pickle_data"]
+__all__ = ["parse_pickle_data", "parse_pickle_stream"]
 
 _ARRAY_GLOBALS = {("numpy.core.multiarray", "_reconstruct"),
                   ("numpy._core.multiarray", "_reconstruct")}
@@ -57,9 +59,18 @@ class _DtypeStub:
         self.order = "|"
 
 
+#: Strings at least this long are read into a ``bytearray`` that an array then uses in place
+#: (no copy); shorter ones are ``bytes``. Reads go in steps of :data:`_STEP`, so a length the
+#: stream claims but does not hold allocates no more than the bytes that are really there.
+_LARGE = 1 << 20
+_STEP = 16 << 20
+
+
 class _Reader:
-    def __init__(self, data: bytes, source: str) -> None:
-        self.data, self.source, self.pos = data, source, 0
+    def __init__(self, stream: BinaryIO, source: str, limit: int,
+                 on_array: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.stream, self.source, self.limit, self.pos = stream, source, limit, 0
+        self.on_array = on_array
         self.stack: list[Any] = []
         self.marks: list[int] = []
         self.memo: dict[int, Any] = {}
@@ -69,12 +80,22 @@ class _Reader:
         return DataError(f"{self.source}: {what} (at byte {at}). Only plain data and numpy "
                          "arrays are read from pickle streams; nothing is executed.")
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: int) -> bytes | bytearray:
         if n < 0:
             raise self.fail(f"negative length {n}")
-        if self.pos + n > len(self.data):
-            raise self.fail(f"truncated: {n} bytes needed, {len(self.data) - self.pos} left")
-        chunk = self.data[self.pos:self.pos + n]
+        if self.pos + n > self.limit:
+            raise self.fail(f"truncated: {n} bytes needed, {self.limit - self.pos} left")
+        if n < _LARGE:
+            chunk: bytes | bytearray = self.stream.read(n)
+        else:
+            chunk = bytearray()
+            while len(chunk) < n:
+                part = self.stream.read(min(_STEP, n - len(chunk)))
+                if not part:
+                    break
+                chunk += part
+        if len(chunk) != n:
+            raise self.fail(f"truncated: {n} bytes needed, {len(chunk)} left")
         self.pos += n
         return chunk
 
@@ -82,11 +103,16 @@ class _Reader:
         return struct.unpack(fmt, self.take(struct.calcsize(fmt)))[0]
 
     def line(self) -> str:
-        end = self.data.find(b"\n", self.pos)
-        if end < 0:
-            raise self.fail("truncated: unterminated GLOBAL name")
-        text = self.take(end - self.pos + 1)[:-1]
-        return text.decode("ascii", errors="replace")
+        text = bytearray()
+        while not text.endswith(b"\n"):
+            if len(text) > 255 or self.pos >= self.limit:   # a module or name is short
+                raise self.fail("truncated: unterminated GLOBAL name")
+            byte = self.stream.read(1)
+            if not byte:
+                raise self.fail("truncated: unterminated GLOBAL name")
+            text += byte
+            self.pos += 1
+        return text[:-1].decode("ascii", errors="replace")
 
     def pop(self) -> Any:
         if len(self.stack) <= (self.marks[-1] if self.marks else 0):
@@ -131,7 +157,8 @@ class _Reader:
                 and isinstance(state[1], str | bytes):
             obj.order = _ascii(state[1])
         elif isinstance(obj, _ArrayStub) and isinstance(state, tuple) and len(state) == 5:
-            obj.value = self.array(*state[1:], at=at)
+            value = self.array(*state[1:], at=at)
+            obj.value = value if self.on_array is None else self.on_array(value)
         else:
             raise self.fail(f"BUILD on {type(obj).__name__} is not supported", at)
 
@@ -146,7 +173,7 @@ class _Reader:
             raise self.fail(f"bad array shape {shape!r}", at)
         if isinstance(raw, str):  # Python 2 pickles decoded as text
             raw = raw.encode("latin-1")
-        if not isinstance(raw, bytes):
+        if not isinstance(raw, bytes | bytearray):
             raise self.fail("array data is not a byte string", at)
         dt = np.dtype(code).newbyteorder("<" if dtype.order == "|" else dtype.order)
         if len(raw) != math.prod(shape) * dt.itemsize:
@@ -159,7 +186,8 @@ class _Reader:
             out = flat.reshape(shape, order="F" if fortran else "C")
         except ValueError as exc:   # e.g. (0, 2**70): no bytes, but an axis numpy cannot hold
             raise self.fail(f"bad array shape {shape!r} ({exc})", at) from None
-        return out.astype(dt.newbyteorder("="))
+        out = out.astype(dt.newbyteorder("="), copy=False)   # a bytearray's data: used in place
+        return out if out.flags.writeable else out.copy()
 
     def run(self) -> Any:
         while True:
@@ -326,6 +354,8 @@ def _finish(obj: Any, source: str) -> Any:
             return node.value, 1
         if isinstance(node, _Global | _DtypeStub):
             raise DataError(f"{source}: a bare {type(node).__name__.strip('_')} is not data.")
+        if isinstance(node, bytearray):   # a long string outside an array (see _LARGE)
+            return bytes(node), 1
         if not isinstance(node, list | tuple | dict):
             return node, 1
         key = id(node)
@@ -367,8 +397,32 @@ def parse_pickle_data(data: bytes, *, source: str = "<bytes>") -> Any:
         On any opcode or global outside the subset described in the module docstring, on a
         truncated or malformed stream, and on bytes after ``STOP``.
     """
-    reader = _Reader(bytes(data), source)
+    data = bytes(data)
+    reader = _Reader(io.BytesIO(data), source, len(data))
     result = reader.run()
-    if reader.pos != len(reader.data):
-        raise reader.fail(f"{len(reader.data) - reader.pos} unexpected bytes after STOP")
+    if reader.pos != len(data):
+        raise reader.fail(f"{len(data) - reader.pos} unexpected bytes after STOP")
+    return result
+
+
+def parse_pickle_stream(stream: BinaryIO, *, source: str, max_bytes: int,
+                        on_array: Callable[[np.ndarray], np.ndarray] | None = None) -> Any:
+    """:func:`parse_pickle_data` on a stream (a file, a :class:`gzip.GzipFile`), read as it goes.
+
+    At most ``max_bytes`` are read; a string's bytes are read in bounded steps, so a claimed
+    length larger than what the stream holds costs no more memory than what it holds. A large
+    array is built on the bytes it was read into (no second copy), and ``on_array``, when
+    given, replaces each array as soon as it is complete (e.g. a float32 image array by its
+    uint8 pixels), so the float copy is freed before the next array is read.
+
+    Raises
+    ------
+    DataError
+        As :func:`parse_pickle_data`; also when the stream holds more than ``max_bytes`` or
+        anything after ``STOP``.
+    """
+    reader = _Reader(stream, source, max_bytes, on_array)
+    result = reader.run()
+    if stream.read(1):
+        raise reader.fail("unexpected bytes after STOP")
     return result

@@ -42,21 +42,24 @@ _GZIP_MAGIC = b"\x1f\x8b"
 MAX_IDX_BYTES = 2**30
 
 
-def read_maybe_gzip(path: str | Path) -> bytes:
+def read_maybe_gzip(path: str | Path) -> bytearray | bytes:
     """The bytes of IDX file ``path``, gunzipped when the file starts with the gzip magic number.
 
     Detection is by content, not by the ``.gz`` suffix, so a renamed file still reads. Only
     regular files of at most :data:`MAX_IDX_BYTES` are read. Compressed data is expanded in
     bounded steps: the header first, then at most the data size it announces plus one byte, so
     a small file that expands to gigabytes (a gzip bomb) stops there with a :class:`DataError`.
+    The data goes straight into one buffer of the announced size, which :func:`parse_idx`
+    then uses in place: one copy of the file in memory, not three.
     """
     with open_data_file(path, expected="an IDX file", max_bytes=MAX_IDX_BYTES) as (f, size):
         if f.read(2) != _GZIP_MAGIC:
             f.seek(0)
-            data = f.read(size + 1)
-            if len(data) != size:
+            data = bytearray(size)
+            got = f.readinto(data)
+            if got != size or f.read(1):
                 raise DataError(f"{path}: the file changed size while it was read "
-                                f"({size:,} bytes expected, {len(data):,} read). Try again.")
+                                f"({size:,} bytes expected, {got:,} read). Try again.")
             return data
         f.seek(0)
         try:
@@ -67,8 +70,9 @@ def read_maybe_gzip(path: str | Path) -> bytes:
                             "and download it again.") from exc
 
 
-def _read_announced(stream: BinaryIO, source: str) -> bytes:
-    """Header, then at most the announced data + 1 byte, of a decompressing stream."""
+def _read_announced(stream: BinaryIO, source: str) -> bytearray | bytes:
+    """Header, then at most the announced data + 1 byte, of a decompressing stream, into one
+    buffer allocated only once the header's sizes are checked."""
     head = stream.read(4)
     if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in IDX_DTYPES or not head[3]:
         return head   # not an IDX header: parse_idx says what is wrong with it
@@ -79,13 +83,23 @@ def _read_announced(stream: BinaryIO, source: str) -> bytes:
         raise DataError(f"{source}: the header announces {_described(shape, dtype)}, more than "
                         f"the {MAX_IDX_BYTES:,} bytes read from an IDX file. The header is "
                         "corrupt.")
-    body = stream.read(expected + 1)
-    if len(body) > expected:
+    buffer = bytearray(header + expected)
+    buffer[:header] = head
+    view, got = memoryview(buffer)[header:], 0
+    while got < expected:
+        n = stream.readinto(view[got:got + (16 << 20)])
+        if not n:
+            break
+        got += n
+    view.release()
+    if got < expected:   # truncated: parse_idx says how much is missing
+        return bytes(buffer[:header + got])
+    if stream.read(1):
         raise DataError(f"{source}: the gzip data expands beyond the {header + expected:,} bytes "
                         f"its header announces ({_described(shape, dtype)}); reading stopped "
                         "there. The file is corrupt or crafted: delete it and download it "
                         "again.")
-    return head + body
+    return buffer
 
 
 def _described(shape: tuple[int, ...], dtype: np.dtype) -> str:
@@ -155,7 +169,8 @@ def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
                         f"header announces {described}, the file holds {actual}. The file is "
                         "corrupt or its header is wrong.")
     values = np.frombuffer(data, dtype=dtype, count=count, offset=header).reshape(shape)
-    return values.astype(dtype.newbyteorder("="))
+    values = values.astype(dtype.newbyteorder("="), copy=False)   # a bytearray: used in place
+    return values if values.flags.writeable else values.copy()
 
 
 def read_idx(path: str | Path) -> np.ndarray:

