@@ -77,6 +77,16 @@ def test_lambda_factor_is_our_schedule_at_every_step(recipes, tmp_path, schedule
     assert len(set(ours.round(12))) > (1 if schedule != "none" else 0)
 
 
+def test_a_model_that_cannot_take_the_data_is_an_error_not_a_traceback() -> None:
+    done = subprocess.run(   # a child: the script sets the process's thread counts first
+        [sys.executable, str(SCRIPT), "--recipe", "mnist-lenet5", "--data", "digits8x8",
+         "--epochs", "1", "--threads", "1"], capture_output=True, text=True, timeout=120,
+        check=False)
+    assert done.returncode == 2
+    assert "recipes.py: error: lenet5 needs 28x28 images" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_both_sides_train_the_same_run(tmp_path) -> None:
     """One epoch of lenet5 on the embedded digits on both sides, in a child process (the script
     sets the process's thread counts): the same model and batches give the same epoch."""
