@@ -4,7 +4,8 @@
 :func:`rot180.explain.page` the first time it is imported.)
 
 The page computes everything itself, in ``_page/page.js`` (the index arithmetic of
-:mod:`rot180.functional.shapes`), so a student can change every setting offline. What Python
+:mod:`rot180.functional.shapes`) and ``_page/pool.js`` (the pooling view, the arithmetic of
+:mod:`rot180.functional._poolspec`), so a student can change every setting offline. What Python
 knows and the page needs (the palette, the size limit, the library's error messages) is put
 into the page as one JSON blob by :func:`page_config`; nothing is copied by hand.
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from . import _draw as D
 
-__all__ = ["Page", "messages", "page", "page_config", "page_html", "write_page"]
+__all__ = ["Page", "messages", "page", "page_config", "page_html", "pool_messages", "write_page"]
 
 #: Most cells per map the page draws (more is unreadable, and the unrolled matrix grows as
 #: the square): the same limit as ``rot180 explain``.
@@ -52,14 +53,43 @@ def _template(msg: str, subs: list[tuple[str, str]]) -> str:
     return msg
 
 
-def _pool_template() -> str:
+def _pool_caught(shape: tuple[int, ...], *args: object) -> str:
     from ..functional import max_pool
 
     try:
-        max_pool(np.zeros((1, 1, 5, 5)), 2061, 2, 1033)
-    except ValueError as e:
-        return _template(str(e), [("(1033, 1033)", "{pads}"), ("(2061, 2061)", "{ks}")])
-    raise RuntimeError("max_pool accepted padding beyond half the window")
+        max_pool(np.zeros(shape), *args)
+    except (ValueError, TypeError) as e:
+        return str(e)
+    raise RuntimeError(f"max_pool accepted the sentinel pooling {shape}, {args}")
+
+
+def pool_messages() -> dict[str, str]:
+    """The messages of :func:`rot180.functional.max_pool` / ``avg_pool`` (``_poolspec``) for
+    the pooling view's invalid settings. ``{op}`` is ``max_pool`` or ``avg_pool``; the other
+    placeholders are the values the check quotes (tuples as Python writes them)."""
+    t, c, big = _template, _pool_caught, (1, 1, 1013, 5)
+    op = ("max_pool:", "{op}:")
+    return {
+        "pool_zero_input": t(c((1, 1, 0, 1063), (2, 2)), [op, ("(1, 1, 0, 1063)", "{x_shape}")]),
+        "pool_positive": t(c((1, 1, 5, 5), (0, 1069)),
+                           [("kernel_size must", "{name} must"), ("(0, 1069)", "{value}"),
+                            ("of 2 positive", "of {nd} positive")]),
+        "pool_padding": t(c((1, 1, 5, 5), (2061, 2061), 2, (1033, 1033)),
+                          [op, ("(1033, 1033)", "{pads}"), ("(2061, 2061)", "{ks}")]),
+        "pool_larger": t(c(big, (4099, 1), (1, 1), (1031, 0)),
+                         [op, ("axis 0:", "axis {ax}:"), ("kernel 4099", "kernel {k}"),
+                          ("input 1013", "input {i}"), ("padding 1031", "padding {p}")]),
+        "pool_larger_dilated": t(c(big, (1021, 1), (1, 1), (509, 0), (1031, 1)),
+                                 [op, ("axis 0:", "axis {ax}:"), ("kernel 1021", "kernel {k}"),
+                                  ("by 1031", "by {d}"), ("spans 1051621", "spans {span}"),
+                                  ("input 1013", "input {i}"), ("padding 509", "padding {p}")]),
+        "pool_empty": t(c(big, (2, 1), (1, 1), (1, 0), (1014, 1)),
+                        [op, ("window 0 along", "window {q} along"),
+                         ("axis 0 reads", "axis {ax} reads"),
+                         ("kernel 2, dilation 1014 and padding 1 put",
+                          "kernel {k}, dilation {d} and padding {p} put"),
+                         ("size 1013.", "size {i}.")]),
+    }
 
 
 def messages() -> dict[str, str]:
@@ -68,7 +98,7 @@ def messages() -> dict[str, str]:
     Placeholders: ``{w_shape}``, ``{x_shape}`` (Python tuple reprs), ``{groups}``, ``{c_out}``,
     ``{c_in}``, ``{stride}``, ``{dilation}``, ``{padding}`` (the value as the code snippet
     passes it), ``{stride_t}``, ``{nd}``, ``{ax}``, ``{extent}``, ``{i}``, ``{lo}``, ``{hi}``,
-    ``{sum}``.
+    ``{sum}``; the pooling view's as :func:`pool_messages`.
     """
     t = _template
     return {
@@ -93,7 +123,7 @@ def messages() -> dict[str, str]:
                     [("axis 0:", "axis {ax}:"), ("1171597", "{extent}"),
                      ("input 1063", "input {i}"), ("1087+1091", "{lo}+{hi}"),
                      ("3241", "{sum}")]),
-        "pool_padding": _pool_template(),
+        **pool_messages(),
         "too_big": (f"rot180 explain writes out every cell; a map of {{cells}} cells is too "
                     f"many to read (at most {MAX_CELLS}). Choose a smaller input or kernel, "
                     f"less padding, or fewer channels."),
@@ -129,7 +159,8 @@ def page_html(settings: dict | None = None, *, title: str = "rot180: why the ker
     blob = json.dumps(page_config(settings), ensure_ascii=True).replace("</", "<\\/")
     out = _asset("page.html")
     for key, value in (("{{TITLE}}", html.escape(title)), ("{{CSS}}", _asset("page.css")),
-                       ("{{CONFIG}}", blob), ("{{JS}}", _asset("page.js"))):
+                       ("{{CONFIG}}", blob), ("{{POOLJS}}", _asset("pool.js")),
+                       ("{{JS}}", _asset("page.js"))):
         out = out.replace(key, value)
     return out
 

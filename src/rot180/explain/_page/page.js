@@ -290,18 +290,67 @@
       box(`Wᵀ (${cols}×${rows}: rows δx, columns δz)`, "k", [grid("WT", 0, [cols, rows], "W transposed", "mat", (p) => cell(W[p[1]][p[0]]))])]));
   }
 
+  // The code for these settings, runnable as it stands: the page's example values in the
+  // layer's shapes, rot180.functional as the page calls it, and PyTorch's twin. torch.nn.grad
+  // computes correlations with symmetric int padding only, so: a convolution forward hands
+  // torch rot180(w) and rotates the weight gradient it returns back; uneven padding ("same"
+  // with an odd span, per side, "full" is even) is written out: the input gradient of the
+  // explicitly padded input (size i + lo + hi, padding=0) cropped to [lo : lo + i] per axis,
+  // and the weight gradient of x padded by torch.nn.functional.pad.
   function drawCode() {
-    const c = call(S), kw = `stride=${pyRepr(c.stride)}, padding=${pyRepr(c.padding)}, dilation=${pyRepr(c.dilation)}, groups=${c.groups}`;
-    const n = S.nd, shape = (s) => pyRepr(s);
-    const py = [`import numpy as np, rot180.functional as F`,
-      `dz = np.ones((1, ${S.cout}${L ? ", " + L.O.slice(2 - n).join(", ") : ""}))   # δz`,
-      `w = np.ones(${shape(c.w_shape)})`,
-      `dx = F.conv_grad_input(dz, w, ${shape([1, ...c.x_shape])}, ${kw}${c.flip ? ", flip=True" : ""})`,
-      `dw = F.conv_grad_weight(np.ones(${shape([1, ...c.x_shape])}), dz, ${shape(c.w_shape)}, ${kw}${c.flip ? ", flip=True" : ""})`,
-      ``, `# the same with PyTorch (correlation forward${c.flip ? "; torch has no flip: pass torch.flip(w, dims)" : ""})`,
-      `import torch`, `tdx = torch.nn.grad.conv${n}d_input(${shape([1, ...c.x_shape])}, torch.from_numpy(${c.flip ? `np.flip(w, ${pyRepr(n === 1 ? [2] : [2, 3])}).copy()` : "w"}), torch.from_numpy(dz), ` +
-      `stride=${pyRepr(c.stride)}, padding=${typeof c.padding === "string" || (Array.isArray(c.padding) && c.padding.some(Array.isArray)) ? "0  # torch takes symmetric ints: pad x yourself" : pyRepr(c.padding)}, dilation=${pyRepr(c.dilation)}, groups=${c.groups})`].join("\n");
-    document.getElementById("code").textContent = py;
+    const code = document.getElementById("code");
+    if (!L) { code.textContent = "# No code: the settings above are invalid (see the message)."; return; }
+    const c = call(S), nd = S.nd, sp = nd === 1 ? [2] : [2, 3], pads = resolvePadding(S);
+    const arr = (name, vals, shape, note) => {   // np.array([...]) wrapped at ~90 columns
+      const lines = [], head = `${name} = np.array([`;
+      let cur = head;
+      vals.map(String).forEach((t, n) => {
+        const piece = t + (n < vals.length - 1 ? ", " : "");
+        if (cur.length + piece.length > 90) { lines.push(cur.trimEnd()); cur = " ".repeat(head.length); }
+        cur += piece;
+      });
+      lines.push(cur + `], dtype=float).reshape(${pyRepr(shape)})${note ? "   # " + note : ""}`);
+      return lines.join("\n");
+    };
+    const xs = [1, ...c.x_shape], os = [1, S.cout, ...L.O.slice(2 - nd)];
+    const kw = `stride=${pyRepr(c.stride)}, padding=${pyRepr(c.padding)}, dilation=${pyRepr(c.dilation)}, groups=${c.groups}`;
+    const flip = c.flip ? ", flip=True" : "";
+    const sym = pads.every((p) => p[0] === p[1]);
+    const tkw = (padding) => `stride=${pyRepr(c.stride)}, padding=${padding}, dilation=${pyRepr(c.dilation)}, groups=${c.groups}`;
+    const py = [
+      `import numpy as np`, `import rot180.functional as F`, ``,
+      `# The page's example values (tick "numbers" to see them), in the layer's shapes.`,
+      arr("x", L.vals.x, xs, "(N, C_in, *i)"), arr("w", L.vals.w, c.w_shape, "(C_out, C_in / groups, *k)"),
+      arr("b", L.vals.b, [S.cout]), arr("dz", L.vals.dz, os, "δz, (N, C_out, *o)"),
+      `kw = dict(${kw})`,
+      `z = F.conv(x, w, b${flip}, **kw)   # ${c.flip ? "convolution: z = x ∗ w + b" : "correlation: z = x ⋆ w + b"}`,
+      `dx = F.conv_grad_input(dz, w, x.shape${flip}, **kw)   # δx: the rot180 rule`,
+      `dw = F.conv_grad_weight(x, dz, w.shape${flip}, **kw)   # δw`,
+      `db = dz.sum(axis=${pyRepr([0, ...sp])})   # δb`,
+      `print("δx =", dx[0], "δw =", dw, "δb =", db, sep="\\n")`, ``,
+      `# The same with PyTorch. torch.nn.grad computes correlations only${c.flip ? ": for a convolution" : "."}`,
+      ...(c.flip ? [`# forward its kernel is rot180(w), and the weight gradient it returns is rotated back.`] : []),
+      `import torch`,
+      `tw = torch.from_numpy(${c.flip ? `np.flip(w, ${pyRepr(sp)}).copy()` : "w"})`, `tdz = torch.from_numpy(dz)`];
+    if (sym) {
+      const tp = pyRepr(perAxis(pads.map((p) => p[0]), nd));
+      py.push(`tdx = torch.nn.grad.conv${nd}d_input(x.shape, tw, tdz, ${tkw(tp)})`,
+        `tdw = torch.nn.grad.conv${nd}d_weight(torch.from_numpy(x), tw.shape, tdz, ${tkw(tp)})`);
+    } else {
+      const big = [...xs.slice(0, 2), ...S.input.map((i, a) => i + pads[a][0] + pads[a][1])];
+      const crop = S.input.map((i, a) => `${pads[a][0]}:${pads[a][0] + i}`).join(", ");
+      const tpad = pads.slice().reverse().map((p) => p.join(", ")).join(", ");
+      py.push(`# padding (lo, hi) = ${pads.map((p) => "(" + p.join(", ") + ")").join(", ")} per axis is uneven and torch takes symmetric ints`,
+        `# only: the input gradient of the padded input (i + lo + hi, padding=0), cropped to [lo : lo + i],`,
+        `tdx = torch.nn.grad.conv${nd}d_input(${pyRepr(big)}, tw, tdz, ${tkw("0")})`, `tdx = tdx[:, :, ${crop}]`,
+        `# and the weight gradient of x padded explicitly (torch's pad lists the last axis first).`,
+        `tx = torch.nn.functional.pad(torch.from_numpy(x), (${tpad}))`,
+        `tdw = torch.nn.grad.conv${nd}d_weight(tx, tw.shape, tdz, ${tkw("0")})`);
+    }
+    if (c.flip) py.push(`tdw = torch.flip(tdw, ${pyRepr(sp)})   # back to w's orientation`);
+    py.push(`assert np.allclose(tdx.numpy(), dx) and np.allclose(tdw.numpy(), dw)`,
+      `assert np.allclose(tdz.sum(${pyRepr([0, ...sp])}).numpy(), db)`, `print("PyTorch agrees: δx, δw and δb are the same")`);
+    code.textContent = py.join("\n");
   }
 
   // ---- pointing: what feeds a cell, lit in every panel ----
@@ -350,9 +399,10 @@
     if (S.view === "gather") { anim.at = (anim.at + 1) % (L.cin * L.nI); point("dx", Math.floor(anim.at / L.nI), anim.at % L.nI); }
     else { anim.at = (anim.at + 1) % (L.cout * L.nO); point("dz", Math.floor(anim.at / L.nO), anim.at % L.nO); }
   }
+  const interval = () => 1200 / +document.getElementById("speed").value;   // ms per step
   function play(on) {
     anim.on = on; clearInterval(anim.timer);
-    if (on) anim.timer = setInterval(step, 1200 / +document.getElementById("speed").value);
+    if (on) anim.timer = setInterval(step, interval());
     document.getElementById("play").textContent = on ? "Pause" : "Play";
   }
 
@@ -434,59 +484,8 @@
     for (const k of ["x", "w", "b", "dz"]) { const e = document.getElementById("v_" + k); if (document.activeElement !== e) e.value = L.vals[k].join(", "); }
   }
 
-  // ---- pooling view: max routes δ to the remembered argmax (first maximum in row-major order,
-  // the tie rule of rot180.functional.max_pool), mean spreads δ/k over the window (padding counted)
-  function pooling() {
-    const root = document.getElementById("pooling");
-    root.append($("h2", { text: "Pooling: the upsample rule" }));
-    const ctl = $("div", { class: "row" });
-    const n = (id, label, v) => $("label", {}, [label + " ", $("input", { id, type: "number", value: v, min: "0" })]);
-    ctl.append($("label", {}, ["mode ", $("select", { id: "pmode" }, [$("option", { value: "max", text: "max" }), $("option", { value: "mean", text: "mean" })])]),
-      n("pi", "input", 5), n("pk", "window", 3), n("ps", "stride", 2), n("pp", "padding", 1));
-    const out = $("div", { class: "row", id: "poolview" });
-    root.append(ctl, out);
-    ctl.addEventListener("input", drawPool); ctl.addEventListener("change", drawPool);
-    drawPool();
-  }
-  function poolLayer(P) {
-    const { i, k, s, p, mode } = P;
-    if (p > Math.floor(k / 2)) return { error: fill(MSG.pool_padding, { pads: pyRepr([p, p]), ks: pyRepr([k, k]) }) };
-    const o = Math.floor((i + 2 * p - k) / s) + 1;
-    if (i < 1 || k < 1 || s < 1 || o < 1 || i * i > CFG.maxCells) return { error: fill(MSG.too_big, { cells: i * i }) };
-    const x = P.x || Array.from({ length: i * i }, (_, t) => [1, 3, 2, 3, 0, 2, 5, 1, 4][(t * 7) % 9]);
-    const dy = P.dy || Array.from({ length: o * o }, (_, t) => t + 1);
-    const y = [], arg = [], dx = new Array(i * i).fill(0);
-    for (let qy = 0; qy < o; qy++) for (let qx = 0; qx < o; qx++) {
-      let best = -Infinity, at = -1, sum = 0;
-      for (let ty = 0; ty < k; ty++) for (let tx = 0; tx < k; tx++) {
-        const my = qy * s + ty - p, mx = qx * s + tx - p;
-        if (my < 0 || mx < 0 || my >= i || mx >= i) continue;   // padding: -inf (max) or 0 (mean)
-        const v = x[my * i + mx]; sum += v;
-        if (v > best) { best = v; at = my * i + mx; }          // strict >: the first maximum wins a tie
-      }
-      const q = qy * o + qx;
-      y.push(mode === "max" ? best : sum / (k * k)); arg.push(at);
-      if (mode === "max") dx[at] += dy[q];
-      else for (let ty = 0; ty < k; ty++) for (let tx = 0; tx < k; tx++) {
-        const my = qy * s + ty - p, mx = qx * s + tx - p;
-        if (my >= 0 && mx >= 0 && my < i && mx < i) dx[my * i + mx] += dy[q] / (k * k);
-      }
-    }
-    return { i, o, x, dy, y, arg, dx, mode };
-  }
-  let PL = null;
-  function drawPool() {
-    const v = (id) => parseInt(document.getElementById(id).value, 10);
-    PL = poolLayer({ mode: document.getElementById("pmode").value, i: v("pi"), k: v("pk"), s: v("ps"), p: v("pp") });
-    const out = document.getElementById("poolview"); out.textContent = "";
-    if (PL.error) { out.append($("p", { class: "perror", role: "alert", text: PL.error })); return; }
-    const P = PL, hw = [P.i, P.i], ow = [P.o, P.o];
-    out.append(box("x (input)", "in", [grid("px", 0, hw, "pool x", "in", (m, n) => ({ text: fmt(P.x[n]), value: P.x[n], kind: P.mode === "max" && P.arg.includes(n) ? "argmax" : "" }))]),
-      box(`y = ${P.mode} pool (output)`, "out", [grid("py", 0, ow, "pool y", "out", (q, n) => ({ text: fmt(P.y[n]), value: P.y[n] }))]),
-      box("δy (output gradient)", "out", [grid("pdy", 0, ow, "pool δy", "out", (q, n) => ({ text: fmt(P.dy[n]), value: P.dy[n] }))]),
-      box(P.mode === "max" ? "δx: each δy goes to its argmax (ties: the first maximum)" : "δx: each δy spread as δ/k over its window", "in",
-        [grid("pdx", 0, hw, "pool δx", "in", (m, n) => ({ text: fmt(P.dx[n]), value: P.dx[n] }))]));
-  }
+  // ---- pooling view: _page/pool.js (window.rot180Pool), drawn with these helpers ----
+  const POOL = window.rot180Pool({ $, grid, box, fmt, fill, pyRepr, MSG, maxCells: CFG.maxCells });
 
   function fit(st) {   // per-axis settings of the wrong length (a 2-D default on a 1-D layer)
     const def = { input: 3, kernel: 2, stride: 1, dilation: 1 };
@@ -505,6 +504,8 @@
       writeControls(); draw(); writeValues(); return api.get(); },
     get() { return { ...JSON.parse(JSON.stringify(S)), call: call(S) }; },
     point, step,
+    /** The pooling view: change its settings (pool.js), point at one of its cells. */
+    pool: (obj) => POOL.set(obj), poolPoint: (panel, index) => POOL.point(panel, index),
     /** Every drawn cell: panel, channel, index, text, value, formula, lit, kind. */
     dump() {
       return { settings: api.get(), error: document.getElementById("error").hidden ? null : document.getElementById("error").textContent,
@@ -512,11 +513,13 @@
         cells: [...document.querySelectorAll("#view .cell")].map((e) => ({ p: e.dataset.p, c: +e.dataset.c, i: +e.dataset.i,
           text: e.textContent, value: e._info.value, formula: e._info.formula, rule: e._info.rule, kind: e._info.kind || "", lit: e.classList.contains("lit") })),
         formula: document.getElementById("formula").textContent,
-        pooling: PL && (PL.error ? { error: PL.error } : { x: PL.x, y: PL.y, arg: PL.arg, dy: PL.dy, dx: PL.dx, o: PL.o }) };
+        code: document.getElementById("code").textContent,
+        anim: { on: anim.on, at: anim.at, interval_ms: interval() },
+        pooling: POOL.dump() };
     },
   };
   window.rot180Page = api;
-  controls(); pooling();
+  controls(); POOL.build(document.getElementById("pooling"), int);
   S = fit({ ...S, ...fromPython(CFG.settings) });
   writeControls(); draw(); writeValues();
 })();
