@@ -320,6 +320,12 @@ def test_screenshots(browser, html_path):
         path = SHOTS / f"explain-page-{name}.png"
         assert browser.save_screenshot(str(path)) and path.stat().st_size > 10_000
     browser.set_window_size(1280, 900)
+    browser.execute_script("window.rot180Page.pool({mode: 'max', nd: 2, input: [5, 6], "
+                           "kernel: [3, 3], stride: [2, 2], padding: [1, 1], dilation: [1, 1], "
+                           "ceil: true, countPad: true}); window.rot180Page.poolPoint('pdx', 3);"
+                           "document.querySelector('#pooling h2').scrollIntoView()")
+    path = SHOTS / "explain-page-pooling.png"
+    assert browser.save_screenshot(str(path)) and path.stat().st_size > 10_000
 
 
 def test_file_is_self_contained(html_path, tmp_path):

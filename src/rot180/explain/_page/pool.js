@@ -112,8 +112,10 @@ window.rot180Pool = function (H) {
       box("δy (output gradient)", "out", [grid("pdy", 0, P.O, "pool δy", "out", c(P.dy))]),
       box(max ? "δx: each δy goes to its argmax (ties: the first maximum)" : "δx: each δy spread as δ/c over its window", "in",
         [grid("pdx", 0, P.I, "pool δx", "in", c(P.dx))]));
-    if (!max) out.append($("p", { class: "how", text: `c = cells counted per window (${PS.countPad ? "padding included" : "input cells only"}): ` +
-      [...new Set(P.div)].join(", ") }));
+    const o = P.O.slice(2 - P.nd).join(" × ");
+    out.append($("p", { class: "how", text: `y is ${o}: o = ${PS.ceil ? "ceil" : "floor"}((i + 2p − d(k−1) − 1) / s) + 1 per axis` +
+      (PS.ceil ? " (ceil_mode: a last window may run past the padded input; it must start inside the input or its low padding)." : ".") +
+      (max ? "" : ` c = cells counted per window (${PS.countPad ? "padding included" : "input cells only"}): ${[...new Set(P.div)].join(", ")}.`) }));
   }
 
   // Pointing: a δx cell lights the δy (and y) cells that feed it; a y / δy cell its window.
