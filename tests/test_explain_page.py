@@ -3,8 +3,11 @@
 Every value the page computes in JS is compared with :mod:`rot180.functional` (forward, input,
 kernel and bias gradients, pooling), its formulas with the SymPy derivation, its highlighting
 with the unrolled matrix's nonzero pattern (:func:`rot180.functional.reference.conv_matrix`),
-its error messages with the library's own. Settings are changed through the page's documented
-API (``window.rot180Page``) for the sweep and through real key and mouse events elsewhere.
+its error messages with the library's own. The copied code is run (rot180 and torch) and must
+reproduce the page's cells; the pooling view is checked against rot180.functional and
+torch.nn.functional; Play / Pause / Step / speed are driven with real clicks. Settings are
+changed through the page's documented API (``window.rot180Page``) for the sweeps and through
+real key and mouse events elsewhere.
 """
 
 from __future__ import annotations

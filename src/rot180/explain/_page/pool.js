@@ -3,7 +3,8 @@
 //   i input, k window, s stride, p padding (both sides, p <= k // 2), d dilation (max only),
 //   span e = d(k-1) + 1, o = floor((i + 2p - e) / s) + 1, or with ceil_mode
 //   o = ceil((i + 2p - e) / s) + 1, minus one when (o-1)s >= i + p (the last window must start
-//   inside the input or its low padding: shapes.pool_output_size, PyTorch's rule).
+//   inside the input or its low padding: shapes.pool_output_size). The ceil form is PyTorch's
+//   floor((i + 2p - d(k-1) - 1 + (s-1)) / s) + 1 with the same last-window rule.
 // Window q reads input cells q*s - p + t*d (t = 0..k-1); padding cells are -inf (max: never
 // chosen) or 0 (mean). Ties: the first maximum in row-major window order wins (strict >).
 // Mean divides by c(q) = prod over axes of (hi - lo), lo = q*s - p, hi = min(lo + k, i + p),
