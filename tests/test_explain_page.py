@@ -578,6 +578,11 @@ def test_pooling_pointing_lights_the_feeding_deltas(browser, cfg):
         lit = {c["i"] for c in d["cells"] if c["lit"] and c["p"] == "pdy"}
         assert lit == set(np.flatnonzero(jac[:, m]).tolist()), (cfg, m)
         assert d["formula"].endswith(f"= {_js_num(got['dx'][m])}")
+    for q in range(n_out):   # and a y cell lights where its delta goes: the row of the Jacobian
+        d = browser.execute_script("window.rot180Page.poolPoint('py', arguments[0]); "
+                                   "return window.rot180Page.dump().pooling", q)
+        lit = {c["i"] for c in d["cells"] if c["lit"] and c["p"] == "pdx"}
+        assert lit == set(np.flatnonzero(jac[q]).tolist()), (cfg, q)
 
 
 def _js_num(v: float) -> str:
