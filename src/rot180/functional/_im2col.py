@@ -14,12 +14,14 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._parallel import run_chunks, sum_chunks
+from ._parallel import held, run_chunks, sum_chunks
+from ._products import matmul
 from ._scratch import scratch
 
 
 def pointwise(x: np.ndarray, w: np.ndarray, stride: Sequence[int], out: np.ndarray) -> None:
-    """Every kernel size 1: the windows are the (strided) input itself, one product."""
+    """Every kernel size 1: the windows are the (strided) input itself, one product (split
+    over the engine's threads by :func:`._products.matmul`)."""
     B, G, C = x.shape[:3]
     M = w.shape[1]
     xs = x[(Ellipsis, *(slice(None, None, s) for s in stride))]
@@ -30,9 +32,9 @@ def pointwise(x: np.ndarray, w: np.ndarray, stride: Sequence[int], out: np.ndarr
         xs = buf
     wm = w.reshape(G, M, C)
     if out.flags.c_contiguous:
-        np.matmul(wm, xs.reshape(B, G, C, P), out=out.reshape(B, G, M, P))
+        matmul(wm, xs.reshape(B, G, C, P), out=out.reshape(B, G, M, P))
     else:
-        out[...] = np.matmul(wm, xs.reshape(B, G, C, P)).reshape(out.shape)
+        out[...] = matmul(wm, xs.reshape(B, G, C, P)).reshape(out.shape)
 
 
 def _windows(x: np.ndarray, k: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
@@ -78,7 +80,7 @@ def im2col(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequen
         n = b1 - b0
         cols = _gather(view, b0, b1, x.dtype)
         prod_ = scratch((G, M, n * P), x.dtype, "prod")
-        np.matmul(wm, cols, out=prod_)
+        matmul(wm, cols, out=prod_)
         # One wide product per chunk (as fast as one per sample, with fewer BLAS calls:
         # BENCHMARKS.md, Engine thresholds) lands as (G, M, n, P); one pass moves it into
         # (n, G, M, P) plus the bias.
@@ -88,7 +90,18 @@ def im2col(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequen
         else:
             np.add(res, bg, out=out[b0:b1])
 
-    run_chunks(chunk, range(0, B, nb), threads)
+    if _few(B, nb, threads):
+        with held():
+            for b0 in range(0, B, nb):
+                chunk(b0)
+    else:
+        run_chunks(chunk, range(0, B, nb), threads)
+
+
+def _few(B: int, nb: int, threads: int) -> bool:
+    """Fewer batch chunks than threads (a batch of 1): the chunks run one by one on the
+    caller's thread, each product split over the threads (:func:`._products.matmul`)."""
+    return 1 < threads and -(-B // nb) < threads
 
 
 def im2col_kernel(x: np.ndarray, dz: np.ndarray, k: Sequence[int], stride: Sequence[int],
@@ -112,6 +125,13 @@ def im2col_kernel(x: np.ndarray, dz: np.ndarray, k: Sequence[int], stride: Seque
         np.copyto(dzt, dz[b0:b1].reshape(n, G, M, P).transpose(1, 2, 0, 3))
         # dw^T = cols @ dz^T: BLAS runs this shape (long contraction, small output) faster
         # than dz @ cols^T.
-        return np.matmul(cols, dzt.reshape(G, M, n * P).swapaxes(1, 2))
+        return matmul(cols, dzt.reshape(G, M, n * P).swapaxes(1, 2))
 
+    if _few(B, nb, threads):
+        with held():
+            parts = [chunk(b0) for b0 in range(0, B, nb)]   # one or two: summed in order
+        acc = parts[0]
+        for part in parts[1:]:
+            acc += part
+        return acc
     return sum_chunks(chunk, range(0, B, nb), threads)

@@ -21,39 +21,37 @@ BLAS loaded after that first use is not seen). Most BLAS builds
 per thread (MKL, OpenBLAS built with OpenMP) are set to one thread in each pool thread once and
 never touched elsewhere. For a process-wide count:
 
-* A *pooled region* (a call's chunks on the pool) needs BLAS at 1 thread. Pooled regions are
-  reference-counted: the first to open records the user's counts and sets 1, the last to close
-  restores them (~10 us the pair), so regions from several user threads run at the same
-  time, and each splits its work by the recorded user count (:func:`workers`), not by the 1.
-* A *serial run* (chunks on the caller's thread) needs the user's count, because OpenBLAS's
-  results depend on its thread count (0.3.31: ~half of random float32/float64 products differ
-  in the last bits between 1 and 2 threads). Serial runs from several threads run together;
-  a serial run waits while pooled regions hold BLAS at 1, and a pooled region that would have
-  to set 1 waits while serial runs are open (whichever kind waits gets the next turn, so
-  neither starves). When the user's count is 1 already, nothing is set and nothing waits.
+* Every engine run (a call's chunks on the pool, or on the caller's thread) holds BLAS at 1
+  thread (:func:`held`). Runs are reference-counted: the first to open records the user's
+  counts and sets 1, the last to close restores them (~10 us the pair), so runs from several
+  user threads go on at the same time, and each splits its work by the recorded user count
+  (:func:`workers`), not by the 1. A product big enough to share is split over the engine's
+  threads (:func:`rot180.functional._products.matmul`), never handed to BLAS's threads.
+* Why never BLAS's own threads: after a multi-threaded product, OpenBLAS's idle workers spin
+  for ~0.1 s (2**28 cycles; ``OPENBLAS_THREAD_TIMEOUT``) and take a core from the engine's
+  threads. In whole training steps that cost a third of the time (BENCHMARKS.md, issue 13:
+  ``resnet_small(16)`` 82 -> 62 ms, ``vgg_small(32)`` 135 -> 91 ms on 2 cores).
 * The small lock behind this guards counters only and is never held while chunks run. A
-  chunk that raises closes its region as usual (the chunks not started are cancelled, the
+  chunk that raises closes its run as usual (the chunks not started are cancelled, the
   running ones waited for), so the count is restored and no counter leaks.
 
 Determinism: the work is split into chunks from the shapes and the thread count alone, each
 chunk writes its own slice of the output, anything summed over chunks is summed by the caller
-in chunk order (:func:`map_chunks` returns results in order), and every product runs with the
-BLAS count of its kind (1 in the pool, the user's on the caller's thread), so results do not
-depend on thread timing or on what other user threads run at the same time.
+in chunk order (:func:`map_chunks` returns results in order), and every product runs on
+single-threaded BLAS, so results do not depend on thread timing, on what other user threads
+run at the same time, or on which BLAS count the user set (beyond the split it implies).
 
 Chunks run in a copy of the caller's :mod:`contextvars` context (one per chunk): they see the
 caller's :func:`~rot180.functional.tuning` settings and, with numpy >= 2, its ``errstate``.
 
 What this cannot control: numpy products outside rot180 in another user thread run with BLAS
-at 1 while a pooled region is open. A BLAS limit set from another thread while a region is
-open (``threadpool_limits``, a library's ``set_num_threads``) applies to the products that
-follow, the region's included (deterministic per count, but not the bits of a quiet run). The
-last region to close restores the recorded count only if BLAS is still at the 1 it set, so a
-newer user setting stands; but a ``threadpool_limits`` block entered while a region is open
+at 1 while an engine run is open. A BLAS limit set from another thread while a run is open
+(``threadpool_limits``, a library's ``set_num_threads``) applies to the products that follow.
+The last run to close restores the recorded count only if BLAS is still at the 1 it set, so a
+newer user setting stands; but a ``threadpool_limits`` block entered while a run is open
 records that 1 and restores it when it ends. So set BLAS limits while no other thread runs
-convolutions (around the whole workload: a block entered before the regions open and left
-after they close is honoured, from any thread). A forked child starts with no region open and
-BLAS restored, and gets pool threads of its own.
+convolutions (around the whole workload). A forked child starts with no run open and BLAS
+restored, and gets pool threads of its own.
 """
 
 from __future__ import annotations
@@ -144,99 +142,46 @@ def _blas() -> _Blas:
     return _BLAS
 
 
-# --- who may run with which BLAS count --------------------------------------------------------
+# --- BLAS at one thread while the engine runs -------------------------------------------------
 
 class _Regions:
-    """Open pooled regions (BLAS at 1) and serial runs (BLAS at the user's count) of this
-    process; see the module docstring. Only counters: nothing here is held while chunks run.
-
-    Phase-fair: a run that has to wait for the other kind claims the next turn (unless the
-    other kind already waits with it), and newcomers of the running kind queue behind it."""
+    """Engine runs open in this process (see the module docstring): the first to open records
+    the user's counts and sets BLAS to one thread, the last to close restores them. Only
+    counters: the lock is never held while chunks run."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
-        self.serial = 0                         # open serial runs
-        self.pooled = 0                         # open pooled regions
-        self.saved: list[int] | None = None     # the user's counts, while regions hold 1
-        self.serial_waiting = 0
-        self.pooled_waiting = 0
-        self.turn = ""                          # "serial" / "pooled": who goes next
-        self.opened = 0                         # pooled regions opened (for tests, plans)
+        self.held = 0                           # open runs, all threads together
+        self.saved: list[int] | None = None     # the user's counts, while runs hold 1
+        self.opened = 0                         # pooled runs opened (for tests, plans)
 
-    def _serial_may_enter(self) -> bool:
-        return self.saved is None and not (self.turn == "pooled" and self.pooled_waiting)
-
-    def _pooled_may_enter(self, blas: _Blas) -> list[int] | None:
-        """None to wait, else the counts to record (empty: nothing to set)."""
-        if self.saved is not None:              # a pooled phase: join unless serial waits
-            return None if self.serial_waiting else []
-        counts = blas.counts()
-        if all(n == 1 for n in counts):
-            return []                           # the user's count is 1: nothing to change
-        if self.serial or (self.turn == "serial" and self.serial_waiting):
-            return None
-        return counts
-
-    def open_serial(self) -> None:
+    def open(self, blas: _Blas) -> None:
         with self.lock:
-            if not self._serial_may_enter():
-                self.serial_waiting += 1
-                try:
-                    while not self._serial_may_enter():
-                        if not (self.turn == "pooled" and self.pooled_waiting):
-                            self.turn = "serial"
-                        self.cond.wait()
-                finally:
-                    self.serial_waiting -= 1
-                    self.cond.notify_all()
-            self.serial += 1
+            if not self.held:
+                counts = blas.counts()
+                if any(n != 1 for n in counts):
+                    self.saved = counts
+                    blas.set_shared([1] * len(counts))
+            self.held += 1
 
-    def close_serial(self) -> None:
+    def close(self, blas: _Blas) -> None:
         with self.lock:
-            self.serial -= 1
-            if not self.serial and (self.serial_waiting or self.pooled_waiting):
-                self.cond.notify_all()
-
-    def open_pooled(self, blas: _Blas) -> None:
-        with self.lock:
-            counts = self._pooled_may_enter(blas)
-            if counts is None:
-                self.pooled_waiting += 1
-                try:
-                    while (counts := self._pooled_may_enter(blas)) is None:
-                        if not (self.turn == "serial" and self.serial_waiting):
-                            self.turn = "pooled"
-                        self.cond.wait()
-                finally:
-                    self.pooled_waiting -= 1
-                    self.cond.notify_all()
-            if counts:
-                self.saved = counts
-                blas.set_shared([1] * len(counts))
-            self.pooled += 1
-            self.opened += 1
-
-    def close_pooled(self, blas: _Blas) -> None:
-        with self.lock:
-            self.pooled -= 1
-            if not self.pooled and self.saved is not None:
+            self.held -= 1
+            if not self.held and self.saved is not None:
                 # Restore what is still ours; a count someone changed meanwhile stands.
                 now = blas.counts()
                 blas.set_shared([s if n == 1 else n
                                  for s, n in zip(self.saved, now, strict=True)])
                 self.saved = None
-                if self.serial_waiting or self.pooled_waiting:
-                    self.cond.notify_all()
 
     def user_count(self, blas: _Blas) -> int:
-        """numpy's BLAS count as the user set it (the recorded one while regions hold 1)."""
+        """numpy's BLAS count as the user set it (the recorded one while runs hold 1)."""
         lib = blas.numpy
         if lib is None:
             return 1
         saved = self.saved
         if saved is not None and blas.numpy_shared >= 0:
-            with self.lock:                     # re-read: the last region may just close
+            with self.lock:                     # re-read: the last run may just close
                 saved = self.saved
                 if saved is not None:
                     return saved[blas.numpy_shared]
@@ -268,6 +213,7 @@ os.register_at_fork(after_in_child=_after_fork)
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None       # (pid, size, executor)
 # Set in pool threads, and in a thread while its chunks run: nested engine calls run plainly.
 _INSIDE = threading.local()
+_HELD = threading.local()                       # depth of held() on this thread
 
 
 def workers() -> int:
@@ -320,16 +266,39 @@ def _submit(n: int, fn: Callable[..., R], *args: object) -> Future[R]:
             continue
 
 
+@contextlib.contextmanager
+def held() -> Iterator[None]:
+    """numpy's BLAS at one thread on every thread while the block runs (nested: nothing more).
+
+    Every engine run holds it: a product of ours never wakes OpenBLAS's own workers, whose
+    spinning after each multi-threaded product (~0.1 s, OPENBLAS_THREAD_TIMEOUT) took a core
+    from the engine's threads (BENCHMARKS.md, issue 13). A caller that runs many engine calls
+    back to back (a training step) may hold it around all of them: one set and restore."""
+    if getattr(_INSIDE, "flag", False) or getattr(_HELD, "depth", 0):
+        yield
+        return
+    blas, regions = _blas(), _REGIONS
+    if not blas.shared:                         # no process-wide count to hold
+        yield
+        return
+    regions.open(blas)
+    _HELD.depth = 1
+    try:
+        yield
+    finally:
+        _HELD.depth = 0
+        if regions is _REGIONS:                 # (else forked meanwhile: a fresh count)
+            regions.close(blas)
+
+
 def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
     """``fn`` over ``items``; results lazily and in item order.
 
-    ``threads > 1`` (and more than one item): a pooled region, on a pool of that many threads,
-    each chunk in a copy of the caller's context, with numpy's BLAS at one thread meanwhile
-    (several threads each calling a multi-threaded product oversubscribe the cores badly).
-    Otherwise a serial run here, BLAS at the user's count. Either waits only for runs of the
-    other kind from other user threads (see the module docstring); inside a chunk, ``fn`` runs
+    ``threads > 1`` (and more than one item): a pooled run, on a pool of that many threads,
+    each chunk in a copy of the caller's context. Otherwise a serial run here. Either way
+    numpy's BLAS is held at one thread meanwhile (:func:`held`); inside a chunk, ``fn`` runs
     plainly. If a chunk raises, the chunks not started are cancelled, the running ones are
-    waited for, the region closes and the exception propagates.
+    waited for, the run closes and the exception propagates.
     Results come in item order, so a caller summing them does so in a fixed order while later
     chunks still run; consume the iterator to the end (or close it).
     """
@@ -337,42 +306,35 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
     if getattr(_INSIDE, "flag", False):
         yield from map(fn, items)
         return
-    blas, regions = _blas(), _REGIONS
     pooled = threads > 1 and len(items) > 1
     futures: list[Future[R]] = []
-    opened = False
-    try:
+    with held():
         if pooled:
-            regions.open_pooled(blas)
-        elif blas.shared:                       # else no process-wide count to share
-            regions.open_serial()
-        opened = True
+            with _REGIONS.lock:
+                _REGIONS.opened += 1
         _INSIDE.flag = True
-        if pooled:
-            # At most `threads` chunks in flight: chunk i + threads is submitted when chunk i's
-            # result is taken, so a call never runs on more threads than it was planned for.
-            ctx = [contextvars.copy_context() for _ in items]
-            for i in range(min(threads, len(items))):
-                futures.append(_submit(threads, ctx[i].run, fn, items[i]))
-            for i in range(len(items)):
-                result = futures[i].result()
-                if i + threads < len(items):
-                    j = i + threads
-                    futures.append(_submit(threads, ctx[j].run, fn, items[j]))
-                yield result
-        else:
-            yield from map(fn, items)
-    finally:
-        if not all(future.done() for future in futures):     # a chunk raised, or closed early
-            for future in futures:
-                future.cancel()
-            wait(futures)
-        _INSIDE.flag = False
-        if opened and regions is _REGIONS:      # (else forked meanwhile: a fresh count)
+        try:
             if pooled:
-                regions.close_pooled(blas)
-            elif blas.shared:
-                regions.close_serial()
+                # At most `threads` chunks in flight: chunk i + threads is submitted when
+                # chunk i's result is taken, so a call never runs on more threads than it was
+                # planned for.
+                ctx = [contextvars.copy_context() for _ in items]
+                for i in range(min(threads, len(items))):
+                    futures.append(_submit(threads, ctx[i].run, fn, items[i]))
+                for i in range(len(items)):
+                    result = futures[i].result()
+                    if i + threads < len(items):
+                        j = i + threads
+                        futures.append(_submit(threads, ctx[j].run, fn, items[j]))
+                    yield result
+            else:
+                yield from map(fn, items)
+        finally:
+            if not all(future.done() for future in futures):   # a chunk raised, or closed
+                for future in futures:
+                    future.cancel()
+                wait(futures)
+            _INSIDE.flag = False
 
 
 def run_chunks(fn: Callable[[T], object], items: Iterable[T], threads: int) -> None:

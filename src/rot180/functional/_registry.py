@@ -26,7 +26,6 @@ from . import _clipped, _depthwise, _direct, _winograd
 from ._im2col import im2col, im2col_kernel, pointwise
 from ._kn2row import kn2row
 from ._padding import crop_negative
-from ._parallel import run_chunks
 from ._realisation import Problem, Realisation
 from ._tuning import Tuning
 
@@ -117,7 +116,7 @@ def _kn2row_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
 def _pointwise_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
                        bias: np.ndarray | None) -> None:
     stride = plan.problem.stride
-    run_chunks(lambda _: pointwise(x, w, stride, out), [0], 1)     # in a region all the same
+    pointwise(x, w, stride, out)
     _bias(out, bias)
 
 

@@ -7,7 +7,8 @@ transpose. With ``dy = dC/dy``::
     dx = dy W            dW = dy^T x            db = sum_n dy[n]
 
 (leading axes of ``x`` are flattened into one batch axis first). The layout is PyTorch's:
-``W`` is ``(out_features, in_features)``.
+``W`` is ``(out_features, in_features)``. The products run as the engine's
+(:func:`._products.matmul`: BLAS at one thread, large ones split over the engine's threads).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validation as V
+from ._products import matmul
 
 __all__ = ["linear", "linear_grad_input", "linear_grad_weight", "linear_grad_bias"]
 
@@ -61,7 +63,7 @@ def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndar
             )
     V.same_dtype(x=x, w=w, b=b)
     _check_features(x, w.shape[1], "x", "in_features", op)
-    y = x @ w.T
+    y = matmul(x, w.T)
     if b is not None:
         y += b
     return y
@@ -79,7 +81,7 @@ def linear_grad_input(dy: np.ndarray, w: np.ndarray) -> np.ndarray:
     w = _weight(w, op)
     V.same_dtype(dy=dy, w=w)
     _check_features(dy, w.shape[0], "dy", "out_features", op)
-    return dy @ w
+    return matmul(dy, w)
 
 
 def linear_grad_weight(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
@@ -98,7 +100,7 @@ def linear_grad_weight(x: np.ndarray, dy: np.ndarray) -> np.ndarray:
             f"{op}: x {x.shape} and dy {dy.shape} must share their leading (batch) axes: "
             "dy must be the gradient of linear(x, w)."
         )
-    return dy.reshape(-1, dy.shape[-1]).T @ x.reshape(-1, x.shape[-1])
+    return matmul(dy.reshape(-1, dy.shape[-1]).T, x.reshape(-1, x.shape[-1]))
 
 
 def linear_grad_bias(dy: np.ndarray) -> np.ndarray:

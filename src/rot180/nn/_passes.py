@@ -41,6 +41,8 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..functional._parallel import held
+
 if TYPE_CHECKING:
     from .module import Module
 
@@ -132,6 +134,9 @@ def track_forward(forward: Callable[..., Any]) -> Callable[..., Any]:
         state.active.add(key)
         self.__dict__["_forward_pass"] = state.number
         try:
+            if outer:       # numpy's BLAS at one thread once for the whole pass, not per call
+                with held():
+                    return forward(self, *args, **kwargs)
             return forward(self, *args, **kwargs)
         except BaseException:
             # Its layers' caches now mix this call's inputs (those that ran) with an earlier
@@ -161,7 +166,8 @@ def track_backward(backward: Callable[..., Any]) -> Callable[..., Any]:
         if root is None:
             state.backward_root = self
             try:
-                return backward(self, *args, **kwargs)
+                with held():            # as the forward pass: one set and restore
+                    return backward(self, *args, **kwargs)
             finally:
                 state.backward_root = None
         mine, theirs = self.__dict__.get("_forward_pass"), root.__dict__.get("_forward_pass")
