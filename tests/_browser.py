@@ -1,7 +1,7 @@
 """Headless Chromium for the explain page tests (Debian's chromium and chromium-driver).
 
-One browser per test module (the ``browser`` fixture of the module that imports
-:func:`browser_fixture`). Locally a missing browser skips with the reason; with ``CI`` set it
+One browser per test module (the ``browser`` fixture in ``conftest.py``, which starts it
+from here). Locally a missing browser skips with the reason; with ``CI`` set it
 is a failure, so CI never skips these tests silently.
 """
 

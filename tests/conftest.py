@@ -326,3 +326,32 @@ def one_thread():
     if torch is not None:
         torch.set_num_threads(before)
 
+
+# --- the explain page's browser (tests/_browser.py): one per test module that asks ---
+
+@pytest.fixture(scope="module")
+def html_path(tmp_path_factory):
+    from rot180.explain import write_page
+
+    return write_page(tmp_path_factory.mktemp("page") / "explain.html")
+
+
+@pytest.fixture(scope="module")
+def browser(html_path):
+    from _browser import start_browser
+
+    driver, profile = start_browser()
+    driver.get(html_path.as_uri())
+    yield driver
+    from _browser import stop_browser
+
+    stop_browser(driver, profile)
+
+
+@pytest.fixture(autouse=True)
+def _no_console_errors(request):
+    yield
+    if "browser" in request.fixturenames:
+        from _browser import severe
+
+        assert severe(request.getfixturevalue("browser")) == []
