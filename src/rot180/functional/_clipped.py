@@ -99,9 +99,8 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     """``out[b, g, o, q] = bias[g, o] + sum over real taps of w[g, o, c, t] x[b, g, c, ...]``
     (``x (B, G, C, *S)``, ``w (G, M, C, *k)``, ``out (B, G, M, *o)``, filled and returned).
 
-    Its products run as a serial run of :mod:`._parallel` (BLAS at the user's count, waiting
-    while another thread's pooled region holds it at one), so the bits do not depend on what
-    other threads do."""
+    Its products run as a serial run of :mod:`._parallel` (BLAS at one thread, as every run),
+    so the bits do not depend on what other threads do."""
     run_chunks(lambda _: _correlate(x, w, stride, dilation, out, bias, pads), [0], 1)
     return out
 

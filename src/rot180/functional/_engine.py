@@ -86,7 +86,8 @@ Threads (:mod:`rot180.functional._parallel`): from ``parallel_min_macs`` multipl
 call, its batch chunks (gather, product, output write; or kn2row's product and sums) run on as
 many Python threads as numpy's BLAS would use, each with single-threaded BLAS, so that the
 copies and sums run in parallel too, not only the products. A folded batch is split into one
-part per thread. Smaller calls run on the caller's thread, BLAS as the user set it. Chunks and
+part per thread. Smaller calls run on the caller's thread; every call holds BLAS at one
+thread (OpenBLAS's own workers would spin against the pool afterwards). Chunks and
 parts come from the shapes and the thread count alone; each writes its own samples of the
 output, and kernel gradients are summed over chunks in chunk order, so results never depend on
 thread timing (and the pooled path gives the same bits as running its chunks one by one).

@@ -184,7 +184,7 @@ def choose(p: Problem, t: Tuning) -> tuple[str, bool]:
 
 
 def threads_for(macs: int, t: Tuning, workers: int) -> int:
-    """Threads for a call's batch chunks: 1 (the caller's, BLAS as the user set it) below
+    """Threads for a call's batch chunks: 1 (the caller's, BLAS at one thread) below
     ``t.parallel_min_macs``."""
     return workers if macs >= t.parallel_min_macs else 1
 
