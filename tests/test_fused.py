@@ -196,6 +196,30 @@ def test_fused_pair_keeps_the_pass_checks() -> None:
         seq.backward(x)
 
 
+def test_fused_pair_output_is_read_only_and_its_gradients_those_of_the_unfused_pair() -> None:
+    """The fused pair's output is the mask its backward folds in: an in-place change to it
+    raises instead of silently changing the gradients; out-of-place use gives the unfused
+    pair's gradients."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((4, 3, 5, 5))
+    dy = rng.standard_normal(x.shape)
+    fused = nn.Sequential(nn.BatchNorm2d(3, dtype=np.float64), nn.ReLU())
+    y = fused.forward(x)
+    with pytest.raises(ValueError, match="read-only"):
+        y += 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        y[y > 0.5] = 0.0
+    shifted = y - 0.25                          # out of place: as always
+    assert shifted.flags.writeable
+    bn, relu = nn.BatchNorm2d(3, dtype=np.float64), nn.ReLU()
+    want = relu.forward(bn.forward(x))          # the pair called one by one: unfused
+    assert want.flags.writeable
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fused.backward(dy), bn.backward(relu.backward(dy)), rtol=1e-12,
+                               atol=1e-12)
+    np.testing.assert_allclose(fused[0].weight.grad, bn.weight.grad, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("helper", HELPER)
 def test_backward_params_of_a_leading_fused_pair(helper) -> None:
     rng = np.random.default_rng(7)

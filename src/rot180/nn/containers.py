@@ -14,6 +14,8 @@ checks of :mod:`rot180.nn._passes` (a module used twice, a stale cache) hold as 
   and returns ``dy`` unmasked), then the BatchNorm's with ``_fold_relu`` set (it applies the
   mask of its cached output). The pair is folded only when the BatchNorm's cached output is the
   ReLU's cached input (both from the same fused forward); otherwise each runs as usual.
+* the pair's output is read-only: it is the mask the backward folds in, so changing it in place
+  would change the gradients (the unfused pair caches the ReLU's input instead).
 """
 
 from __future__ import annotations
@@ -126,9 +128,16 @@ def _fused_forward(bn: _BatchNorm, relu: ReLU, x: np.ndarray) -> np.ndarray:
         object.__setattr__(bn, "_fuse_relu", False)
     object.__setattr__(relu, "_rectified", z)
     try:
-        return relu.forward(z)
+        y = relu.forward(z)
     finally:
         object.__setattr__(relu, "_rectified", None)
+    # The pair's output is also the mask its backward folds in: changed in place (``y += s``)
+    # it would change the gradients, where the unfused pair's would not. Read-only, such a
+    # change raises instead (numpy's "assignment destination is read-only"); ``y.copy()`` or
+    # ``y + s`` work as always.
+    if y is z:
+        y.flags.writeable = False
+    return y
 
 
 def _folded(a: Module, b: Module) -> bool:
