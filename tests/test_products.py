@@ -98,3 +98,19 @@ def test_linear_and_pointwise_products_are_split_and_reproducible():
     for g, a, e in zip(got, again, one, strict=True):
         np.testing.assert_array_equal(g, a)
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-4)
+
+
+def test_a_batch_of_one_splits_im2col_products_over_the_threads():
+    """One batch chunk runs as a serial run, whose product still uses the pool."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1, 64, 20, 20)).astype(np.float32)
+    w = rng.standard_normal((96, 64, 3, 3)).astype(np.float32)
+    d = rng.standard_normal((1, 96, 18, 18)).astype(np.float32)
+    with tuning(threads=1, force="im2col"):
+        one = [F.conv(x, w), F.conv_grad_weight(x, d, w.shape)]
+    opened = P._REGIONS.opened
+    with tuning(threads=2, parallel_min_macs=0, force="im2col"):
+        two = [F.conv(x, w), F.conv_grad_weight(x, d, w.shape)]
+    assert P._REGIONS.opened - opened == 2
+    for a, b in zip(two, one, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)

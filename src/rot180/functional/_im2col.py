@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from ._parallel import held, run_chunks, sum_chunks
+from ._parallel import run_chunks, sum_chunks
 from ._products import matmul
 from ._scratch import scratch
 
@@ -90,18 +90,9 @@ def im2col(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Sequen
         else:
             np.add(res, bg, out=out[b0:b1])
 
-    if _few(B, nb, threads):
-        with held():
-            for b0 in range(0, B, nb):
-                chunk(b0)
-    else:
-        run_chunks(chunk, range(0, B, nb), threads)
-
-
-def _few(B: int, nb: int, threads: int) -> bool:
-    """Fewer batch chunks than threads (a batch of 1): the chunks run one by one on the
-    caller's thread, each product split over the threads (:func:`._products.matmul`)."""
-    return 1 < threads and -(-B // nb) < threads
+    # One chunk (a batch of 1) runs on the caller's thread, its product split over the
+    # threads by matmul.
+    run_chunks(chunk, range(0, B, nb), threads)
 
 
 def im2col_kernel(x: np.ndarray, dz: np.ndarray, k: Sequence[int], stride: Sequence[int],
@@ -127,11 +118,4 @@ def im2col_kernel(x: np.ndarray, dz: np.ndarray, k: Sequence[int], stride: Seque
         # than dz @ cols^T.
         return matmul(cols, dzt.reshape(G, M, n * P).swapaxes(1, 2))
 
-    if _few(B, nb, threads):
-        with held():
-            parts = [chunk(b0) for b0 in range(0, B, nb)]   # one or two: summed in order
-        acc = parts[0]
-        for part in parts[1:]:
-            acc += part
-        return acc
     return sum_chunks(chunk, range(0, B, nb), threads)

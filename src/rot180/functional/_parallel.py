@@ -211,7 +211,8 @@ os.register_at_fork(after_in_child=_after_fork)
 # that many chunks in flight), so a larger pool never runs a call on more threads than planned,
 # and memory (threads, their scratch) scales with the largest count used, not with how many.
 _POOL: tuple[int, int, ThreadPoolExecutor] | None = None       # (pid, size, executor)
-# Set in pool threads, and in a thread while its chunks run: nested engine calls run plainly.
+# Set in pool threads, and in a thread while its pooled chunks run: nested engine calls run
+# plainly there.
 _INSIDE = threading.local()
 _HELD = threading.local()                       # depth of held() on this thread
 
@@ -295,9 +296,11 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
     """``fn`` over ``items``; results lazily and in item order.
 
     ``threads > 1`` (and more than one item): a pooled run, on a pool of that many threads,
-    each chunk in a copy of the caller's context. Otherwise a serial run here. Either way
-    numpy's BLAS is held at one thread meanwhile (:func:`held`); inside a chunk, ``fn`` runs
-    plainly. If a chunk raises, the chunks not started are cancelled, the running ones are
+    each chunk in a copy of the caller's context; inside a chunk (and in the caller while it
+    waits for them), nested engine calls run plainly. Otherwise a serial run here, where a
+    nested call (a product too big for one thread: :func:`._products.matmul`) may still use
+    the pool. Either way numpy's BLAS is held at one thread meanwhile (:func:`held`). If a
+    chunk raises, the chunks not started are cancelled, the running ones are
     waited for, the run closes and the exception propagates.
     Results come in item order, so a caller summing them does so in a fixed order while later
     chunks still run; consume the iterator to the end (or close it).
@@ -306,29 +309,27 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
     if getattr(_INSIDE, "flag", False):
         yield from map(fn, items)
         return
-    pooled = threads > 1 and len(items) > 1
+    if not (threads > 1 and len(items) > 1):
+        with held():                            # a serial run: nested calls may still pool
+            yield from map(fn, items)
+        return
     futures: list[Future[R]] = []
     with held():
-        if pooled:
-            with _REGIONS.lock:
-                _REGIONS.opened += 1
+        with _REGIONS.lock:
+            _REGIONS.opened += 1
         _INSIDE.flag = True
         try:
-            if pooled:
-                # At most `threads` chunks in flight: chunk i + threads is submitted when
-                # chunk i's result is taken, so a call never runs on more threads than it was
-                # planned for.
-                ctx = [contextvars.copy_context() for _ in items]
-                for i in range(min(threads, len(items))):
-                    futures.append(_submit(threads, ctx[i].run, fn, items[i]))
-                for i in range(len(items)):
-                    result = futures[i].result()
-                    if i + threads < len(items):
-                        j = i + threads
-                        futures.append(_submit(threads, ctx[j].run, fn, items[j]))
-                    yield result
-            else:
-                yield from map(fn, items)
+            # At most `threads` chunks in flight: chunk i + threads is submitted when chunk i's
+            # result is taken, so a call never runs on more threads than it was planned for.
+            ctx = [contextvars.copy_context() for _ in items]
+            for i in range(min(threads, len(items))):
+                futures.append(_submit(threads, ctx[i].run, fn, items[i]))
+            for i in range(len(items)):
+                result = futures[i].result()
+                if i + threads < len(items):
+                    j = i + threads
+                    futures.append(_submit(threads, ctx[j].run, fn, items[j]))
+                yield result
         finally:
             if not all(future.done() for future in futures):   # a chunk raised, or closed
                 for future in futures:
