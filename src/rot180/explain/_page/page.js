@@ -485,7 +485,8 @@
   }
 
   // ---- pooling view: _page/pool.js (window.rot180Pool), drawn with these helpers ----
-  const POOL = window.rot180Pool({ $, grid, box, fmt, fill, pyRepr, MSG, maxCells: CFG.maxCells });
+  const POOL = window.rot180Pool({ $, grid, box, fmt, fill, pyRepr, prod, two, MSG,
+    maxCells: CFG.maxCells });
 
   function fit(st) {   // per-axis settings of the wrong length (a 2-D default on a 1-D layer)
     const def = { input: 3, kernel: 2, stride: 1, dilation: 1 };

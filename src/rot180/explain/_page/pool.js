@@ -12,12 +12,10 @@
 // Loaded before page.js, which calls window.rot180Pool with its drawing helpers.
 "use strict";
 window.rot180Pool = function (H) {
-  const { $, grid, box, fmt, fill, pyRepr, MSG, maxCells } = H;
+  const { $, grid, box, fmt, fill, pyRepr, prod, two, MSG, maxCells } = H;
   const DEFAULT = { mode: "max", nd: 2, input: [5, 5], kernel: [3, 3], stride: [2, 2],
     padding: [1, 1], dilation: [1, 1], ceil: false, countPad: true };
   let PS = JSON.parse(JSON.stringify(DEFAULT)), PL = null;
-  const prod = (a) => a.reduce((u, v) => u * v, 1);
-  const two = (a, v) => (a.length === 1 ? [v, a[0]] : a.slice());   // 1-D: one row
 
   // What rot180.functional.max_pool / avg_pool is called with (x of shape (1, 1, *i)).
   function call(P) {
