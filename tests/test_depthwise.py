@@ -1,6 +1,7 @@
 """The ``depthwise`` realisation (``rot180.functional._depthwise`` / ``_depthwisec``): plane-wise
 loops for few channels per group, forced against the direct-loop oracles over a randomised
-family of shapes; where the rule prefers it (both sides of each threshold); the input
+family of shapes; where the rule prefers it (both sides of each threshold, each a Tuning field
+moved to flip the choice; the result the same either way); the input
 gradient's stretched leaf; fixed bits whatever the split; the compiled functions' checks."""
 
 from __future__ import annotations
@@ -9,7 +10,16 @@ import numpy as np
 import pytest
 
 import rot180.functional._depthwise as DW
-from rot180.functional import conv, conv_grad_input, conv_grad_weight, get_tuning, plan, tuning
+from rot180.functional import (
+    Tuning,
+    conv,
+    conv_grad_input,
+    conv_grad_weight,
+    get_tuning,
+    plan,
+    realisations,
+    tuning,
+)
 from rot180.functional._padding import stretch_pad
 from rot180.functional._plan import Plan
 from rot180.functional._registry import TABLE, Problem
@@ -97,22 +107,23 @@ def test_the_input_gradient_leaf_is_the_stretched_correlation(xs, ws, stride, pa
 
 
 def test_the_rule_prefers_it_up_to_its_thresholds() -> None:
-    """Both sides of PREFER_MAX_CM (channel pairs per group), PREFER_MIN_ROW (row length) and
-    PREFER_MIN_GROUPS, and only where the helper is on."""
-    n = DW.PREFER_MAX_CM
+    """Both sides of ``depthwise_max_cm`` (channel pairs per group), ``depthwise_min_row`` (row
+    length) and ``depthwise_min_groups`` at their defaults, and only where the helper is on."""
+    t = get_tuning()
+    n = t.depthwise_max_cm
     with tuning(force=None, helper=True):
         assert _names(plan((8, 32, 40, 40), (32 * n, 1, 3, 3), padding=1, groups=32,
                            which="forward")) == {"depthwise"}
         assert "depthwise" not in _names(plan((8, 32, 40, 40), (32 * (n + 1), 1, 3, 3),
                                               padding=1, groups=32, which="forward"))
-        row = DW.PREFER_MIN_ROW
+        row = t.depthwise_min_row
         assert _names(plan((8, 16, row, row), (16, 1, 3, 3), padding=1, groups=16,
                            which="grad_weight")) == {"depthwise"}
         assert "depthwise" not in _names(plan((8, 16, row - 1, row - 1), (16, 1, 3, 3),
                                               padding=1, groups=16, which="grad_weight"))
         assert _names(plan((8, 16, 2 * row - 2, 2 * row - 2), (16, 1, 3, 3), padding=1,
                            stride=2, groups=16, which="forward")) == {"depthwise"}
-        g = DW.PREFER_MIN_GROUPS
+        g = t.depthwise_min_groups
         assert _names(plan((8, g, 40, 40), (2 * g, 1, 3, 3), padding=1, groups=g,
                            which="forward")) == {"depthwise"}
         assert "depthwise" not in _names(plan((8, g - 1, 40, 40), (2 * (g - 1), 1, 3, 3),
@@ -128,6 +139,83 @@ def test_the_rule_prefers_it_up_to_its_thresholds() -> None:
             assert "depthwise" not in _names(entry)
     with tuning(helper=False):
         assert "helper" in TABLE["depthwise"].accepts(p.forward.problem, get_tuning())
+
+
+def _prefers(x, w, which, **kw):
+    """Whether the rule (helper on) takes depthwise for ``which`` of the 3x3 padding-1 call;
+    ``kw``: the call's stride and groups and the Tuning fields to change."""
+    call = {k: kw.pop(k) for k in ("stride", "groups") if k in kw}
+    with tuning(force=None, helper=True, **kw):
+        return _names(plan(x, w, padding=1, which=which, **call)) == {"depthwise"}
+
+
+@pytest.mark.parametrize(("x", "w", "which", "kw", "chosen"), [
+    # C * M per group <= depthwise_max_cm (8)
+    ((8, 32, 40, 40), (256, 1, 3, 3), "forward", {"groups": 32}, True),
+    ((8, 32, 40, 40), (256, 1, 3, 3), "forward", {"groups": 32, "depthwise_max_cm": 7}, False),
+    ((8, 32, 40, 40), (288, 1, 3, 3), "forward", {"groups": 32}, False),
+    ((8, 32, 40, 40), (288, 1, 3, 3), "forward", {"groups": 32, "depthwise_max_cm": 9}, True),
+    ((8, 1, 40, 40), (1, 1, 3, 3), "forward", {"depthwise_max_cm": 0}, False),
+    # ... never past what it accepts (C * M <= ACCEPT_MAX_CM = 64), whatever the field says
+    ((8, 80, 20, 20), (208, 5, 3, 3), "forward", {"groups": 16, "depthwise_max_cm": 10**6},
+     False),
+    # output rows >= depthwise_min_row (16), or strided
+    ((8, 16, 16, 16), (16, 1, 3, 3), "grad_weight", {"groups": 16}, True),
+    ((8, 16, 16, 16), (16, 1, 3, 3), "grad_weight", {"groups": 16, "depthwise_min_row": 17},
+     False),
+    ((8, 16, 15, 15), (16, 1, 3, 3), "grad_weight", {"groups": 16}, False),
+    ((8, 16, 15, 15), (16, 1, 3, 3), "grad_weight", {"groups": 16, "depthwise_min_row": 15},
+     True),
+    ((8, 16, 15, 15), (16, 1, 3, 3), "forward",       # 8 columns at stride 2: any row length
+     {"groups": 16, "stride": 2, "depthwise_min_row": 10**6}, True),
+    # with C * M > 1, at least depthwise_min_groups (16) groups
+    ((8, 16, 40, 40), (32, 1, 3, 3), "forward", {"groups": 16}, True),
+    ((8, 16, 40, 40), (32, 1, 3, 3), "forward", {"groups": 16, "depthwise_min_groups": 17},
+     False),
+    ((8, 15, 40, 40), (30, 1, 3, 3), "forward", {"groups": 15}, False),
+    ((8, 15, 40, 40), (30, 1, 3, 3), "forward", {"groups": 15, "depthwise_min_groups": 15},
+     True),
+    ((8, 4, 40, 40), (4, 1, 3, 3), "forward",          # one pair: the group count is not read
+     {"groups": 4, "depthwise_min_groups": 10**6}, True),
+])
+def test_each_threshold_is_a_tuning_field_and_each_side_is_taken(x, w, which, kw,
+                                                                   chosen) -> None:
+    """A shape at each threshold, one just past it, and the same shapes with the field moved
+    so that the choice flips (a changed field is a new plan: the cache keys on the Tuning)."""
+    assert _prefers(x, w, which, **kw) is chosen
+
+
+def test_the_thresholds_do_not_change_the_result() -> None:
+    """Fields moved so that the rule takes depthwise on 3 x 3 channel pairs in 4 groups, and
+    leaves it on a depthwise layer: forward and both gradients as the direct loops give."""
+    rng = np.random.default_rng(12)
+    cases = [((2, 12, 17, 19), (12, 3, 3, 3), {"groups": 4, "stride": 2},
+              {"depthwise_max_cm": 9, "depthwise_min_groups": 4}, True),
+             ((2, 12, 17, 19), (12, 1, 3, 3), {"groups": 12}, {}, True),
+             ((2, 12, 17, 19), (12, 1, 3, 3), {"groups": 12}, {"depthwise_max_cm": 0}, False)]
+    for xs, ws, kw, changes, chosen in cases:
+        x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+        ref = conv_direct(x, w, b, padding=1, **kw)
+        dz = rng.standard_normal(ref.shape)
+        with tuning(force=None, helper=True, **changes):
+            lp = plan(x, w, padding=1, **kw)
+            got = (conv(x, w, b, padding=1, **kw), conv_grad_input(dz, w, x.shape, padding=1,
+                                                                   **kw),
+                   conv_grad_weight(x, dz, w.shape, padding=1, **kw))
+        assert ("depthwise" in _names(lp.forward)) is chosen, str(lp)
+        want = (ref, conv_grad_input_direct(dz, w, x.shape, padding=1, **kw),
+                conv_grad_weight_direct(x, dz, w.shape, padding=1, **kw))
+        for g, r in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, r, rtol=0, atol=1e-12 * np.abs(r).max())
+
+
+def test_the_description_gives_the_default_thresholds() -> None:
+    """``realisations()`` prints the record's ``takes``: the defaults of the Tuning fields."""
+    t = Tuning()
+    text = str(TABLE["depthwise"])
+    assert (f"preferred by default to {t.depthwise_max_cm} in {t.depthwise_min_groups}+ groups, "
+            f"rows >= {t.depthwise_min_row} or strided") in text, text
+    assert str(TABLE["depthwise"]) in "\n".join(map(str, realisations()))
 
 
 def test_helper_off_still_computes_the_same() -> None:

@@ -12,7 +12,7 @@ import threading
 import numpy as np
 import pytest
 
-from rot180.functional import Tuning, get_tuning, realisations, tuning
+from rot180.functional import Tuning, get_tuning, plan, realisations, tuning
 
 
 def test_an_unknown_setting_is_a_type_error_listing_the_settings() -> None:
@@ -117,3 +117,46 @@ def test_numpy_numbers_are_taken_and_stored_as_python_ones() -> None:
         assert (t.threads, t.narrow_tiles, t.stack_min_fill) == (2, True, 0.5)
         assert type(t.threads) is int and type(t.narrow_tiles) is bool
         assert type(t.stack_min_fill) is float
+
+
+_THRESHOLDS = ["winograd_min_channels", "winograd_min_size", "winograd_min_channels_any",
+               "winograd_min_tiles_any", "winograd_wide_min", "winograd_wide_max",
+               "winograd_wide_size", "winograd_min_tiles", "winograd_chunk_tiles",
+               "depthwise_max_cm", "depthwise_min_groups", "depthwise_min_row"]
+
+
+@pytest.mark.parametrize("name", _THRESHOLDS)
+def test_the_specialised_thresholds_are_checked_fields(name) -> None:
+    """Each of winograd's and depthwise's numbers is a field of its own, documented, checked:
+    a wrong type is a TypeError and a negative count (a chunk of no tiles) a ValueError, both
+    naming the field; numpy integers are taken."""
+    assert name in (Tuning.__doc__ or ""), f"{name} has no Attributes entry"
+    low = 1 if name == "winograd_chunk_tiles" else 0
+    for bad in ("8", 8.0, True, None):
+        with pytest.raises(TypeError, match=rf"tuning: {name} must be an int, got "):
+            with tuning(**{name: bad}):
+                pass
+    with pytest.raises(ValueError, match=rf"tuning: {name} must be >= {low}, got {low - 1}"):
+        with tuning(**{name: low - 1}):
+            pass
+    with tuning(**{name: np.int64(low)}) as t:
+        assert getattr(t, name) == low and type(getattr(t, name)) is int
+
+
+def test_a_changed_field_is_a_new_plan_and_leaving_the_block_restores_the_old() -> None:
+    """Plans are cached on the Tuning object (and the thread count): the same call planned
+    before, inside and after a block that moves one threshold takes the block's choice inside
+    only. (The 1 x 1 channel pair per group: depthwise by default, not with max_cm 0.)"""
+    shape, w = (4, 16, 20, 20), (16, 1, 3, 3)
+
+    def chosen() -> set[str]:
+        p = plan(shape, w, padding=1, groups=16, which="forward")
+        return {leaf.realisation for leaf in p.leaves()}
+
+    if "depthwise" not in chosen():
+        pytest.skip("depthwise is not the default choice here (helper off or not built)")
+    with tuning(depthwise_max_cm=0):
+        assert "depthwise" not in chosen()
+        with tuning(depthwise_max_cm=1):
+            assert chosen() == {"depthwise"}
+    assert chosen() == {"depthwise"}

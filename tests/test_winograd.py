@@ -4,7 +4,8 @@ Forced against the direct-loop oracles over a seeded family of shapes (batch 1..
 odd sizes, padding incl. asymmetric and negative, groups, float32 and float64, non-contiguous
 inputs, bias; strided and dilated calls, which it does not take, still right), the compiled
 transforms against the NumPy ones (the same bits), the accuracy of float32 against float64,
-both sides of every threshold of ``prefer``, the helper switched off, threads, non-finite data
+both sides of every threshold of ``prefer`` (each a Tuning field, moved to flip the choice;
+the chunk size too), the helper switched off, threads, non-finite data
 and the C functions' argument checks.
 """
 
@@ -216,6 +217,100 @@ def test_prefer_each_side_of_its_thresholds(x, m, kw, chosen) -> None:
         assert (leaves[0].realisation == "winograd") is (chosen and WG.built()), leaves[0]
         with tuning(helper=False):              # the NumPy transforms: never preferred
             assert plan(x, w, which="forward", **kw).leaves()[0].realisation != "winograd"
+
+
+def _chosen(x, m, **changes) -> bool:
+    """Whether the rule (helper on) picks winograd for the 3x3 padding-1 forward pass of ``x``
+    into ``m`` channels, under the Tuning fields ``changes``."""
+    with tuning(force=None, helper=True, **changes):
+        return plan(x, (m, x[1], 3, 3), which="forward", padding=1).leaves()[0].realisation \
+            == "winograd"
+
+
+@needs_helper
+@pytest.mark.parametrize(("x", "m", "changes", "chosen"), [
+    # min(C, M) >= winograd_min_channels (64) at >= winograd_min_size (14)
+    ((8, 64, 14, 14), 64, {}, True),
+    ((8, 64, 14, 14), 64, {"winograd_min_channels": 65}, False),
+    ((8, 64, 14, 14), 64, {"winograd_min_size": 15}, False),
+    ((8, 63, 14, 14), 64, {}, False),
+    ((8, 63, 14, 14), 64, {"winograd_min_channels": 63}, True),
+    ((8, 64, 13, 13), 64, {}, False),
+    ((8, 64, 13, 13), 64, {"winograd_min_size": 13}, True),
+    # min(C, M) >= winograd_min_channels_any (384) with >= winograd_min_tiles_any (128) tiles
+    ((8, 512, 7, 7), 384, {}, True),                    # 8 x 4 x 4 = 128 tiles
+    ((8, 512, 7, 7), 384, {"winograd_min_channels_any": 385}, False),
+    ((8, 512, 7, 7), 384, {"winograd_min_tiles_any": 129}, False),
+    ((8, 383, 7, 7), 512, {}, False),
+    ((8, 383, 7, 7), 512, {"winograd_min_channels_any": 383}, True),
+    ((7, 512, 7, 7), 512, {}, False),                   # 112 tiles
+    ((7, 512, 7, 7), 512, {"winograd_min_tiles_any": 112}, True),
+    # min >= winograd_wide_min (48), max >= winograd_wide_max (64), >= winograd_wide_size (32)
+    ((8, 48, 32, 32), 64, {}, True),
+    ((8, 48, 32, 32), 64, {"winograd_wide_min": 49}, False),
+    ((8, 48, 32, 32), 64, {"winograd_wide_max": 65}, False),
+    ((8, 48, 32, 32), 64, {"winograd_wide_size": 33}, False),
+    ((8, 47, 32, 32), 64, {}, False),
+    ((8, 47, 32, 32), 64, {"winograd_wide_min": 47}, True),
+    ((8, 48, 32, 32), 63, {}, False),
+    ((8, 48, 32, 32), 63, {"winograd_wide_max": 63}, True),
+    ((8, 48, 31, 31), 64, {}, False),
+    ((8, 48, 31, 31), 64, {"winograd_wide_size": 31}, True),
+    # at least winograd_min_tiles (16) tiles, whatever the rows say (min_size 0 opens row 1)
+    ((1, 64, 7, 7), 64, {"winograd_min_size": 0}, True),          # 4 x 4 = 16 tiles
+    ((1, 64, 7, 7), 64, {"winograd_min_size": 0, "winograd_min_tiles": 17}, False),
+    ((1, 64, 6, 6), 64, {"winograd_min_size": 0}, False),         # 9 tiles
+    ((1, 64, 6, 6), 64, {"winograd_min_size": 0, "winograd_min_tiles": 9}, True),
+])
+def test_each_threshold_is_a_tuning_field_and_each_side_is_taken(x, m, changes, chosen) -> None:
+    """Every number of ``_prefer`` is a Tuning field: a shape at it, one just past it, and the
+    same shapes with the field moved so that the choice flips (the plan cache keys on the
+    Tuning object, so a block's new value makes a new plan)."""
+    assert _chosen(x, m, **changes) is chosen
+
+
+def test_the_thresholds_do_not_change_the_result() -> None:
+    """Thresholds moved so that the rule takes winograd on a small layer and leaves it on a
+    layer it takes by default: both computed as the direct loops compute them."""
+    rng = np.random.default_rng(10)
+    cases = [((3, 5, 9, 8), 6, {"winograd_min_channels": 0, "winograd_min_size": 0,
+                                 "winograd_min_tiles": 0}, True),
+             ((1, 64, 14, 14), 64, {}, True),
+             ((1, 64, 14, 14), 64, {"winograd_min_channels": 65}, False)]
+    for x_shape, m, changes, chosen in cases:
+        x = rng.standard_normal(x_shape)
+        w = rng.standard_normal((m, x_shape[1], 3, 3))
+        b = rng.standard_normal(m)
+        dz = rng.standard_normal((x_shape[0], m, *x_shape[2:]))
+        with tuning(force=None, helper=True, **changes):
+            lp = plan(x, w, padding=1)
+            got = conv(x, w, b, padding=1), conv_grad_input(dz, w, x.shape, padding=1)
+        names = {leaf.realisation for leaf in lp.forward.leaves()}
+        assert ("winograd" in names) is (chosen and WG.built()), str(lp)
+        want = (conv_direct(x, w, b, padding=1),
+                conv_grad_input_direct(dz, w, x.shape, padding=1))
+        for g, r in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, r, rtol=0, atol=1e-12 * np.abs(r).max())
+
+
+@pytest.mark.parametrize("helper", [True, False])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("chunk_tiles", [1, 7, 10**6])
+def test_chunk_tiles_change_the_chunks_not_the_result(chunk_tiles, threads, helper) -> None:
+    """``winograd_chunk_tiles``: one tile row a chunk (1), a few rows (7 tiles of 5 a row),
+    or the whole call as one chunk (then fewer chunks than threads: split by channels)."""
+    if helper and not WG.built():
+        pytest.skip("_winogradc is not built")
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 6, 11, 9)).astype(np.float32)
+    w = rng.standard_normal((5, 6, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(5).astype(np.float32)
+    ref = conv_direct(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                      padding=[(1, 0), (0, 1)])
+    with tuning(force="winograd", helper=helper, threads=threads, parallel_min_macs=0,
+                winograd_chunk_tiles=chunk_tiles):
+        got = conv(x, w, b, padding=[(1, 0), (0, 1)])
+    np.testing.assert_allclose(got, ref, rtol=0, atol=2e-5 * np.abs(ref).max())
 
 
 @needs_helper

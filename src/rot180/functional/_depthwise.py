@@ -65,19 +65,10 @@ except ImportError:                             # built without a C compiler: no
 
 __all__ = ["REALISATION", "built", "correlate", "correlate_kernel"]
 
-# -> Tuning (depthwise_max_cm): the rule prefers this realisation where C * M per group is at
-# most this (measured above: 8 -> 0.87 of the rule's time, 16 -> 1.10).
-PREFER_MAX_CM = 8
 # Accepted (forced, or preferred) up to this C * M per group: beyond it the plane-wise loops
-# re-read each input plane M times and hold C of them; correct, never fast.
+# re-read each input plane M times and hold C of them; correct, never fast. (Where it is
+# preferred, a narrower range, is Tuning's: see _prefer.)
 ACCEPT_MAX_CM = 64
-# -> Tuning (depthwise_min_row): ... and the output rows at least this long, or strided along
-# them: shorter stride-1 rows leave a vector's lanes half empty, and the rule folds the batch
-# into them (measured above: 28 -> 0.77, 14 -> 1.08; 14 at stride 2 -> 0.85).
-PREFER_MIN_ROW = 16
-# -> Tuning (depthwise_min_groups): ... and, with more than one channel pair per group, at least
-# this many groups (measured above: 16 and 32 groups win, 1-4 do not).
-PREFER_MIN_GROUPS = 16
 
 
 def built() -> bool:
@@ -100,10 +91,28 @@ def _accepts(p: Problem, t: Tuning) -> bool | str:
 
 
 def _prefer(p: Problem, t: Tuning) -> bool:
+    """Where it beats the rule's choice (:class:`~._tuning.Tuning` fields, the defaults shown;
+    measured as the module docstring says, forward + both gradients of 3x3 layers, batch 32,
+    1 thread, against the rule without it):
+
+    ===========================  =============  ==============================================
+    field                        default        measured, depthwise / rule
+    ===========================  =============  ==============================================
+    ``depthwise_max_cm``         8              C x M per group: 2 x 4 0.87, 4 x 4 1.10
+    ``depthwise_min_groups``     16             with C x M > 1: 16 and 32 groups win, 1-4 not
+    ``depthwise_min_row``        16             output rows (stride 1): 28 0.77, 14 1.08;
+                                                14 at stride 2 0.85
+    ===========================  =============  ==============================================
+
+    Preferred where ``C * M <= depthwise_max_cm``, and ``C * M == 1`` or at least
+    ``depthwise_min_groups`` groups, and output rows of at least ``depthwise_min_row`` or a
+    stride along them: shorter stride-1 rows leave a vector's lanes half empty, and the rule
+    folds the batch into them.
+    """
     C = p.x[2]
     M = p.w[2] if p.entry == "grad_weight" else p.w[1]
-    return (C * M <= PREFER_MAX_CM and (C * M == 1 or p.x[1] >= PREFER_MIN_GROUPS)
-            and (p.out_sp[-1] >= PREFER_MIN_ROW or p.stride[-1] > 1))
+    return (C * M <= t.depthwise_max_cm and (C * M == 1 or p.x[1] >= t.depthwise_min_groups)
+            and (p.out_sp[-1] >= t.depthwise_min_row or p.stride[-1] > 1))
 
 
 # --- the runners ------------------------------------------------------------------------------
@@ -203,9 +212,11 @@ def _kernel(plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
     return correlate_kernel(x, dz, p.kernel, p.stride, p.dilation, plan.threads, p.pads)
 
 
+_DEFAULT = Tuning()      # the description states the default thresholds
 REALISATION = Realisation(
     "depthwise", "plane-wise loops, vectors along an output row (few channels per group)",
     f"1-D/2-D float32/64 forward and kernel gradients with C * M <= {ACCEPT_MAX_CM} per group "
-    f"(preferred to {PREFER_MAX_CM} in {PREFER_MIN_GROUPS}+ groups, rows >= {PREFER_MIN_ROW} or "
-    "strided), helper on", _accepts,
+    f"(preferred by default to {_DEFAULT.depthwise_max_cm} in {_DEFAULT.depthwise_min_groups}+ "
+    f"groups, rows >= {_DEFAULT.depthwise_min_row} or strided: Tuning.depthwise_*), helper on",
+    _accepts,
     _forward, _kernel, pads_itself=True, prefer=_prefer, cost=COST)

@@ -64,6 +64,29 @@ class Tuning:
         narrow_tiles: run the helper's tiles for CPUs without AVX-512 even where it has it (to
             test both kinds on one machine).
         max_sample_bytes: the most one sample may expand to before a call raises ValueError.
+        winograd_min_channels: ``winograd`` preferred where ``min(C, M)`` is at least this ...
+        winograd_min_size: ... and the output is at least this many rows and columns (the
+            first row of the table in ``_winograd._prefer``'s docstring, which says what each
+            number was measured on: 0.62-1.01 of the rule's time) ...
+        winograd_min_channels_any: ... or ``min(C, M)`` is at least this ...
+        winograd_min_tiles_any: ... and the call has at least this many 2 x 2 output tiles,
+            at any size (second row: 512 channels at 7 x 7, batch 8 0.84, batch 1 2.2) ...
+        winograd_wide_min: ... or ``min(C, M)`` is at least this ...
+        winograd_wide_max: ... and ``max(C, M)`` at least this ...
+        winograd_wide_size: ... and the output at least this size (third row: 48 -> 64 at
+            32 x 32 0.89 at 2 threads; 32 -> 64 1.20, so 32 channels stay with the helper).
+        winograd_min_tiles: never preferred below this many tiles a call, whatever the rows
+            above say (a floor under them, not a measured row of its own).
+        winograd_chunk_tiles: about this many tiles per chunk of a call's tile rows (each
+            chunk's 16 products pack ``U`` again; more tiles spill ``V`` and ``m`` from the
+            caches): 256 against 128 measured beside ``_winograd._forward``'s chunking.
+        depthwise_max_cm: ``depthwise`` preferred where ``C * M`` per group is at most this
+            (``_depthwise._prefer``'s docstring: 8 -> 0.87 of the rule's time, 16 -> 1.10; it
+            accepts no more than ``_depthwise.ACCEPT_MAX_CM`` whatever this says) ...
+        depthwise_min_groups: ... and, with more than one channel pair per group, there are
+            at least this many groups (16 and 32 groups win, 1-4 do not) ...
+        depthwise_min_row: ... and the output rows are at least this long, or strided along
+            them (28 -> 0.77, 14 -> 1.08; 14 at stride 2 -> 0.85).
     """
 
     force: str | None = None
@@ -79,6 +102,18 @@ class Tuning:
     direct_bands: bool = True
     narrow_tiles: bool = False
     max_sample_bytes: int = 2 * 2**30
+    winograd_min_channels: int = 64
+    winograd_min_size: int = 14
+    winograd_min_channels_any: int = 384
+    winograd_min_tiles_any: int = 128
+    winograd_wide_min: int = 48
+    winograd_wide_max: int = 64
+    winograd_wide_size: int = 32
+    winograd_min_tiles: int = 16
+    winograd_chunk_tiles: int = 256
+    depthwise_max_cm: int = 8
+    depthwise_min_groups: int = 16
+    depthwise_min_row: int = 16
 
     def __post_init__(self) -> None:
         # Each field through the one checks module; the plain Python value is stored (numpy
@@ -130,6 +165,20 @@ _CHECKS: dict[str, Callable[[object, str], object]] = {
     "direct_bands": lambda v, name: bool(V.flag(v, name, "tuning")),
     "narrow_tiles": lambda v, name: bool(V.flag(v, name, "tuning")),
     "max_sample_bytes": _count(1),
+    # Thresholds: 0 lets every problem past that test (a rule turns off by a large value, or
+    # helper=False); a chunk holds at least one tile row.
+    "winograd_min_channels": _count(0),
+    "winograd_min_size": _count(0),
+    "winograd_min_channels_any": _count(0),
+    "winograd_min_tiles_any": _count(0),
+    "winograd_wide_min": _count(0),
+    "winograd_wide_max": _count(0),
+    "winograd_wide_size": _count(0),
+    "winograd_min_tiles": _count(0),
+    "winograd_chunk_tiles": _count(1),
+    "depthwise_max_cm": _count(0),
+    "depthwise_min_groups": _count(0),
+    "depthwise_min_row": _count(0),
 }
 MAX_THREADS = 1024
 

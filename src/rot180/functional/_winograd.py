@@ -36,9 +36,9 @@ Layout and chunks. Tile ``t = r * TW + j``: ``r`` a flattened (sample, tile row)
 the input reads as zeros past its padded extent, and outputs at or past ``(OH, OW)`` are
 dropped. The padding is applied while the tiles are gathered (``pads_itself``; a negative pad
 crops), never as a padded copy. A call's tile rows are cut into chunks of about
-``CHUNK_TILES`` tiles (each product packs its ``U[ab]`` again: shorter products waste that,
-longer ones spill ``V`` and ``m`` from the caches); each chunk gathers its tiles, runs the 16
-products as one batched ``np.matmul`` (single-threaded BLAS in a pooled region,
+``Tuning.winograd_chunk_tiles`` tiles (each product packs its ``U[ab]`` again: shorter products
+waste that, longer ones spill ``V`` and ``m`` from the caches); each chunk gathers its tiles,
+runs the 16 products as one batched ``np.matmul`` (single-threaded BLAS in a pooled region,
 :func:`~._parallel.run_chunks`) and writes its own output rows, a whole number of chunks per
 thread. With fewer chunks than threads (batch 1, small images) each chunk's products are split
 by output channels instead, its tiles gathered split by input channels, so that the products
@@ -216,7 +216,8 @@ def _accepts(p: Problem, t: Tuning) -> bool | str:
 def _prefer(p: Problem, t: Tuning) -> bool:
     """Where it beats the rule's choice (the helper ``direct`` on these shapes, im2col at
     batch 1 of 7x7), with ``_winogradc`` built and the helper on (the NumPy transforms are
-    ~2x slower: never preferred):
+    ~2x slower: never preferred), and the call has at least ``t.winograd_min_tiles`` (16)
+    tiles. The numbers are :class:`~._tuning.Tuning` fields (the defaults shown):
 
     ========================  ==================  ========================================
     channels (C in, M out)    output size         measured, Winograd / rule, 1 thread
@@ -225,6 +226,10 @@ def _prefer(p: Problem, t: Tuning) -> bool:
     min(C, M) >= 384          >= 128 tiles        512 @ 7 x 7 batch 8: 0.84 (batch 1: 2.2)
     min >= 48, max >= 64      >= 32 x 32          48 -> 64: 0.89 (2 threads, wall)
     ========================  ==================  ========================================
+
+    The fields, row by row: ``winograd_min_channels``, ``winograd_min_size``;
+    ``winograd_min_channels_any``, ``winograd_min_tiles_any``; ``winograd_wide_min``,
+    ``winograd_wide_max``, ``winograd_wide_size``.
 
     Re-measured on the quiet machine at 2 threads (wall, forward passes, batch 64 at 32 x 32
     unless said, against the helper): 32 -> 64 1.20, 32 -> 96 1.07, 64 -> 32 1.03, 32 -> 128
@@ -249,26 +254,14 @@ def _prefer(p: Problem, t: Tuning) -> bool:
     C = p.x[2]
     OH, OW = p.out_sp
     TH, TW = tiles(p.out_sp)
-    if B * TH * TW < MIN_TILES:
+    n_tiles = B * TH * TW
+    if n_tiles < t.winograd_min_tiles:
         return False
     low, size = min(C, M), min(OH, OW)
-    return ((low >= MIN_CHANNELS and size >= MIN_SIZE)
-            or (low >= MIN_CHANNELS_ANY and B * TH * TW >= MIN_TILES_ANY)
-            or (low >= WIDE_MIN and max(C, M) >= WIDE_MAX and size >= WIDE_SIZE))
-
-
-# -> Tuning (winograd_*): measured, see _prefer's table.
-MIN_CHANNELS = 64
-MIN_SIZE = 14
-MIN_CHANNELS_ANY = 384
-MIN_TILES_ANY = 128
-WIDE_MIN, WIDE_MAX, WIDE_SIZE = 48, 64, 32
-MIN_TILES = 16
-CHUNK_TILES = 256   # -> Tuning.winograd_chunk_tiles. Measured, forward passes, 128 -> 256 tiles a
-#   chunk, 1 thread: 64x32x32x32 -> 64 23.6 -> 21.3 ms, 32x128x16x16 16.1 -> 16.6, 8x512x7x7
-#   17.7 -> 17.7, 64x96x32x32 -> 32 37.7 -> 31.1; 2 threads (quiet machine, wall): 19.4 -> 16.6,
-#   11.3 -> 9.7, 11.4 -> 10.2, 24.0 -> 18.6 (fewer chunks: less Python time under the GIL);
-#   earlier, 1 thread: 64 tiles 20.6 vs 128 18.1 on 8x512x7x7, 512 tiles 19.7 on 32x128x16x16.
+    return ((low >= t.winograd_min_channels and size >= t.winograd_min_size)
+            or (low >= t.winograd_min_channels_any and n_tiles >= t.winograd_min_tiles_any)
+            or (low >= t.winograd_wide_min and max(C, M) >= t.winograd_wide_max
+                and size >= t.winograd_wide_size))
 
 
 def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
@@ -311,11 +304,16 @@ def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
 
     run_chunks(kernel, kernel_jobs, threads)
 
-    # The tile rows in chunks of about CHUNK_TILES tiles (each product packs its U[ab] again:
-    # fewer tiles waste that, more spill V and m from the caches).
+    # The tile rows in chunks of about t.winograd_chunk_tiles tiles (each product packs its
+    # U[ab] again: fewer tiles waste that, more spill V and m from the caches). Measured,
+    # forward passes, 128 -> 256 tiles a chunk, 1 thread: 64x32x32x32 -> 64 23.6 -> 21.3 ms,
+    # 32x128x16x16 16.1 -> 16.6, 8x512x7x7 17.7 -> 17.7, 64x96x32x32 -> 32 37.7 -> 31.1;
+    # 2 threads (quiet machine, wall): 19.4 -> 16.6, 11.3 -> 9.7, 11.4 -> 10.2, 24.0 -> 18.6
+    # (fewer chunks: less Python time under the GIL); earlier, 1 thread: 64 tiles 20.6 against
+    # 128 18.1 on 8x512x7x7, 512 tiles 19.7 on 32x128x16x16.
     rows = B * TH
     per_row = 16 * (C + M) * TW * dtype.itemsize
-    size = max(1, min(-(-CHUNK_TILES // TW), 4 * t.chunk_bytes // per_row))
+    size = max(1, min(-(-t.winograd_chunk_tiles // TW), 4 * t.chunk_bytes // per_row))
     n = -(-rows // size)
     if n >= threads:                    # a whole number of chunks per thread
         chunks = _split(rows, -(-n // threads) * threads)
