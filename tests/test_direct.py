@@ -324,3 +324,56 @@ def test_no_process_global_state_in_the_helper() -> None:
     for t in threads:
         t.join()
     assert not errors, errors
+
+
+@pytest.mark.parametrize("G, M, threads, parts", [
+    (1, 256, 2, [("m", 0, 128), ("m", 128, 256)]),
+    (1, 24, 2, [("m", 0, 16), ("m", 16, 24)]),      # cuts at multiples of the tiles' 8
+    (1, 20, 3, [("m", 0, 8), ("m", 8, 16), ("m", 16, 20)]),
+    (1, 15, 2, [("m", 0, 8), ("m", 8, 15)]),         # the remainder tile is a part
+    (1, 8, 2, []),                                   # one tile: nothing to share
+    (4, 8, 2, [("g", 0, 2), ("g", 2, 4)]),
+    (3, 64, 2, [("g", 0, 2), ("g", 2, 3)]),
+    (2, 64, 3, []),                                  # fewer groups than threads, several groups
+    (1, 256, 1, []),
+])
+def test_how_threads_share_one_block(G, M, threads, parts) -> None:
+    assert D._channel_parts(G, M, threads) == parts
+
+
+# One block of lanes (a 1-D batch of at most 16, no rows to cut): the threads share its output
+# channels (one group) or its groups.
+ONE_BLOCK = [
+    ((16, 12, 50), 32, 3, 2, 1, 1, 1),
+    ((5, 7, 33), 20, 5, 1, 2, 2, 1),
+    ((9, 8, 40), 12, 3, 3, 1, 1, 4),
+    ((3, 6, 3, 30), 24, (3, 2), 1, 0, 1, 1),         # 2-D, one output row: no bands to cut
+]
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+@pytest.mark.parametrize("case", ONE_BLOCK, ids=[str(c[0]) for c in ONE_BLOCK])
+def test_one_block_shared_by_threads_equals_the_direct_loops(case, threads) -> None:
+    x, w, b, dz, kw = _arrays(*case, np.float64)
+    G, M = kw["groups"], w.shape[0] // kw["groups"]
+    assert D._channel_parts(G, M, threads), "the case must share its block"
+    with tuning(parallel_min_macs=0, threads=threads, direct_min_fill=0):
+        rows = dz.shape[2] if dz.ndim == 4 else 1
+        assert -(-x.shape[0] * D.bands(x.shape[0], rows, threads) // D.LANES) == 1
+        runs = _runs(x, w, kw)
+        _assert_equals_the_direct_loops(x, w, b, dz, kw)
+    for entry in ("forward", "grad_weight"):
+        assert all(r == "direct" for r, _ in runs[entry]), runs
+
+
+@pytest.mark.parametrize("case", ONE_BLOCK, ids=[str(c[0]) for c in ONE_BLOCK])
+def test_one_block_shared_gives_the_bits_of_one_thread(case) -> None:
+    """Each output (and kernel-gradient entry) is one thread's sum in the loops' order."""
+    x, w, b, dz, kw = _arrays(*case, np.float32)
+    with tuning(direct_min_fill=0, force="direct"):
+        with tuning(threads=1):
+            one = conv(x, w, b, **kw), conv_grad_weight(x, dz, w.shape, **kw)
+        with tuning(parallel_min_macs=0, threads=2):
+            two = conv(x, w, b, **kw), conv_grad_weight(x, dz, w.shape, **kw)
+    for a, r in zip(two, one, strict=True):
+        np.testing.assert_array_equal(a, r)

@@ -37,7 +37,12 @@ directly; the sums per output are the same, so the bits are too.
 
 Threads: blocks of 16 samples are split into contiguous ranges, one per thread (pack, correlate
 and unpack of a range run together, the GIL released); kernel gradients of the ranges are
-summed in range order, so results do not depend on thread timing.
+summed in range order, so results do not depend on thread timing. A batch that fills a single
+block (a 1-D layer at batch 16 or less, where no rows can be cut into bands) would leave the
+other threads idle: there the block is packed once and the threads share its outputs instead,
+whole groups each (``G >= threads``) or, in one group, runs of output channels in multiples of
+the tiles' 8 (:func:`_channel_parts`). Every output (or kernel-gradient entry) is still one
+thread's sum in the loops' order, so the bits are those of one thread.
 """
 
 from __future__ import annotations
@@ -124,6 +129,33 @@ def _ranges(blocks: int, threads: int) -> list[tuple[int, int]]:
     return [(b, min(blocks, b + step)) for b in range(0, blocks, step)]
 
 
+def _channel_parts(G: int, M: int, threads: int) -> list[tuple[str, int, int]]:
+    """How ``threads`` threads share one block of lanes: ``("g", g0, g1)`` ranges of whole
+    groups when there are at least as many groups as threads, else (one group) ``("m", m0, m1)``
+    ranges of output channels cut at multiples of :data:`_TILE_M` (the AVX-512 tiles' 8, so no
+    part adds a remainder tile); ``[]`` where neither gives every thread a part (several
+    groups but fewer than the threads, or fewer tiles of 8 channels than threads).
+
+    Measured on ``16 x 256 x 400 -> 256, k3 s2`` (one block; 2 threads, the 2-core EPYC,
+    wall, unshared and shared interleaved in one process): forward 19.4 -> 10.9 ms, kernel
+    gradient 23.1 -> 13.1 ms (im2col: 11.1 and 15.8; BENCHMARKS.md, "Issue 13, third
+    pass")."""
+    if threads < 2:
+        return []
+    if G >= threads:
+        return [("g", lo, hi) for lo, hi in _ranges(G, threads)]
+    if G > 1:
+        return []
+    tiles = -(-M // _TILE_M)
+    if tiles < threads:
+        return []
+    cuts = [min(M, round(i * tiles / threads) * _TILE_M) for i in range(threads)] + [M]
+    return [("m", lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:], strict=True) if hi > lo]
+
+
+_TILE_M = 8                                     # output channels per forward / kernel tile
+
+
 def _as_2d(a: np.ndarray, nd: int) -> np.ndarray:
     """A 1-D correlation as a 2-D one of height 1 (a view)."""
     return a if nd == 2 else a[..., None, :]
@@ -191,7 +223,29 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         _directc.unpack_bands(res.reshape(n1 - n0, planes, band, LANES), unpacked, bands=s,
                               first_block=n0)
 
-    run_chunks(part, _ranges(-(-B * s // LANES), threads), threads)
+    blocks = -(-B * s // LANES)
+    shared = _channel_parts(G, M, threads) if blocks == 1 else []
+    if shared:                                  # one block: the threads share its outputs
+        xs = scratch((1, G, C, hp, wp, LANES), x.dtype, "direct_x")
+        _directc.pack_padded(flat, xs.reshape(1, G * C, hp, wp, LANES), bands=s,
+                             step=rows * stride[0], top=pt, left=pl)
+        res = scratch((1, G, M, rows, OW, LANES), x.dtype, "direct_out")
+
+        def share(job: tuple[str, int, int]) -> None:
+            axis, lo, hi = job
+            if axis == "g":
+                xj, wj, rj = xs[:, lo:hi], w[lo:hi], res[:, lo:hi]
+                bj = None if b_ is None else b_[lo:hi]
+            else:
+                xj, wj, rj = xs, w[:, lo:hi], res[:, :, lo:hi]
+                bj = None if b_ is None else b_[:, lo:hi]
+            _directc.correlate(xj, wj, rj, bj, stride=stride, dilation=dilation,
+                               narrow=narrow, **live)
+
+        run_chunks(share, shared, threads)
+        _directc.unpack_bands(res.reshape(1, planes, band, LANES), unpacked, bands=s)
+    else:
+        run_chunks(part, _ranges(blocks, threads), threads)
     if dst is not out2:                         # e.g. a sub-pixel phase of a larger output
         np.copyto(out2, dst)
 
@@ -227,6 +281,26 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
         _directc.correlate_kernel(xs, zs, dw, stride=stride, dilation=dilation, narrow=narrow)
         return dw
 
-    # Partial gradients of the ranges, summed in range order.
-    acc = sum_chunks(part, _ranges(-(-B * s // LANES), threads), threads)
+    blocks = -(-B * s // LANES)
+    shared = _channel_parts(G, M, threads) if blocks == 1 else []
+    if shared:                                  # one block: the threads share its outputs
+        xs = scratch((1, G, C, hp, wp, LANES), x.dtype, "direct_x")
+        _directc.pack_padded(flat, xs.reshape(1, G * C, hp, wp, LANES), bands=s,
+                             step=rows * stride[0], top=pt, left=pl)
+        zs = scratch((1, G, M, rows, OW, LANES), x.dtype, "direct_dz")
+        _directc.pack_padded(zf, zs.reshape(1, G * M, rows, OW, LANES), bands=s, step=rows)
+        acc = np.empty((G, M, C, *k2), x.dtype)
+
+        def share(job: tuple[str, int, int]) -> None:
+            axis, lo, hi = job
+            if axis == "g":
+                xj, zj, dj = xs[:, lo:hi], zs[:, lo:hi], acc[lo:hi]
+            else:
+                xj, zj, dj = xs, zs[:, :, lo:hi], acc[:, lo:hi]
+            _directc.correlate_kernel(xj, zj, dj, stride=stride, dilation=dilation,
+                                      narrow=narrow)
+
+        run_chunks(share, shared, threads)
+    else:                   # partial gradients of the ranges, summed in range order
+        acc = sum_chunks(part, _ranges(blocks, threads), threads)
     return acc.reshape(G, M, C, *kernel)
