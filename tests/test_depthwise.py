@@ -295,3 +295,39 @@ def test_the_compiled_functions_check_their_arguments() -> None:
     C.correlate_kernel(x, out, dw, **geo)
     with pytest.raises(ValueError, match="groups=.* must be a range"):
         C.correlate_kernel(x, out, dw, groups=(2, 1), **geo)
+
+
+# Strided input gradients of grouped layers: depthwise wherever it accepts (C * M <= 64 per
+# group) and the phases are not stacked; `depthwise_strided_min_groups` (2) groups or more.
+@pytest.mark.parametrize(("x", "w", "kw", "chosen"), [
+    ((32, 256, 28, 28), (256, 8, 3, 3), {"groups": 32}, True),          # ResNeXt's 8 x 8
+    ((32, 256, 28, 28), (256, 8, 3, 3), {"groups": 32, "depthwise_strided_min_groups": 33},
+     False),
+    ((8, 16, 20, 20), (16, 8, 3, 3), {"groups": 2}, True),               # at the field
+    ((8, 8, 20, 20), (8, 8, 3, 3), {}, False),                           # one group ...
+    ((8, 8, 20, 20), (8, 8, 3, 3), {"depthwise_strided_min_groups": 1}, True),   # ... moved
+    ((8, 36, 20, 20), (36, 9, 3, 3), {"groups": 4}, False),              # 9 x 9: not accepted
+    ((8, 32, 40, 40), (32, 4, 5, 5), {"groups": 8, "padding": 2}, False),  # stacked phases
+    ((8, 64, 400), (64, 8, 3), {"groups": 8}, True),                     # 1-D
+])
+def test_strided_grouped_input_gradients_take_it(x, w, kw, chosen) -> None:
+    call = {"stride": 2, "padding": 1}
+    call.update({k: kw.pop(k) for k in ("groups", "padding") if k in kw})
+    with tuning(force=None, helper=True, **kw):
+        gi = plan(x, w, which="grad_input", **call)
+    assert (_names(gi) == {"depthwise"}) is chosen, str(gi)
+
+
+def test_strided_grouped_input_gradients_equal_the_direct_loops() -> None:
+    rng = np.random.default_rng(4)
+    for xs, ws, kw in [((3, 12, 11, 10), (12, 4, 3, 3), {"groups": 3, "stride": 2}),
+                       ((2, 8, 13), (16, 2, 3), {"groups": 4, "stride": 3}),
+                       ((2, 16, 9, 9), (8, 4, 2, 2), {"groups": 4, "stride": 2})]:
+        x, w = rng.standard_normal(xs), rng.standard_normal(ws)
+        dz = rng.standard_normal(conv_direct(x, w, padding=1, **kw).shape)
+        with tuning(force=None, helper=True):
+            gi = plan(x, w, padding=1, **kw).grad_input
+            got = conv_grad_input(dz, w, x.shape, padding=1, **kw)
+        assert _names(gi) == {"depthwise"}, str(gi)
+        np.testing.assert_allclose(got, conv_grad_input_direct(dz, w, x.shape, padding=1, **kw),
+                                   rtol=0, atol=1e-12)
