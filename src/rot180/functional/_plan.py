@@ -292,8 +292,10 @@ def _grad_weight(p: Problem, t: Tuning, workers: int) -> Plan:
                     threads=threads_for(int(mac * TABLE[name].cost), t, workers))
     if name == "direct":
         th = threads_for(mac, t, workers)
-        return Plan(p, "run", "direct", forced, threads=th,
-                    bands=_direct.bands(B, o_sp[0] if nd == 2 else 1, th))
+        s = _direct.bands(B, o_sp[0] if nd == 2 else 1, th)
+        if forced or not _thin_bands(C, M, o_sp, s, t):
+            return Plan(p, "run", "direct", forced, threads=th, bands=s)
+        name = "im2col"
     sp = padded(p.x[3:], p.pads)
     if p.pads is not None:
         guard(G * C * math.prod(sp) * item, "the padded input", (G, C, *sp))
@@ -312,6 +314,26 @@ def _grad_weight(p: Problem, t: Tuning, workers: int) -> Plan:
             for b0, b1 in parts))
     return Plan(p, "run", name, forced, chunk=chunk(B, cols, t),
                 threads=threads_for(mac, t, workers))
+
+
+def _thin_bands(C: int, M: int, o_sp: tuple[int, ...], bands: int, t: Tuning) -> bool:
+    """Whether the helper's kernel gradient, in ``bands`` bands of output rows per sample, is
+    left to im2col: each band has at most ``t.im2col_kernel_max_positions`` output positions
+    and ``C`` and ``M`` per group are at least ``t.im2col_kernel_min_channels``.
+
+    Why: the helper's tiles (8 output channels x 3 taps) sum over one band's positions
+    between loading and storing their 24 partial sums, so short bands spend their time on the
+    partial sums, while im2col's product (``M x C*K`` over every position) runs at BLAS's rate
+    once both channel counts are large. Measured (2 threads, the 2-core EPYC, im2col / helper
+    interleaved in one process, 100 random 1-D and 2-D kernel gradients of batch 4-64 and
+    32-512 channels, and the benchmark's large-channel layers): with both rules met,
+    0.50-0.96 (median 0.79) on 14 layers of 4-56 positions a band, against 1.14-1.41 on 3
+    (batch 1 at 16 positions, a 5x5 kernel, batch 4 at stride 2); at 64 positions and more
+    the helper mostly won (batch 64 at 8 x 8 and 128 channels: 1.14; 98-256 positions at
+    96-256 channels: 1.05-1.25), and below 96 channels almost everywhere (1.1-3.3)
+    (BENCHMARKS.md, "Issue 13, third pass")."""
+    per = -(-o_sp[0] // bands) * o_sp[-1] if len(o_sp) == 2 else o_sp[-1]
+    return per <= t.im2col_kernel_max_positions and min(C, M) >= t.im2col_kernel_min_channels
 
 
 # The input gradient's planner lives in _plan_input (it needs Plan and make from here).

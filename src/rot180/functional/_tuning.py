@@ -61,6 +61,10 @@ class Tuning:
         direct_min_fill: the helper takes a batch (or its bands of rows) that fills at least
             this fraction of its blocks of 16 lanes.
         direct_bands: whether a small batch may be cut into bands of output rows for the helper.
+        im2col_kernel_max_positions: a kernel gradient the helper would run in bands of at
+            most this many output positions each ...
+        im2col_kernel_min_channels: ... with ``C`` and ``M`` per group at least this many
+            goes to im2col instead (``_plan._thin_bands``: 0.50-0.96 of the helper's time).
         narrow_tiles: run the helper's tiles for CPUs without AVX-512 even where it has it (to
             test both kinds on one machine).
         max_sample_bytes: the most one sample may expand to before a call raises ValueError.
@@ -106,6 +110,8 @@ class Tuning:
     direct_min_fill: float = 0.75
     direct_bands: bool = True
     narrow_tiles: bool = False
+    im2col_kernel_max_positions: int = 56
+    im2col_kernel_min_channels: int = 96
     max_sample_bytes: int = 2 * 2**30
     winograd_min_channels: int = 64
     winograd_min_size: int = 14
@@ -170,6 +176,8 @@ _CHECKS: dict[str, Callable[[object, str], object]] = {
     "direct_min_fill": _fraction,
     "direct_bands": lambda v, name: bool(V.flag(v, name, "tuning")),
     "narrow_tiles": lambda v, name: bool(V.flag(v, name, "tuning")),
+    "im2col_kernel_max_positions": _count(0),
+    "im2col_kernel_min_channels": _count(0),
     "max_sample_bytes": _count(1),
     # Thresholds: 0 lets every problem past that test (a rule turns off by a large value, or
     # helper=False); a chunk holds at least one tile row.
