@@ -32,19 +32,11 @@
  * from them is formed in overflow-checked arithmetic (OverflowError) before anything is
  * allocated or touched. The GIL is released while the loops run.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_glue.h" /* first: Python.h; the glue shared by the helpers, and MULTI (one build,
+                    * the widest vectors the running CPU has; -DROT180_PORTABLE: the plain
+                    * vector code alone) */
 #include <stdlib.h>
 #include <string.h>
-
-/* One build, the widest vectors the running CPU has (GCC function multi-versioning), as in
- * _directc.c; -DROT180_PORTABLE builds the plain vector code alone. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&  \
-    !defined(ROT180_PORTABLE)
-#define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MULTI
-#endif
 
 #define VBYTES 64 /* one vector: 16 float32 or 8 float64 */
 typedef float vf32 __attribute__((vector_size(VBYTES)));
@@ -444,136 +436,24 @@ DEFINE_GRAD(double, vf64, f64)
 
 /* --- Python glue ------------------------------------------------------------------------------ */
 
-static int overflow(const char *fn, const char *what)
-{
-    PyErr_Format(PyExc_OverflowError, "%s: %s overflows a Py_ssize_t; the sizes given are not "
-                 "those of any array", fn, what);
-    return -1;
-}
-
-/* a * b + c, checked (a, b, c >= 0). */
-static int mul_add(Py_ssize_t *out, const char *fn, const char *what, Py_ssize_t a,
-                   Py_ssize_t b, Py_ssize_t c)
-{
-    Py_ssize_t r;
-    if (__builtin_mul_overflow(a, b, &r) || __builtin_add_overflow(r, c, &r))
-        return overflow(fn, what);
-    *out = r;
-    return 0;
-}
-
-typedef struct {
-    Py_buffer view;
-    int held;
-} Arg;
-
-static const char *dtype_name(char k) { return k == 'f' ? "float32" : "float64"; }
-
-/* An array argument of `ndim` axes, float32 or float64 (all of a call alike); C-contiguous if
- * `contiguous`, else any strides that are whole elements; writable if asked. */
+/* An array argument (get_float_array, _glue.h) of `ndim` axes, float32 or float64 (all of a
+ * call alike); C-contiguous if `contiguous`, else any strides that are whole elements; writable
+ * if asked. The product of the non-zero extents must fit. */
 static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, int ndim,
                      const char *axes, int writable, int contiguous, char *kind)
 {
-    a->held = 0;
-    if (PyObject_GetBuffer(obj, &a->view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: %s must be a float32 or float64 array, got %.100s",
-                     fn, name, Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    a->held = 1;
-    Py_buffer *v = &a->view;
-    const char *f = v->format ? v->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    const char k = (f[0] == 'f' || f[0] == 'd') && f[1] == '\0' ? f[0] : 0;
-    if (!k || (*kind && k != *kind)) {
-        PyErr_Format(PyExc_TypeError, "%s: %s must be %s, got format '%s'%s", fn, name,
-                     *kind ? dtype_name(*kind) : "float32 or float64", v->format ? v->format : "B",
-                     *kind ? " (all arrays of a call have one dtype)" : "");
-        return -1;
-    }
-    *kind = k;
-    if (v->ndim != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must have %d axes %s, got %d", fn, name, ndim,
-                     axes, v->ndim);
-        return -1;
-    }
-    if (contiguous && !PyBuffer_IsContiguous(v, 'C')) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must be C-contiguous (np.ascontiguousarray)", fn,
-                     name);
-        return -1;
-    }
-    if (writable && v->readonly) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must be writable, got a read-only array", fn,
-                     name);
-        return -1;
-    }
-    Py_ssize_t nonzero = v->itemsize;
-    for (int i = 0; i < ndim; i++) {
-        if (v->shape[i] < 0) return overflow(fn, name);
-        if (v->shape[i] > 0 && __builtin_mul_overflow(nonzero, v->shape[i], &nonzero))
-            return overflow(fn, name);
-        if (v->strides[i] % v->itemsize) {
-            PyErr_Format(PyExc_ValueError, "%s: %s's strides must be whole elements, got %zd "
-                         "bytes on axis %d (np.ascontiguousarray)", fn, name, v->strides[i], i);
-            return -1;
-        }
-    }
-    return 0;
+    const int flags = (contiguous ? ARG_CONTIGUOUS : 0) | (writable ? ARG_WRITABLE : 0);
+    if (get_float_array(a, obj, fn, name, ndim, axes, flags, kind) < 0) return -1;
+    return check_extents(a, fn, name, " (np.ascontiguousarray)", NULL);
 }
 
-static void release(Arg *args, int n)
+/* A tuple or list of n ints, each >= low (get_ints, _glue.h). */
+static int get_seq(PyObject *obj, Py_ssize_t *v, int n, Py_ssize_t low, const char *fn,
+                   const char *name)
 {
-    for (int i = 0; i < n; i++)
-        if (args[i].held) PyBuffer_Release(&args[i].view);
-}
-
-static int same(const char *fn, const Arg *a, const char *name, int i, const char *axis,
-                Py_ssize_t want, const char *from)
-{
-    const Py_ssize_t got = a->view.shape[i];
-    if (got == want) return 0;
-    PyErr_Format(PyExc_ValueError, "%s: %s has %s = %zd (axis %d), expected %zd as in %s", fn,
-                 name, axis, got, i, want, from);
-    return -1;
-}
-
-/* A tuple or list of n ints, each >= low. */
-static int get_ints(PyObject *obj, Py_ssize_t *v, int n, Py_ssize_t low, const char *fn,
-                    const char *name)
-{
-    PyObject *seq = obj ? PySequence_Fast(obj, "") : NULL;
-    if (!seq || PySequence_Fast_GET_SIZE(seq) != n) {
-        Py_XDECREF(seq);
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: %s= must be a sequence of %d ints, got %R", fn, name,
-                     n, obj ? obj : Py_None);
-        return -1;
-    }
-    for (int i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyIndex_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "%s: %s= must be a sequence of %d ints, got %R", fn,
-                         name, n, obj);
-            Py_DECREF(seq);
-            return -1;
-        }
-        v[i] = PyNumber_AsSsize_t(item, PyExc_OverflowError);
-        if (v[i] == -1 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            PyErr_Clear();
-            PyErr_Format(PyExc_OverflowError, "%s: %s[%d] does not fit a Py_ssize_t", fn, name, i);
-            return -1;
-        }
-        if (v[i] < low) {
-            PyErr_Format(PyExc_ValueError, "%s: %s= must be ints >= %zd, got %R", fn, name, low,
-                         obj);
-            Py_DECREF(seq);
-            return -1;
-        }
-    }
-    Py_DECREF(seq);
-    return 0;
+    char what[32];
+    PyOS_snprintf(what, sizeof(what), "a sequence of %d ints", n);
+    return get_ints(obj, v, n, low, fn, name, what);
 }
 
 /* The geometry from x (B, G, C, H, W), the kernel's (G, M, C, KH, KW) and z (B, G, M, OH, OW),
@@ -590,10 +470,10 @@ static int geometry(Geo *d, const char *fn, const Arg *x, const Arg *k, const ch
         same(fn, z, zname, 2, "M", ks[1], kname) < 0)
         return -1;
     Py_ssize_t st[2], dl[2], pd[4], in[2] = {1, 1};
-    if (get_ints(stride, st, 2, 1, fn, "stride") < 0 ||
-        get_ints(dilation, dl, 2, 1, fn, "dilation") < 0 ||
-        get_ints(pads, pd, 4, PY_SSIZE_T_MIN / 4, fn, "pads") < 0 ||
-        (insert != Py_None && get_ints(insert, in, 2, 1, fn, "insert") < 0))
+    if (get_seq(stride, st, 2, 1, fn, "stride") < 0 ||
+        get_seq(dilation, dl, 2, 1, fn, "dilation") < 0 ||
+        get_seq(pads, pd, 4, PY_SSIZE_T_MIN / 4, fn, "pads") < 0 ||
+        (insert != Py_None && get_seq(insert, in, 2, 1, fn, "insert") < 0))
         return -1;
     d->B = xs[0], d->G = xs[1], d->C = xs[2], d->H = xs[3], d->W = xs[4];
     d->M = ks[1], d->KH = ks[3], d->KW = ks[4], d->OH = zs[3], d->OW = zs[4];
@@ -689,7 +569,7 @@ static int get_range(PyObject *obj, Py_ssize_t n, Py_ssize_t *lo, Py_ssize_t *hi
                      const char *fn, const char *name, const char *what)
 {
     Py_ssize_t v[2] = {0, n};
-    if (obj != Py_None && get_ints(obj, v, 2, 0, fn, name) < 0) return -1;
+    if (obj != Py_None && get_seq(obj, v, 2, 0, fn, name) < 0) return -1;
     if (v[0] > v[1] || v[1] > n) {
         PyErr_Format(PyExc_ValueError, "%s: %s=(%zd, %zd) must be a range inside the %zd %s",
                      fn, name, v[0], v[1], n, what);
@@ -732,21 +612,14 @@ static PyObject *py_correlate(PyObject *self, PyObject *args, PyObject *kwds)
         void *buf = aligned_alloc(VBYTES, ((size_t)elems * item + VBYTES - 1) / VBYTES * VBYTES);
         if (!buf) { PyErr_NoMemory(); goto fail; }
         const void *bias = a[3].held ? a[3].view.buf : NULL;
-        Py_BEGIN_ALLOW_THREADS
-        if (kind == 'f')
-            corr_f32(a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, p0, p1, buf);
-        else
-            corr_f64(a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, p0, p1, buf);
-        Py_END_ALLOW_THREADS
+        BY_DTYPE(kind, corr, a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, p0, p1, buf);
         free(buf);
     }
     geo_free(&d);
-    release(a, 4);
-    Py_RETURN_NONE;
+    return finish(a, 4, 1);
 fail:
     geo_free(&d);
-    release(a, 4);
-    return NULL;
+    return finish(a, 4, 0);
 }
 
 static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *kwds)
@@ -788,40 +661,29 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
         void *buf = aligned_alloc(VBYTES, ((size_t)elems * item + VBYTES - 1) / VBYTES * VBYTES);
         void *part = aligned_alloc(VBYTES, (size_t)nparts * VBYTES);
         if (!buf || !part) { free(buf), free(part); PyErr_NoMemory(); goto fail; }
-        Py_BEGIN_ALLOW_THREADS
-        if (kind == 'f')
-            kern_f32(a[0].view.buf, a[1].view.buf, a[2].view.buf, &d, g0, g1, b0, b1, buf, part);
-        else
-            kern_f64(a[0].view.buf, a[1].view.buf, a[2].view.buf, &d, g0, g1, b0, b1, buf, part);
-        Py_END_ALLOW_THREADS
+        BY_DTYPE(kind, kern, a[0].view.buf, a[1].view.buf, a[2].view.buf, &d, g0, g1, b0, b1, buf,
+                             part);
         free(buf), free(part);
     }
     geo_free(&d);
-    release(a, 3);
-    Py_RETURN_NONE;
+    return finish(a, 3, 1);
 fail:
     geo_free(&d);
-    release(a, 3);
-    return NULL;
+    return finish(a, 3, 0);
 }
 
 static PyMethodDef methods[] = {
-    {"correlate", (PyCFunction)(void (*)(void))py_correlate, METH_VARARGS | METH_KEYWORDS,
+    METHOD(correlate,
      "correlate(x, w, out, bias=None, *, stride, dilation, pads, planes=None): the valid\n"
      "correlation of x (B, G, C, H, W), zero-padded by pads = (top, bottom, left, right), with\n"
      "w (G, M, C, KH, KW) plus bias (G, M) into out (B, G, M, OH, OW), for the planes\n"
-     "planes[0]:planes[1] of the flattened (b, g) (all when None). x and out: any strides."},
-    {"correlate_kernel", (PyCFunction)(void (*)(void))py_correlate_kernel,
-     METH_VARARGS | METH_KEYWORDS,
+     "planes[0]:planes[1] of the flattened (b, g) (all when None). x and out: any strides."),
+    METHOD(correlate_kernel,
      "correlate_kernel(x, dz, dw, *, stride, dilation, pads, groups=None, samples=None): the\n"
      "kernel gradient dw[g] (G, M, C, KH, KW) of x (B, G, C, H, W), zero-padded by pads, and\n"
      "dz (B, G, M, OH, OW) for the groups groups[0]:groups[1], summed over the samples\n"
-     "samples[0]:samples[1] (all when None); other groups of dw are not touched."},
+     "samples[0]:samples[1] (all when None); other groups of dw are not touched."),
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_depthwisec", "Plane-wise correlation loops (see _depthwise.py).",
-    -1, methods, NULL, NULL, NULL, NULL};
-
-PyMODINIT_FUNC PyInit__depthwisec(void) { return PyModule_Create(&module); }
+MODULE(_depthwisec, "Plane-wise correlation loops (see _depthwise.py).", methods)

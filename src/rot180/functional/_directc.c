@@ -25,23 +25,18 @@
  * derives from them and from the steps, bands and offsets is formed in overflow-checked
  * arithmetic (OverflowError, never a wrapped size), before anything is allocated or touched.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_glue.h" /* first: Python.h; the glue shared by the helpers, and MULTI */
 #include <stdlib.h>
 #include <string.h>
 
-/* One build, the widest vectors the running CPU has (GCC function multi-versioning). Built with
- * -DROT180_PORTABLE (CFLAGS="-DROT180_PORTABLE" pip install ...): no target clones, no target
- * attributes and no asm, the plain vector code for the flags the compiler was given (the same
- * code as the "default" clone; the tests run against such a build, tests/test_directc_build.py). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&  \
-    !defined(ROT180_PORTABLE)
-#define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* With the target clones (_glue.h; not under -DROT180_PORTABLE): the AVX-512 kernel gradient is
+ * also built on its own (TARGET_V4) and picked per call (CPU_V4), and it pins a register (asm,
+ * KEEP_f32v4 below). Without them: the plain vector code alone (the "default" clone's). */
+#if ROT180_CLONES
 #define TARGET_V4 __attribute__((target("arch=x86-64-v4")))
 #define HAVE_V4 1
 #define CPU_V4(narrow) (!(narrow) && __builtin_cpu_supports("x86-64-v4"))
 #else
-#define MULTI
 #define TARGET_V4
 #define HAVE_V4 0
 #endif
@@ -475,27 +470,6 @@ DEFINE_PACK_PAD(double, vf64, f64)
 
 /* --- Python glue ----------------------------------------------------------------------------- */
 
-/* Every size the glue derives from its arguments goes through these: a product or sum that
- * wraps around would let a small (even zero-byte) buffer pass the size checks and the loops
- * run past it. -1 with OverflowError set. */
-static int overflow(const char *fn, const char *what)
-{
-    PyErr_Format(PyExc_OverflowError, "%s: %s overflows a Py_ssize_t; the sizes given are not "
-                 "those of any array", fn, what);
-    return -1;
-}
-
-/* a * b + c, checked. */
-static int mul_add(Py_ssize_t *out, const char *fn, const char *what, Py_ssize_t a,
-                   Py_ssize_t b, Py_ssize_t c)
-{
-    Py_ssize_t r;
-    if (__builtin_mul_overflow(a, b, &r) || __builtin_add_overflow(r, c, &r))
-        return overflow(fn, what);
-    *out = r;
-    return 0;
-}
-
 /* Blocks of 16 lanes that `bands` bands of each of B samples fill: ceil(B * bands / 16). */
 static int blocks_of(Py_ssize_t *out, const char *fn, Py_ssize_t B, Py_ssize_t bands)
 {
@@ -505,131 +479,30 @@ static int blocks_of(Py_ssize_t *out, const char *fn, Py_ssize_t B, Py_ssize_t b
     return 0;
 }
 
-/* An array argument: its buffer (C-contiguous, writable if asked) of `ndim` axes, float32 or
- * float64. The first array of a call passes *kind == 0 and sets it ('f' or 'd'); the others
- * must have the same dtype. TypeError for a wrong dtype, ValueError for the rest, each naming
- * the argument, what was expected and what was given. */
-typedef struct {
-    Py_buffer view;
-    int held;
-} Arg;
-
-static const char *dtype_name(char k) { return k == 'f' ? "float32" : "float64"; }
-
+/* An array argument (get_float_array, _glue.h): C-contiguous, writable if asked, of `ndim`
+ * axes, float32 or float64, all of a call alike. The loops index by shape: the exporter's length
+ * must be the shape's product and the product of the non-zero extents must fit. */
 static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, int ndim,
                      const char *axes, int writable, char *kind)
 {
-    a->held = 0;
-    if (PyObject_GetBuffer(obj, &a->view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: %s must be a float32 or float64 array, got %.100s",
-                     fn, name, Py_TYPE(obj)->tp_name);
+    Py_ssize_t bytes;
+    const int flags = ARG_CONTIGUOUS | (writable ? ARG_WRITABLE : 0);
+    if (get_float_array(a, obj, fn, name, ndim, axes, flags, kind) < 0 ||
+        check_extents(a, fn, name, NULL, &bytes) < 0)
         return -1;
-    }
-    a->held = 1;
-    Py_buffer *v = &a->view;
-    const char *f = v->format ? v->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    const char k = (f[0] == 'f' || f[0] == 'd') && f[1] == '\0' ? f[0] : 0;
-    if (!k || (*kind && k != *kind)) {
-        PyErr_Format(PyExc_TypeError, "%s: %s must be %s, got format '%s'%s", fn, name,
-                     *kind ? dtype_name(*kind) : "float32 or float64", v->format ? v->format : "B",
-                     *kind ? " (all arrays of a call have one dtype)" : "");
-        return -1;
-    }
-    *kind = k;
-    if (v->ndim != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must have %d axes %s, got %d", fn, name, ndim,
-                     axes, v->ndim);
-        return -1;
-    }
-    if (!PyBuffer_IsContiguous(v, 'C')) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must be C-contiguous (np.ascontiguousarray)", fn,
-                     name);
-        return -1;
-    }
-    if (writable && v->readonly) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must be writable, got a read-only array", fn,
-                     name);
-        return -1;
-    }
-    /* The loops index by shape: the exporter's length must be the shape's product, and the
-     * product of the non-zero extents (in bytes) must fit, so that no product of some of one
-     * array's extents, which the loops form, can wrap (checked here once). */
-    Py_ssize_t nonzero = v->itemsize, bytes;
-    int empty = 0;
-    for (int i = 0; i < ndim; i++) {
-        if (v->shape[i] < 0) return overflow(fn, name);
-        if (v->shape[i] == 0) empty = 1;
-        else if (__builtin_mul_overflow(nonzero, v->shape[i], &nonzero))
-            return overflow(fn, name);
-    }
-    bytes = empty ? 0 : nonzero;
-    if (bytes != v->len) {
-        PyErr_Format(PyExc_ValueError, "%s: %s holds %zd bytes, its shape says %zd", fn, name,
-                     v->len, bytes);
-        return -1;
-    }
-    return 0;
-}
-
-static void release(Arg *args, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (args[i].held) PyBuffer_Release(&args[i].view);
-}
-
-/* Axis `i` of argument `a` must equal `want` (which `from` named). */
-static int same(const char *fn, const Arg *a, const char *name, int i, const char *axis,
-                Py_ssize_t want, const char *from)
-{
-    const Py_ssize_t got = a->view.shape[i];
-    if (got == want) return 0;
-    PyErr_Format(PyExc_ValueError, "%s: %s has %s = %zd (axis %d), expected %zd as in %s", fn,
-                 name, axis, got, i, want, from);
-    return -1;
+    return holds(a, fn, name, bytes);
 }
 
 /* A pair of Py_ssize_t (a tuple or list of 2 ints), each >= low; `name` for the errors. */
 static int get_pair(PyObject *obj, Py_ssize_t *a, Py_ssize_t *b, Py_ssize_t low, const char *fn,
                     const char *name)
 {
-    PyObject *seq = obj ? PySequence_Fast(obj, "") : NULL;
-    if (!seq || PySequence_Fast_GET_SIZE(seq) != 2) {
-        Py_XDECREF(seq);
-        PyErr_Clear();
-        if (obj)
-            PyErr_Format(PyExc_TypeError, "%s: %s= must be a pair of ints, got %R", fn, name,
-                         obj);
-        else
-            PyErr_Format(PyExc_TypeError, "%s: %s= is required (a pair of ints)", fn, name);
+    Py_ssize_t v[2];
+    if (!obj) {
+        PyErr_Format(PyExc_TypeError, "%s: %s= is required (a pair of ints)", fn, name);
         return -1;
     }
-    Py_ssize_t v[2];
-    for (int i = 0; i < 2; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
-        v[i] = PyIndex_Check(item) ? PyNumber_AsSsize_t(item, PyExc_OverflowError) : -1;
-        if (v[i] == -1 && PyErr_Occurred()) {
-            Py_DECREF(seq);
-            PyErr_Clear();
-            PyErr_Format(PyExc_OverflowError, "%s: %s[%d] does not fit a Py_ssize_t", fn, name,
-                         i);
-            return -1;
-        }
-        if (!PyIndex_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "%s: %s= must be a pair of ints, got %R", fn, name,
-                         obj);
-            Py_DECREF(seq);
-            return -1;
-        }
-        if (v[i] < low) {
-            PyErr_Format(PyExc_ValueError, "%s: %s= must be ints >= %zd, got %R", fn, name, low,
-                         obj);
-            Py_DECREF(seq);
-            return -1;
-        }
-    }
-    Py_DECREF(seq);
+    if (get_ints(obj, v, 2, low, fn, name, "a pair of ints") < 0) return -1;
     *a = v[0], *b = v[1];
     return 0;
 }
@@ -709,17 +582,10 @@ static PyObject *py_correlate(PyObject *self, PyObject *args, PyObject *kwds)
     d.narrow = narrow;
     const Py_ssize_t NB = a[0].view.shape[0];
     const void *bias = a[3].held ? a[3].view.buf : NULL;
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        corr_f32(a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, NB);
-    else
-        corr_f64(a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, NB);
-    Py_END_ALLOW_THREADS
-    release(a, 4);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, corr, a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, NB);
+    return finish(a, 4, 1);
 fail:
-    release(a, 4);
-    return NULL;
+    return finish(a, 4, 0);
 }
 
 static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *kwds)
@@ -754,8 +620,8 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
     /* Partial sums of 8 output channels (aligned: whole vectors), then the delta chunk. */
     void *part = aligned_alloc(vsize, (size_t)np_ * vsize + GRAD_CHUNK_BYTES);
     if (!part) {
-        release(a, 3);
-        return PyErr_NoMemory();
+        PyErr_NoMemory();
+        goto fail;
     }
     const Py_ssize_t NB = a[0].view.shape[0];
     const void *x = a[0].view.buf, *dz = a[1].view.buf;
@@ -772,11 +638,9 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
         kern_f64(x, dz, dw, part, (vf64 *)part + np_, &d, NB);
     Py_END_ALLOW_THREADS
     free(part);
-    release(a, 3);
-    Py_RETURN_NONE;
+    return finish(a, 3, 1);
 fail:
-    release(a, 3);
-    return NULL;
+    return finish(a, 3, 0);
 }
 
 /* A non-negative Py_ssize_t keyword. */
@@ -838,17 +702,11 @@ static PyObject *py_pack_padded(PyObject *self, PyObject *args, PyObject *kwds)
         goto fail;
     }
     const Py_ssize_t pr = Wp - lw, n1 = n0 + ds[0];
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        pack_pad_f32(a[0].view.buf, a[1].view.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1);
-    else
-        pack_pad_f64(a[0].view.buf, a[1].view.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0, n1);
-    Py_END_ALLOW_THREADS
-    release(a, 2);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, pack_pad, a[0].view.buf, a[1].view.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0,
+                             n1);
+    return finish(a, 2, 1);
 fail:
-    release(a, 2);
-    return NULL;
+    return finish(a, 2, 0);
 }
 
 /* unpack_bands(src, dst, *, bands, first_block): see unpack. */
@@ -886,45 +744,33 @@ static PyObject *py_unpack_bands(PyObject *self, PyObject *args, PyObject *kwds)
         goto fail;
     }
     const Py_ssize_t n1 = n0 + ss[0];
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        unpack_f32(a[0].view.buf, a[1].view.buf, B, S, CH, R, OH, n0, n1);
-    else
-        unpack_f64(a[0].view.buf, a[1].view.buf, B, S, CH, R, OH, n0, n1);
-    Py_END_ALLOW_THREADS
-    release(a, 2);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, unpack, a[0].view.buf, a[1].view.buf, B, S, CH, R, OH, n0, n1);
+    return finish(a, 2, 1);
 fail:
-    release(a, 2);
-    return NULL;
+    return finish(a, 2, 0);
 }
 
 static PyMethodDef methods[] = {
-    {"pack_padded", (PyCFunction)(void (*)(void))py_pack_padded, METH_VARARGS | METH_KEYWORDS,
+    METHOD(pack_padded,
      "pack_padded(src, dst, *, bands=1, step=0, top=0, left=0, first_block=0): blocks\n"
      "first_block: of the row bands of the zero-padded src (B, CH, H, W) into dst (blocks, CH,\n"
      "Hp, Wp, 16). Lane l of block n is band v = 16 n + l: sample v // bands, padded rows\n"
      "(v % bands) * step + [0, Hp), padded row p being row p - top of src, columns shifted by\n"
-     "left; zeros outside src and past the last band."},
-    {"unpack_bands", (PyCFunction)(void (*)(void))py_unpack_bands, METH_VARARGS | METH_KEYWORDS,
+     "left; zeros outside src and past the last band."),
+    METHOD(unpack_bands,
      "unpack_bands(src, dst, *, bands=1, first_block=0): the inverse for results: band v's\n"
      "R values of plane ch of src (blocks, CH, R, 16) land at dst[v // bands, ch,\n"
-     "(v % bands) * R + r] (B, CH, OH), those at or past OH dropped."},
-    {"correlate", (PyCFunction)(void (*)(void))py_correlate, METH_VARARGS | METH_KEYWORDS,
+     "(v % bands) * R + r] (B, CH, OH), those at or past OH dropped."),
+    METHOD(correlate,
      "correlate(x, w, out, bias=None, *, stride, dilation, live_rows=None, live_cols=None,\n"
      "narrow=False): the valid correlation of x (NB, G, C, H, W, 16) with w (G, M, C, KH, KW)\n"
      "plus bias (G, M) into out (NB, G, M, OH, OW, 16); taps reading only rows outside\n"
      "live_rows or columns outside live_cols (zero padding) are skipped. narrow: the tiles of\n"
-     "CPUs without AVX-512."},
-    {"correlate_kernel", (PyCFunction)(void (*)(void))py_correlate_kernel,
-     METH_VARARGS | METH_KEYWORDS,
+     "CPUs without AVX-512."),
+    METHOD(correlate_kernel,
      "correlate_kernel(x, dz, dw, *, stride, dilation, narrow=False): the kernel gradient\n"
-     "dw (G, M, C, KH, KW) of x (NB, G, C, H, W, 16) and dz (NB, G, M, OH, OW, 16)."},
+     "dw (G, M, C, KH, KW) of x (NB, G, C, H, W, 16) and dz (NB, G, M, OH, OW, 16)."),
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_directc", "Direct correlation loops (see _direct.py).", -1,
-    methods, NULL, NULL, NULL, NULL};
-
-PyMODINIT_FUNC PyInit__directc(void) { return PyModule_Create(&module); }
+MODULE(_directc, "Direct correlation loops (see _direct.py).", methods)

@@ -23,86 +23,42 @@
  * The Python functions take keyword arguments, read every size from the arrays' own shapes and
  * check that they agree (ValueError / TypeError naming the argument) before anything is touched.
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_glue.h" /* first: Python.h; the glue shared by the helpers, and MULTI */
 #include <math.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&  \
-    !defined(ROT180_PORTABLE)
-#define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MULTI
-#endif
-
 /* --- argument checks ------------------------------------------------------------------------ */
 
-typedef struct {
-    Py_buffer view;
-    int held;
-} Arg;
-
-/* want: 0 = float32 or float64, matching *kind once set; 'D' = float64; 'L' = int64. */
+/* An array argument (the steps of get_float_array, _glue.h, with this helper's dtype rules and
+ * messages), C-contiguous, writable if asked, of `ndim` axes, whose length is the shape's.
+ * want: 0 = float32 or float64, matching *kind once set; 'D' = float64; 'L' = int64. */
 static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, int ndim,
                      const char *axes, int writable, char want, char *kind)
 {
-    a->held = 0;
-    if (PyObject_GetBuffer(obj, &a->view, PyBUF_STRIDES | PyBUF_FORMAT) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: %s must be a numpy array, got %.100s", fn, name,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    a->held = 1;
-    Py_buffer *v = &a->view;
-    const char *f = v->format ? v->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    const char k = f[1] != '\0' ? 0 : f[0];
+    if (get_buffer(a, obj, fn, name, 0, "numpy array") < 0) return -1;
+    const Py_buffer *v = &a->view;
+    const char k = format_code(v);
     const int is_int64 = (k == 'l' || k == 'q') && v->itemsize == 8;
     if (want == 'L' ? !is_int64 : want == 'D' ? k != 'd' :
         (!(k == 'f' || k == 'd') || (*kind && k != *kind))) {
         PyErr_Format(PyExc_TypeError, "%s: %s must be %s, got format '%s'", fn, name,
                      want == 'L' ? "int64" : want == 'D' ? "float64" :
                      *kind ? (*kind == 'f' ? "float32 (as x)" : "float64 (as x)") :
-                     "float32 or float64", v->format ? v->format : "B");
+                     "float32 or float64", format_of(v));
         return -1;
     }
     if (!want) *kind = k;
-    if (v->ndim != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must have %d axes %s, got %d", fn, name, ndim,
-                     axes, v->ndim);
+    if (check_layout(a, fn, name, ndim, axes, ARG_CONTIGUOUS | (writable ? ARG_WRITABLE : 0)) < 0)
         return -1;
-    }
-    if (!PyBuffer_IsContiguous(v, 'C')) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must be C-contiguous (np.ascontiguousarray)", fn,
-                     name);
-        return -1;
-    }
-    if (writable && v->readonly) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must be writable, got a read-only array", fn,
-                     name);
-        return -1;
-    }
     Py_ssize_t n = v->itemsize;
     for (int i = 0; i < ndim; i++)
         if (v->shape[i] < 0 || __builtin_mul_overflow(n, v->shape[i], &n)) {
             PyErr_Format(PyExc_OverflowError, "%s: %s is too large", fn, name);
             return -1;
         }
-    if (n != v->len) {
-        PyErr_Format(PyExc_ValueError, "%s: %s holds %zd bytes, its shape says %zd", fn, name,
-                     v->len, n);
-        return -1;
-    }
-    return 0;
-}
-
-static void release(Arg *args, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (args[i].held) PyBuffer_Release(&args[i].view);
+    return holds(a, fn, name, n);
 }
 
 /* Array b must have array a's shape (both already checked, with the same number of axes). */
@@ -498,15 +454,10 @@ static PyObject *py_bn_stats(PyObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "%s: x must hold values, got N = %zd, S = %zd", fn, N, S);
         goto fail;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f') bn_stats_f32(BUF(0), BUF(1), BUF(2), N, C, S, first, last);
-    else bn_stats_f64(BUF(0), BUF(1), BUF(2), N, C, S, first, last);
-    Py_END_ALLOW_THREADS
-    release(a, 3);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, bn_stats, BUF(0), BUF(1), BUF(2), N, C, S, first, last);
+    return finish(a, 3, 1);
 fail:
-    release(a, 3);
-    return NULL;
+    return finish(a, 3, 0);
 }
 
 static PyObject *py_bn_apply(PyObject *self, PyObject *args, PyObject *kwds)
@@ -533,15 +484,10 @@ static PyObject *py_bn_apply(PyObject *self, PyObject *args, PyObject *kwds)
             length(fn, &a[i], names[i], C, "x's C") < 0)
             goto fail;
     if (unit_range(fn, &first, &last, C) < 0) goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f') bn_apply_f32(BUF(0), BUF(1), BUF(2), BUF(3), BUF(4), relu, N, C, S, first, last);
-    else bn_apply_f64(BUF(0), BUF(1), BUF(2), BUF(3), BUF(4), relu, N, C, S, first, last);
-    Py_END_ALLOW_THREADS
-    release(a, 5);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, bn_apply, BUF(0), BUF(1), BUF(2), BUF(3), BUF(4), relu, N, C, S, first, last);
+    return finish(a, 5, 1);
 fail:
-    release(a, 5);
-    return NULL;
+    return finish(a, 5, 0);
 }
 
 static PyObject *py_bn_grad_sums(PyObject *self, PyObject *args, PyObject *kwds)
@@ -569,17 +515,11 @@ static PyObject *py_bn_grad_sums(PyObject *self, PyObject *args, PyObject *kwds)
         length(fn, &a[2], "mean", C, "x's C") < 0 || length(fn, &a[3], "s1", C, "x's C") < 0 ||
         length(fn, &a[4], "s2", C, "x's C") < 0 || unit_range(fn, &first, &last, C) < 0)
         goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        bn_grad_sums_f32(BUF(0), BUF(1), BUF(5), BUF(2), BUF(3), BUF(4), N, C, S, first, last);
-    else
-        bn_grad_sums_f64(BUF(0), BUF(1), BUF(5), BUF(2), BUF(3), BUF(4), N, C, S, first, last);
-    Py_END_ALLOW_THREADS
-    release(a, 6);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, bn_grad_sums, BUF(0), BUF(1), BUF(5), BUF(2), BUF(3), BUF(4), N, C, S, first,
+                                 last);
+    return finish(a, 6, 1);
 fail:
-    release(a, 6);
-    return NULL;
+    return finish(a, 6, 0);
 }
 
 static PyObject *py_bn_grad_apply(PyObject *self, PyObject *args, PyObject *kwds)
@@ -609,19 +549,11 @@ static PyObject *py_bn_grad_apply(PyObject *self, PyObject *args, PyObject *kwds
             length(fn, &a[i], names[i], C, "dy's C") < 0)
             goto fail;
     if (unit_range(fn, &first, &last, C) < 0) goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        bn_grad_apply_f32(BUF(0), BUF(1), BUF(7), BUF(2), BUF(3), BUF(4), BUF(5), BUF(6), N, C, S,
-                          first, last);
-    else
-        bn_grad_apply_f64(BUF(0), BUF(1), BUF(7), BUF(2), BUF(3), BUF(4), BUF(5), BUF(6), N, C, S,
-                          first, last);
-    Py_END_ALLOW_THREADS
-    release(a, 8);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, bn_grad_apply, BUF(0), BUF(1), BUF(7), BUF(2), BUF(3), BUF(4), BUF(5), BUF(6), N,
+                                  C, S, first, last);
+    return finish(a, 8, 1);
 fail:
-    release(a, 8);
-    return NULL;
+    return finish(a, 8, 0);
 }
 
 /* relu(x, y) and relu_grad(dy, x, dx): flat arrays of one length. */
@@ -646,17 +578,11 @@ static PyObject *elementwise(PyObject *args, PyObject *kwds, int grad)
             same_shape(fn, &a[0], names[0], &a[i], names[i]) < 0)
             goto fail;
     if (unit_range(fn, &first, &last, a[0].view.shape[0]) < 0) goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    if (grad && kind == 'f') relu_grad_f32(BUF(0), BUF(1), BUF(2), first, last);
-    else if (grad) relu_grad_f64(BUF(0), BUF(1), BUF(2), first, last);
-    else if (kind == 'f') relu_f32(BUF(0), BUF(1), first, last);
-    else relu_f64(BUF(0), BUF(1), first, last);
-    Py_END_ALLOW_THREADS
-    release(a, 3);
-    Py_RETURN_NONE;
+    if (grad) BY_DTYPE(kind, relu_grad, BUF(0), BUF(1), BUF(2), first, last);
+    else BY_DTYPE(kind, relu, BUF(0), BUF(1), first, last);
+    return finish(a, 3, 1);
 fail:
-    release(a, 3);
-    return NULL;
+    return finish(a, 3, 0);
 }
 
 static PyObject *py_relu(PyObject *self, PyObject *args, PyObject *kwds)
@@ -731,15 +657,10 @@ static PyObject *py_max_pool2d(PyObject *self, PyObject *args, PyObject *kwds)
             }
         }
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f') max_pool2d_f32(BUF(0), BUF(1), BUF(2), H, W, OH, OW, k, s, pad, d, first, last);
-    else max_pool2d_f64(BUF(0), BUF(1), BUF(2), H, W, OH, OW, k, s, pad, d, first, last);
-    Py_END_ALLOW_THREADS
-    release(a, 3);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, max_pool2d, BUF(0), BUF(1), BUF(2), H, W, OH, OW, k, s, pad, d, first, last);
+    return finish(a, 3, 1);
 fail:
-    release(a, 3);
-    return NULL;
+    return finish(a, 3, 0);
 }
 
 static PyObject *py_max_pool2d_grad(PyObject *self, PyObject *args, PyObject *kwds)
@@ -772,11 +693,9 @@ static PyObject *py_max_pool2d_grad(PyObject *self, PyObject *args, PyObject *kw
                      "within one plane of dx)", fn, HW);
         goto fail;
     }
-    release(a, 3);
-    Py_RETURN_NONE;
+    return finish(a, 3, 1);
 fail:
-    release(a, 3);
-    return NULL;
+    return finish(a, 3, 0);
 }
 
 static PyObject *py_plane_mean(PyObject *self, PyObject *args, PyObject *kwds)
@@ -799,15 +718,10 @@ static PyObject *py_plane_mean(PyObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "%s: x must have S >= 1", fn);
         goto fail;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f') plane_mean_f32(BUF(0), BUF(1), a[0].view.shape[1], first, last);
-    else plane_mean_f64(BUF(0), BUF(1), a[0].view.shape[1], first, last);
-    Py_END_ALLOW_THREADS
-    release(a, 2);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, plane_mean, BUF(0), BUF(1), a[0].view.shape[1], first, last);
+    return finish(a, 2, 1);
 fail:
-    release(a, 2);
-    return NULL;
+    return finish(a, 2, 0);
 }
 
 static PyObject *py_plane_fill(PyObject *self, PyObject *args, PyObject *kwds)
@@ -828,19 +742,11 @@ static PyObject *py_plane_fill(PyObject *self, PyObject *args, PyObject *kwds)
         length(fn, &a[1], "dx", a[0].view.shape[0], "dy's P") < 0 ||
         unit_range(fn, &first, &last, a[0].view.shape[0]) < 0)
         goto fail;
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f') plane_fill_f32(BUF(0), BUF(1), scale, a[1].view.shape[1], first, last);
-    else plane_fill_f64(BUF(0), BUF(1), scale, a[1].view.shape[1], first, last);
-    Py_END_ALLOW_THREADS
-    release(a, 2);
-    Py_RETURN_NONE;
+    BY_DTYPE(kind, plane_fill, BUF(0), BUF(1), scale, a[1].view.shape[1], first, last);
+    return finish(a, 2, 1);
 fail:
-    release(a, 2);
-    return NULL;
+    return finish(a, 2, 0);
 }
-
-#define METHOD(name, doc) \
-    {#name, (PyCFunction)(void (*)(void))py_##name, METH_VARARGS | METH_KEYWORDS, doc}
 
 static PyMethodDef methods[] = {
     METHOD(bn_stats, "bn_stats(x, mean, var, *, first=0, last=-1): per-channel mean and biased\n"
@@ -865,8 +771,5 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_fusedc", "One-pass normalisation, activation and pooling kernels "
-    "(see _fused.py).", -1, methods, NULL, NULL, NULL, NULL};
-
-PyMODINIT_FUNC PyInit__fusedc(void) { return PyModule_Create(&module); }
+MODULE(_fusedc, "One-pass normalisation, activation and pooling kernels "
+       "(see _fused.py).", methods)

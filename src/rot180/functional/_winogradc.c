@@ -23,19 +23,10 @@
  * checking that they agree (ValueError / TypeError naming the argument); sizes derived from
  * them are formed in overflow-checked arithmetic (OverflowError).
  */
-#define PY_SSIZE_T_CLEAN
-#include <Python.h>
+#include "_glue.h" /* first: Python.h; the glue shared by the helpers, and MULTI (the widest
+                    * vectors the running CPU has; -DROT180_PORTABLE: the plain code) */
 #include <stdlib.h>
 #include <string.h>
-
-/* The widest vectors the running CPU has (GCC function multi-versioning); -DROT180_PORTABLE:
- * the plain code for the flags given (as _directc.c). */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&  \
-    !defined(ROT180_PORTABLE)
-#define MULTI __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define MULTI
-#endif
 
 /* --- the transforms, for float and double --------------------------------------------------
  *
@@ -240,84 +231,24 @@ DEFINE_TRANSFORMS(double, f64)
 
 /* --- the Python glue ----------------------------------------------------------------------- */
 
-static int overflow(const char *fn, const char *what)
-{
-    PyErr_Format(PyExc_OverflowError, "%s: %s overflows a Py_ssize_t; the sizes given are not "
-                 "those of any array", fn, what);
-    return -1;
-}
-
-/* An array argument: its buffer (float32 or float64, `ndim` axes, writable if asked; any
- * strides, kept in elements in `st`, or with `rows` its last axis contiguous). The first array
- * of a call passes *kind == 0 and sets it; the others must have the same dtype. */
-typedef struct {
-    Py_buffer view;
-    int held;
-    Py_ssize_t st[4];
-} Arg;
-
-static const char *dtype_name(char k) { return k == 'f' ? "float32" : "float64"; }
-
+/* An array argument (get_float_array, _glue.h): float32 or float64 (all of a call alike),
+ * `ndim` axes, writable if asked (a read-only array is a TypeError here); any strides that are
+ * whole elements, kept in elements in a->st, or with `rows` its last axis contiguous. */
 static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, int ndim,
                      const char *axes, int writable, int rows, char *kind)
 {
-    a->held = 0;
-    if (PyObject_GetBuffer(obj, &a->view, PyBUF_STRIDES | PyBUF_FORMAT |
-                                              (writable ? PyBUF_WRITABLE : 0)) < 0) {
-        PyErr_Clear();
-        PyErr_Format(PyExc_TypeError, "%s: %s must be a %sfloat32 or float64 array, got %.100s",
-                     fn, name, writable ? "writable " : "", Py_TYPE(obj)->tp_name);
+    if (get_float_array(a, obj, fn, name, ndim, axes, writable ? ARG_ASK_WRITABLE : 0, kind) < 0)
         return -1;
-    }
-    a->held = 1;
-    Py_buffer *v = &a->view;
-    const char *f = v->format ? v->format : "B";
-    if (f[0] == '<' || f[0] == '=' || f[0] == '@') f++;
-    const char k = (f[0] == 'f' || f[0] == 'd') && f[1] == '\0' ? f[0] : 0;
-    if (!k || (*kind && k != *kind)) {
-        PyErr_Format(PyExc_TypeError, "%s: %s must be %s, got format '%s'%s", fn, name,
-                     *kind ? dtype_name(*kind) : "float32 or float64", v->format ? v->format : "B",
-                     *kind ? " (all arrays of a call have one dtype)" : "");
-        return -1;
-    }
-    *kind = k;
-    if (v->ndim != ndim) {
-        PyErr_Format(PyExc_ValueError, "%s: %s must have %d axes %s, got %d", fn, name, ndim,
-                     axes, v->ndim);
-        return -1;
-    }
+    const Py_buffer *v = &a->view;
     if (rows && v->shape[ndim - 1] > 1 && v->strides[ndim - 1] != v->itemsize) {
         PyErr_Format(PyExc_ValueError, "%s: %s's last axis must be contiguous (stride %zd "
                      "bytes), got stride %zd (np.ascontiguousarray)", fn, name, v->itemsize,
                      v->strides[ndim - 1]);
         return -1;
     }
-    for (int i = 0; i < ndim; i++) {
-        if (v->strides[i] % v->itemsize) {
-            PyErr_Format(PyExc_ValueError, "%s: %s's strides must be whole elements, got %zd "
-                         "bytes on axis %d", fn, name, v->strides[i], i);
-            return -1;
-        }
-        a->st[i] = v->strides[i] / v->itemsize;
-    }
+    for (int i = 0; i < ndim; i++)
+        if (whole_stride(a, fn, name, i, "") < 0) return -1;
     return 0;
-}
-
-static void release(Arg *args, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (args[i].held) PyBuffer_Release(&args[i].view);
-}
-
-/* Axis `i` of argument `a` must equal `want` (which `from` named). */
-static int same(const char *fn, const Arg *a, const char *name, int i, const char *axis,
-                Py_ssize_t want, const char *from)
-{
-    const Py_ssize_t got = a->view.shape[i];
-    if (got == want) return 0;
-    PyErr_Format(PyExc_ValueError, "%s: %s has %s = %zd (axis %d), expected %zd as in %s", fn,
-                 name, axis, got, i, want, from);
-    return -1;
 }
 
 /* The tile rows first_row .. first_row + T / TW of B samples of TH tile rows each: T must be a
@@ -397,21 +328,13 @@ static PyObject *py_input_tiles(PyObject *self, PyObject *args, PyObject *kwds)
         goto fail;
     }
     const Py_ssize_t *st = a[0].st;
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        input_f32(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], C, hlim, wlim, top,
-                  left, TH, TW, first, n, a[1].st[0], a[1].st[1], buf);
-    else
-        input_f64(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], C, hlim, wlim, top,
-                  left, TH, TW, first, n, a[1].st[0], a[1].st[1], buf);
-    Py_END_ALLOW_THREADS
+    BY_DTYPE(kind, input, a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], C, hlim, wlim,
+                          top, left, TH, TW, first, n, a[1].st[0], a[1].st[1], buf);
     free(buf);
 done:
-    release(a, 2);
-    Py_RETURN_NONE;
+    return finish(a, 2, 1);
 fail:
-    release(a, 2);
-    return NULL;
+    return finish(a, 2, 0);
 }
 
 /* output_tiles(m, out, bias=None, *, first_row=0) */
@@ -452,21 +375,13 @@ static PyObject *py_output_tiles(PyObject *self, PyObject *args, PyObject *kwds)
     const Py_ssize_t *st = a[1].st;
     const void *bias = a[2].held ? a[2].view.buf : NULL;
     const Py_ssize_t sbias = a[2].held ? a[2].st[0] : 0;
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        output_f32(a[0].view.buf, a[1].view.buf, bias, sbias, st[0], st[1], st[2], st[3], M, OH,
-                   OW, TH, TW, first, n, a[0].st[0], a[0].st[1], buf);
-    else
-        output_f64(a[0].view.buf, a[1].view.buf, bias, sbias, st[0], st[1], st[2], st[3], M, OH,
-                   OW, TH, TW, first, n, a[0].st[0], a[0].st[1], buf);
-    Py_END_ALLOW_THREADS
+    BY_DTYPE(kind, output, a[0].view.buf, a[1].view.buf, bias, sbias, st[0], st[1], st[2], st[3], M,
+                           OH, OW, TH, TW, first, n, a[0].st[0], a[0].st[1], buf);
     free(buf);
 done:
-    release(a, 3);
-    Py_RETURN_NONE;
+    return finish(a, 3, 1);
 fail:
-    release(a, 3);
-    return NULL;
+    return finish(a, 3, 0);
 }
 
 /* kernel_tiles(w, u, *, rotated=False) */
@@ -501,42 +416,30 @@ static PyObject *py_kernel_tiles(PyObject *self, PyObject *args, PyObject *kwds)
         PyErr_NoMemory();
         goto fail;
     }
-    Py_BEGIN_ALLOW_THREADS
-    if (kind == 'f')
-        kernel_f32(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1], su[2],
-                   M, C, rotated, buf);
-    else
-        kernel_f64(a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1], su[2],
-                   M, C, rotated, buf);
-    Py_END_ALLOW_THREADS
+    BY_DTYPE(kind, kernel, a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1],
+                           su[2], M, C, rotated, buf);
     free(buf);
 done:
-    release(a, 2);
-    Py_RETURN_NONE;
+    return finish(a, 2, 1);
 fail:
-    release(a, 2);
-    return NULL;
+    return finish(a, 2, 0);
 }
 
 static PyMethodDef methods[] = {
-    {"input_tiles", (PyCFunction)(void (*)(void))py_input_tiles, METH_VARARGS | METH_KEYWORDS,
+    METHOD(input_tiles,
      "input_tiles(x, v, *, top=0, left=0, bottom=0, right=0, first_row=0): v[4a + b, c, t] =\n"
      "(B^T d_t B)[a, b] for the 4 x 4 tiles d_t (stride 2) of x (B, C, H, W) padded by top,\n"
      "bottom, left, right (negative: cropped), into v (16, C, T); T / TW tile rows from\n"
-     "first_row of the B TH (sample, tile row) pairs, TH = ceil(OH / 2), TW = ceil(OW / 2)."},
-    {"output_tiles", (PyCFunction)(void (*)(void))py_output_tiles, METH_VARARGS | METH_KEYWORDS,
+     "first_row of the B TH (sample, tile row) pairs, TH = ceil(OH / 2), TW = ceil(OW / 2)."),
+    METHOD(output_tiles,
      "output_tiles(m, out, bias=None, *, first_row=0): out's 2 x 2 blocks A^T m_t A + bias\n"
      "from m (16, M, T) into out (B, M, OH, OW), for T / TW tile rows from first_row; outputs\n"
-     "at or past (OH, OW) dropped."},
-    {"kernel_tiles", (PyCFunction)(void (*)(void))py_kernel_tiles, METH_VARARGS | METH_KEYWORDS,
+     "at or past (OH, OW) dropped."),
+    METHOD(kernel_tiles,
      "kernel_tiles(w, u, *, rotated=False): u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for w\n"
      "(M, C, 3, 3), into u (16, M, C), computed in double; rotated: that of w[o, c] rotated by\n"
-     "180 degrees, (G w G^T)[p(a), p(b)] with p = (3, 1, 2, 0) (G J = P G)."},
+     "180 degrees, (G w G^T)[p(a), p(b)] with p = (3, 1, 2, 0) (G J = P G)."),
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_winogradc", "Winograd F(2x2, 3x3) transforms (see _winograd.py).",
-    -1, methods, NULL, NULL, NULL, NULL};
-
-PyMODINIT_FUNC PyInit__winogradc(void) { return PyModule_Create(&module); }
+MODULE(_winogradc, "Winograd F(2x2, 3x3) transforms (see _winograd.py).", methods)
