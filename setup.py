@@ -8,11 +8,17 @@ faster; results are the same to rounding).
 
 from setuptools import Extension, setup
 
+# The Python-facing glue every helper includes (argument checks, overflow-checked sizes, the
+# ROT180_PORTABLE switch): listed in each Extension's depends= so that a change to it rebuilds
+# all four, and so shipped in the sdist with the sources.
+GLUE = ["src/rot180/functional/_glue.h"]
+
 setup(
     ext_modules=[
         Extension(
             "rot180.functional._directc",
             sources=["src/rot180/functional/_directc.c"],
+            depends=GLUE,
             # -fno-gcse / -fno-gcse-after-reload: GCC 12's RTL PRE and the load CSE after
             # reload took 55 % of the -O3 build here (73.5 s -> 33.1 s without them, the
             # helper's three target clones compiled serially); the kernels are explicit vector
@@ -28,6 +34,7 @@ setup(
         Extension(
             "rot180.functional._fusedc",
             sources=["src/rot180/functional/_fusedc.c"],
+            depends=GLUE,
             # One-pass BatchNorm / ReLU / pooling kernels (see _fused.py). -fopenmp-simd: only
             # the `omp simd` reductions (float64 sums vectorised in a fixed order), no OpenMP
             # runtime. -fno-trapping-math: GCC 12 if-converts (vectorises) the ReLU-masked loops
@@ -40,6 +47,7 @@ setup(
         Extension(
             "rot180.functional._winogradc",
             sources=["src/rot180/functional/_winogradc.c"],
+            depends=GLUE,
             # Winograd F(2x2, 3x3)'s input, output and kernel transforms, one pass each (see
             # _winograd.py). Optional as the helpers above: without it _winograd.py runs NumPy.
             extra_compile_args=["-O3", "-Werror=implicit-function-declaration"],
@@ -48,6 +56,7 @@ setup(
         Extension(
             "rot180.functional._depthwisec",
             sources=["src/rot180/functional/_depthwisec.c"],
+            depends=GLUE,
             # Plane-wise loops for few channels per group: depthwise layers (see
             # _depthwise.py). Optional as the helpers above: without it depthwise accepts
             # nothing and the other realisations run.
