@@ -579,14 +579,13 @@ static int get_range(PyObject *obj, Py_ssize_t n, Py_ssize_t *lo, Py_ssize_t *hi
     return 0;
 }
 
-static PyObject *py_correlate(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_correlate(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "w", "out", "bias", "stride", "dilation", "pads", "planes",
                          "insert", NULL};
     static const char *fn = "correlate";
     PyObject *ox, *ow, *oout, *obias = Py_None, *ostride = NULL, *odil = NULL, *opads = NULL,
              *oplanes = Py_None, *oinsert = Py_None;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOO", kw, &ox, &ow, &oout, &obias,
                                      &ostride, &odil, &opads, &oplanes, &oinsert))
         return NULL;
@@ -599,37 +598,34 @@ static PyObject *py_correlate(PyObject *self, PyObject *args, PyObject *kwds)
         get_array(&a[2], oout, fn, "out", 5, "(B, G, M, OH, OW)", 1, 0, &kind) < 0 ||
         geometry(&d, fn, &a[0], &a[1], "w", &a[2], "out", ostride, odil, opads, oinsert,
                  &elems) < 0)
-        goto fail;
+        goto out;
     if (obias != Py_None &&
         (get_array(&a[3], obias, fn, "bias", 2, "(G, M)", 0, 1, &kind) < 0 ||
          same(fn, &a[3], "bias", 0, "G", d.G, "x") < 0 ||
          same(fn, &a[3], "bias", 1, "M", d.M, "w") < 0))
-        goto fail;
-    if (get_range(oplanes, d.B * d.G, &p0, &p1, fn, "planes", "planes B x G") < 0) goto fail;
+        goto out;
+    if (get_range(oplanes, d.B * d.G, &p0, &p1, fn, "planes", "planes B x G") < 0) goto out;
     if (elems > 0 && p0 < p1) {
         const size_t item = kind == 'f' ? sizeof(float) : sizeof(double);
-        if ((size_t)elems > ((size_t)-1) / item / 2) { overflow(fn, "the scratch"); goto fail; }
+        if ((size_t)elems > ((size_t)-1) / item / 2) { overflow(fn, "the scratch"); goto out; }
         void *buf = aligned_alloc(VBYTES, ((size_t)elems * item + VBYTES - 1) / VBYTES * VBYTES);
-        if (!buf) { PyErr_NoMemory(); goto fail; }
+        if (!buf) { PyErr_NoMemory(); goto out; }
         const void *bias = a[3].held ? a[3].view.buf : NULL;
         BY_DTYPE(kind, corr, a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, p0, p1, buf);
         free(buf);
     }
+out:
     geo_free(&d);
-    return finish(a, 4, 1);
-fail:
-    geo_free(&d);
-    return finish(a, 4, 0);
+    return finish(a, 4);
 }
 
-static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_correlate_kernel(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "dz", "dw", "stride", "dilation", "pads", "groups", "samples",
                          NULL};
     static const char *fn = "correlate_kernel";
     PyObject *ox, *odz, *odw, *ostride = NULL, *odil = NULL, *opads = NULL, *ogroups = Py_None,
              *osamples = Py_None;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$OOOOO", kw, &ox, &odz, &odw, &ostride,
                                      &odil, &opads, &ogroups, &osamples))
         return NULL;
@@ -642,14 +638,14 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
         get_array(&a[2], odw, fn, "dw", 5, "(G, M, C, KH, KW)", 1, 1, &kind) < 0 ||
         geometry(&d, fn, &a[0], &a[2], "dw", &a[1], "dz", ostride, odil, opads, Py_None,
                  &elems) < 0)
-        goto fail;
+        goto out;
     if (get_range(ogroups, d.G, &g0, &g1, fn, "groups", "groups") < 0 ||
         get_range(osamples, d.B, &b0, &b1, fn, "samples", "samples") < 0)
-        goto fail;
+        goto out;
     if (mul_add(&nparts, fn, "dw's partial sums", d.M, d.C, 0) < 0 ||
         mul_add(&nparts, fn, "dw's partial sums", nparts, d.KH, 0) < 0 ||
         mul_add(&nparts, fn, "dw's partial sums", nparts, d.KW, 0) < 0)
-        goto fail;
+        goto out;
     const size_t item = kind == 'f' ? sizeof(float) : sizeof(double);
     if (elems == 0 || b0 == b1) {               /* nothing read: the sums are zero */
         char *dw = a[2].view.buf;
@@ -657,19 +653,17 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
             memset(dw + (size_t)(g * nparts) * item, 0, (size_t)nparts * item);
     } else if (g0 < g1) {
         if ((size_t)elems > ((size_t)-1) / item / 2 ||
-            (size_t)nparts > ((size_t)-1) / VBYTES / 2) { overflow(fn, "the scratch"); goto fail; }
+            (size_t)nparts > ((size_t)-1) / VBYTES / 2) { overflow(fn, "the scratch"); goto out; }
         void *buf = aligned_alloc(VBYTES, ((size_t)elems * item + VBYTES - 1) / VBYTES * VBYTES);
         void *part = aligned_alloc(VBYTES, (size_t)nparts * VBYTES);
-        if (!buf || !part) { free(buf), free(part); PyErr_NoMemory(); goto fail; }
+        if (!buf || !part) { free(buf), free(part); PyErr_NoMemory(); goto out; }
         BY_DTYPE(kind, kern, a[0].view.buf, a[1].view.buf, a[2].view.buf, &d, g0, g1, b0, b1, buf,
                              part);
         free(buf), free(part);
     }
+out:
     geo_free(&d);
-    return finish(a, 3, 1);
-fail:
-    geo_free(&d);
-    return finish(a, 3, 0);
+    return finish(a, 3);
 }
 
 static PyMethodDef methods[] = {

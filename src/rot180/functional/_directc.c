@@ -545,7 +545,7 @@ static int geometry(Dims *d, const char *fn, const Arg *x, const Arg *w, const c
     return 0;
 }
 
-static PyObject *py_correlate(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_correlate(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "w", "out", "bias", "stride", "dilation", "live_rows",
                          "live_cols", "narrow", NULL};
@@ -553,7 +553,6 @@ static PyObject *py_correlate(PyObject *self, PyObject *args, PyObject *kwds)
     PyObject *ox, *ow, *oout, *obias = Py_None, *ostride = NULL, *odil = NULL,
              *orows = Py_None, *ocols = Py_None;
     int narrow = 0;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOp", kw, &ox, &ow, &oout, &obias,
                                      &ostride, &odil, &orows, &ocols, &narrow))
         return NULL;
@@ -564,37 +563,35 @@ static PyObject *py_correlate(PyObject *self, PyObject *args, PyObject *kwds)
         get_array(&a[1], ow, fn, "w", 5, "(G, M, C, KH, KW)", 0, &kind) < 0 ||
         get_array(&a[2], oout, fn, "out", 6, "(NB, G, M, OH, OW, 16)", 1, &kind) < 0 ||
         geometry(&d, fn, &a[0], &a[1], "w", &a[2], "out", ostride, odil) < 0)
-        goto fail;
+        goto out;
     if (obias != Py_None &&
         (get_array(&a[3], obias, fn, "bias", 2, "(G, M)", 0, &kind) < 0 ||
          same(fn, &a[3], "bias", 0, "G", d.G, "x") < 0 ||
          same(fn, &a[3], "bias", 1, "M", d.M, "w") < 0))
-        goto fail;
+        goto out;
     /* Rows r0:r1 and columns c0:c1 of x may be non-zero (the rest is padding). */
-    if (orows != Py_None && get_pair(orows, &d.r0, &d.r1, 0, fn, "live_rows") < 0) goto fail;
-    if (ocols != Py_None && get_pair(ocols, &d.c0, &d.c1, 0, fn, "live_cols") < 0) goto fail;
+    if (orows != Py_None && get_pair(orows, &d.r0, &d.r1, 0, fn, "live_rows") < 0) goto out;
+    if (ocols != Py_None && get_pair(ocols, &d.c0, &d.c1, 0, fn, "live_cols") < 0) goto out;
     if (d.r0 > d.r1 || d.r1 > d.H || d.c0 > d.c1 || d.c1 > d.W) {
         PyErr_Format(PyExc_ValueError, "%s: live_rows (%zd, %zd) and live_cols (%zd, %zd) must be "
                      "ranges inside x's %zd rows and %zd columns", fn, d.r0, d.r1, d.c0, d.c1,
                      d.H, d.W);
-        goto fail;
+        goto out;
     }
     d.narrow = narrow;
     const Py_ssize_t NB = a[0].view.shape[0];
     const void *bias = a[3].held ? a[3].view.buf : NULL;
     BY_DTYPE(kind, corr, a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, &d, NB);
-    return finish(a, 4, 1);
-fail:
-    return finish(a, 4, 0);
+out:
+    return finish(a, 4);
 }
 
-static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_correlate_kernel(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "dz", "dw", "stride", "dilation", "narrow", NULL};
     static const char *fn = "correlate_kernel";
     PyObject *ox, *odz, *odw, *ostride = NULL, *odil = NULL;
     int narrow = 0;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$OOp", kw, &ox, &odz, &odw, &ostride,
                                      &odil, &narrow))
         return NULL;
@@ -605,7 +602,7 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
         get_array(&a[1], odz, fn, "dz", 6, "(NB, G, M, OH, OW, 16)", 0, &kind) < 0 ||
         get_array(&a[2], odw, fn, "dw", 5, "(G, M, C, KH, KW)", 1, &kind) < 0 ||
         geometry(&d, fn, &a[0], &a[2], "dw", &a[1], "dz", ostride, odil) < 0)
-        goto fail;
+        goto out;
     d.narrow = narrow;
     /* np_: the partial sums of 8 output channels, in vectors; with the delta chunk after them
      * they must fit in bytes for the wider (float64) vector */
@@ -615,13 +612,13 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
         mul_add(&np_, fn, "dw's partial sums", np_, 8, 0) < 0 ||
         mul_add(&part_bytes, fn, "dw's partial sums", np_, (Py_ssize_t)sizeof(vf64),
                 GRAD_CHUNK_BYTES) < 0)
-        goto fail;
+        goto out;
     const size_t vsize = kind == 'd' ? sizeof(vf64) : sizeof(vf32);
     /* Partial sums of 8 output channels (aligned: whole vectors), then the delta chunk. */
     void *part = aligned_alloc(vsize, (size_t)np_ * vsize + GRAD_CHUNK_BYTES);
     if (!part) {
         PyErr_NoMemory();
-        goto fail;
+        goto out;
     }
     const Py_ssize_t NB = a[0].view.shape[0];
     const void *x = a[0].view.buf, *dz = a[1].view.buf;
@@ -638,9 +635,8 @@ static PyObject *py_correlate_kernel(PyObject *self, PyObject *args, PyObject *k
         kern_f64(x, dz, dw, part, (vf64 *)part + np_, &d, NB);
     Py_END_ALLOW_THREADS
     free(part);
-    return finish(a, 3, 1);
-fail:
-    return finish(a, 3, 0);
+out:
+    return finish(a, 3);
 }
 
 /* A non-negative Py_ssize_t keyword. */
@@ -665,13 +661,12 @@ static int block_range(const char *fn, Py_ssize_t B, Py_ssize_t S, Py_ssize_t fi
 }
 
 /* pack_padded(src, dst, *, bands, step, top, left, first_block): see pack_pad. */
-static PyObject *py_pack_padded(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_pack_padded(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"src", "dst", "bands", "step", "top", "left", "first_block", NULL};
     static const char *fn = "pack_padded";
     PyObject *osrc, *odst;
     Py_ssize_t S = 1, step = 0, pt = 0, pl = 0, n0 = 0;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nnnnn", kw, &osrc, &odst, &S, &step, &pt,
                                      &pl, &n0))
         return NULL;
@@ -685,7 +680,7 @@ static PyObject *py_pack_padded(PyObject *self, PyObject *args, PyObject *kwds)
         get_array(&a[1], odst, fn, "dst", 5, "(blocks, CH, Hp, Wp, 16)", 1, &kind) < 0 ||
         same(fn, &a[1], "dst", 1, "CH", a[0].view.shape[1], "src") < 0 ||
         same(fn, &a[1], "dst", 4, "the lanes", LANES, "LANES") < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t *ss = a[0].view.shape, *ds = a[1].view.shape;
     const Py_ssize_t B = ss[0], CH = ss[1], H = ss[2], W = ss[3], Hp = ds[2], Wp = ds[3];
     /* The last band's rows ((S - 1) step + Hp, the index arithmetic of the loops) and the
@@ -694,29 +689,27 @@ static PyObject *py_pack_padded(PyObject *self, PyObject *args, PyObject *kwds)
     if (mul_add(&last, fn, "bands x step", S - 1, step, Hp) < 0 ||
         mul_add(&lw, fn, "left + W", 1, pl, W) < 0 ||
         block_range(fn, B, S, n0, ds[0], "dst") < 0)
-        goto fail;
+        goto out;
     (void)last; /* checked only: the loops form (v % S) * step + yy - top */
     if (lw > Wp) {
         PyErr_Format(PyExc_ValueError, "%s: dst has Wp = %zd columns, fewer than left + W = "
                      "%zd + %zd", fn, Wp, pl, W);
-        goto fail;
+        goto out;
     }
     const Py_ssize_t pr = Wp - lw, n1 = n0 + ds[0];
     BY_DTYPE(kind, pack_pad, a[0].view.buf, a[1].view.buf, B, S, step, CH, H, W, Hp, pt, pl, pr, n0,
                              n1);
-    return finish(a, 2, 1);
-fail:
-    return finish(a, 2, 0);
+out:
+    return finish(a, 2);
 }
 
 /* unpack_bands(src, dst, *, bands, first_block): see unpack. */
-static PyObject *py_unpack_bands(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_unpack_bands(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"src", "dst", "bands", "first_block", NULL};
     static const char *fn = "unpack_bands";
     PyObject *osrc, *odst;
     Py_ssize_t S = 1, n0 = 0;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nn", kw, &osrc, &odst, &S, &n0))
         return NULL;
     if (non_negative(fn, "bands", S, 1) < 0 || non_negative(fn, "first_block", n0, 0) < 0)
@@ -727,7 +720,7 @@ static PyObject *py_unpack_bands(PyObject *self, PyObject *args, PyObject *kwds)
         get_array(&a[1], odst, fn, "dst", 3, "(B, CH, OH)", 1, &kind) < 0 ||
         same(fn, &a[0], "src", 1, "CH", a[1].view.shape[1], "dst") < 0 ||
         same(fn, &a[0], "src", 3, "the lanes", LANES, "LANES") < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t *ss = a[0].view.shape, *ds = a[1].view.shape;
     const Py_ssize_t B = ds[0], CH = ds[1], OH = ds[2], R = ss[2];
     /* bands x R rows must cover OH; the loops form (v / S) CH OH + (v % S) R, which the sum
@@ -736,18 +729,17 @@ static PyObject *py_unpack_bands(PyObject *self, PyObject *args, PyObject *kwds)
     if (mul_add(&rows, fn, "bands x R", S, R, 0) < 0 ||
         mul_add(&reach, fn, "bands x R", B * CH, OH, rows) < 0 ||
         block_range(fn, B, S, n0, ss[0], "src") < 0)
-        goto fail;
+        goto out;
     (void)reach;
     if (rows < OH) {
         PyErr_Format(PyExc_ValueError, "%s: %zd bands of R = %zd rows cover %zd of dst's OH = "
                      "%zd", fn, S, R, rows, OH);
-        goto fail;
+        goto out;
     }
     const Py_ssize_t n1 = n0 + ss[0];
     BY_DTYPE(kind, unpack, a[0].view.buf, a[1].view.buf, B, S, CH, R, OH, n0, n1);
-    return finish(a, 2, 1);
-fail:
-    return finish(a, 2, 0);
+out:
+    return finish(a, 2);
 }
 
 static PyMethodDef methods[] = {

@@ -431,7 +431,7 @@ KERNELS(double, f64)
 #define BUF(i) (a[i].held ? a[i].view.buf : NULL)
 #define NCS "(N, C, S)"
 
-static PyObject *py_bn_stats(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_bn_stats(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "mean", "var", "first", "last", NULL};
     static const char *fn = "bn_stats";
@@ -439,28 +439,26 @@ static PyObject *py_bn_stats(PyObject *self, PyObject *args, PyObject *kwds)
     Py_ssize_t first = 0, last = -1;
     char kind = 0;
     Arg a[3] = {{.held = 0}};
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$nn", kw, &ox, &om, &ov, &first, &last))
         return NULL;
     if (get_array(&a[0], ox, fn, "x", 3, NCS, 0, 0, &kind) < 0 ||
         get_array(&a[1], om, fn, "mean", 1, "(C,)", 1, 'D', &kind) < 0 ||
         get_array(&a[2], ov, fn, "var", 1, "(C,)", 1, 'D', &kind) < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t N = a[0].view.shape[0], C = a[0].view.shape[1], S = a[0].view.shape[2];
     if (length(fn, &a[1], "mean", C, "x's C") < 0 || length(fn, &a[2], "var", C, "x's C") < 0 ||
         unit_range(fn, &first, &last, C) < 0)
-        goto fail;
+        goto out;
     if (N == 0 || S == 0) {
         PyErr_Format(PyExc_ValueError, "%s: x must hold values, got N = %zd, S = %zd", fn, N, S);
-        goto fail;
+        goto out;
     }
     BY_DTYPE(kind, bn_stats, BUF(0), BUF(1), BUF(2), N, C, S, first, last);
-    return finish(a, 3, 1);
-fail:
-    return finish(a, 3, 0);
+out:
+    return finish(a, 3);
 }
 
-static PyObject *py_bn_apply(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_bn_apply(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "y", "mean", "scale", "shift", "relu", "first", "last", NULL};
     static const char *fn = "bn_apply";
@@ -470,27 +468,25 @@ static PyObject *py_bn_apply(PyObject *self, PyObject *args, PyObject *kwds)
     char kind = 0;
     Arg a[5] = {{.held = 0}};
     static const char *names[] = {"x", "y", "mean", "scale", "shift"};
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|$pnn", kw, &o[0], &o[1], &o[2], &o[3],
                                      &o[4], &relu, &first, &last))
         return NULL;
     if (get_array(&a[0], o[0], fn, "x", 3, NCS, 0, 0, &kind) < 0 ||
         get_array(&a[1], o[1], fn, "y", 3, NCS, 1, 0, &kind) < 0 ||
         same_shape(fn, &a[0], "x", &a[1], "y") < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t N = a[0].view.shape[0], C = a[0].view.shape[1], S = a[0].view.shape[2];
     for (int i = 2; i < 5; i++)
         if (get_array(&a[i], o[i], fn, names[i], 1, "(C,)", 0, 0, &kind) < 0 ||
             length(fn, &a[i], names[i], C, "x's C") < 0)
-            goto fail;
-    if (unit_range(fn, &first, &last, C) < 0) goto fail;
+            goto out;
+    if (unit_range(fn, &first, &last, C) < 0) goto out;
     BY_DTYPE(kind, bn_apply, BUF(0), BUF(1), BUF(2), BUF(3), BUF(4), relu, N, C, S, first, last);
-    return finish(a, 5, 1);
-fail:
-    return finish(a, 5, 0);
+out:
+    return finish(a, 5);
 }
 
-static PyObject *py_bn_grad_sums(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_bn_grad_sums(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"dy", "x", "mean", "s1", "s2", "y", "first", "last", NULL};
     static const char *fn = "bn_grad_sums";
@@ -498,7 +494,6 @@ static PyObject *py_bn_grad_sums(PyObject *self, PyObject *args, PyObject *kwds)
     Py_ssize_t first = 0, last = -1;
     char kind = 0;
     Arg a[6] = {{.held = 0}};
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|$Onn", kw, &ody, &ox, &om, &o1, &o2, &oy,
                                      &first, &last))
         return NULL;
@@ -507,22 +502,21 @@ static PyObject *py_bn_grad_sums(PyObject *self, PyObject *args, PyObject *kwds)
         same_shape(fn, &a[0], "dy", &a[1], "x") < 0 ||
         (oy != Py_None && (get_array(&a[5], oy, fn, "y", 3, NCS, 0, 0, &kind) < 0 ||
                            same_shape(fn, &a[0], "dy", &a[5], "y") < 0)))
-        goto fail;
+        goto out;
     const Py_ssize_t N = a[0].view.shape[0], C = a[0].view.shape[1], S = a[0].view.shape[2];
     if (get_array(&a[2], om, fn, "mean", 1, "(C,)", 0, 0, &kind) < 0 ||
         get_array(&a[3], o1, fn, "s1", 1, "(C,)", 1, 'D', &kind) < 0 ||
         get_array(&a[4], o2, fn, "s2", 1, "(C,)", 1, 'D', &kind) < 0 ||
         length(fn, &a[2], "mean", C, "x's C") < 0 || length(fn, &a[3], "s1", C, "x's C") < 0 ||
         length(fn, &a[4], "s2", C, "x's C") < 0 || unit_range(fn, &first, &last, C) < 0)
-        goto fail;
+        goto out;
     BY_DTYPE(kind, bn_grad_sums, BUF(0), BUF(1), BUF(5), BUF(2), BUF(3), BUF(4), N, C, S, first,
                                  last);
-    return finish(a, 6, 1);
-fail:
-    return finish(a, 6, 0);
+out:
+    return finish(a, 6);
 }
 
-static PyObject *py_bn_grad_apply(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_bn_grad_apply(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"dy", "x", "dx", "mean", "a", "b", "c", "y", "first", "last", NULL};
     static const char *fn = "bn_grad_apply";
@@ -532,28 +526,26 @@ static PyObject *py_bn_grad_apply(PyObject *self, PyObject *args, PyObject *kwds
     Py_ssize_t first = 0, last = -1;
     char kind = 0;
     Arg a[8] = {{.held = 0}};
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOOOO|$Onn", kw, &o[0], &o[1], &o[2], &o[3],
                                      &o[4], &o[5], &o[6], &o[7], &first, &last))
         return NULL;
     for (int i = 0; i < 3; i++)
         if (get_array(&a[i], o[i], fn, names[i], 3, NCS, i == 2, 0, &kind) < 0 ||
             same_shape(fn, &a[0], "dy", &a[i], names[i]) < 0)
-            goto fail;
+            goto out;
     if (o[7] != Py_None && (get_array(&a[7], o[7], fn, "y", 3, NCS, 0, 0, &kind) < 0 ||
                             same_shape(fn, &a[0], "dy", &a[7], "y") < 0))
-        goto fail;
+        goto out;
     const Py_ssize_t N = a[0].view.shape[0], C = a[0].view.shape[1], S = a[0].view.shape[2];
     for (int i = 3; i < 7; i++)
         if (get_array(&a[i], o[i], fn, names[i], 1, "(C,)", 0, 0, &kind) < 0 ||
             length(fn, &a[i], names[i], C, "dy's C") < 0)
-            goto fail;
-    if (unit_range(fn, &first, &last, C) < 0) goto fail;
+            goto out;
+    if (unit_range(fn, &first, &last, C) < 0) goto out;
     BY_DTYPE(kind, bn_grad_apply, BUF(0), BUF(1), BUF(7), BUF(2), BUF(3), BUF(4), BUF(5), BUF(6), N,
                                   C, S, first, last);
-    return finish(a, 8, 1);
-fail:
-    return finish(a, 8, 0);
+out:
+    return finish(a, 8);
 }
 
 /* relu(x, y) and relu_grad(dy, x, dx): flat arrays of one length. */
@@ -576,24 +568,21 @@ static PyObject *elementwise(PyObject *args, PyObject *kwds, int grad)
     for (int i = 0; i < n; i++)
         if (get_array(&a[i], o[i], fn, names[i], 1, "(L,)", i == n - 1, 0, &kind) < 0 ||
             same_shape(fn, &a[0], names[0], &a[i], names[i]) < 0)
-            goto fail;
-    if (unit_range(fn, &first, &last, a[0].view.shape[0]) < 0) goto fail;
+            goto out;
+    if (unit_range(fn, &first, &last, a[0].view.shape[0]) < 0) goto out;
     if (grad) BY_DTYPE(kind, relu_grad, BUF(0), BUF(1), BUF(2), first, last);
     else BY_DTYPE(kind, relu, BUF(0), BUF(1), first, last);
-    return finish(a, 3, 1);
-fail:
-    return finish(a, 3, 0);
+out:
+    return finish(a, 3);
 }
 
-static PyObject *py_relu(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_relu(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
-    (void)self;
     return elementwise(args, kwds, 0);
 }
 
-static PyObject *py_relu_grad(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_relu_grad(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
-    (void)self;
     return elementwise(args, kwds, 1);
 }
 
@@ -617,7 +606,7 @@ static int get_pair(PyObject *obj, Py_ssize_t *out, Py_ssize_t low, const char *
     return 0;
 }
 
-static PyObject *py_max_pool2d(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_max_pool2d(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "y", "idx", "kernel", "stride", "padding", "dilation", "first",
                          "last", NULL};
@@ -626,7 +615,6 @@ static PyObject *py_max_pool2d(PyObject *self, PyObject *args, PyObject *kwds)
     Py_ssize_t first = 0, last = -1, k[2], s[2], pad[2], d[2];
     char kind = 0;
     Arg a[3] = {{.held = 0}};
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$OOOOnn", kw, &ox, &oy, &oi, &ok, &os, &op,
                                      &od, &first, &last))
         return NULL;
@@ -637,11 +625,11 @@ static PyObject *py_max_pool2d(PyObject *self, PyObject *args, PyObject *kwds)
         get_array(&a[1], oy, fn, "y", 3, "(P, OH, OW)", 1, 0, &kind) < 0 ||
         get_array(&a[2], oi, fn, "idx", 3, "(P, OH, OW)", 1, 'L', &kind) < 0 ||
         same_shape(fn, &a[1], "y", &a[2], "idx") < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t P = a[0].view.shape[0], H = a[0].view.shape[1], W = a[0].view.shape[2];
     const Py_ssize_t OH = a[1].view.shape[1], OW = a[1].view.shape[2];
     if (length(fn, &a[1], "y", P, "x's P") < 0 || unit_range(fn, &first, &last, P) < 0)
-        goto fail;
+        goto out;
     /* Every window must hold a real cell (the loops clip windows to the input). */
     for (int i = 0; i < 2; i++) {
         const Py_ssize_t n = i ? W : H, o = i ? OW : OH;
@@ -653,17 +641,16 @@ static PyObject *py_max_pool2d(PyObject *self, PyObject *args, PyObject *kwds)
                 PyErr_Format(PyExc_ValueError, "%s: window %zd of axis %d holds no input cell "
                              "(input size %zd, output size %zd, kernel %zd, stride %zd, padding "
                              "%zd, dilation %zd)", fn, q, i, n, o, k[i], s[i], pad[i], d[i]);
-                goto fail;
+                goto out;
             }
         }
     }
     BY_DTYPE(kind, max_pool2d, BUF(0), BUF(1), BUF(2), H, W, OH, OW, k, s, pad, d, first, last);
-    return finish(a, 3, 1);
-fail:
-    return finish(a, 3, 0);
+out:
+    return finish(a, 3);
 }
 
-static PyObject *py_max_pool2d_grad(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_max_pool2d_grad(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"dy", "idx", "dx", "first", "last", NULL};
     static const char *fn = "max_pool2d_grad";
@@ -672,7 +659,6 @@ static PyObject *py_max_pool2d_grad(PyObject *self, PyObject *args, PyObject *kw
     char kind = 0;
     int bad = 0;
     Arg a[3] = {{.held = 0}};
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$nn", kw, &ody, &oi, &odx, &first, &last))
         return NULL;
     if (get_array(&a[0], ody, fn, "dy", 3, "(P, OH, OW)", 0, 0, &kind) < 0 ||
@@ -681,24 +667,21 @@ static PyObject *py_max_pool2d_grad(PyObject *self, PyObject *args, PyObject *kw
         same_shape(fn, &a[0], "dy", &a[1], "idx") < 0 ||
         length(fn, &a[2], "dx", a[0].view.shape[0], "dy's P") < 0 ||
         unit_range(fn, &first, &last, a[0].view.shape[0]) < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t HW = a[2].view.shape[1] * a[2].view.shape[2];
     const Py_ssize_t O = a[0].view.shape[1] * a[0].view.shape[2];
     Py_BEGIN_ALLOW_THREADS
     bad = kind == 'f' ? max_pool2d_grad_f32(BUF(0), BUF(1), BUF(2), HW, O, first, last)
                       : max_pool2d_grad_f64(BUF(0), BUF(1), BUF(2), HW, O, first, last);
     Py_END_ALLOW_THREADS
-    if (bad) {
+    if (bad)
         PyErr_Format(PyExc_ValueError, "%s: idx entries must lie in [0, %zd) (flat indices "
                      "within one plane of dx)", fn, HW);
-        goto fail;
-    }
-    return finish(a, 3, 1);
-fail:
-    return finish(a, 3, 0);
+out:
+    return finish(a, 3);
 }
 
-static PyObject *py_plane_mean(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_plane_mean(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "y", "first", "last", NULL};
     static const char *fn = "plane_mean";
@@ -706,25 +689,23 @@ static PyObject *py_plane_mean(PyObject *self, PyObject *args, PyObject *kwds)
     Py_ssize_t first = 0, last = -1;
     char kind = 0;
     Arg a[2] = {{.held = 0}};
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nn", kw, &ox, &oy, &first, &last))
         return NULL;
     if (get_array(&a[0], ox, fn, "x", 2, "(P, S)", 0, 0, &kind) < 0 ||
         get_array(&a[1], oy, fn, "y", 1, "(P,)", 1, 0, &kind) < 0 ||
         length(fn, &a[1], "y", a[0].view.shape[0], "x's P") < 0 ||
         unit_range(fn, &first, &last, a[0].view.shape[0]) < 0)
-        goto fail;
+        goto out;
     if (a[0].view.shape[1] < 1) {
         PyErr_Format(PyExc_ValueError, "%s: x must have S >= 1", fn);
-        goto fail;
+        goto out;
     }
     BY_DTYPE(kind, plane_mean, BUF(0), BUF(1), a[0].view.shape[1], first, last);
-    return finish(a, 2, 1);
-fail:
-    return finish(a, 2, 0);
+out:
+    return finish(a, 2);
 }
 
-static PyObject *py_plane_fill(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_plane_fill(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"dy", "dx", "scale", "first", "last", NULL};
     static const char *fn = "plane_fill";
@@ -733,7 +714,6 @@ static PyObject *py_plane_fill(PyObject *self, PyObject *args, PyObject *kwds)
     Py_ssize_t first = 0, last = -1;
     char kind = 0;
     Arg a[2] = {{.held = 0}};
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$dnn", kw, &ody, &odx, &scale, &first,
                                      &last))
         return NULL;
@@ -741,11 +721,10 @@ static PyObject *py_plane_fill(PyObject *self, PyObject *args, PyObject *kwds)
         get_array(&a[1], odx, fn, "dx", 2, "(P, S)", 1, 0, &kind) < 0 ||
         length(fn, &a[1], "dx", a[0].view.shape[0], "dy's P") < 0 ||
         unit_range(fn, &first, &last, a[0].view.shape[0]) < 0)
-        goto fail;
+        goto out;
     BY_DTYPE(kind, plane_fill, BUF(0), BUF(1), scale, a[1].view.shape[1], first, last);
-    return finish(a, 2, 1);
-fail:
-    return finish(a, 2, 0);
+out:
+    return finish(a, 2);
 }
 
 static PyMethodDef methods[] = {

@@ -6,7 +6,7 @@
  *   array arguments   Arg; get_float_array() (buffer, dtype, axes, C order, writability), or the
  *                     steps it is made of for a helper with other rules (get_buffer(),
  *                     check_float(), check_layout()); check_extents(), whole_stride(), holds();
- *                     release() and finish() (release, then None or NULL)
+ *                     release() and finish() (release, then None, or NULL on an error)
  *   agreement         same(): an axis of one argument against a size another one gave
  *   int sequences     get_ints(): stride=, dilation=, pads= and the like
  *   the build switch  MULTI / ROT180_CLONES: target clones, or -DROT180_PORTABLE's plain code
@@ -223,12 +223,13 @@ static inline void release(Arg *args, int n)
         if (args[i].held) PyBuffer_Release(&args[i].view);
 }
 
-/* A call's end: its n array arguments released, then None (ok) or NULL (failed: the error is
- * set). */
-static inline PyObject *finish(Arg *args, int n, int ok)
+/* A call's one exit (`out:`, where the error paths jump and the success path runs into): its n
+ * array arguments released, then NULL if the call failed (an error is set), else None. Python's
+ * rule, NULL exactly when an error is set, so holds on every path. */
+static inline PyObject *finish(Arg *args, int n)
 {
     release(args, n);
-    if (!ok) return NULL;
+    if (PyErr_Occurred()) return NULL;
     Py_RETURN_NONE;
 }
 

@@ -294,13 +294,12 @@ static int out_size(const char *fn, const char *axis, Py_ssize_t n, Py_ssize_t l
 }
 
 /* input_tiles(x, v, *, top=0, left=0, bottom=0, right=0, first_row=0) */
-static PyObject *py_input_tiles(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_input_tiles(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "v", "top", "left", "bottom", "right", "first_row", NULL};
     static const char *fn = "input_tiles";
     PyObject *ox, *ov;
     Py_ssize_t top = 0, left = 0, bottom = 0, right = 0, first = 0;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nnnnn", kw, &ox, &ov, &top, &left,
                                      &bottom, &right, &first))
         return NULL;
@@ -310,41 +309,38 @@ static PyObject *py_input_tiles(PyObject *self, PyObject *args, PyObject *kwds)
         get_array(&a[1], ov, fn, "v", 3, "(16, C, T)", 1, 1, &kind) < 0 ||
         same(fn, &a[1], "v", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
         same(fn, &a[1], "v", 1, "C", a[0].view.shape[1], "x") < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t *xs = a[0].view.shape;
     const Py_ssize_t B = xs[0], C = xs[1], H = xs[2], W = xs[3], T = a[1].view.shape[2];
     Py_ssize_t OH, OW, n;
     if (out_size(fn, "height", H, top, bottom, &OH) < 0 ||
         out_size(fn, "width", W, left, right, &OW) < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t TH = OH / 2 + OH % 2, TW = OW / 2 + OW % 2;
-    if (tile_rows(fn, "v", T, TW, B, TH, first, &n) < 0) goto fail;
+    if (tile_rows(fn, "v", T, TW, B, TH, first, &n) < 0) goto out;
     /* Rows and columns read: those of x inside the padded input (a negative pad crops). */
     const Py_ssize_t hlim = bottom < 0 ? H + bottom : H, wlim = right < 0 ? W + right : W;
-    if (n == 0 || C == 0) goto done;
+    if (n == 0 || C == 0) goto out;
     void *buf = malloc(8 * (TW + 1) * a[0].view.itemsize);
     if (!buf) {
         PyErr_NoMemory();
-        goto fail;
+        goto out;
     }
     const Py_ssize_t *st = a[0].st;
     BY_DTYPE(kind, input, a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], C, hlim, wlim,
                           top, left, TH, TW, first, n, a[1].st[0], a[1].st[1], buf);
     free(buf);
-done:
-    return finish(a, 2, 1);
-fail:
-    return finish(a, 2, 0);
+out:
+    return finish(a, 2);
 }
 
 /* output_tiles(m, out, bias=None, *, first_row=0) */
-static PyObject *py_output_tiles(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_output_tiles(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"m", "out", "bias", "first_row", NULL};
     static const char *fn = "output_tiles";
     PyObject *om, *oout, *obias = Py_None;
     Py_ssize_t first = 0;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O$n", kw, &om, &oout, &obias, &first))
         return NULL;
     char kind = 0;
@@ -353,24 +349,24 @@ static PyObject *py_output_tiles(PyObject *self, PyObject *args, PyObject *kwds)
         get_array(&a[1], oout, fn, "out", 4, "(B, M, OH, OW)", 1, 0, &kind) < 0 ||
         same(fn, &a[0], "m", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
         same(fn, &a[0], "m", 1, "M", a[1].view.shape[1], "out") < 0)
-        goto fail;
+        goto out;
     if (obias != Py_None && (get_array(&a[2], obias, fn, "bias", 1, "(M,)", 0, 0, &kind) < 0 ||
                              same(fn, &a[2], "bias", 0, "M", a[1].view.shape[1], "out") < 0))
-        goto fail;
+        goto out;
     const Py_ssize_t *os = a[1].view.shape;
     const Py_ssize_t B = os[0], M = os[1], OH = os[2], OW = os[3], T = a[0].view.shape[2];
     if (OH < 1 || OW < 1) {
         PyErr_Format(PyExc_ValueError, "%s: out must have OH, OW >= 1, got %zd, %zd", fn, OH, OW);
-        goto fail;
+        goto out;
     }
     const Py_ssize_t TH = OH / 2 + OH % 2, TW = OW / 2 + OW % 2;
     Py_ssize_t n;
-    if (tile_rows(fn, "m", T, TW, B, TH, first, &n) < 0) goto fail;
-    if (n == 0 || M == 0) goto done;
+    if (tile_rows(fn, "m", T, TW, B, TH, first, &n) < 0) goto out;
+    if (n == 0 || M == 0) goto out;
     void *buf = malloc(12 * TW * a[0].view.itemsize);
     if (!buf) {
         PyErr_NoMemory();
-        goto fail;
+        goto out;
     }
     const Py_ssize_t *st = a[1].st;
     const void *bias = a[2].held ? a[2].view.buf : NULL;
@@ -378,20 +374,17 @@ static PyObject *py_output_tiles(PyObject *self, PyObject *args, PyObject *kwds)
     BY_DTYPE(kind, output, a[0].view.buf, a[1].view.buf, bias, sbias, st[0], st[1], st[2], st[3], M,
                            OH, OW, TH, TW, first, n, a[0].st[0], a[0].st[1], buf);
     free(buf);
-done:
-    return finish(a, 3, 1);
-fail:
-    return finish(a, 3, 0);
+out:
+    return finish(a, 3);
 }
 
 /* kernel_tiles(w, u, *, rotated=False) */
-static PyObject *py_kernel_tiles(PyObject *self, PyObject *args, PyObject *kwds)
+static PyObject *py_kernel_tiles(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"w", "u", "rotated", NULL};
     static const char *fn = "kernel_tiles";
     PyObject *ow, *ou;
     int rotated = 0;
-    (void)self;
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$p", kw, &ow, &ou, &rotated)) return NULL;
     char kind = 0;
     Arg a[2] = {{.held = 0}, {.held = 0}};
@@ -402,27 +395,25 @@ static PyObject *py_kernel_tiles(PyObject *self, PyObject *args, PyObject *kwds)
         same(fn, &a[1], "u", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
         same(fn, &a[1], "u", 1, "M", a[0].view.shape[0], "w") < 0 ||
         same(fn, &a[1], "u", 2, "C", a[0].view.shape[1], "w") < 0)
-        goto fail;
+        goto out;
     const Py_ssize_t M = a[0].view.shape[0], C = a[0].view.shape[1], *st = a[0].st,
                      *su = a[1].st;
-    if (M == 0 || C == 0) goto done;
+    if (M == 0 || C == 0) goto out;
     /* 9 C + 12 C doubles; C is an extent of w, so 21 C doubles fit unless C is absurd. */
     if (C > PY_SSIZE_T_MAX / (21 * (Py_ssize_t)sizeof(double))) {
         overflow(fn, "the scratch of 21 C doubles");
-        goto fail;
+        goto out;
     }
     double *buf = malloc(21 * C * sizeof(double));
     if (!buf) {
         PyErr_NoMemory();
-        goto fail;
+        goto out;
     }
     BY_DTYPE(kind, kernel, a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1],
                            su[2], M, C, rotated, buf);
     free(buf);
-done:
-    return finish(a, 2, 1);
-fail:
-    return finish(a, 2, 0);
+out:
+    return finish(a, 2);
 }
 
 static PyMethodDef methods[] = {
