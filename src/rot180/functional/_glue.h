@@ -8,7 +8,9 @@
  *                     check_float(), check_layout()); check_extents(), whole_stride(), holds();
  *                     release() and finish() (release, then None, or NULL on an error)
  *   agreement         same(): an axis of one argument against a size another one gave
+ *   the loops         BY_DTYPE(): name_f32 or name_f64 by the call's dtype, the GIL released
  *   int sequences     get_ints(): stride=, dilation=, pads= and the like
+ *   the module        METHOD(), MODULE(): method-table entries, the module and its PyInit_
  *   the build switch  MULTI / ROT180_CLONES: target clones, or -DROT180_PORTABLE's plain code
  *
  * Each helper composes its own get_array() from these, because the rules differ (strided
