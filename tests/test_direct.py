@@ -377,3 +377,56 @@ def test_one_block_shared_gives_the_bits_of_one_thread(case) -> None:
             two = conv(x, w, b, **kw), conv_grad_weight(x, dz, w.shape, **kw)
     for a, r in zip(two, one, strict=True):
         np.testing.assert_array_equal(a, r)
+
+
+# Strided input gradients: the delta packed once, every sub-pixel phase a correlation of the
+# same lanes with its own taps (``correlate_phases``). DCGAN's 4x4 stride 2, 3x3 stride 2 with
+# a remainder, stride 3 with dilation 2 (a phase no tap reaches: zeros), per-axis steps,
+# 1-D, two groups of many channels, one block shared by the threads, a strided output view.
+PHASED = [
+    ((32, 6, 11, 10), 8, 3, 2, 1, 1, 1),
+    ((16, 3, 14, 15), 5, 4, 2, 1, 1, 1),
+    ((16, 3, 13, 13), 4, 2, 3, 0, 2, 1),
+    ((28, 3, 14, 15), 5, (3, 4), (2, 3), (1, 2), (2, 1), 1),
+    ((24, 4, 40), 6, 5, 3, 2, 1, 1),
+    ((16, 20, 9, 9), 20, 3, 2, 1, 1, 2),
+    ((12, 24, 9, 8), 6, 3, 2, 1, 1, 1),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("case", PHASED, ids=[str(c[0]) for c in PHASED])
+def test_strided_input_gradients_over_their_phases_equal_the_direct_loops(case,
+                                                                           threads) -> None:
+    x, w, b, dz, kw = _arrays(*case, np.float64)
+    with tuning(threads=threads, parallel_min_macs=0, force=None):
+        gi = plan(x, w, **kw).grad_input
+        got = conv_grad_input(dz, w, x.shape, **kw)
+    assert (gi.step, gi.realisation) == ("run", "direct"), str(gi)
+    np.testing.assert_allclose(got, conv_grad_input_direct(dz, w, x.shape, **kw), rtol=0,
+                               atol=1e-10)
+
+
+@pytest.mark.parametrize("case", PHASED, ids=[str(c[0]) for c in PHASED])
+def test_strided_input_gradient_bits_do_not_depend_on_the_threads(case) -> None:
+    x, w, b, dz, kw = _arrays(*case, np.float32)
+    with tuning(force=None, parallel_min_macs=0):
+        with tuning(threads=1):
+            one = conv_grad_input(dz, w, x.shape, **kw)
+        with tuning(threads=2):
+            np.testing.assert_array_equal(conv_grad_input(dz, w, x.shape, **kw), one)
+
+
+def test_strided_input_gradients_leave_small_batches_to_the_numpy_paths() -> None:
+    """A batch that fills too few lanes (20 of 32) and no rows to cut: kn2row over the phases,
+    as before; forced, the helper takes it anyway."""
+    x, w, b, dz, kw = _arrays((20, 4, 25), 6, 5, 3, 2, 1, 1, np.float64)
+    with tuning(force=None):
+        gi = plan(x, w, **kw).grad_input
+    assert "direct" not in {leaf.realisation for leaf in gi.leaves()}, str(gi)
+    with tuning(force="direct"):
+        gi = plan(x, w, **kw).grad_input
+        got = conv_grad_input(dz, w, x.shape, **kw)
+    assert (gi.step, gi.realisation) == ("run", "direct"), str(gi)
+    np.testing.assert_allclose(got, conv_grad_input_direct(dz, w, x.shape, **kw), rtol=0,
+                               atol=1e-10)

@@ -78,6 +78,15 @@ def test_a_valid_call_computes() -> None:
     ({"dilation": None}, TypeError, r"dilation= must be a pair of ints, got None"),
     ({"live_rows": (0, 6)}, ValueError, r"live_rows \(0, 6\) and live_cols \(0, 5\) must be"),
     ({"live_cols": (3, 2)}, ValueError, r"live_cols \(3, 2\)"),
+    # A sub-pixel phase's placement: windows from origin, outputs into a larger out.
+    ({"origin": (1, 0)}, ValueError, r"the windows reach row 5 and column 4, outside x's 5 x 5"),
+    ({"origin": (-1, 0)}, ValueError, r"origin= must be ints >= 0, got \(-1, 0\)"),
+    ({"outputs": (4, 3)}, ValueError, r"the windows reach row 5 and column 4"),
+    ({"out_step": (2, 1)}, ValueError,
+     r"the outputs reach row 4 and column 2, outside out's 3 x 3 \(check outputs"),
+    ({"out_step": (0, 1)}, ValueError, r"out_step= must be ints >= 1, got \(0, 1\)"),
+    ({"out_first": (0, 1)}, ValueError, r"the outputs reach row 2 and column 3"),
+    ({"outputs": (1,)}, TypeError, r"outputs= must be a pair of ints"),
 ])
 def test_correlate_refuses_arguments_that_do_not_agree(change, error, match) -> None:
     x, w, out = _call()
@@ -85,6 +94,23 @@ def test_correlate_refuses_arguments_that_do_not_agree(change, error, match) -> 
             **change}
     with pytest.raises(error, match=match):
         D._directc.correlate(**args)
+
+
+def test_a_phase_reads_from_its_origin_and_writes_its_own_rows_and_columns() -> None:
+    """origin, outputs, out_step and out_first against the sums written out; the rest of out
+    is left as it was."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 1, 2, 9, 10, L)).astype(np.float32)
+    w = rng.standard_normal((1, 3, 2, 2, 3)).astype(np.float32)
+    out = np.full((1, 1, 3, 8, 9, L), 7.0, np.float32)
+    D._directc.correlate(x, w, out, None, stride=(2, 1), dilation=(1, 2), origin=(1, 2),
+                         outputs=(3, 3), out_step=(2, 3), out_first=(1, 2))
+    want = np.full(out.shape, 7.0)
+    for y in range(3):
+        for q in range(3):
+            win = x[0, 0, :, 1 + 2 * y:3 + 2 * y, 2 + q:7 + q:2]     # (C, 2, 3, lanes)
+            want[0, 0, :, 1 + 2 * y, 2 + 3 * q] = np.einsum("mckt,cktl->ml", w[0], win)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
 def test_stride_and_dilation_are_required_keywords() -> None:

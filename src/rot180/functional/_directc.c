@@ -76,6 +76,11 @@ typedef struct {
     /* Rows r0:r1 and columns c0:c1 of x may be non-zero; outside is zero padding, whose taps
      * the forward skips (a whole kernel row, or a tap whose columns all fall in it). */
     Py_ssize_t r0, r1, c0, c1;
+    /* The forward's placement (correlate's origin and place; a sub-pixel phase of a strided
+     * input gradient): window (y, q) starts at x's row ro + y sh, column co + q sw, and its
+     * output goes to row py0 + y pys, column px0 + q pxs of out's OHf x OWf planes. A plain
+     * call: ro = co = py0 = px0 = 0, pys = pxs = 1, OHf x OWf = OH x OW. */
+    Py_ssize_t ro, co, OHf, OWf, pys, pxs, py0, px0;
     int narrow; /* use the tiles of CPUs without AVX-512 (a per-call choice, for tests) */
 } Dims;
 
@@ -90,7 +95,7 @@ typedef struct {
         Py_ssize_t q0)                                                                         \
     {                                                                                          \
         const Py_ssize_t CK = d->C * d->KH * d->KW, HWL = d->H * d->W * LANES;                 \
-        const Py_ssize_t plane = d->OH * d->OW * LANES;                                        \
+        const Py_ssize_t plane = d->OHf * d->OWf * LANES, yx = y * d->sh + d->ro;              \
         V acc[OBc][XBc];                                                                       \
         for (int j = 0; j < OBc; j++) {                                                        \
             const T b_ = bias ? bias[j] : (T)0;                                                \
@@ -98,12 +103,12 @@ typedef struct {
         }                                                                                      \
         /* Taps that read only padding: rows [ty_lo, ty_hi), and per tap the tile's columns. */ \
         Py_ssize_t ty_lo = 0, ty_hi = d->KH;                                                   \
-        while (ty_lo < ty_hi && y * d->sh + ty_lo * d->dh < d->r0) ty_lo++;                    \
-        while (ty_hi > ty_lo && y * d->sh + (ty_hi - 1) * d->dh >= d->r1) ty_hi--;             \
-        const Py_ssize_t first = q0 * d->sw, last = (q0 + XBc - 1) * d->sw;                    \
+        while (ty_lo < ty_hi && yx + ty_lo * d->dh < d->r0) ty_lo++;                           \
+        while (ty_hi > ty_lo && yx + (ty_hi - 1) * d->dh >= d->r1) ty_hi--;                    \
+        const Py_ssize_t first = q0 * d->sw + d->co, last = (q0 + XBc - 1) * d->sw + d->co;   \
         for (Py_ssize_t c = 0; c < d->C; c++)                                                  \
             for (Py_ssize_t ty = ty_lo; ty < ty_hi; ty++) {                                    \
-                const T *row = xg + c * HWL + (y * d->sh + ty * d->dh) * d->W * LANES;         \
+                const T *row = xg + c * HWL + (yx + ty * d->dh) * d->W * LANES + d->co * LANES;\
                 const T *wr = wo + (c * d->KH + ty) * d->KW;                                   \
                 for (Py_ssize_t tx = 0; tx < d->KW; tx++) {                                    \
                     if (last + tx * d->dw < d->c0 || first + tx * d->dw >= d->c1) continue;    \
@@ -116,9 +121,10 @@ typedef struct {
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
+        T *orow = oo + ((y * d->pys + d->py0) * d->OWf + d->px0) * LANES;                      \
         for (int j = 0; j < OBc; j++)                                                          \
             for (int i = 0; i < XBc; i++)                                                      \
-                STORE(V, oo + j * plane + (y * d->OW + q0 + i) * LANES, acc[j][i]);            \
+                STORE(V, orow + j * plane + (q0 + i) * d->pxs * LANES, acc[j][i]);             \
     }
 
 /* Every tile and row driver for blocks of OBc output channels. */
@@ -170,7 +176,7 @@ typedef struct {
                                  Py_ssize_t NB)                                                \
     {                                                                                          \
         const Py_ssize_t G = d->G, M = d->M, CK = d->C * d->KH * d->KW;                        \
-        const Py_ssize_t xs = d->C * d->H * d->W * LANES, os = d->OH * d->OW * LANES;          \
+        const Py_ssize_t xs = d->C * d->H * d->W * LANES, os = d->OHf * d->OWf * LANES;        \
         const int wide = WIDE_REGISTERS(d->narrow);                                            \
         for (Py_ssize_t n = 0; n < NB; n++)                                                    \
             for (Py_ssize_t g = 0; g < G; g++) {                                               \
@@ -508,9 +514,12 @@ static int get_pair(PyObject *obj, Py_ssize_t *a, Py_ssize_t *b, Py_ssize_t low,
 }
 
 /* The geometry of a correlation from x (NB, G, C, H, W, 16), w (G, M, C, KH, KW) and dz/out
- * (NB, G, M, OH, OW, 16), which must agree, and the steps: every window inside x. */
+ * (NB, G, M, OH, OW, 16), which must agree, and the steps: every window inside x. `origin`
+ * and `outputs` (the forward's placement, see Dims; NULL: (0, 0) and out's OH, OW) move the
+ * windows and count them. */
 static int geometry(Dims *d, const char *fn, const Arg *x, const Arg *w, const char *wname,
-                    const Arg *z, const char *zname, PyObject *stride, PyObject *dilation)
+                    const Arg *z, const char *zname, PyObject *stride, PyObject *dilation,
+                    PyObject *origin, PyObject *outputs)
 {
     const Py_ssize_t *xs = x->view.shape, *ws = w->view.shape, *zs = z->view.shape;
     if (same(fn, x, "x", 5, "the lanes", LANES, "LANES") < 0 ||
@@ -521,17 +530,20 @@ static int geometry(Dims *d, const char *fn, const Arg *x, const Arg *w, const c
         return -1;
     Dims r = {.G = xs[1], .C = xs[2], .H = xs[3], .W = xs[4], .M = ws[1], .KH = ws[3],
               .KW = ws[4], .OH = zs[3], .OW = zs[4], .r0 = 0, .r1 = xs[3], .c0 = 0,
-              .c1 = xs[4], .narrow = 0};
+              .c1 = xs[4], .ro = 0, .co = 0, .OHf = zs[3], .OWf = zs[4], .pys = 1, .pxs = 1,
+              .py0 = 0, .px0 = 0, .narrow = 0};
     if (get_pair(stride, &r.sh, &r.sw, 1, fn, "stride") < 0 ||
-        get_pair(dilation, &r.dh, &r.dw, 1, fn, "dilation") < 0)
+        get_pair(dilation, &r.dh, &r.dw, 1, fn, "dilation") < 0 ||
+        (origin && get_pair(origin, &r.ro, &r.co, 0, fn, "origin") < 0) ||
+        (outputs && get_pair(outputs, &r.OH, &r.OW, 0, fn, "outputs") < 0))
         return -1;
     if (r.OH > 0 && r.OW > 0) {
         /* The last row and column a window reads: checked even for an empty kernel, whose
          * loops still form (OW - 1) sw. */
         Py_ssize_t th, tw, eh, ew;
-        if (mul_add(&th, fn, "the windows' extent", r.KH > 0 ? r.KH - 1 : 0, r.dh, 0) < 0 ||
+        if (mul_add(&th, fn, "the windows' extent", r.KH > 0 ? r.KH - 1 : 0, r.dh, r.ro) < 0 ||
             mul_add(&eh, fn, "the windows' extent", r.OH - 1, r.sh, th) < 0 ||
-            mul_add(&tw, fn, "the windows' extent", r.KW > 0 ? r.KW - 1 : 0, r.dw, 0) < 0 ||
+            mul_add(&tw, fn, "the windows' extent", r.KW > 0 ? r.KW - 1 : 0, r.dw, r.co) < 0 ||
             mul_add(&ew, fn, "the windows' extent", r.OW - 1, r.sw, tw) < 0)
             return -1;
         if (r.KH > 0 && r.KW > 0 && (eh >= r.H || ew >= r.W)) {
@@ -548,13 +560,16 @@ static int geometry(Dims *d, const char *fn, const Arg *x, const Arg *w, const c
 static PyObject *py_correlate(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "w", "out", "bias", "stride", "dilation", "live_rows",
-                         "live_cols", "narrow", NULL};
+                         "live_cols", "narrow", "origin", "outputs", "out_step", "out_first",
+                         NULL};
     static const char *fn = "correlate";
     PyObject *ox, *ow, *oout, *obias = Py_None, *ostride = NULL, *odil = NULL,
-             *orows = Py_None, *ocols = Py_None;
+             *orows = Py_None, *ocols = Py_None, *oorigin = NULL, *ooutputs = NULL,
+             *ostep = NULL, *ofirst = NULL;
     int narrow = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOp", kw, &ox, &ow, &oout, &obias,
-                                     &ostride, &odil, &orows, &ocols, &narrow))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOpOOOO", kw, &ox, &ow, &oout,
+                                     &obias, &ostride, &odil, &orows, &ocols, &narrow, &oorigin,
+                                     &ooutputs, &ostep, &ofirst))
         return NULL;
     char kind = 0;
     Arg a[4] = {{.held = 0}};
@@ -562,8 +577,24 @@ static PyObject *py_correlate(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
     if (get_array(&a[0], ox, fn, "x", 6, "(NB, G, C, H, W, 16)", 0, &kind) < 0 ||
         get_array(&a[1], ow, fn, "w", 5, "(G, M, C, KH, KW)", 0, &kind) < 0 ||
         get_array(&a[2], oout, fn, "out", 6, "(NB, G, M, OH, OW, 16)", 1, &kind) < 0 ||
-        geometry(&d, fn, &a[0], &a[1], "w", &a[2], "out", ostride, odil) < 0)
+        geometry(&d, fn, &a[0], &a[1], "w", &a[2], "out", ostride, odil, oorigin, ooutputs) < 0)
         goto out;
+    /* Where the windows' outputs go: row py0 + y pys, column px0 + q pxs of out's planes. */
+    if ((ostep && get_pair(ostep, &d.pys, &d.pxs, 1, fn, "out_step") < 0) ||
+        (ofirst && get_pair(ofirst, &d.py0, &d.px0, 0, fn, "out_first") < 0))
+        goto out;
+    if (d.OH > 0 && d.OW > 0) {
+        Py_ssize_t lh, lw;
+        if (mul_add(&lh, fn, "the outputs' extent", d.OH - 1, d.pys, d.py0) < 0 ||
+            mul_add(&lw, fn, "the outputs' extent", d.OW - 1, d.pxs, d.px0) < 0)
+            goto out;
+        if (lh >= d.OHf || lw >= d.OWf) {
+            PyErr_Format(PyExc_ValueError, "%s: the outputs reach row %zd and column %zd, "
+                         "outside out's %zd x %zd (check outputs, out_step and out_first)", fn,
+                         lh, lw, d.OHf, d.OWf);
+            goto out;
+        }
+    }
     if (obias != Py_None &&
         (get_array(&a[3], obias, fn, "bias", 2, "(G, M)", 0, &kind) < 0 ||
          same(fn, &a[3], "bias", 0, "G", d.G, "x") < 0 ||
@@ -601,7 +632,7 @@ static PyObject *py_correlate_kernel(PyObject *Py_UNUSED(self), PyObject *args, 
     if (get_array(&a[0], ox, fn, "x", 6, "(NB, G, C, H, W, 16)", 0, &kind) < 0 ||
         get_array(&a[1], odz, fn, "dz", 6, "(NB, G, M, OH, OW, 16)", 0, &kind) < 0 ||
         get_array(&a[2], odw, fn, "dw", 5, "(G, M, C, KH, KW)", 1, &kind) < 0 ||
-        geometry(&d, fn, &a[0], &a[2], "dw", &a[1], "dz", ostride, odil) < 0)
+        geometry(&d, fn, &a[0], &a[2], "dw", &a[1], "dz", ostride, odil, NULL, NULL) < 0)
         goto out;
     d.narrow = narrow;
     /* np_: the partial sums of 8 output channels, in vectors; with the delta chunk after them
@@ -758,7 +789,10 @@ static PyMethodDef methods[] = {
      "narrow=False): the valid correlation of x (NB, G, C, H, W, 16) with w (G, M, C, KH, KW)\n"
      "plus bias (G, M) into out (NB, G, M, OH, OW, 16); taps reading only rows outside\n"
      "live_rows or columns outside live_cols (zero padding) are skipped. narrow: the tiles of\n"
-     "CPUs without AVX-512."),
+     "CPUs without AVX-512. origin=(r, c), outputs=(OH, OW), out_step=(sy, sx),\n"
+     "out_first=(fy, fx): windows start at x's row r + y sh, column c + q sw, for y < OH and\n"
+     "q < OW, and their outputs go to out[..., fy + y sy, fx + q sx, :] (one sub-pixel phase\n"
+     "of a strided input gradient; the rest of out is left as it was)."),
     METHOD(correlate_kernel,
      "correlate_kernel(x, dz, dw, *, stride, dilation, narrow=False): the kernel gradient\n"
      "dw (G, M, C, KH, KW) of x (NB, G, C, H, W, 16) and dz (NB, G, M, OH, OW, 16)."),

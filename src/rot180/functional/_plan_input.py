@@ -31,6 +31,9 @@ def grad_input(p: Problem, t: Tuning, workers: int) -> Plan:
         one = _one_leaf(p, t, workers)
         if one is not None:
             return one
+        lanes = _phased(p, t, workers)
+        if lanes is not None:
+            return lanes
     if p.unit_stride:
         sub = make(Problem("forward", p.x, p.w, k, p.stride, p.dilation, p.pads, p.dtype), t,
                    workers)
@@ -90,6 +93,34 @@ def _one_leaf(p: Problem, t: Tuning, workers: int) -> Plan | None:
     mac = B * G * p.w[1] * C * math.prod(p.kernel) * math.prod(p.x[3:])
     return Plan(p, "run", "depthwise", forced, phases=_counts(axes),
                 threads=threads_for(int(mac * real.cost), t, workers))
+
+
+def _phased(p: Problem, t: Tuning, workers: int) -> Plan | None:
+    """A strided input gradient as one leaf of the helper (``_direct.correlate_phases``): the
+    delta packed into lanes once, with the padding every phase's taps need, and each phase a
+    correlation of those lanes with its own taps, written to its own sub-pixel rows and
+    columns. The forward pass's multiply-adds, one pack and one unpack; where the helper
+    takes whole samples (the batch fills ``direct_min_fill`` of its lanes: no bands) and the
+    padding stays within the delta's size plus the kernel's (else the phases pass their own).
+    """
+    if t.force not in (None, "direct") or p.nd > 2 or p.one_by_one:
+        return None
+    B, G, C = p.x[:3]
+    k, o_sp = p.kernel, p.x[3:]
+    if not _direct.usable(B, p.nd, np.dtype(p.dtype), 1):
+        return None
+    axes = phase_axes(p.out_sp, p.stride, p.pads, p.dilation, k)
+    live = [[ph for ph in ax if ph.n_taps and ph.m] for ax in axes]
+    if not all(live):
+        return None
+    lows = [max([0] + [-ph.e0 for ph in a]) for a in live]
+    highs = [max([0] + [ph.e0 + ph.e_step * (ph.n_taps - 1) + ph.m - o for ph in a])
+             for a, o in zip(live, o_sp, strict=True)]
+    if sum(lows) + sum(highs) > sum(o_sp) + sum(k):
+        return None
+    th = threads_for(B * G * p.w[1] * C * math.prod(k) * math.prod(o_sp), t, workers)
+    return Plan(p, "run", "direct", t.force == "direct", threads=th, bands=1,
+                layout=(axes, tuple(zip(lows, highs, strict=True))), phases=_counts(axes))
 
 
 def _counts(axes: tuple[tuple[Phase, ...], ...]) -> tuple[int, int]:

@@ -38,13 +38,14 @@ __all__ = ["Problem", "Realisation", "TABLE", "choose", "names"]
 # --- what each accepts ------------------------------------------------------------------------
 
 def _direct_accepts(p: Problem, t: Tuning) -> bool | str:
-    if p.entry == "grad_input":
-        return "the input gradient reaches it through its correlations"
+    if p.entry == "grad_input" and p.unit_stride:
+        return "a stride-1 input gradient reaches it as its padded delta's correlation"
     if not t.helper or _direct._directc is None:
         return "the compiled helper is off or not built"
     if p.one_by_one:
         return "a 1x1 kernel (one product: pointwise)"
-    if not _direct.usable(p.x[0], p.nd, np.dtype(p.dtype), p.out_sp[0]):
+    rows = 1 if p.entry == "grad_input" else p.out_sp[0]      # its phases: whole samples
+    if not _direct.usable(p.x[0], p.nd, np.dtype(p.dtype), rows):
         return "not 1-D/2-D float, or the batch (or bands of rows) fills too few lanes"
     return True
 
@@ -83,6 +84,9 @@ def _bias(out: np.ndarray, bias: np.ndarray | None) -> None:
 
 def _direct_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
                     bias: np.ndarray | None) -> None:
+    if plan.entry == "grad_input":              # a strided one, over its phases
+        _direct.correlate_phases(x, w, *plan.layout, out, plan.threads)
+        return
     p = plan.problem
     x, pads = crop_negative(x, p.pads)
     _direct.correlate(x, w, p.stride, p.dilation, out, bias, plan.threads, pads)
@@ -134,7 +138,8 @@ def _clipped_kernel(plan: Plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
 TABLE: dict[str, Realisation] = {r.name: r for r in (
     Realisation("direct", "the compiled helper: 16 samples in vector lanes, no expansion",
                 "1-D/2-D float32/64 forward and kernel gradients whose batch (or bands of "
-                "rows) fills direct_min_fill of the lanes, helper on", _direct_accepts,
+                "rows) fills direct_min_fill of the lanes, and strided input gradients over "
+                "their phases (whole samples), helper on", _direct_accepts,
                 _direct_forward, _direct_kernel, pads_itself=True),
     Realisation("im2col", "gather windows into columns per batch chunk, one product",
                 "every forward pass and kernel gradient", _im2col_accepts, _im2col_forward,
