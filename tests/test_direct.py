@@ -284,6 +284,25 @@ def test_bands_are_packed_and_unpacked(batch, s, step, hp, pt, pl, pr, dtype) ->
     np.testing.assert_array_equal(part, out)
 
 
+@pytest.mark.parametrize("batch", [1, 15, 17, 33])
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (3, 7), (2, 8), (5, 14), (1, 16), (4, 28)])
+@pytest.mark.parametrize(("pt", "pb", "pl", "pr"), [(0, 0, 0, 0), (1, 1, 1, 1), (2, 0, 3, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_whole_samples_are_packed_across_row_ends(batch, h, w, pt, pb, pl, pr, dtype) -> None:
+    """Whole samples run each plane as one line of h * w values, 16 at a time across the ends
+    of rows narrower or wider than 16: every position, padding and empty lane as the padded
+    copy says (the buffer starts as NaN, so nothing may be left unwritten)."""
+    a = np.random.default_rng(h * w + batch).standard_normal((batch, 3, h, w)).astype(dtype)
+    padded = np.zeros((batch, 3, pt + h + pb, pl + w + pr), dtype)
+    padded[:, :, pt:pt + h, pl:pl + w] = a
+    nb = -(-batch // D.LANES)
+    p = np.full((nb, 3, pt + h + pb, pl + w + pr, D.LANES), np.nan, dtype)
+    D._directc.pack_padded(a, p, top=pt, left=pl)
+    for v in range(nb * D.LANES):
+        want = padded[v] if v < batch else 0
+        np.testing.assert_array_equal(p[v // D.LANES, ..., v % D.LANES], want)
+
+
 def test_pure_numpy_switch() -> None:
     code = ("import rot180.functional._direct as D, rot180.functional._engine as E; "
             "print(D.built(), D.available(), D.usable(64, 2, 'float32'))")
