@@ -137,9 +137,10 @@ typedef struct {
  * 14-wide input gradient in 8-column tiles alone ran 6 of 14 columns one by one). */
 #define DEFINE_ROWS_X(T, V, SUF, OBc, XBc, XB2)                                                \
     static inline __attribute__((always_inline)) void fwd_rows_##SUF##_##OBc##x##XBc(          \
-        const T *xg, const T *wo, T *oo, const T *bias, const Dims *d)                         \
+        const T *xg, const T *wo, T *oo, const T *bias, const Dims *d, Py_ssize_t y0,          \
+        Py_ssize_t y1)                                                                         \
     {                                                                                          \
-        for (Py_ssize_t y = 0; y < d->OH; y++) {                                               \
+        for (Py_ssize_t y = y0; y < y1; y++) {                                                 \
             Py_ssize_t q = 0;                                                                  \
             for (; q + XBc <= d->OW; q += XBc)                                                 \
                 fwd_tile_##SUF##_##OBc##_##XBc(xg, wo, oo, bias, d, y, q);                     \
@@ -183,24 +184,33 @@ typedef struct {
                 const T *xg = x + (n * G + g) * xs;                                            \
                 T *og = out + (n * G + g) * M * os;                                            \
                 const T *wg = w + g * M * CK, *bg = bias ? bias + g * M : NULL;                \
-                Py_ssize_t o = 0;                                                              \
-                if (wide)                                                                      \
-                    for (; o + 8 <= M; o += 8)                                                 \
-                        fwd_rows_##SUF##_8x3(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, \
-                                             d);                                               \
-                for (; o + 4 <= M; o += 4)                                                     \
-                    fwd_rows_##SUF##_4x4(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, d); \
-                const T *wr = wg + o * CK, *br = bg ? bg + o : NULL;                           \
-                T *orr = og + o * os;                                                          \
-                switch (wide ? M - o : 0) { /* the last 1-3 channels: more columns a tile */   \
-                case 3: fwd_rows_##SUF##_3x6(xg, wr, orr, br, d); break;                       \
-                case 2: fwd_rows_##SUF##_2x8(xg, wr, orr, br, d); break;                       \
-                case 1: fwd_rows_##SUF##_1x8(xg, wr, orr, br, d); break;                       \
-                }                                                                              \
-                switch (wide ? 0 : M - o) {                                                    \
-                case 3: fwd_rows_##SUF##_3x4(xg, wr, orr, br, d); break;                       \
-                case 2: fwd_rows_##SUF##_2x4(xg, wr, orr, br, d); break;                       \
-                case 1: fwd_rows_##SUF##_1x4(xg, wr, orr, br, d); break;                       \
+                /* Output row by row, every block of channels before the next row: the rows of \
+                 * input one output row reads (C x KH of them) stay in the caches for all M / 8 \
+                 * blocks, where block by block over the whole plane re-read the sample's     \
+                 * input from L3 once per block. Measured, forward passes on 2 threads, batch  \
+                 * 32-64, 3-128 channels, 8-56 pixels: 0.95-1.00 of the time (one thread: the  \
+                 * same). Same tiles, same sums, same bits.                                   */\
+                for (Py_ssize_t y = 0; y < d->OH; y++) {                                       \
+                    Py_ssize_t o = 0;                                                          \
+                    if (wide)                                                                  \
+                        for (; o + 8 <= M; o += 8)                                             \
+                            fwd_rows_##SUF##_8x3(xg, wg + o * CK, og + o * os,                 \
+                                                 bg ? bg + o : NULL, d, y, y + 1);             \
+                    for (; o + 4 <= M; o += 4)                                                 \
+                        fwd_rows_##SUF##_4x4(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, \
+                                             d, y, y + 1);                                     \
+                    const T *wr = wg + o * CK, *br = bg ? bg + o : NULL;                       \
+                    T *orr = og + o * os;                                                      \
+                    switch (wide ? M - o : 0) { /* the last 1-3 channels: more columns */      \
+                    case 3: fwd_rows_##SUF##_3x6(xg, wr, orr, br, d, y, y + 1); break;         \
+                    case 2: fwd_rows_##SUF##_2x8(xg, wr, orr, br, d, y, y + 1); break;         \
+                    case 1: fwd_rows_##SUF##_1x8(xg, wr, orr, br, d, y, y + 1); break;         \
+                    }                                                                          \
+                    switch (wide ? 0 : M - o) {                                                \
+                    case 3: fwd_rows_##SUF##_3x4(xg, wr, orr, br, d, y, y + 1); break;         \
+                    case 2: fwd_rows_##SUF##_2x4(xg, wr, orr, br, d, y, y + 1); break;         \
+                    case 1: fwd_rows_##SUF##_1x4(xg, wr, orr, br, d, y, y + 1); break;         \
+                    }                                                                          \
                 }                                                                              \
             }                                                                                  \
     }
