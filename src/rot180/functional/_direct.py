@@ -159,6 +159,17 @@ def _channel_parts(G: int, M: int, threads: int) -> list[tuple[str, int, int]]:
 _TILE_M = 8                                     # output channels per forward / kernel tile
 
 
+def _packed(flat: np.ndarray, n0: int, n1: int, G: int, C: int, hp: int, wp: int,
+            bands: int = 1, step: int = 0, top: int = 0, left: int = 0) -> np.ndarray:
+    """Blocks ``n0:n1`` of ``flat`` ``(B, G*C, H, W)`` packed into lanes, zero-padded to
+    ``hp x wp`` (``top`` rows and ``left`` columns before), in scratch memory: shape
+    ``(n1 - n0, G, C, hp, wp, 16)``."""
+    xs = scratch((n1 - n0, G, C, hp, wp, LANES), flat.dtype, "direct_x")
+    _directc.pack_padded(flat, xs.reshape(n1 - n0, G * C, hp, wp, LANES), bands=bands,
+                         step=step, top=top, left=left, first_block=n0)
+    return xs
+
+
 def _as_2d(a: np.ndarray, nd: int) -> np.ndarray:
     """A 1-D correlation as a 2-D one of height 1 (a view)."""
     return a if nd == 2 else a[..., None, :]
@@ -217,9 +228,7 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
 
     def part(r: tuple[int, int]) -> None:
         n0, n1 = r
-        xs = scratch((n1 - n0, G, C, hp, wp, LANES), x.dtype, "direct_x")
-        _directc.pack_padded(flat, xs.reshape(n1 - n0, G * C, hp, wp, LANES), bands=s,
-                             step=rows * stride[0], top=pt, left=pl, first_block=n0)
+        xs = _packed(flat, n0, n1, G, C, hp, wp, s, rows * stride[0], pt, pl)
         res = scratch((n1 - n0, G, M, rows, OW, LANES), x.dtype, "direct_out")
         _directc.correlate(xs, w, res, b_, stride=stride, dilation=dilation, narrow=narrow,
                            **live)
@@ -229,9 +238,7 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     blocks = -(-B * s // LANES)
     shared = _channel_parts(G, M, threads) if blocks == 1 else []
     if shared:                                  # one block: the threads share its outputs
-        xs = scratch((1, G, C, hp, wp, LANES), x.dtype, "direct_x")
-        _directc.pack_padded(flat, xs.reshape(1, G * C, hp, wp, LANES), bands=s,
-                             step=rows * stride[0], top=pt, left=pl)
+        xs = _packed(flat, 0, 1, G, C, hp, wp, s, rows * stride[0], pt, pl)
         res = scratch((1, G, M, rows, OW, LANES), x.dtype, "direct_out")
 
         def share(job: tuple[str, int, int]) -> None:
@@ -320,9 +327,7 @@ def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phas
                                out_step=job["out_step"], out_first=job["out_first"], **live)
 
     def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
-        xs = scratch((n1 - n0, G, C, hp, wp, LANES), dz.dtype, "direct_x")
-        _directc.pack_padded(flat, xs.reshape(n1 - n0, G * C, hp, wp, LANES), top=pt,
-                             left=pl, first_block=n0)
+        xs = _packed(flat, n0, n1, G, C, hp, wp, top=pt, left=pl)
         res = scratch((n1 - n0, G, M, OH, OW, LANES), dz.dtype, "direct_out")
         if dead:
             res[...] = 0
@@ -370,9 +375,7 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
 
     def part(r: tuple[int, int]) -> np.ndarray:
         n0, n1 = r
-        xs = scratch((n1 - n0, G, C, hp, wp, LANES), x.dtype, "direct_x")
-        _directc.pack_padded(flat, xs.reshape(n1 - n0, G * C, hp, wp, LANES), bands=s,
-                             step=rows * stride[0], top=pt, left=pl, first_block=n0)
+        xs = _packed(flat, n0, n1, G, C, hp, wp, s, rows * stride[0], pt, pl)
         zs = scratch((n1 - n0, G, M, rows, OW, LANES), x.dtype, "direct_dz")
         _directc.pack_padded(zf, zs.reshape(n1 - n0, G * M, rows, OW, LANES), bands=s,
                              step=rows, first_block=n0)
@@ -383,9 +386,7 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     blocks = -(-B * s // LANES)
     shared = _channel_parts(G, M, threads) if blocks == 1 else []
     if shared:                                  # one block: the threads share its outputs
-        xs = scratch((1, G, C, hp, wp, LANES), x.dtype, "direct_x")
-        _directc.pack_padded(flat, xs.reshape(1, G * C, hp, wp, LANES), bands=s,
-                             step=rows * stride[0], top=pt, left=pl)
+        xs = _packed(flat, 0, 1, G, C, hp, wp, s, rows * stride[0], pt, pl)
         zs = scratch((1, G, M, rows, OW, LANES), x.dtype, "direct_dz")
         _directc.pack_padded(zf, zs.reshape(1, G * M, rows, OW, LANES), bands=s, step=rows)
         acc = np.empty((G, M, C, *k2), x.dtype)
