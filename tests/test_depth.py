@@ -82,3 +82,85 @@ def test_a_non_finite_weight_still_reroutes_the_folded_call() -> None:
     w[0, 0, 0, 0, 0] = np.inf
     z = conv(x, w, padding=1)
     np.testing.assert_array_equal(z, conv_direct(x, w, padding=1))
+
+
+def _whole_leaves(p) -> list[bool]:
+    """For every depth step of ``p``: whether the helper packs and unpacks its fold itself."""
+    out = [D.whole(p.inner[0])] if p.step == "depth" else []
+    return out + [w for sub in p.inner for w in _whole_leaves(sub)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", list(_cases(12, seed=7)))
+def test_the_helper_folds_whole_samples_itself_with_the_same_bits(case, dtype,
+                                                                   monkeypatch) -> None:
+    """Where the fold's 2-D leaf is the helper on whole samples, the lanes are packed straight
+    from the 3-D input (and delta) and unpacked straight into the 3-D result: the oracles'
+    sums, and the bits of folding, correlating and unfolding one after the other."""
+    n, c, m, g, size, k, s, d, pads = case
+    rng = np.random.default_rng(1)
+    n = max(n, 12)                                   # whole samples fill the lanes
+    x = rng.standard_normal((n, c, *size)).astype(dtype)
+    w = rng.standard_normal((m, c // g, *k)).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    kw = {"stride": s, "dilation": d, "padding": pads, "groups": g}
+    z_ref = conv_direct(x, w, b, **kw)
+    dz = rng.standard_normal(z_ref.shape).astype(dtype)
+
+    def passes():
+        return (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
+                conv_grad_weight(x, dz, w.shape, **kw))
+
+    with tuning(force="direct", direct_bands=False):
+        fused = passes()
+        monkeypatch.setattr(D, "whole", lambda plan: False)
+        apart = passes()
+    want = (z_ref, conv_grad_input_direct(dz, w, x.shape, **kw),
+            conv_grad_weight_direct(x, dz, w.shape, **kw))
+    tol = 1e-11 if dtype == np.float64 else 2e-5
+    for a, f, r in zip(apart, fused, want, strict=True):
+        np.testing.assert_allclose(f, r, rtol=0, atol=tol * max(1.0, np.abs(r).max()))
+        np.testing.assert_array_equal(f, a)
+
+
+def test_the_fused_fold_is_taken_where_it_should_be() -> None:
+    """The benchmark's video and medical layers, and a grouped, strided, dilated one."""
+    for x, w, kw in (((4, 16, 8, 28, 28), (32, 16, 3, 3, 3), {"padding": 1}),
+                     ((2, 32, 32, 32, 32), (32, 32, 3, 3, 3), {"padding": 1}),
+                     ((16, 4, 9, 8, 7), (6, 2, 3, 2, 3), {"stride": (2, 1, 2), "groups": 2,
+                                                         "dilation": (2, 1, 1),
+                                                         "padding": (1, 0, 1)})):
+        lp = plan(x, w, **kw)
+        assert _whole_leaves(lp.forward) == [True], str(lp.forward)
+        assert _whole_leaves(lp.grad_weight) == [True], str(lp.grad_weight)
+    rng = np.random.default_rng(2)
+    x, w = rng.standard_normal((16, 4, 9, 8, 7)), rng.standard_normal((6, 2, 3, 2, 3))
+    kw = {"stride": (2, 1, 2), "groups": 2, "dilation": (2, 1, 1), "padding": (1, 0, 1)}
+    dz = rng.standard_normal(conv_direct(x, w, **kw).shape)
+    np.testing.assert_allclose(conv(x, w, **kw), conv_direct(x, w, **kw), rtol=0, atol=1e-11)
+    np.testing.assert_allclose(conv_grad_weight(x, dz, w.shape, **kw),
+                               conv_grad_weight_direct(x, dz, w.shape, **kw), rtol=0, atol=1e-10)
+
+
+def test_the_depth_packing_checks_its_arguments() -> None:
+    x = np.zeros((2, 3 * 4, 5, 5), np.float32)                # (B, G*C*D, H, W), D = 4
+    dst = np.zeros((1, 9, 5, 5, D.LANES), np.float32)          # kd * C = 3 * 3 planes
+    D._directc.pack_padded(x, dst, depth=(4, 3, 1, 1, 1, 4))   # 2 x 4 lanes
+    with pytest.raises(ValueError, match=r"src has 12 planes \(axis 1\), not a multiple of "
+                                         r"groups x D = 1 x 5"):
+        D._directc.pack_padded(x, dst, depth=(5, 3, 1, 1, 1, 4))
+    with pytest.raises(ValueError, match=r"must hold groups x kd x C = 6 planes"):
+        D._directc.pack_padded(x, dst, depth=(4, 2, 1, 1, 1, 4))
+    with pytest.raises(ValueError, match=r"needs bands=1"):
+        D._directc.pack_padded(x, dst, bands=2, depth=(4, 3, 1, 1, 1, 4))
+    with pytest.raises(ValueError, match=r"past the 1 blocks of 16"):
+        D._directc.pack_padded(x, np.zeros((2, 9, 5, 5, D.LANES), np.float32),
+                               depth=(4, 3, 1, 1, 1, 4))
+    with pytest.raises(ValueError, match=r"depth= must be ints >= 0"):
+        D._directc.pack_padded(x, dst, depth=(4, 3, 1, 1, -1, 4))
+    res = np.zeros((1, 2, 6, D.LANES), np.float32)
+    with pytest.raises(ValueError, match=r"dst has 2 planes \(axis 1\), expected CH x depth = "
+                                         r"2 x 4 as in src"):
+        D._directc.unpack_bands(res, np.zeros((2, 2, 6), np.float32), depth=4)
+    with pytest.raises(ValueError, match=r"depth=4 unfolds whole samples only"):
+        D._directc.unpack_bands(res, np.zeros((2, 8, 6), np.float32), depth=4, bands=2)

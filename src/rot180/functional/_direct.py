@@ -64,7 +64,7 @@ except ImportError:                             # built without a C compiler: Nu
     _directc = None
 
 __all__ = ["built", "available", "bands", "usable", "correlate", "correlate_kernel",
-           "correlate_phases"]
+           "correlate_phases", "correlate_depth", "correlate_kernel_depth", "whole"]
 
 LANES = 16                                      # must match _directc.c
 
@@ -160,13 +160,15 @@ _TILE_M = 8                                     # output channels per forward / 
 
 
 def _packed(flat: np.ndarray, n0: int, n1: int, G: int, C: int, hp: int, wp: int,
-            bands: int = 1, step: int = 0, top: int = 0, left: int = 0) -> np.ndarray:
+            bands: int = 1, step: int = 0, top: int = 0, left: int = 0,
+            **depth: object) -> np.ndarray:
     """Blocks ``n0:n1`` of ``flat`` ``(B, G*C, H, W)`` packed into lanes, zero-padded to
     ``hp x wp`` (``top`` rows and ``left`` columns before), in scratch memory: shape
-    ``(n1 - n0, G, C, hp, wp, 16)``."""
+    ``(n1 - n0, G, C, hp, wp, 16)``. ``depth``: ``pack_padded``'s ``depth`` and ``groups``
+    (``flat`` a 3-D input, ``C`` its fold's ``kd * C``)."""
     xs = scratch((n1 - n0, G, C, hp, wp, LANES), flat.dtype, "direct_x")
     _directc.pack_padded(flat, xs.reshape(n1 - n0, G * C, hp, wp, LANES), bands=bands,
-                         step=step, top=top, left=left, first_block=n0)
+                         step=step, top=top, left=left, first_block=n0, **depth)
     return xs
 
 
@@ -352,6 +354,93 @@ def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phas
         run_chunks(part, _ranges(blocks, threads), threads)
     if dst is not out2:
         np.copyto(out2, dst)
+
+
+def whole(plan) -> bool:
+    """Whether ``plan`` (a :class:`~._plan.Plan`) is a helper leaf on whole samples with no
+    cropping: then a 3-D depth fold around it can be packed and unpacked by the helper itself
+    (:func:`correlate_depth`, :func:`correlate_kernel_depth`)."""
+    pads = plan.problem.pads
+    return (plan.step == "run" and plan.realisation == "direct" and plan.bands == 1
+            and plan.problem.nd == 2 and (pads is None or all(v >= 0 for p in pads for v in p)))
+
+
+def correlate_depth(x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndarray | None,
+                    fold: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+                    pads: Sequence[tuple[int, int]] | None, threads: int) -> None:
+    """A 3-D correlation through its depth fold (:mod:`._depth`) without the folded copies:
+    the lanes are packed straight from ``x`` (lane ``(b, o)``, plane ``(g, t, c)`` = depth
+    ``o sd + t dd - d0`` of ``x[b, g, c]``) and the result unpacked straight into ``out``
+    (``pack_padded`` and ``unpack_bands`` with ``depth=``). The same sums as the fold, then
+    the 2-D helper, then the unfold: the folded input, the 2-D result and their copies (fresh
+    memory, faulted in at every call) are not made.
+
+    Shape:
+        - x: ``(B, G, C, D, H, W)``; w: the folded kernel ``(G, M, kd * C, KH, KW)``;
+          out: ``(B, G, M, OD, OH, OW)``; ``fold = (kd, sd, dd, d0, OD)``, ``d0 >= 0``.
+    """
+    kd, sd, dd, d0, OD = fold
+    B, G, C, D, H, W = x.shape
+    M = w.shape[1]
+    OH, OW = out.shape[4:]
+    (pt, pb), (pl, pr) = pads if pads is not None else ((0, 0), (0, 0))
+    hp, wp = pt + H + pb, pl + W + pr
+    flat = np.ascontiguousarray(x).reshape(B, G * C * D, H, W)
+    w = np.ascontiguousarray(w)
+    b_ = None if bias is None else np.ascontiguousarray(bias).reshape(G, M)
+    dst = out if out.flags.c_contiguous else np.empty(out.shape, x.dtype)
+    unpacked = dst.reshape(B, G * M * OD, OH * OW)
+    live = {"live_rows": (pt, pt + H), "live_cols": (pl, pl + W)}
+    narrow = get_tuning().narrow_tiles
+
+    def part(r: tuple[int, int]) -> None:
+        n0, n1 = r
+        xs = _packed(flat, n0, n1, G, kd * C, hp, wp, top=pt, left=pl,
+                     depth=(D, kd, sd, dd, d0, OD), groups=G)
+        res = scratch((n1 - n0, G, M, OH, OW, LANES), x.dtype, "direct_out")
+        _directc.correlate(xs, w, res, b_, stride=tuple(stride), dilation=tuple(dilation),
+                           narrow=narrow, **live)
+        _directc.unpack_bands(res.reshape(n1 - n0, G * M, OH * OW, LANES), unpacked,
+                              first_block=n0, depth=OD)
+
+    run_chunks(part, _ranges(-(-B * OD // LANES), threads), threads)
+    if dst is not out:
+        np.copyto(out, dst)
+
+
+def correlate_kernel_depth(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
+                           fold: Sequence[int], stride: Sequence[int],
+                           dilation: Sequence[int], pads: Sequence[tuple[int, int]] | None,
+                           threads: int) -> np.ndarray:
+    """The kernel gradient of :func:`correlate_depth`'s correlation, ``x`` and ``dz`` packed
+    straight into the fold's lanes (``dz[b, g, m, o]`` is lane ``(b, o)``'s plane ``(g, m)``).
+
+    Shape:
+        - x: ``(B, G, C, D, H, W)``; dz: ``(B, G, M, OD, OH, OW)``; result: the folded kernel
+          gradient ``(G, M, kd * C, *kernel)`` (2-D ``kernel``).
+    """
+    kd, sd, dd, d0, OD = fold
+    B, G, C, D, H, W = x.shape
+    M, OH, OW = dz.shape[2], dz.shape[4], dz.shape[5]
+    (pt, pb), (pl, pr) = pads if pads is not None else ((0, 0), (0, 0))
+    hp, wp = pt + H + pb, pl + W + pr
+    flat = np.ascontiguousarray(x).reshape(B, G * C * D, H, W)
+    zf = np.ascontiguousarray(dz).reshape(B, G * M * OD, OH, OW)
+    narrow = get_tuning().narrow_tiles
+
+    def part(r: tuple[int, int]) -> np.ndarray:
+        n0, n1 = r
+        xs = _packed(flat, n0, n1, G, kd * C, hp, wp, top=pt, left=pl,
+                     depth=(D, kd, sd, dd, d0, OD), groups=G)
+        zs = scratch((n1 - n0, G, M, OH, OW, LANES), x.dtype, "direct_dz")
+        _directc.pack_padded(zf, zs.reshape(n1 - n0, G * M, OH, OW, LANES), first_block=n0,
+                             depth=(OD, 1, 1, 1, 0, OD), groups=G)
+        dw = np.empty((G, M, kd * C, *kernel), x.dtype)
+        _directc.correlate_kernel(xs, zs, dw, stride=tuple(stride), dilation=tuple(dilation),
+                                  narrow=narrow)
+        return dw
+
+    return sum_chunks(part, _ranges(-(-B * OD // LANES), threads), threads)
 
 
 def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],

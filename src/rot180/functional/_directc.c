@@ -391,18 +391,21 @@ DEFINE_GRAD_ALL(float, vf32, f32v4, TARGET_V4)
         BUTTERFLY(V, IV, 8)                                                                    \
     }                                                                                          \
     MULTI static void unpack_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t S,        \
-                                   Py_ssize_t CH, Py_ssize_t R, Py_ssize_t OH, Py_ssize_t n0,  \
-                                   Py_ssize_t n1)                                              \
+                                   Py_ssize_t CH, Py_ssize_t R, Py_ssize_t OH, Py_ssize_t OD,  \
+                                   Py_ssize_t n0, Py_ssize_t n1)                               \
     {                                                                                          \
         /* Lane l of block n is band v = 16n + l: sample v / S, band rows (v % S) R + [0, R)   \
-         * of each of its CH planes of OH rows (R and OH counted in elements here).            */ \
-        const Py_ssize_t nv = B * S;                                                           \
+         * of each of its CH planes of OH rows (R and OH counted in elements here). OD > 1     \
+         * (S = 1): lane v is output depth v % OD of sample v / OD, its plane ch going to      \
+         * plane ch OD + v % OD of the sample's CH OD (a 3-D result, unfolded on the way).    */ \
+        const Py_ssize_t nv = B * S * OD, PS = OD * OH;                                        \
         for (Py_ssize_t n = n0; n < n1; n++) {                                                 \
             T *base[LANES];                                                                    \
             Py_ssize_t len[LANES];                                                             \
             for (int l = 0; l < LANES; l++) {                                                  \
                 const Py_ssize_t v = n * LANES + l, r0 = (v % S) * R;                          \
-                base[l] = v < nv ? dst + (v / S) * CH * OH + r0 : NULL;                        \
+                base[l] = v >= nv ? NULL : OD > 1 ? dst + ((v / OD) * CH * OD + v % OD) * OH   \
+                                                  : dst + (v / S) * CH * OH + r0;              \
                 len[l] = v < nv ? (OH - r0 < R ? OH - r0 : R) : 0;                             \
             }                                                                                  \
             for (Py_ssize_t ch = 0; ch < CH; ch++) {                                           \
@@ -413,7 +416,7 @@ DEFINE_GRAD_ALL(float, vf32, f32v4, TARGET_V4)
                     for (int i = 0; i < LANES; i++) v[i] = LOAD(V, s + (r + i) * LANES);       \
                     transpose_##SUF(v);                                                        \
                     for (int l = 0; l < LANES; l++) {                                          \
-                        T *d = base[l] + ch * OH + r;                                          \
+                        T *d = base[l] + ch * PS + r;                                          \
                         if (r + LANES <= len[l]) STORE(V, d, v[l]);                            \
                         else                                                                   \
                             for (Py_ssize_t i = 0; i < len[l] - r; i++) d[i] = v[l][i];        \
@@ -421,7 +424,7 @@ DEFINE_GRAD_ALL(float, vf32, f32v4, TARGET_V4)
                 }                                                                              \
                 for (; r < R; r++)                                                             \
                     for (int l = 0; l < LANES; l++)                                            \
-                        if (r < len[l]) base[l][ch * OH + r] = s[r * LANES + l];               \
+                        if (r < len[l]) base[l][ch * PS + r] = s[r * LANES + l];               \
             }                                                                                  \
         }                                                                                      \
     }
@@ -442,6 +445,36 @@ DEFINE_PACK(double, vf64, vi64, f64)
      * The padding is written as zeros around them. Measured, one thread, padding 1: 64 x 32  \
      * x 32 x 32 1.03 -> 0.55 ms, 64 x 128 x 8 x 8 0.47 -> 0.10, 32 x 256 x 28 x 28 4.96 ->   \
      * 3.01 (row by row, with rows of fewer than 16 values copied value by value). */          \
+    static inline __attribute__((always_inline)) void pack_plane_##SUF(                        \
+        const T *const *s, T *d, Py_ssize_t H, Py_ssize_t W, Py_ssize_t Hp, Py_ssize_t pt,      \
+        Py_ssize_t pl, Py_ssize_t pr)                                                          \
+    {                                                                                          \
+        /* One padded plane of 16 lanes, lane l read from s[l] (H x W values; NULL: zeros). */\
+        const Py_ssize_t Wp = pl + W + pr, HW = H * W;                                         \
+        memset(d, 0, (size_t)(pt * Wp * LANES) * sizeof(T));                                   \
+        memset(d + (pt + H) * Wp * LANES, 0, (size_t)((Hp - pt - H) * Wp * LANES) * sizeof(T));\
+        for (Py_ssize_t y = 0; y < H; y++) {                                                   \
+            T *row = d + (pt + y) * Wp * LANES;                                                \
+            memset(row, 0, (size_t)(pl * LANES) * sizeof(T));                                  \
+            memset(row + (pl + W) * LANES, 0, (size_t)(pr * LANES) * sizeof(T));               \
+        }                                                                                      \
+        T *first = d + (pt * Wp + pl) * LANES;                                                 \
+        Py_ssize_t p = 0, y = 0, x = 0;                                                        \
+        for (; p + LANES <= HW; p += LANES) {                                                  \
+            V v[LANES];                                                                        \
+            for (int l = 0; l < LANES; l++) v[l] = s[l] ? LOAD(V, s[l] + p) : (V){0};          \
+            transpose_##SUF(v);                                                                \
+            for (int i = 0; i < LANES; i++) {                                                  \
+                STORE(V, first + (y * Wp + x) * LANES, v[i]);                                  \
+                if (++x == W) x = 0, y++;                                                      \
+            }                                                                                  \
+        }                                                                                      \
+        for (; p < HW; p++) {                                                                  \
+            for (int l = 0; l < LANES; l++)                                                    \
+                first[(y * Wp + x) * LANES + l] = s[l] ? s[l][p] : (T)0;                       \
+            if (++x == W) x = 0, y++;                                                          \
+        }                                                                                      \
+    }                                                                                          \
     static inline __attribute__((always_inline)) void pack_whole_##SUF(                        \
         const T *src, T *dst, Py_ssize_t B, Py_ssize_t CH, Py_ssize_t H, Py_ssize_t W,          \
         Py_ssize_t Hp, Py_ssize_t pt, Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t n0,              \
@@ -455,33 +488,37 @@ DEFINE_PACK(double, vf64, vi64, f64)
                     const Py_ssize_t v = n * LANES + l;                                        \
                     s[l] = v < B ? src + v * plane + ch * HW : NULL;                           \
                 }                                                                              \
-                T *d = dst + ((n - n0) * CH + ch) * Hp * Wp * LANES;                           \
-                memset(d, 0, (size_t)(pt * Wp * LANES) * sizeof(T));                           \
-                memset(d + (pt + H) * Wp * LANES, 0,                                           \
-                       (size_t)((Hp - pt - H) * Wp * LANES) * sizeof(T));                      \
-                for (Py_ssize_t y = 0; y < H; y++) {                                           \
-                    T *row = d + (pt + y) * Wp * LANES;                                        \
-                    memset(row, 0, (size_t)(pl * LANES) * sizeof(T));                          \
-                    memset(row + (pl + W) * LANES, 0, (size_t)(pr * LANES) * sizeof(T));       \
-                }                                                                              \
-                T *first = d + (pt * Wp + pl) * LANES;                                         \
-                Py_ssize_t p = 0, y = 0, x = 0;                                                \
-                for (; p + LANES <= HW; p += LANES) {                                          \
-                    V v[LANES];                                                                \
-                    for (int l = 0; l < LANES; l++)                                            \
-                        v[l] = s[l] ? LOAD(V, s[l] + p) : (V){0};                              \
-                    transpose_##SUF(v);                                                        \
-                    for (int i = 0; i < LANES; i++) {                                          \
-                        STORE(V, first + (y * Wp + x) * LANES, v[i]);                          \
-                        if (++x == W) x = 0, y++;                                              \
-                    }                                                                          \
-                }                                                                              \
-                for (; p < HW; p++) {                                                          \
-                    for (int l = 0; l < LANES; l++)                                            \
-                        first[(y * Wp + x) * LANES + l] = s[l] ? s[l][p] : (T)0;               \
-                    if (++x == W) x = 0, y++;                                                  \
-                }                                                                              \
+                pack_plane_##SUF(s, dst + ((n - n0) * CH + ch) * Hp * Wp * LANES, H, W, Hp, pt, \
+                                 pl, pr);                                                      \
             }                                                                                  \
+    }                                                                                          \
+    /* A 3-D correlation's depth fold packed straight from src (B, G, C, D, H, W) (_depth.py): \
+     * lane v = (b, o) for b = v / OD, o = v % OD, and plane (g, t, c) of it is depth          \
+     * o sd + t dd - d0 of src's plane (b, g, c), zeros outside 0:D; the folded input is never \
+     * made separately. */                                                                     \
+    MULTI static void pack_depth_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t G,       \
+                                       Py_ssize_t C, Py_ssize_t D, Py_ssize_t H, Py_ssize_t W, \
+                                       const Py_ssize_t *fold, Py_ssize_t Hp, Py_ssize_t pt,   \
+                                       Py_ssize_t pl, Py_ssize_t pr, Py_ssize_t n0,            \
+                                       Py_ssize_t n1)                                          \
+    {                                                                                          \
+        const Py_ssize_t kd = fold[0], sd = fold[1], dd = fold[2], d0 = fold[3], OD = fold[4];  \
+        const Py_ssize_t Wp = pl + W + pr, HW = H * W, CH = G * kd * C;                        \
+        for (Py_ssize_t n = n0; n < n1; n++)                                                   \
+            for (Py_ssize_t g = 0; g < G; g++)                                                 \
+                for (Py_ssize_t t = 0; t < kd; t++)                                            \
+                    for (Py_ssize_t c = 0; c < C; c++) {                                       \
+                        const T *s[LANES];                                                     \
+                        for (int l = 0; l < LANES; l++) {                                      \
+                            const Py_ssize_t v = n * LANES + l, b = v / OD;                    \
+                            const Py_ssize_t z = (v % OD) * sd + t * dd - d0;                  \
+                            s[l] = b < B && z >= 0 && z < D                                    \
+                                       ? src + (((b * G + g) * C + c) * D + z) * HW : NULL;     \
+                        }                                                                      \
+                        const Py_ssize_t ch = (g * kd + t) * C + c;                            \
+                        pack_plane_##SUF(s, dst + ((n - n0) * CH + ch) * Hp * Wp * LANES, H, W, \
+                                         Hp, pt, pl, pr);                                      \
+                    }                                                                          \
     }                                                                                          \
     MULTI static void pack_pad_##SUF(const T *src, T *dst, Py_ssize_t B, Py_ssize_t S,         \
                                      Py_ssize_t step, Py_ssize_t CH, Py_ssize_t H,             \
@@ -753,16 +790,71 @@ static int block_range(const char *fn, Py_ssize_t B, Py_ssize_t S, Py_ssize_t fi
     return -1;
 }
 
+/* pack_padded(..., depth=(D, kd, sd, dd, d0, OD), groups=G): src (B, G*C*D, H, W) is a 3-D
+ * input (B, G, C, D, H, W) whose depth fold (pack_depth) fills dst (blocks, G*kd*C, Hp, Wp,
+ * 16) for the B*OD lanes (b, o); whole samples only (bands=1), rows padded by top. */
+static PyObject *pack_depth(const char *fn, PyObject *osrc, PyObject *odst, PyObject *odepth,
+                            Py_ssize_t G, Py_ssize_t S, Py_ssize_t pt, Py_ssize_t pl,
+                            Py_ssize_t n0)
+{
+    Py_ssize_t f[6];
+    if (get_ints(odepth, f, 6, 0, fn, "depth", "(D, kd, sd, dd, d0, OD), ints >= 0") < 0)
+        return NULL;
+    if (S != 1 || G < 1 || f[0] < 1 || f[1] < 1 || f[2] < 1 || f[3] < 1 || f[5] < 1) {
+        PyErr_Format(PyExc_ValueError, "%s: depth=(D, kd, sd, dd, d0, OD) needs bands=1, "
+                     "groups >= 1 and D, kd, sd, dd, OD >= 1; got bands=%zd, groups=%zd, "
+                     "depth=(%zd, %zd, %zd, %zd, %zd, %zd)", fn, S, G, f[0], f[1], f[2], f[3],
+                     f[4], f[5]);
+        return NULL;
+    }
+    char kind = 0;
+    Arg a[2] = {{.held = 0}};
+    if (get_array(&a[0], osrc, fn, "src", 4, "(B, G*C*D, H, W)", 0, &kind) < 0 ||
+        get_array(&a[1], odst, fn, "dst", 5, "(blocks, G*kd*C, Hp, Wp, 16)", 1, &kind) < 0 ||
+        same(fn, &a[1], "dst", 4, "the lanes", LANES, "LANES") < 0)
+        goto out;
+    const Py_ssize_t *ss = a[0].view.shape, *ds = a[1].view.shape;
+    const Py_ssize_t B = ss[0], D = f[0], H = ss[2], W = ss[3], Hp = ds[2], Wp = ds[3];
+    if (ss[1] % (G * D) != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: src has %zd planes (axis 1), not a multiple of "
+                     "groups x D = %zd x %zd", fn, ss[1], G, D);
+        goto out;
+    }
+    const Py_ssize_t C = ss[1] / (G * D);
+    Py_ssize_t planes, lanes, lw, bottom, reach;
+    if (mul_add(&planes, fn, "groups x kd x C", G * C, f[1], 0) < 0 ||
+        mul_add(&lanes, fn, "samples x OD", B, f[5], 0) < 0 ||
+        mul_add(&lw, fn, "left + W", 1, pl, W) < 0 ||
+        mul_add(&bottom, fn, "top + H", 1, pt, H) < 0 ||
+        mul_add(&reach, fn, "the depth fold's extent", f[5] - 1, f[2], (f[1] - 1) * f[3]) < 0 ||
+        block_range(fn, lanes, 1, n0, ds[0], "dst") < 0)
+        goto out;
+    (void)reach; /* checked only: the loops form o sd + t dd - d0 */
+    if (planes != ds[1] || lw > Wp || bottom > Hp) {
+        PyErr_Format(PyExc_ValueError, "%s: dst (%zd planes of %zd x %zd) must hold groups x kd "
+                     "x C = %zd planes of at least top + H = %zd rows and left + W = %zd "
+                     "columns", fn, ds[1], Hp, Wp, planes, bottom, lw);
+        goto out;
+    }
+    const Py_ssize_t fold[5] = {f[1], f[2], f[3], f[4], f[5]}, n1 = n0 + ds[0];
+    BY_DTYPE(kind, pack_depth, a[0].view.buf, a[1].view.buf, B, G, C, D, H, W, fold, Hp, pt, pl,
+             Wp - lw, n0, n1);
+out:
+    return finish(a, 2);
+}
+
 /* pack_padded(src, dst, *, bands, step, top, left, first_block): see pack_pad. */
 static PyObject *py_pack_padded(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"src", "dst", "bands", "step", "top", "left", "first_block", NULL};
+    static char *kw[] = {"src", "dst", "bands", "step", "top", "left", "first_block", "depth",
+                         "groups", NULL};
     static const char *fn = "pack_padded";
-    PyObject *osrc, *odst;
-    Py_ssize_t S = 1, step = 0, pt = 0, pl = 0, n0 = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nnnnn", kw, &osrc, &odst, &S, &step, &pt,
-                                     &pl, &n0))
+    PyObject *osrc, *odst, *odepth = NULL;
+    Py_ssize_t S = 1, step = 0, pt = 0, pl = 0, n0 = 0, G = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nnnnnOn", kw, &osrc, &odst, &S, &step,
+                                     &pt, &pl, &n0, &odepth, &G))
         return NULL;
+    if (odepth) return pack_depth(fn, osrc, odst, odepth, G, S, pt, pl, n0);
     if (non_negative(fn, "bands", S, 1) < 0 || non_negative(fn, "step", step, 0) < 0 ||
         non_negative(fn, "top", pt, 0) < 0 || non_negative(fn, "left", pl, 0) < 0 ||
         non_negative(fn, "first_block", n0, 0) < 0)
@@ -796,32 +888,47 @@ out:
     return finish(a, 2);
 }
 
-/* unpack_bands(src, dst, *, bands, first_block): see unpack. */
+/* unpack_bands(src, dst, *, bands, first_block, depth): see unpack. */
 static PyObject *py_unpack_bands(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"src", "dst", "bands", "first_block", NULL};
+    static char *kw[] = {"src", "dst", "bands", "first_block", "depth", NULL};
     static const char *fn = "unpack_bands";
     PyObject *osrc, *odst;
-    Py_ssize_t S = 1, n0 = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nn", kw, &osrc, &odst, &S, &n0))
+    Py_ssize_t S = 1, n0 = 0, OD = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nnn", kw, &osrc, &odst, &S, &n0, &OD))
         return NULL;
-    if (non_negative(fn, "bands", S, 1) < 0 || non_negative(fn, "first_block", n0, 0) < 0)
+    if (non_negative(fn, "bands", S, 1) < 0 || non_negative(fn, "first_block", n0, 0) < 0 ||
+        non_negative(fn, "depth", OD, 1) < 0)
         return NULL;
+    if (OD > 1 && S > 1) {
+        PyErr_Format(PyExc_ValueError, "%s: depth=%zd unfolds whole samples only, got bands=%zd",
+                     fn, OD, S);
+        return NULL;
+    }
     char kind = 0;
     Arg a[2] = {{.held = 0}};
     if (get_array(&a[0], osrc, fn, "src", 4, "(blocks, CH, R, 16)", 0, &kind) < 0 ||
-        get_array(&a[1], odst, fn, "dst", 3, "(B, CH, OH)", 1, &kind) < 0 ||
-        same(fn, &a[0], "src", 1, "CH", a[1].view.shape[1], "dst") < 0 ||
+        get_array(&a[1], odst, fn, "dst", 3, "(B, CH x depth, OH)", 1, &kind) < 0 ||
         same(fn, &a[0], "src", 3, "the lanes", LANES, "LANES") < 0)
         goto out;
     const Py_ssize_t *ss = a[0].view.shape, *ds = a[1].view.shape;
-    const Py_ssize_t B = ds[0], CH = ds[1], OH = ds[2], R = ss[2];
+    const Py_ssize_t B = ds[0], CH = ss[1], OH = ds[2], R = ss[2];
+    /* dst holds depth planes for each of src's: lane v is depth v % depth of sample
+     * v / depth (the 3-D unfold; depth 1: plain). */
+    Py_ssize_t planes;
+    if (mul_add(&planes, fn, "CH x depth", CH, OD, 0) < 0) goto out;
+    if (planes != ds[1]) {
+        PyErr_Format(PyExc_ValueError, "%s: dst has %zd planes (axis 1), expected CH x depth = "
+                     "%zd x %zd as in src", fn, ds[1], CH, OD);
+        goto out;
+    }
     /* bands x R rows must cover OH; the loops form (v / S) CH OH + (v % S) R, which the sum
      * bounds. */
-    Py_ssize_t rows, reach;
+    Py_ssize_t rows, reach, lanes;
     if (mul_add(&rows, fn, "bands x R", S, R, 0) < 0 ||
-        mul_add(&reach, fn, "bands x R", B * CH, OH, rows) < 0 ||
-        block_range(fn, B, S, n0, ss[0], "src") < 0)
+        mul_add(&reach, fn, "bands x R", B * planes, OH, rows) < 0 ||
+        mul_add(&lanes, fn, "samples x depth", B, OD, 0) < 0 ||
+        block_range(fn, lanes, S, n0, ss[0], "src") < 0)
         goto out;
     (void)reach;
     if (rows < OH) {
@@ -830,7 +937,7 @@ static PyObject *py_unpack_bands(PyObject *Py_UNUSED(self), PyObject *args, PyOb
         goto out;
     }
     const Py_ssize_t n1 = n0 + ss[0];
-    BY_DTYPE(kind, unpack, a[0].view.buf, a[1].view.buf, B, S, CH, R, OH, n0, n1);
+    BY_DTYPE(kind, unpack, a[0].view.buf, a[1].view.buf, B, S, CH, R, OH, OD, n0, n1);
 out:
     return finish(a, 2);
 }

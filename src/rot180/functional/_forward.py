@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _depth
+from . import _depth, _direct
 from ._padding import fold, pad, unfold
 from ._parallel import run_chunks
 from ._plan import Plan
@@ -29,8 +29,14 @@ def run(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray | None,
         return out
     if step == "depth":
         kd, sd, dd, pad_lo, do = plan.layout
-        z2 = run(plan.inner[0], _depth.fold_input(x, kd, sd, dd, pad_lo, do),
-                 _depth.fold_kernel(w), None, bias)
+        inner = plan.inner[0]
+        if pad_lo >= 0 and _direct.whole(inner):   # the helper folds and unfolds itself
+            q = inner.problem
+            _direct.correlate_depth(x, _depth.fold_kernel(w), out, bias, plan.layout,
+                                    q.stride, q.dilation, q.pads, inner.threads)
+            return out
+        z2 = run(inner, _depth.fold_input(x, kd, sd, dd, pad_lo, do), _depth.fold_kernel(w),
+                 None, bias)
         return _depth.unfold_output(z2, x.shape[0], out)
     real = TABLE[plan.realisation] if step == "run" else None
     if p.pads is not None and not (real is not None and real.pads_itself):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _clipped, _depth
+from . import _clipped, _depth, _direct
 from ._padding import fold, pad
 from ._parallel import sum_chunks
 from ._plan import Plan, lookup
@@ -59,8 +59,12 @@ def run(plan: Plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
         return dw
     if step == "depth":
         kd, sd, dd, pad_lo, do = plan.layout
-        return _depth.unfold_kernel(run(plan.inner[0],
-                                        _depth.fold_input(x, kd, sd, dd, pad_lo, do),
+        inner = plan.inner[0]
+        if pad_lo >= 0 and _direct.whole(inner):   # the helper folds x and dz itself
+            q = inner.problem
+            return _depth.unfold_kernel(_direct.correlate_kernel_depth(
+                x, dz, q.kernel, plan.layout, q.stride, q.dilation, q.pads, inner.threads), kd)
+        return _depth.unfold_kernel(run(inner, _depth.fold_input(x, kd, sd, dd, pad_lo, do),
                                         _depth.fold_delta(dz)), kd)
     real = TABLE[plan.realisation] if step == "run" else None
     if p.pads is not None and not (real is not None and real.pads_itself):
