@@ -17,6 +17,11 @@ expands nothing, fills its vector lanes with ``B * D_o`` samples), where the 3-D
 (``im2col``, ``kn2row``) expand the input ``k_d k_h k_w`` times. Height and width padding stay
 with the 2-D problem; depth padding is applied while folding (the zero cells are written, not
 multiplied: a non-finite operand reroutes the whole call to ``clipped`` as for any other plan).
+
+Where the 2-D leaf is the helper on whole samples, the functions here are not called: the
+helper packs its lanes straight from the 3-D input with the same indexing and unpacks straight
+into the 3-D result (``_direct.correlate_depth``, ``correlate_kernel_depth``), the same sums
+without the folded copies.
 """
 
 from __future__ import annotations
