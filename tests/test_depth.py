@@ -164,3 +164,31 @@ def test_the_depth_packing_checks_its_arguments() -> None:
         D._directc.unpack_bands(res, np.zeros((2, 2, 6), np.float32), depth=4)
     with pytest.raises(ValueError, match=r"depth=4 unfolds whole samples only"):
         D._directc.unpack_bands(res, np.zeros((2, 8, 6), np.float32), depth=4, bands=2)
+
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), [
+    ((2, 3, 8, 10, 9), (24, 3, 3, 3, 3), {"padding": 1}),              # 16 lanes: one block
+    ((1, 4, 12, 7, 8), (32, 2, 3, 2, 3), {"padding": (1, 0, 1), "groups": 2}),
+    ((2, 8, 8, 6, 6), (16, 2, 3, 3, 3), {"padding": 1, "groups": 4}),
+])
+def test_one_folded_block_is_shared_by_the_threads(xs, ws, kw) -> None:
+    """A fold that fills one block of lanes (batch x output depth <= 16): the threads share
+    its output channels or groups; the oracles' sums and the bits of one thread."""
+    rng = np.random.default_rng(4)
+    x, w, b = rng.standard_normal(xs), rng.standard_normal(ws), rng.standard_normal(ws[0])
+    dz = rng.standard_normal(conv_direct(x, w, b, **kw).shape)
+
+    def passes():
+        return (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
+                conv_grad_weight(x, dz, w.shape, **kw))
+
+    with tuning(threads=2, parallel_min_macs=0, direct_bands=False):
+        assert _whole_leaves(plan(x, w, **kw).forward) == [True]
+        two = passes()
+    with tuning(threads=1, direct_bands=False):
+        one = passes()
+    want = (conv_direct(x, w, b, **kw), conv_grad_input_direct(dz, w, x.shape, **kw),
+            conv_grad_weight_direct(x, dz, w.shape, **kw))
+    for t, o, r in zip(two, one, want, strict=True):
+        np.testing.assert_allclose(t, r, rtol=0, atol=1e-11 * max(1.0, np.abs(r).max()))
+        np.testing.assert_array_equal(t, o)

@@ -393,17 +393,40 @@ def correlate_depth(x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndar
     live = {"live_rows": (pt, pt + H), "live_cols": (pl, pl + W)}
     narrow = get_tuning().narrow_tiles
 
-    def part(r: tuple[int, int]) -> None:
-        n0, n1 = r
+    def correlate(xs: np.ndarray, res: np.ndarray, axis: str = "", lo: int = 0,
+                  hi: int = 0) -> None:
+        xj, wj, rj, bj = xs, w, res, b_
+        if axis == "g":
+            xj, wj, rj = xs[:, lo:hi], w[lo:hi], res[:, lo:hi]
+            bj = None if b_ is None else b_[lo:hi]
+        elif axis == "m":
+            wj, rj = w[:, lo:hi], res[:, :, lo:hi]
+            bj = None if b_ is None else b_[:, lo:hi]
+        _directc.correlate(xj, wj, rj, bj, stride=tuple(stride), dilation=tuple(dilation),
+                           narrow=narrow, **live)
+
+    def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
         xs = _packed(flat, n0, n1, G, kd * C, hp, wp, top=pt, left=pl,
                      depth=(D, kd, sd, dd, d0, OD), groups=G)
-        res = scratch((n1 - n0, G, M, OH, OW, LANES), x.dtype, "direct_out")
-        _directc.correlate(xs, w, res, b_, stride=tuple(stride), dilation=tuple(dilation),
-                           narrow=narrow, **live)
-        _directc.unpack_bands(res.reshape(n1 - n0, G * M, OH * OW, LANES), unpacked,
+        return xs, scratch((n1 - n0, G, M, OH, OW, LANES), x.dtype, "direct_out")
+
+    def unpack(res: np.ndarray, n0: int) -> None:
+        _directc.unpack_bands(res.reshape(res.shape[0], G * M, OH * OW, LANES), unpacked,
                               first_block=n0, depth=OD)
 
-    run_chunks(part, _ranges(-(-B * OD // LANES), threads), threads)
+    def part(r: tuple[int, int]) -> None:
+        xs, res = packed(*r)
+        correlate(xs, res)
+        unpack(res, r[0])
+
+    blocks = -(-B * OD // LANES)
+    shared = _channel_parts(G, M, threads) if blocks == 1 else []
+    if shared:                                  # one block: the threads share its outputs
+        xs, res = packed(0, 1)
+        run_chunks(lambda job: correlate(xs, res, *job), shared, threads)
+        unpack(res, 0)
+    else:
+        run_chunks(part, _ranges(blocks, threads), threads)
     if dst is not out:
         np.copyto(out, dst)
 
@@ -428,19 +451,35 @@ def correlate_kernel_depth(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     zf = np.ascontiguousarray(dz).reshape(B, G * M * OD, OH, OW)
     narrow = get_tuning().narrow_tiles
 
-    def part(r: tuple[int, int]) -> np.ndarray:
-        n0, n1 = r
+    def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
         xs = _packed(flat, n0, n1, G, kd * C, hp, wp, top=pt, left=pl,
                      depth=(D, kd, sd, dd, d0, OD), groups=G)
         zs = scratch((n1 - n0, G, M, OH, OW, LANES), x.dtype, "direct_dz")
         _directc.pack_padded(zf, zs.reshape(n1 - n0, G * M, OH, OW, LANES), first_block=n0,
                              depth=(OD, 1, 1, 1, 0, OD), groups=G)
-        dw = np.empty((G, M, kd * C, *kernel), x.dtype)
-        _directc.correlate_kernel(xs, zs, dw, stride=tuple(stride), dilation=tuple(dilation),
+        return xs, zs
+
+    def gradient(xs: np.ndarray, zs: np.ndarray, dw: np.ndarray, axis: str = "", lo: int = 0,
+                 hi: int = 0) -> np.ndarray:
+        xj, zj, dj = xs, zs, dw
+        if axis == "g":
+            xj, zj, dj = xs[:, lo:hi], zs[:, lo:hi], dw[lo:hi]
+        elif axis == "m":
+            zj, dj = zs[:, :, lo:hi], dw[:, lo:hi]
+        _directc.correlate_kernel(xj, zj, dj, stride=tuple(stride), dilation=tuple(dilation),
                                   narrow=narrow)
         return dw
 
-    return sum_chunks(part, _ranges(-(-B * OD // LANES), threads), threads)
+    blocks = -(-B * OD // LANES)
+    shared = _channel_parts(G, M, threads) if blocks == 1 else []
+    if shared:                                  # one block: the threads share its outputs
+        xs, zs = packed(0, 1)
+        acc = np.empty((G, M, kd * C, *kernel), x.dtype)
+        run_chunks(lambda job: gradient(xs, zs, acc, *job), shared, threads)
+        return acc
+    return sum_chunks(lambda r: gradient(*packed(*r), np.empty((G, M, kd * C, *kernel),
+                                                                x.dtype)),
+                      _ranges(blocks, threads), threads)
 
 
 def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
