@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rot180.functional import _direct as D
+from rot180.functional import _direct_fold as DF
 from rot180.functional import conv, conv_grad_input, conv_grad_weight, get_tuning, plan, tuning
 from rot180.functional.reference import (
     conv_direct,
@@ -86,7 +87,7 @@ def test_a_non_finite_weight_still_reroutes_the_folded_call() -> None:
 
 def _whole_leaves(p) -> list[bool]:
     """For every depth step of ``p``: whether the helper packs and unpacks its fold itself."""
-    out = [D.whole(p.inner[0])] if p.step == "depth" else []
+    out = [DF.whole(p.inner[0])] if p.step == "depth" else []
     return out + [w for sub in p.inner for w in _whole_leaves(sub)]
 
 
@@ -113,7 +114,7 @@ def test_the_helper_folds_whole_samples_itself_with_the_same_bits(case, dtype,
 
     with tuning(force="direct", direct_bands=False):
         fused = passes()
-        monkeypatch.setattr(D, "whole", lambda plan: False)
+        monkeypatch.setattr(DF, "whole", lambda plan: False)
         apart = passes()
     want = (z_ref, conv_grad_input_direct(dz, w, x.shape, **kw),
             conv_grad_weight_direct(x, dz, w.shape, **kw))

@@ -20,7 +20,7 @@ multiplied: a non-finite operand reroutes the whole call to ``clipped`` as for a
 
 Where the 2-D leaf is the helper on whole samples, the functions here are not called: the
 helper packs its lanes straight from the 3-D input with the same indexing and unpacks straight
-into the 3-D result (``_direct.correlate_depth``, ``correlate_kernel_depth``), the same sums
+into the 3-D result (``_direct_fold.correlate_depth``, ``correlate_kernel_depth``), the same sums
 without the folded copies.
 """
 

@@ -43,17 +43,18 @@ other threads idle: there the block is packed once and the threads share its out
 whole groups each (``G >= threads``) or, in one group, runs of output channels in multiples of
 the tiles' 8 (:func:`_channel_parts`). Every output (or kernel-gradient entry) is still one
 thread's sum in the loops' order, so the bits are those of one thread.
+
+Folded problems (a strided input gradient's sub-pixel phases, a 3-D layer's depth fold) are
+packed and unpacked by the helper itself: :mod:`._direct_fold`.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 from collections.abc import Sequence
 
 import numpy as np
 
-from ._kn2row import Phase
 from ._parallel import run_chunks, sum_chunks
 from ._scratch import scratch
 from ._tuning import get_tuning
@@ -63,8 +64,7 @@ try:
 except ImportError:                             # built without a C compiler: NumPy only
     _directc = None
 
-__all__ = ["built", "available", "bands", "usable", "correlate", "correlate_kernel",
-           "correlate_phases", "correlate_depth", "correlate_kernel_depth", "whole"]
+__all__ = ["built", "available", "bands", "usable", "correlate", "correlate_kernel"]
 
 LANES = 16                                      # must match _directc.c
 
@@ -260,226 +260,6 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
         run_chunks(part, _ranges(blocks, threads), threads)
     if dst is not out2:                         # e.g. a sub-pixel phase of a larger output
         np.copyto(out2, dst)
-
-
-def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phase]],
-                     pads: Sequence[tuple[int, int]], out: np.ndarray, threads: int) -> None:
-    """A strided input gradient from one packing of its delta: every sub-pixel phase of
-    ``out`` (``axes``: the :class:`~._kn2row.Phase` list of each axis) is the correlation of
-    the padded delta with its own taps of ``w``, read from the same lanes and written to its
-    own rows and columns of the same lanes (``_directc.correlate``'s ``origin`` and
-    ``out_step``), then unpacked once.
-
-    The phases one by one, each its own helper call, packed the delta (and unpacked, and
-    copied to a strided view of the output) once per phase: 4 x 4 stride 2 (DCGAN),
-    32 x 128 x 16 x 16 -> 64, 2 threads: 25.1 ms against 13.1 for the forward pass of the
-    same layer; kn2row over the phases 18.8. Here it is the forward's one pack and one unpack
-    around the same multiply-adds (BENCHMARKS.md, "Issue 13, third pass"). Each output's sum
-    runs over its phase's taps in the loops' order, the bits of the phases one by one.
-
-    Shape:
-        - dz: ``(B, G, C, *o)``; w: ``(G, M, C, *k)``; out: ``(B, G, M, *i)`` (1-D or 2-D);
-          ``pads``: the delta's ``(low, high)`` zero padding per axis, so that every phase's
-          taps read inside it (``e0 + low >= 0``).
-    """
-    nd = dz.ndim - 3
-    lift = 2 - nd
-    flat_axes = ((Phase(0, 1, 1, 0, 1, 1, 0, 1),),) * lift + tuple(tuple(a) for a in axes)
-    (pt, pb), (pl, pr) = [(0, 0)] * lift + [tuple(pp) for pp in pads]
-    dz2 = np.ascontiguousarray(_as_2d(dz, nd))
-    w2 = _as_2d(w, nd)
-    out2 = _as_2d(out, nd)
-    B, G, C, H, W = dz2.shape
-    M = w2.shape[1]
-    OH, OW = out2.shape[3:]
-    hp, wp = pt + H + pb, pl + W + pr
-    jobs, dead = [], False
-    for combo in itertools.product(*flat_axes):
-        if any(ph.m == 0 for ph in combo):
-            continue
-        if any(ph.n_taps == 0 for ph in combo):
-            dead = True                         # outputs no tap reaches: zeros
-            continue
-        taps = tuple(slice(ph.t0, ph.t0 + ph.t_step * (ph.n_taps - 1) + 1, ph.t_step)
-                     for ph in combo)
-        jobs.append({"w": np.ascontiguousarray(w2[(Ellipsis, *taps)]),
-                     "origin": (combo[0].e0 + pt, combo[1].e0 + pl),
-                     "dilation": tuple(ph.e_step for ph in combo),
-                     "outputs": tuple(ph.m for ph in combo),
-                     "out_step": tuple(ph.s for ph in combo),
-                     "out_first": tuple(ph.r for ph in combo)})
-    dst = out2 if out2.flags.c_contiguous else np.empty(out2.shape, dz.dtype)
-    unpacked = dst.reshape(B, 1, G * M * OH * OW)
-    flat = dz2.reshape(B, G * C, H, W)
-    live = {"live_rows": (pt, pt + H), "live_cols": (pl, pl + W)}
-    narrow = get_tuning().narrow_tiles
-
-    def phases(xs: np.ndarray, res: np.ndarray, axis: str = "", lo: int = 0,
-               hi: int = 0) -> None:
-        """Every phase into ``res``; with ``axis``, only groups (``"g"``) or output channels
-        (``"m"``) ``lo:hi`` (one block shared by the threads, as in :func:`correlate`)."""
-        for job in jobs:
-            xj, wj, rj = xs, job["w"], res
-            if axis == "g":
-                xj, wj, rj = xs[:, lo:hi], wj[lo:hi], res[:, lo:hi]
-            elif axis == "m":
-                wj, rj = wj[:, lo:hi], res[:, :, lo:hi]
-            _directc.correlate(xj, wj, rj, None, stride=(1, 1), dilation=job["dilation"],
-                               narrow=narrow, origin=job["origin"], outputs=job["outputs"],
-                               out_step=job["out_step"], out_first=job["out_first"], **live)
-
-    def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
-        xs = _packed(flat, n0, n1, G, C, hp, wp, top=pt, left=pl)
-        res = scratch((n1 - n0, G, M, OH, OW, LANES), dz.dtype, "direct_out")
-        if dead:
-            res[...] = 0
-        return xs, res
-
-    def unpack(res: np.ndarray, n0: int) -> None:
-        _directc.unpack_bands(res.reshape(res.shape[0], 1, G * M * OH * OW, LANES), unpacked,
-                              first_block=n0)
-
-    def part(r: tuple[int, int]) -> None:
-        xs, res = packed(*r)
-        phases(xs, res)
-        unpack(res, r[0])
-
-    blocks = -(-B // LANES)
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:                                  # one block: the threads share its outputs
-        xs, res = packed(0, 1)
-        run_chunks(lambda job: phases(xs, res, *job), shared, threads)
-        unpack(res, 0)
-    else:
-        run_chunks(part, _ranges(blocks, threads), threads)
-    if dst is not out2:
-        np.copyto(out2, dst)
-
-
-def whole(plan) -> bool:
-    """Whether ``plan`` (a :class:`~._plan.Plan`) is a helper leaf on whole samples with no
-    cropping: then a 3-D depth fold around it can be packed and unpacked by the helper itself
-    (:func:`correlate_depth`, :func:`correlate_kernel_depth`)."""
-    pads = plan.problem.pads
-    return (plan.step == "run" and plan.realisation == "direct" and plan.bands == 1
-            and plan.problem.nd == 2 and (pads is None or all(v >= 0 for p in pads for v in p)))
-
-
-def correlate_depth(x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndarray | None,
-                    fold: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
-                    pads: Sequence[tuple[int, int]] | None, threads: int) -> None:
-    """A 3-D correlation through its depth fold (:mod:`._depth`) without the folded copies:
-    the lanes are packed straight from ``x`` (lane ``(b, o)``, plane ``(g, t, c)`` = depth
-    ``o sd + t dd - d0`` of ``x[b, g, c]``) and the result unpacked straight into ``out``
-    (``pack_padded`` and ``unpack_bands`` with ``depth=``). The same sums as the fold, then
-    the 2-D helper, then the unfold: the folded input, the 2-D result and their copies (fresh
-    memory, faulted in at every call) are not made.
-
-    Shape:
-        - x: ``(B, G, C, D, H, W)``; w: the folded kernel ``(G, M, kd * C, KH, KW)``;
-          out: ``(B, G, M, OD, OH, OW)``; ``fold = (kd, sd, dd, d0, OD)``, ``d0 >= 0``.
-    """
-    kd, sd, dd, d0, OD = fold
-    B, G, C, D, H, W = x.shape
-    M = w.shape[1]
-    OH, OW = out.shape[4:]
-    (pt, pb), (pl, pr) = pads if pads is not None else ((0, 0), (0, 0))
-    hp, wp = pt + H + pb, pl + W + pr
-    flat = np.ascontiguousarray(x).reshape(B, G * C * D, H, W)
-    w = np.ascontiguousarray(w)
-    b_ = None if bias is None else np.ascontiguousarray(bias).reshape(G, M)
-    dst = out if out.flags.c_contiguous else np.empty(out.shape, x.dtype)
-    unpacked = dst.reshape(B, G * M * OD, OH * OW)
-    live = {"live_rows": (pt, pt + H), "live_cols": (pl, pl + W)}
-    narrow = get_tuning().narrow_tiles
-
-    def correlate(xs: np.ndarray, res: np.ndarray, axis: str = "", lo: int = 0,
-                  hi: int = 0) -> None:
-        xj, wj, rj, bj = xs, w, res, b_
-        if axis == "g":
-            xj, wj, rj = xs[:, lo:hi], w[lo:hi], res[:, lo:hi]
-            bj = None if b_ is None else b_[lo:hi]
-        elif axis == "m":
-            wj, rj = w[:, lo:hi], res[:, :, lo:hi]
-            bj = None if b_ is None else b_[:, lo:hi]
-        _directc.correlate(xj, wj, rj, bj, stride=tuple(stride), dilation=tuple(dilation),
-                           narrow=narrow, **live)
-
-    def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
-        xs = _packed(flat, n0, n1, G, kd * C, hp, wp, top=pt, left=pl,
-                     depth=(D, kd, sd, dd, d0, OD), groups=G)
-        return xs, scratch((n1 - n0, G, M, OH, OW, LANES), x.dtype, "direct_out")
-
-    def unpack(res: np.ndarray, n0: int) -> None:
-        _directc.unpack_bands(res.reshape(res.shape[0], G * M, OH * OW, LANES), unpacked,
-                              first_block=n0, depth=OD)
-
-    def part(r: tuple[int, int]) -> None:
-        xs, res = packed(*r)
-        correlate(xs, res)
-        unpack(res, r[0])
-
-    blocks = -(-B * OD // LANES)
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:                                  # one block: the threads share its outputs
-        xs, res = packed(0, 1)
-        run_chunks(lambda job: correlate(xs, res, *job), shared, threads)
-        unpack(res, 0)
-    else:
-        run_chunks(part, _ranges(blocks, threads), threads)
-    if dst is not out:
-        np.copyto(out, dst)
-
-
-def correlate_kernel_depth(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
-                           fold: Sequence[int], stride: Sequence[int],
-                           dilation: Sequence[int], pads: Sequence[tuple[int, int]] | None,
-                           threads: int) -> np.ndarray:
-    """The kernel gradient of :func:`correlate_depth`'s correlation, ``x`` and ``dz`` packed
-    straight into the fold's lanes (``dz[b, g, m, o]`` is lane ``(b, o)``'s plane ``(g, m)``).
-
-    Shape:
-        - x: ``(B, G, C, D, H, W)``; dz: ``(B, G, M, OD, OH, OW)``; result: the folded kernel
-          gradient ``(G, M, kd * C, *kernel)`` (2-D ``kernel``).
-    """
-    kd, sd, dd, d0, OD = fold
-    B, G, C, D, H, W = x.shape
-    M, OH, OW = dz.shape[2], dz.shape[4], dz.shape[5]
-    (pt, pb), (pl, pr) = pads if pads is not None else ((0, 0), (0, 0))
-    hp, wp = pt + H + pb, pl + W + pr
-    flat = np.ascontiguousarray(x).reshape(B, G * C * D, H, W)
-    zf = np.ascontiguousarray(dz).reshape(B, G * M * OD, OH, OW)
-    narrow = get_tuning().narrow_tiles
-
-    def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
-        xs = _packed(flat, n0, n1, G, kd * C, hp, wp, top=pt, left=pl,
-                     depth=(D, kd, sd, dd, d0, OD), groups=G)
-        zs = scratch((n1 - n0, G, M, OH, OW, LANES), x.dtype, "direct_dz")
-        _directc.pack_padded(zf, zs.reshape(n1 - n0, G * M, OH, OW, LANES), first_block=n0,
-                             depth=(OD, 1, 1, 1, 0, OD), groups=G)
-        return xs, zs
-
-    def gradient(xs: np.ndarray, zs: np.ndarray, dw: np.ndarray, axis: str = "", lo: int = 0,
-                 hi: int = 0) -> np.ndarray:
-        xj, zj, dj = xs, zs, dw
-        if axis == "g":
-            xj, zj, dj = xs[:, lo:hi], zs[:, lo:hi], dw[lo:hi]
-        elif axis == "m":
-            zj, dj = zs[:, :, lo:hi], dw[:, lo:hi]
-        _directc.correlate_kernel(xj, zj, dj, stride=tuple(stride), dilation=tuple(dilation),
-                                  narrow=narrow)
-        return dw
-
-    blocks = -(-B * OD // LANES)
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:                                  # one block: the threads share its outputs
-        xs, zs = packed(0, 1)
-        acc = np.empty((G, M, kd * C, *kernel), x.dtype)
-        run_chunks(lambda job: gradient(xs, zs, acc, *job), shared, threads)
-        return acc
-    return sum_chunks(lambda r: gradient(*packed(*r), np.empty((G, M, kd * C, *kernel),
-                                                                x.dtype)),
-                      _ranges(blocks, threads), threads)
 
 
 def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import _clipped, _depth, _direct
+from . import _clipped, _depth, _direct_fold
 from ._padding import fold, pad
 from ._parallel import sum_chunks
 from ._plan import Plan, lookup
@@ -60,9 +60,9 @@ def run(plan: Plan, x: np.ndarray, dz: np.ndarray) -> np.ndarray:
     if step == "depth":
         kd, sd, dd, pad_lo, do = plan.layout
         inner = plan.inner[0]
-        if pad_lo >= 0 and _direct.whole(inner):   # the helper folds x and dz itself
+        if pad_lo >= 0 and _direct_fold.whole(inner):   # the helper folds x and dz itself
             q = inner.problem
-            return _depth.unfold_kernel(_direct.correlate_kernel_depth(
+            return _depth.unfold_kernel(_direct_fold.correlate_kernel_depth(
                 x, dz, q.kernel, plan.layout, q.stride, q.dilation, q.pads, inner.threads), kd)
         return _depth.unfold_kernel(run(inner, _depth.fold_input(x, kd, sd, dd, pad_lo, do),
                                         _depth.fold_delta(dz)), kd)

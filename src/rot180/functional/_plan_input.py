@@ -96,7 +96,7 @@ def _one_leaf(p: Problem, t: Tuning, workers: int) -> Plan | None:
 
 
 def _phased(p: Problem, t: Tuning, workers: int) -> Plan | None:
-    """A strided input gradient as one leaf of the helper (``_direct.correlate_phases``): the
+    """A strided input gradient as one leaf of the helper (``_direct_fold.correlate_phases``): the
     delta packed into lanes once, with the padding every phase's taps need, and each phase a
     correlation of those lanes with its own taps, written to its own sub-pixel rows and
     columns. The forward pass's multiply-adds, one pack and one unpack; where the helper

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _clipped, _depthwise, _direct, _winograd
+from . import _clipped, _depthwise, _direct, _direct_fold, _winograd
 from ._im2col import im2col, im2col_kernel, pointwise
 from ._kn2row import kn2row
 from ._padding import crop_negative
@@ -85,7 +85,7 @@ def _bias(out: np.ndarray, bias: np.ndarray | None) -> None:
 def _direct_forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
                     bias: np.ndarray | None) -> None:
     if plan.entry == "grad_input":              # a strided one, over its phases
-        _direct.correlate_phases(x, w, *plan.layout, out, plan.threads)
+        _direct_fold.correlate_phases(x, w, *plan.layout, out, plan.threads)
         return
     p = plan.problem
     x, pads = crop_negative(x, p.pads)
