@@ -217,21 +217,21 @@ def test_forcing_the_helper_takes_batches_the_rule_leaves_to_numpy() -> None:
 
 
 # The helper's kernel gradient in short bands of large channel counts goes to im2col
-# (Tuning.im2col_kernel_max_positions = 56 positions a band, im2col_kernel_min_channels = 96).
+# (Tuning.im2col_kernel_max_positions = 8 positions a band, im2col_kernel_min_channels = 96).
 @needs_helper
 @pytest.mark.parametrize(("x", "w", "changes", "chosen"), [
-    ((8, 512, 7, 7), (512, 512, 3, 3), {}, "im2col"),            # 4 bands of 2 x 7 positions
-    ((8, 512, 7, 7), (512, 512, 3, 3), {"im2col_kernel_max_positions": 13}, "direct"),
-    ((8, 512, 7, 7), (512, 512, 3, 3), {"im2col_kernel_min_channels": 513}, "direct"),
-    ((64, 128, 8, 8), (128, 128, 3, 3), {}, "direct"),           # whole samples: 64 positions
-    ((64, 128, 8, 8), (128, 128, 3, 3), {"im2col_kernel_max_positions": 64}, "im2col"),
-    ((8, 96, 7, 7), (96, 96, 3, 3), {}, "im2col"),               # at the channel threshold
-    ((8, 95, 7, 7), (96, 95, 3, 3), {}, "direct"),               # one channel below it
-    ((8, 96, 7, 7), (96, 96, 3, 3), {"force": "direct"}, "direct"),   # forced: the helper
+    ((4, 192, 8, 8), (192, 192, 3, 3), {}, "im2col"),            # 8 bands of 1 x 8 positions
+    ((4, 192, 8, 8), (192, 192, 3, 3), {"im2col_kernel_max_positions": 7}, "direct"),
+    ((4, 192, 8, 8), (192, 192, 3, 3), {"im2col_kernel_min_channels": 193}, "direct"),
+    ((8, 512, 7, 7), (512, 512, 3, 3), {}, "direct"),            # 4 bands of 2 x 7 positions
+    ((8, 512, 7, 7), (512, 512, 3, 3), {"im2col_kernel_max_positions": 14}, "im2col"),
+    ((4, 96, 8, 8), (96, 96, 3, 3), {}, "im2col"),               # at the channel threshold
+    ((4, 95, 8, 8), (96, 95, 3, 3), {}, "direct"),               # one channel below it
+    ((4, 96, 8, 8), (96, 96, 3, 3), {"force": "direct"}, "direct"),   # forced: the helper
 ])
 def test_short_bands_of_many_channels_leave_the_kernel_gradient_to_im2col(x, w, changes,
                                                                           chosen) -> None:
-    with tuning(helper=True, threads=2, **changes):
+    with tuning(helper=True, threads=2, parallel_min_macs=0, **changes):
         p = plan(x, w, padding=1, which="grad_weight")
     assert _names(p) == {chosen}, str(p)
 
@@ -242,7 +242,8 @@ def test_the_kernel_gradient_rule_does_not_change_the_sums() -> None:
     dz = rng.standard_normal(conv_direct(x, w, padding=1).shape)
     want = conv_grad_weight_direct(x, dz, w.shape, padding=1)
     for changes, chosen in (({}, "im2col"), ({"im2col_kernel_min_channels": 97}, "direct")):
-        with tuning(helper=True, threads=2, direct_min_fill=0, **changes):
+        with tuning(helper=True, threads=2, parallel_min_macs=0, direct_min_fill=0,
+                    fold_max_row=0, **changes):
             assert _names(plan(x, w, padding=1, which="grad_weight")) == {chosen}
             got = conv_grad_weight(x, dz, w.shape, padding=1)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)

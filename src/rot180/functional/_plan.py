@@ -322,16 +322,16 @@ def _thin_bands(C: int, M: int, o_sp: tuple[int, ...], bands: int, t: Tuning) ->
     and ``C`` and ``M`` per group are at least ``t.im2col_kernel_min_channels``.
 
     Why: the helper's tiles (8 output channels x 3 taps) sum over one band's positions
-    between loading and storing their 24 partial sums, so short bands spend their time on the
-    partial sums, while im2col's product (``M x C*K`` over every position) runs at BLAS's rate
-    once both channel counts are large. Measured (2 threads, the 2-core EPYC, im2col / helper
-    interleaved in one process, 100 random 1-D and 2-D kernel gradients of batch 4-64 and
-    32-512 channels, and the benchmark's large-channel layers): with both rules met,
-    0.50-0.96 (median 0.79) on 14 layers of 4-56 positions a band, against 1.14-1.41 on 3
-    (batch 1 at 16 positions, a 5x5 kernel, batch 4 at stride 2); at 64 positions and more
-    the helper mostly won (batch 64 at 8 x 8 and 128 channels: 1.14; 98-256 positions at
-    96-256 channels: 1.05-1.25), and below 96 channels almost everywhere (1.1-3.3)
-    (BENCHMARKS.md, "Issue 13, third pass")."""
+    between loading and storing their 24 partial sums, so bands of a few positions spend their
+    time on the partial sums, while im2col's product (``M x C*K`` over every position) runs at
+    BLAS's rate once both channel counts are large. Measured (2 threads, the 2-core EPYC,
+    im2col / helper interleaved in one process, 80 random 1-D and 2-D kernel gradients of
+    batch 4-64 and 32-512 channels in two sweeps): at 4-8 positions a band and 96+ channels
+    0.48-0.89 on all 10 such layers; at 14-64 positions the helper won as often as it lost
+    once its packing got faster (0.77-0.98 against 1.08-1.49; the benchmark's batch-8
+    256 -> 512 at stride 2, 14 positions: 1.26), so the rule stops at 8; below 96 channels
+    the helper won almost everywhere (1.02-1.70) (BENCHMARKS.md, "Issue 13, third pass").
+    """
     per = -(-o_sp[0] // bands) * o_sp[-1] if len(o_sp) == 2 else o_sp[-1]
     return per <= t.im2col_kernel_max_positions and min(C, M) >= t.im2col_kernel_min_channels
 

@@ -64,7 +64,7 @@ class Tuning:
         im2col_kernel_max_positions: a kernel gradient the helper would run in bands of at
             most this many output positions each ...
         im2col_kernel_min_channels: ... with ``C`` and ``M`` per group at least this many
-            goes to im2col instead (``_plan._thin_bands``: 0.50-0.96 of the helper's time).
+            goes to im2col instead (``_plan._thin_bands``: 0.48-0.89 of the helper's time).
         narrow_tiles: run the helper's tiles for CPUs without AVX-512 even where it has it (to
             test both kinds on one machine).
         max_sample_bytes: the most one sample may expand to before a call raises ValueError.
@@ -110,7 +110,7 @@ class Tuning:
     direct_min_fill: float = 0.75
     direct_bands: bool = True
     narrow_tiles: bool = False
-    im2col_kernel_max_positions: int = 56
+    im2col_kernel_max_positions: int = 8
     im2col_kernel_min_channels: int = 96
     max_sample_bytes: int = 2 * 2**30
     winograd_min_channels: int = 64
