@@ -23,7 +23,7 @@ are the same (``tests/test_direct.py``, ``tests/test_depth.py``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -34,6 +34,29 @@ from ._scratch import scratch
 from ._tuning import get_tuning
 
 __all__ = ["correlate_phases", "whole", "correlate_depth", "correlate_kernel_depth"]
+
+
+def _over_blocks(blocks: int, G: int, M: int, threads: int,
+                 packed: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+                 compute: Callable[..., None], unpack: Callable[[np.ndarray, int], None]
+                 ) -> None:
+    """``packed(n0, n1)`` (the lanes and the result buffer of blocks ``n0:n1``),
+    ``compute(xs, res)`` and ``unpack(res, n0)`` over a range of blocks per thread; with one
+    block, packed once and its outputs shared by the threads (``compute(xs, res, axis, lo,
+    hi)``, :func:`~._direct._channel_parts`), as :func:`~._direct.correlate` does."""
+    shared = _channel_parts(G, M, threads) if blocks == 1 else []
+    if shared:
+        xs, res = packed(0, 1)
+        run_chunks(lambda job: compute(xs, res, *job), shared, threads)
+        unpack(res, 0)
+        return
+
+    def part(r: tuple[int, int]) -> None:
+        xs, res = packed(*r)
+        compute(xs, res)
+        unpack(res, r[0])
+
+    run_chunks(part, _ranges(blocks, threads), threads)
 
 
 def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phase]],
@@ -113,19 +136,7 @@ def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phas
         _directc.unpack_bands(res.reshape(res.shape[0], 1, G * M * OH * OW, LANES), unpacked,
                               first_block=n0)
 
-    def part(r: tuple[int, int]) -> None:
-        xs, res = packed(*r)
-        phases(xs, res)
-        unpack(res, r[0])
-
-    blocks = -(-B // LANES)
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:                                  # one block: the threads share its outputs
-        xs, res = packed(0, 1)
-        run_chunks(lambda job: phases(xs, res, *job), shared, threads)
-        unpack(res, 0)
-    else:
-        run_chunks(part, _ranges(blocks, threads), threads)
+    _over_blocks(-(-B // LANES), G, M, threads, packed, phases, unpack)
     if dst is not out2:
         np.copyto(out2, dst)
 
@@ -188,19 +199,7 @@ def correlate_depth(x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndar
         _directc.unpack_bands(res.reshape(res.shape[0], G * M, OH * OW, LANES), unpacked,
                               first_block=n0, depth=OD)
 
-    def part(r: tuple[int, int]) -> None:
-        xs, res = packed(*r)
-        correlate(xs, res)
-        unpack(res, r[0])
-
-    blocks = -(-B * OD // LANES)
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:                                  # one block: the threads share its outputs
-        xs, res = packed(0, 1)
-        run_chunks(lambda job: correlate(xs, res, *job), shared, threads)
-        unpack(res, 0)
-    else:
-        run_chunks(part, _ranges(blocks, threads), threads)
+    _over_blocks(-(-B * OD // LANES), G, M, threads, packed, correlate, unpack)
     if dst is not out:
         np.copyto(out, dst)
 
