@@ -51,7 +51,7 @@ packed and unpacked by the helper itself: :mod:`._direct_fold`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -158,6 +158,71 @@ def _channel_parts(G: int, M: int, threads: int) -> list[tuple[str, int, int]]:
 
 _TILE_M = 8                                     # output channels per forward / kernel tile
 
+Job = tuple[str, int, int] | None               # a share of one block (None: all of it)
+
+
+def _share(a: np.ndarray | None, job: Job, lanes: bool = True) -> np.ndarray | None:
+    """``a``'s part in a share ``job`` of :func:`_channel_parts`: groups ``lo:hi``, or output
+    channels ``lo:hi`` of the one group. ``lanes``: ``a`` has the leading block axis (results,
+    packed deltas); weights, biases and kernel gradients do not. An input's lanes are shared
+    by groups only (:func:`_share_input`)."""
+    if a is None or job is None:
+        return a
+    axis, lo, hi = job
+    return a[(slice(None),) * (int(lanes) + (axis == "m")) + (slice(lo, hi),)]
+
+
+def _share_input(xs: np.ndarray, job: Job) -> np.ndarray:
+    """Packed input lanes ``(NB, G, C, ...)`` for a share ``job``: its groups, or all of them
+    when the job shares one group's output channels."""
+    return xs if job is None or job[0] == "m" else xs[:, job[1]:job[2]]
+
+
+def _over_blocks(blocks: int, G: int, M: int, threads: int,
+                 packed: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+                 compute: Callable[[np.ndarray, np.ndarray, Job], None],
+                 unpack: Callable[[np.ndarray, int], None]) -> None:
+    """``packed(n0, n1)`` (the lanes and the result buffer of blocks ``n0:n1``),
+    ``compute(xs, res, None)`` and ``unpack(res, n0)`` over a range of blocks per thread; with
+    one block, packed once and its outputs shared by the threads (``compute(xs, res, job)``
+    for each job of :func:`_channel_parts`), then unpacked once."""
+    shared = _channel_parts(G, M, threads) if blocks == 1 else []
+    if shared:
+        xs, res = packed(0, 1)
+        run_chunks(lambda job: compute(xs, res, job), shared, threads)
+        unpack(res, 0)
+        return
+
+    def part(r: tuple[int, int]) -> None:
+        xs, res = packed(*r)
+        compute(xs, res, None)
+        unpack(res, r[0])
+
+    run_chunks(part, _ranges(blocks, threads), threads)
+
+
+def _summed_over_blocks(blocks: int, G: int, M: int, threads: int,
+                        packed: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
+                        gradient: Callable[[np.ndarray, np.ndarray, np.ndarray, Job], None],
+                        shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    """A kernel gradient over blocks: ``packed(n0, n1)`` (input and delta lanes), then
+    ``gradient(xs, zs, dw, None)`` into a fresh ``dw`` of ``shape`` per range of blocks, the
+    ranges' partial gradients summed in range order; with one block, each share job of
+    :func:`_channel_parts` writes its own part of one ``dw``."""
+    shared = _channel_parts(G, M, threads) if blocks == 1 else []
+    if shared:
+        xs, zs = packed(0, 1)
+        acc = np.empty(shape, dtype)
+        run_chunks(lambda job: gradient(xs, zs, acc, job), shared, threads)
+        return acc
+
+    def part(r: tuple[int, int]) -> np.ndarray:
+        dw = np.empty(shape, dtype)
+        gradient(*packed(*r), dw, None)
+        return dw
+
+    return sum_chunks(part, _ranges(blocks, threads), threads)
+
 
 def _packed(flat: np.ndarray, n0: int, n1: int, G: int, C: int, hp: int, wp: int,
             bands: int = 1, step: int = 0, top: int = 0, left: int = 0,
@@ -228,36 +293,20 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     unpacked = dst.reshape(B, planes, plane)    # views: both are C-contiguous
     narrow = get_tuning().narrow_tiles
 
-    def part(r: tuple[int, int]) -> None:
-        n0, n1 = r
-        xs = _packed(flat, n0, n1, G, C, hp, wp, s, rows * stride[0], pt, pl)
-        res = scratch((n1 - n0, G, M, rows, OW, LANES), x.dtype, "direct_out")
-        _directc.correlate(xs, w, res, b_, stride=stride, dilation=dilation, narrow=narrow,
-                           **live)
-        _directc.unpack_bands(res.reshape(n1 - n0, planes, band, LANES), unpacked, bands=s,
-                              first_block=n0)
+    def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
+        return (_packed(flat, n0, n1, G, C, hp, wp, s, rows * stride[0], pt, pl),
+                scratch((n1 - n0, G, M, rows, OW, LANES), x.dtype, "direct_out"))
 
-    blocks = -(-B * s // LANES)
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:                                  # one block: the threads share its outputs
-        xs = _packed(flat, 0, 1, G, C, hp, wp, s, rows * stride[0], pt, pl)
-        res = scratch((1, G, M, rows, OW, LANES), x.dtype, "direct_out")
+    def compute(xs: np.ndarray, res: np.ndarray, job: Job) -> None:
+        _directc.correlate(_share_input(xs, job), _share(w, job, False), _share(res, job),
+                           _share(b_, job, False), stride=stride, dilation=dilation,
+                           narrow=narrow, **live)
 
-        def share(job: tuple[str, int, int]) -> None:
-            axis, lo, hi = job
-            if axis == "g":
-                xj, wj, rj = xs[:, lo:hi], w[lo:hi], res[:, lo:hi]
-                bj = None if b_ is None else b_[lo:hi]
-            else:
-                xj, wj, rj = xs, w[:, lo:hi], res[:, :, lo:hi]
-                bj = None if b_ is None else b_[:, lo:hi]
-            _directc.correlate(xj, wj, rj, bj, stride=stride, dilation=dilation,
-                               narrow=narrow, **live)
+    def unpack(res: np.ndarray, n0: int) -> None:
+        _directc.unpack_bands(res.reshape(res.shape[0], planes, band, LANES), unpacked,
+                              bands=s, first_block=n0)
 
-        run_chunks(share, shared, threads)
-        _directc.unpack_bands(res.reshape(1, planes, band, LANES), unpacked, bands=s)
-    else:
-        run_chunks(part, _ranges(blocks, threads), threads)
+    _over_blocks(-(-B * s // LANES), G, M, threads, packed, compute, unpack)
     if dst is not out2:                         # e.g. a sub-pixel phase of a larger output
         np.copyto(out2, dst)
 
@@ -281,34 +330,25 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
     flat, zf = x.reshape(B, G * C, H, W), dz.reshape(B, G * M, OH, OW)
     narrow = get_tuning().narrow_tiles
 
-    def part(r: tuple[int, int]) -> np.ndarray:
-        n0, n1 = r
+    def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
         xs = _packed(flat, n0, n1, G, C, hp, wp, s, rows * stride[0], pt, pl)
         zs = scratch((n1 - n0, G, M, rows, OW, LANES), x.dtype, "direct_dz")
         _directc.pack_padded(zf, zs.reshape(n1 - n0, G * M, rows, OW, LANES), bands=s,
                              step=rows, first_block=n0)
-        dw = np.empty((G, M, C, *k2), x.dtype)
-        _directc.correlate_kernel(xs, zs, dw, stride=stride, dilation=dilation, narrow=narrow)
-        return dw
+        return xs, zs
 
-    blocks = -(-B * s // LANES)
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:                                  # one block: the threads share its outputs
-        xs = _packed(flat, 0, 1, G, C, hp, wp, s, rows * stride[0], pt, pl)
-        zs = scratch((1, G, M, rows, OW, LANES), x.dtype, "direct_dz")
-        _directc.pack_padded(zf, zs.reshape(1, G * M, rows, OW, LANES), bands=s, step=rows)
-        acc = np.empty((G, M, C, *k2), x.dtype)
-
-        def share(job: tuple[str, int, int]) -> None:
-            axis, lo, hi = job
-            if axis == "g":
-                xj, zj, dj = xs[:, lo:hi], zs[:, lo:hi], acc[lo:hi]
-            else:
-                xj, zj, dj = xs, zs[:, :, lo:hi], acc[:, lo:hi]
-            _directc.correlate_kernel(xj, zj, dj, stride=stride, dilation=dilation,
-                                      narrow=narrow)
-
-        run_chunks(share, shared, threads)
-    else:                   # partial gradients of the ranges, summed in range order
-        acc = sum_chunks(part, _ranges(blocks, threads), threads)
+    acc = _summed_over_blocks(-(-B * s // LANES), G, M, threads, packed,
+                              kernel_gradient(stride, dilation, narrow),
+                              (G, M, C, *k2), x.dtype)
     return acc.reshape(G, M, C, *kernel)
+
+
+def kernel_gradient(stride: Sequence[int], dilation: Sequence[int], narrow: bool
+                    ) -> Callable[[np.ndarray, np.ndarray, np.ndarray, Job], None]:
+    """``gradient(xs, zs, dw, job)`` for :func:`_summed_over_blocks`: the helper's kernel
+    gradient of input lanes ``xs`` and delta lanes ``zs`` into ``dw`` (a share ``job``'s
+    part of each)."""
+    def gradient(xs: np.ndarray, zs: np.ndarray, dw: np.ndarray, job: Job) -> None:
+        _directc.correlate_kernel(_share_input(xs, job), _share(zs, job), _share(dw, job, False),
+                                  stride=tuple(stride), dilation=tuple(dilation), narrow=narrow)
+    return gradient

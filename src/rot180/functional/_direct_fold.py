@@ -23,40 +23,27 @@ are the same (``tests/test_direct.py``, ``tests/test_depth.py``).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from ._direct import LANES, _as_2d, _channel_parts, _directc, _packed, _ranges
+from ._direct import (
+    LANES,
+    Job,
+    _as_2d,
+    _directc,
+    _over_blocks,
+    _packed,
+    _share,
+    _share_input,
+    _summed_over_blocks,
+    kernel_gradient,
+)
 from ._kn2row import Phase
-from ._parallel import run_chunks, sum_chunks
 from ._scratch import scratch
 from ._tuning import get_tuning
 
 __all__ = ["correlate_phases", "whole", "correlate_depth", "correlate_kernel_depth"]
-
-
-def _over_blocks(blocks: int, G: int, M: int, threads: int,
-                 packed: Callable[[int, int], tuple[np.ndarray, np.ndarray]],
-                 compute: Callable[..., None], unpack: Callable[[np.ndarray, int], None]
-                 ) -> None:
-    """``packed(n0, n1)`` (the lanes and the result buffer of blocks ``n0:n1``),
-    ``compute(xs, res)`` and ``unpack(res, n0)`` over a range of blocks per thread; with one
-    block, packed once and its outputs shared by the threads (``compute(xs, res, axis, lo,
-    hi)``, :func:`~._direct._channel_parts`), as :func:`~._direct.correlate` does."""
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:
-        xs, res = packed(0, 1)
-        run_chunks(lambda job: compute(xs, res, *job), shared, threads)
-        unpack(res, 0)
-        return
-
-    def part(r: tuple[int, int]) -> None:
-        xs, res = packed(*r)
-        compute(xs, res)
-        unpack(res, r[0])
-
-    run_chunks(part, _ranges(blocks, threads), threads)
 
 
 def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phase]],
@@ -111,19 +98,14 @@ def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phas
     live = {"live_rows": (pt, pt + H), "live_cols": (pl, pl + W)}
     narrow = get_tuning().narrow_tiles
 
-    def phases(xs: np.ndarray, res: np.ndarray, axis: str = "", lo: int = 0,
-               hi: int = 0) -> None:
-        """Every phase into ``res``; with ``axis``, only groups (``"g"``) or output channels
-        (``"m"``) ``lo:hi`` (one block shared by the threads, as in :func:`correlate`)."""
-        for job in jobs:
-            xj, wj, rj = xs, job["w"], res
-            if axis == "g":
-                xj, wj, rj = xs[:, lo:hi], wj[lo:hi], res[:, lo:hi]
-            elif axis == "m":
-                wj, rj = wj[:, lo:hi], res[:, :, lo:hi]
-            _directc.correlate(xj, wj, rj, None, stride=(1, 1), dilation=job["dilation"],
-                               narrow=narrow, origin=job["origin"], outputs=job["outputs"],
-                               out_step=job["out_step"], out_first=job["out_first"], **live)
+    def phases(xs: np.ndarray, res: np.ndarray, share: Job) -> None:
+        """Every phase into ``res`` (a ``share`` of one block: only its part)."""
+        for ph in jobs:
+            _directc.correlate(_share_input(xs, share), _share(ph["w"], share, False),
+                               _share(res, share), None, stride=(1, 1),
+                               dilation=ph["dilation"], narrow=narrow, origin=ph["origin"],
+                               outputs=ph["outputs"], out_step=ph["out_step"],
+                               out_first=ph["out_first"], **live)
 
     def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
         xs = _packed(flat, n0, n1, G, C, hp, wp, top=pt, left=pl)
@@ -178,17 +160,10 @@ def correlate_depth(x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndar
     live = {"live_rows": (pt, pt + H), "live_cols": (pl, pl + W)}
     narrow = get_tuning().narrow_tiles
 
-    def correlate(xs: np.ndarray, res: np.ndarray, axis: str = "", lo: int = 0,
-                  hi: int = 0) -> None:
-        xj, wj, rj, bj = xs, w, res, b_
-        if axis == "g":
-            xj, wj, rj = xs[:, lo:hi], w[lo:hi], res[:, lo:hi]
-            bj = None if b_ is None else b_[lo:hi]
-        elif axis == "m":
-            wj, rj = w[:, lo:hi], res[:, :, lo:hi]
-            bj = None if b_ is None else b_[:, lo:hi]
-        _directc.correlate(xj, wj, rj, bj, stride=tuple(stride), dilation=tuple(dilation),
-                           narrow=narrow, **live)
+    def correlate(xs: np.ndarray, res: np.ndarray, job: Job) -> None:
+        _directc.correlate(_share_input(xs, job), _share(w, job, False), _share(res, job),
+                           _share(b_, job, False), stride=tuple(stride),
+                           dilation=tuple(dilation), narrow=narrow, **live)
 
     def packed(n0: int, n1: int) -> tuple[np.ndarray, np.ndarray]:
         xs = _packed(flat, n0, n1, G, kd * C, hp, wp, top=pt, left=pl,
@@ -232,24 +207,6 @@ def correlate_kernel_depth(x: np.ndarray, dz: np.ndarray, kernel: Sequence[int],
                              depth=(OD, 1, 1, 1, 0, OD), groups=G)
         return xs, zs
 
-    def gradient(xs: np.ndarray, zs: np.ndarray, dw: np.ndarray, axis: str = "", lo: int = 0,
-                 hi: int = 0) -> np.ndarray:
-        xj, zj, dj = xs, zs, dw
-        if axis == "g":
-            xj, zj, dj = xs[:, lo:hi], zs[:, lo:hi], dw[lo:hi]
-        elif axis == "m":
-            zj, dj = zs[:, :, lo:hi], dw[:, lo:hi]
-        _directc.correlate_kernel(xj, zj, dj, stride=tuple(stride), dilation=tuple(dilation),
-                                  narrow=narrow)
-        return dw
-
-    blocks = -(-B * OD // LANES)
-    shared = _channel_parts(G, M, threads) if blocks == 1 else []
-    if shared:                                  # one block: the threads share its outputs
-        xs, zs = packed(0, 1)
-        acc = np.empty((G, M, kd * C, *kernel), x.dtype)
-        run_chunks(lambda job: gradient(xs, zs, acc, *job), shared, threads)
-        return acc
-    return sum_chunks(lambda r: gradient(*packed(*r), np.empty((G, M, kd * C, *kernel),
-                                                                x.dtype)),
-                      _ranges(blocks, threads), threads)
+    return _summed_over_blocks(-(-B * OD // LANES), G, M, threads, packed,
+                               kernel_gradient(stride, dilation, narrow),
+                               (G, M, kd * C, *kernel), x.dtype)
