@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from itertools import product
 
 import numpy as np
@@ -113,14 +114,24 @@ def _phased(p: Problem, t: Tuning, workers: int) -> Plan | None:
     live = [[ph for ph in ax if ph.n_taps and ph.m] for ax in axes]
     if not all(live):
         return None
-    lows = [max([0] + [-ph.e0 for ph in a]) for a in live]
-    highs = [max([0] + [ph.e0 + ph.e_step * (ph.n_taps - 1) + ph.m - o for ph in a])
-             for a, o in zip(live, o_sp, strict=True)]
-    if sum(lows) + sum(highs) > sum(o_sp) + sum(k):
+    lows, highs, fits = _delta_pads(live, o_sp, k)
+    if not fits:
         return None
     th = threads_for(B * G * p.w[1] * C * math.prod(k) * math.prod(o_sp), t, workers)
     return Plan(p, "run", "direct", t.force == "direct", threads=th, bands=1,
                 layout=(axes, tuple(zip(lows, highs, strict=True))), phases=_counts(axes))
+
+
+def _delta_pads(axes: Sequence[Sequence[Phase]], o_sp: Sequence[int], k: Sequence[int]
+                ) -> tuple[list[int], list[int], bool]:
+    """The zero padding of the delta, ``(lows, highs)`` per axis, that lets every phase of
+    ``axes`` read a plain window of it, and whether it fits: at most the delta's size plus the
+    kernel's (else a dilation far larger than the stride would pad the delta beyond what any
+    tap reads, and each phase passes its own padding instead)."""
+    lows = [max([0] + [-ph.e0 for ph in ax]) for ax in axes]
+    highs = [max([0] + [ph.e0 + ph.e_step * (ph.n_taps - 1) + ph.m - o for ph in ax])
+             for ax, o in zip(axes, o_sp, strict=True)]
+    return lows, highs, sum(lows) + sum(highs) <= sum(o_sp) + sum(k)
 
 
 def _counts(axes: tuple[tuple[Phase, ...], ...]) -> tuple[int, int]:
@@ -153,10 +164,7 @@ def _stretched(p: Problem, implicit: bool, t: Tuning, workers: int) -> Plan:
     # Pad dz once so that every phase reads a plain window of it; shift e0 accordingly. Where
     # that padding outgrows the delta (a dilation far larger than the stride), each phase
     # instead passes its own padding to its correlation, which keeps only what touches dz.
-    lows = [max([0] + [-ph.e0 for ph in ax if ph.n_taps]) for ax in axes]
-    highs = [max([0] + [ph.e0 + ph.e_step * (ph.n_taps - 1) + ph.m - o for ph in ax
-                        if ph.n_taps]) for ax, o in zip(axes, o_sp, strict=True)]
-    shared = sum(lows) + sum(highs) <= sum(o_sp) + sum(k)
+    lows, highs, shared = _delta_pads([[ph for ph in ax if ph.n_taps] for ax in axes], o_sp, k)
     if shared:
         axes = tuple(tuple(ph._replace(e0=ph.e0 + lo) for ph in ax)
                      for ax, lo in zip(axes, lows, strict=True))
