@@ -159,6 +159,12 @@ def test_the_depth_packing_checks_its_arguments() -> None:
                                depth=(4, 3, 1, 1, 1, 4))
     with pytest.raises(ValueError, match=r"depth= must be ints >= 0"):
         D._directc.pack_padded(x, dst, depth=(4, 3, 1, 1, -1, 4))
+    with pytest.raises(ValueError, match=r"pack_padded: top must be >= 0, got -1"):
+        D._directc.pack_padded(x, dst, top=-1, depth=(4, 3, 1, 1, 1, 4))
+    with pytest.raises(ValueError, match=r"pack_padded: first_block must be >= 0, got -2"):
+        D._directc.pack_padded(x, dst, first_block=-2, depth=(4, 3, 1, 1, 1, 4))
+    with pytest.raises(ValueError, match=r"groups=2 is read only with depth="):
+        D._directc.pack_padded(x, np.zeros((1, 12, 5, 5, D.LANES), np.float32), groups=2)
     res = np.zeros((1, 2, 6, D.LANES), np.float32)
     with pytest.raises(ValueError, match=r"dst has 2 planes \(axis 1\), expected CH x depth = "
                                          r"2 x 4 as in src"):

@@ -854,11 +854,16 @@ static PyObject *py_pack_padded(PyObject *Py_UNUSED(self), PyObject *args, PyObj
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|$nnnnnOn", kw, &osrc, &odst, &S, &step,
                                      &pt, &pl, &n0, &odepth, &G))
         return NULL;
-    if (odepth) return pack_depth(fn, osrc, odst, odepth, G, S, pt, pl, n0);
     if (non_negative(fn, "bands", S, 1) < 0 || non_negative(fn, "step", step, 0) < 0 ||
         non_negative(fn, "top", pt, 0) < 0 || non_negative(fn, "left", pl, 0) < 0 ||
         non_negative(fn, "first_block", n0, 0) < 0)
         return NULL;
+    if (odepth) return pack_depth(fn, osrc, odst, odepth, G, S, pt, pl, n0);
+    if (G != 1) {
+        PyErr_Format(PyExc_ValueError, "%s: groups=%zd is read only with depth= (a 3-D "
+                     "input's fold); plain packing takes the groups in src's planes", fn, G);
+        return NULL;
+    }
     char kind = 0;
     Arg a[2] = {{.held = 0}};
     if (get_array(&a[0], osrc, fn, "src", 4, "(B, CH, H, W)", 0, &kind) < 0 ||
