@@ -87,7 +87,7 @@ def test_a_non_finite_weight_still_reroutes_the_folded_call() -> None:
 
 def _whole_leaves(p) -> list[bool]:
     """For every depth step of ``p``: whether the helper packs and unpacks its fold itself."""
-    out = [DF.whole(p.inner[0])] if p.step == "depth" else []
+    out = [DF.whole(p)] if p.step == "depth" else []
     return out + [w for sub in p.inner for w in _whole_leaves(sub)]
 
 

@@ -124,12 +124,14 @@ def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phas
 
 
 def whole(plan) -> bool:
-    """Whether ``plan`` (a :class:`~._plan.Plan`) is a helper leaf on whole samples with no
-    cropping: then a 3-D depth fold around it can be packed and unpacked by the helper itself
-    (:func:`correlate_depth`, :func:`correlate_kernel_depth`)."""
-    pads = plan.problem.pads
-    return (plan.step == "run" and plan.realisation == "direct" and plan.bands == 1
-            and plan.problem.nd == 2 and (pads is None or all(v >= 0 for p in pads for v in p)))
+    """Whether the helper packs and unpacks the depth fold of ``plan`` (a ``"depth"``
+    :class:`~._plan.Plan`) itself (:func:`correlate_depth`, :func:`correlate_kernel_depth`):
+    its 2-D leaf is the helper on whole samples, and neither the depth nor the 2-D padding
+    crops."""
+    leaf, pads = plan.inner[0], plan.inner[0].problem.pads
+    return (plan.layout[3] >= 0 and leaf.step == "run" and leaf.realisation == "direct"
+            and leaf.bands == 1 and leaf.problem.nd == 2
+            and (pads is None or all(v >= 0 for p in pads for v in p)))
 
 
 def correlate_depth(x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndarray | None,

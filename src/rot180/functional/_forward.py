@@ -30,10 +30,10 @@ def run(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray | None,
     if step == "depth":
         kd, sd, dd, pad_lo, do = plan.layout
         inner = plan.inner[0]
-        if pad_lo >= 0 and _direct_fold.whole(inner):   # the helper folds and unfolds itself
+        if _direct_fold.whole(plan):                # the helper folds and unfolds itself
             q = inner.problem
             _direct_fold.correlate_depth(x, _depth.fold_kernel(w), out, bias, plan.layout,
-                                    q.stride, q.dilation, q.pads, inner.threads)
+                                         q.stride, q.dilation, q.pads, inner.threads)
             return out
         z2 = run(inner, _depth.fold_input(x, kd, sd, dd, pad_lo, do), _depth.fold_kernel(w),
                  None, bias)
