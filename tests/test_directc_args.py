@@ -134,6 +134,38 @@ def test_correlate_kernel_checks_its_arrays() -> None:
     with pytest.raises(ValueError, match=r"dw must be writable"):
         w.flags.writeable = False
         D._directc.correlate_kernel(x, dz, w, stride=(1, 1), dilation=(1, 1))
+    with pytest.raises(ValueError, match=r"correlate_kernel: channels_per_pass must be >= 0, "
+                                         r"got -1"):
+        D._directc.correlate_kernel(x, dz, np.zeros_like(w), stride=(1, 1), dilation=(1, 1),
+                                    channels_per_pass=-1)
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_gradient_bits_do_not_depend_on_the_channel_passes(narrow, dtype) -> None:
+    """The kernel gradient's input channels run in passes sized to the L2 cache (0, the
+    default, chooses; 1 and C force either side): each weight's sum is the same sum in the
+    same order whatever the passes, so the bits are equal."""
+    rng = np.random.default_rng(3)
+    C, M = 70, 13                               # passes of 1, 32 and 64 leave remainders
+    x = rng.standard_normal((2, 1, C, 9, 9, L)).astype(dtype)
+    dz = rng.standard_normal((2, 1, M, 7, 3, L)).astype(dtype)
+    got = {}
+    for cb in (0, 1, 7, 32, 64, C, 10 * C):
+        dw = np.full((1, M, C, 3, 2), np.nan, dtype)
+        D._directc.correlate_kernel(x, dz, dw, stride=(1, 3), dilation=(1, 2), narrow=narrow,
+                                    channels_per_pass=cb)
+        got[cb] = dw
+    for cb, dw in got.items():
+        assert np.array_equal(dw, got[C]), cb
+    # and the sums themselves: dw[o, c, ty, tx] = sum dz[n, o, y, q, l] x[n, c, y + ty, 3q + 2tx, l]
+    ref = np.zeros((M, C, 3, 2))
+    for ty in range(3):
+        for tx in range(2):
+            xs = x[:, 0, :, ty:ty + 7, 2 * tx:2 * tx + 7:3].astype(np.float64)
+            ref[:, :, ty, tx] = np.einsum("noyql,ncyql->oc", dz[:, 0].astype(np.float64), xs)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(got[0][0], ref, rtol=tol, atol=tol * np.abs(ref).max())
 
 
 def test_packing_checks_its_arrays_and_ranges() -> None:

@@ -28,6 +28,7 @@
 #include "_glue.h" /* first: Python.h; the glue shared by the helpers, and MULTI */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h> /* sysconf: the L2 cache size */
 
 /* With the target clones (_glue.h; not under -DROT180_PORTABLE): the AVX-512 kernel gradient is
  * also built on its own (TARGET_V4) and picked per call (CPU_V4), and it pins a register (asm,
@@ -82,6 +83,7 @@ typedef struct {
      * call: ro = co = py0 = px0 = 0, pys = pxs = 1, OHf x OWf = OH x OW. */
     Py_ssize_t ro, co, OHf, OWf, pys, pxs, py0, px0;
     int narrow; /* use the tiles of CPUs without AVX-512 (a per-call choice, for tests) */
+    Py_ssize_t cb; /* the kernel gradient's input channels per pass (grad_channels) */
 } Dims;
 
 /* Unaligned vector load/store (numpy guarantees only element alignment). */
@@ -299,7 +301,8 @@ DEFINE_HSUM(double, vf64, vi64, f64)
     /* Output channels o:o+OBc of one block: for each chunk of positions, its delta copied     \
      * into zb, then every input channel and tap; part holds the OBc x CK partial sums. */     \
     static inline __attribute__((always_inline)) void grad_block_##SUF##_##OBc(                \
-        const T *xg, const T *dzo, V *part, V *zb, const Dims *d)                              \
+        const T *xg, const T *dzo, V *part, V *zb, const Dims *d, Py_ssize_t c0,               \
+        Py_ssize_t c1)                                                                         \
     {                                                                                          \
         const Py_ssize_t OW = d->OW, plane = d->OH * OW * LANES, HWL = d->H * d->W * LANES;    \
         const Py_ssize_t K = d->KH * d->KW, per = GRAD_CHUNK_BYTES / (OBc * sizeof(V));        \
@@ -313,7 +316,7 @@ DEFINE_HSUM(double, vf64, vi64, f64)
                     for (Py_ssize_t q = q0; q < q1; q++)                                       \
                         for (int j = 0; j < OBc; j++)                                          \
                             *z++ = LOAD(V, dzo + j * plane + (y * OW + q) * LANES);            \
-                for (Py_ssize_t c = 0; c < d->C; c++)                                          \
+                for (Py_ssize_t c = c0; c < c1; c++)                                           \
                     for (Py_ssize_t ty = 0; ty < d->KH; ty++) {                                \
                         const T *xr = xg + c * HWL + ty * d->dh * d->W * LANES;                \
                         V *pr = part + c * K + ty * d->KW;                                     \
@@ -351,27 +354,34 @@ DEFINE_HSUM(double, vf64, vi64, f64)
     ATTR static void kern_##SUF(const T *x, const T *dz, T *dw, V *part, V *zb, const Dims *d, \
                                  Py_ssize_t NB)                                                \
     {                                                                                          \
-        const Py_ssize_t G = d->G, M = d->M, C = d->C, CK = C * d->KH * d->KW;                 \
+        const Py_ssize_t G = d->G, M = d->M, C = d->C, K = d->KH * d->KW, CK = C * K;          \
         const Py_ssize_t HWL = d->H * d->W * LANES, plane = d->OH * d->OW * LANES;             \
         const int wide = WIDE_REGISTERS(d->narrow);                                            \
         for (Py_ssize_t r = 0; r < G * M * CK; r++) dw[r] = 0;                                 \
         for (Py_ssize_t n = 0; n < NB; n++)                                                    \
             for (Py_ssize_t g = 0; g < G; g++) {                                               \
                 const T *xg = x + (n * G + g) * C * HWL, *dzg = dz + (n * G + g) * M * plane;  \
-                for (Py_ssize_t o = 0; o < M;) {                                               \
-                    const Py_ssize_t ob = wide && M - o >= 8 ? 8 : M - o >= 4 ? 4 : M - o;     \
-                    for (Py_ssize_t r = 0; r < ob * CK; r++) part[r] = (V){0};                 \
-                    const T *dzo = dzg + o * plane;                                            \
-                    switch (ob) {                                                              \
-                    case 8: grad_block_##SUF##_8(xg, dzo, part, zb, d); break;                 \
-                    case 4: grad_block_##SUF##_4(xg, dzo, part, zb, d); break;                 \
-                    case 3: grad_block_##SUF##_3(xg, dzo, part, zb, d); break;                 \
-                    case 2: grad_block_##SUF##_2(xg, dzo, part, zb, d); break;                 \
-                    case 1: grad_block_##SUF##_1(xg, dzo, part, zb, d); break;                 \
+                for (Py_ssize_t c0 = 0; c0 < C; c0 += d->cb) {                                 \
+                    const Py_ssize_t c1 = c0 + d->cb < C ? c0 + d->cb : C;                     \
+                    const Py_ssize_t lo = c0 * K, hi = c1 * K;                                 \
+                    for (Py_ssize_t o = 0; o < M;) {                                           \
+                        const Py_ssize_t ob = wide && M - o >= 8 ? 8 : M - o >= 4 ? 4 : M - o; \
+                        for (Py_ssize_t j = 0; j < ob; j++)                                    \
+                            for (Py_ssize_t r = lo; r < hi; r++) part[j * CK + r] = (V){0};    \
+                        const T *dzo = dzg + o * plane;                                        \
+                        switch (ob) {                                                          \
+                        case 8: grad_block_##SUF##_8(xg, dzo, part, zb, d, c0, c1); break;     \
+                        case 4: grad_block_##SUF##_4(xg, dzo, part, zb, d, c0, c1); break;     \
+                        case 3: grad_block_##SUF##_3(xg, dzo, part, zb, d, c0, c1); break;     \
+                        case 2: grad_block_##SUF##_2(xg, dzo, part, zb, d, c0, c1); break;     \
+                        case 1: grad_block_##SUF##_1(xg, dzo, part, zb, d, c0, c1); break;     \
+                        }                                                                      \
+                        T *dwo = dw + (g * M + o) * CK;                                        \
+                        for (Py_ssize_t j = 0; j < ob; j++)                                    \
+                            for (Py_ssize_t r = lo; r < hi; r++)                               \
+                                dwo[j * CK + r] += hsum_##SUF(part[j * CK + r]);               \
+                        o += ob;                                                               \
                     }                                                                          \
-                    T *dwo = dw + (g * M + o) * CK;                                            \
-                    for (Py_ssize_t r = 0; r < ob * CK; r++) dwo[r] += hsum_##SUF(part[r]);    \
-                    o += ob;                                                                   \
                 }                                                                              \
             }                                                                                  \
     }
@@ -747,14 +757,57 @@ out:
     return finish(a, 4);
 }
 
+/* A non-negative Py_ssize_t keyword. */
+static int non_negative(const char *fn, const char *name, Py_ssize_t v, Py_ssize_t low)
+{
+    if (v >= low) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: %s must be >= %zd, got %zd", fn, name, low, v);
+    return -1;
+}
+
+/* The kernel gradient's input channels per pass over the output channels: as many as keep a
+ * pass's input (cb planes of H x W lanes) and its partial sums (8 output channels x cb x K
+ * vectors) within half of the L2 cache (1 MiB where the system does not say); all C where
+ * they fit. Each weight's sum runs as before (its chunks in order, then one sum of the lanes),
+ * so the bits do not depend on cb (`channels_per_pass=` forces it, for tests). Without passes a
+ * 256-channel input block of 14 x 14 (4 MiB) was read from L3 once per 8 output channels.
+ * Measured on an AVX-512 Xeon (2 MiB L2), one thread, 3x3, 3-512 channels, 7-112 pixels:
+ * 1.00-1.28x the rate (512 x 7 x 7: 102 -> 131 GF/s, 256 x 14 x 14: 138 -> 156); whole
+ * kernel gradients on 2 threads 0.79-0.89 of the time on the large-channel layers, 0.98-1.01
+ * elsewhere (BENCHMARKS.md, "Issue 13, fourth pass"). */
+#define GRAD_MIN_CHANNELS 32
+static Py_ssize_t grad_channels(const Dims *d, Py_ssize_t vsize)
+{
+    static Py_ssize_t half_l2 = 0;
+    if (!half_l2) {
+        long l2 = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        half_l2 = l2 > 0 ? (Py_ssize_t)(l2 / 2) : (Py_ssize_t)1 << 20;
+    }
+    /* bytes per input channel: its plane of lanes, and 8 x K vectors of partial sums */
+    const double per = ((double)d->H * (double)d->W + 8.0 * (double)d->KH * (double)d->KW) *
+                       (double)vsize;
+    const double fit = per > 0 ? (double)half_l2 / per : (double)d->C;
+    if (fit >= (double)d->C) return d->C > 0 ? d->C : 1;
+    /* at least GRAD_MIN_CHANNELS: each pass copies the delta again (64 bytes per position and
+     * output channel, against 32 cb K multiply-adds), which at 4 channels of 3x3 cost more than
+     * the cache misses it saved (64 x 56 x 56 -> 128: 160 -> 136 GF/s; 32 channels: 167) */
+    return fit < GRAD_MIN_CHANNELS ? (d->C < GRAD_MIN_CHANNELS ? d->C : GRAD_MIN_CHANNELS)
+                                   : (Py_ssize_t)fit;
+}
+
 static PyObject *py_correlate_kernel(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"x", "dz", "dw", "stride", "dilation", "narrow", NULL};
+    static char *kw[] = {"x", "dz", "dw", "stride", "dilation", "narrow", "channels_per_pass",
+                         NULL};
     static const char *fn = "correlate_kernel";
     PyObject *ox, *odz, *odw, *ostride = NULL, *odil = NULL;
     int narrow = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$OOp", kw, &ox, &odz, &odw, &ostride,
-                                     &odil, &narrow))
+    Py_ssize_t cb = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$OOpn", kw, &ox, &odz, &odw, &ostride,
+                                     &odil, &narrow, &cb))
         return NULL;
     char kind = 0;
     Arg a[3] = {{.held = 0}};
@@ -765,6 +818,9 @@ static PyObject *py_correlate_kernel(PyObject *Py_UNUSED(self), PyObject *args, 
         geometry(&d, fn, &a[0], &a[2], "dw", &a[1], "dz", ostride, odil, NULL, NULL) < 0)
         goto out;
     d.narrow = narrow;
+    if (non_negative(fn, "channels_per_pass", cb, 0) < 0) goto out;
+    d.cb = cb ? cb : grad_channels(&d, kind == 'd' ? (Py_ssize_t)sizeof(vf64)
+                                                   : (Py_ssize_t)sizeof(vf32));
     /* np_: the partial sums of 8 output channels, in vectors; with the delta chunk after them
      * they must fit in bytes for the wider (float64) vector */
     Py_ssize_t np_, part_bytes;
@@ -800,13 +856,6 @@ out:
     return finish(a, 3);
 }
 
-/* A non-negative Py_ssize_t keyword. */
-static int non_negative(const char *fn, const char *name, Py_ssize_t v, Py_ssize_t low)
-{
-    if (v >= low) return 0;
-    PyErr_Format(PyExc_ValueError, "%s: %s must be >= %zd, got %zd", fn, name, low, v);
-    return -1;
-}
 
 /* The block range first:first+n of the bands of B samples; -1 with ValueError if outside. */
 static int block_range(const char *fn, Py_ssize_t B, Py_ssize_t S, Py_ssize_t first,
