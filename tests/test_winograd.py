@@ -195,20 +195,20 @@ def test_float32_error_against_float64() -> None:
 
 
 @pytest.mark.parametrize(("x", "m", "kw", "chosen"), [
-    ((8, 64, 14, 14), 64, {"padding": 1}, True),        # min(C, M) >= 64 at >= 14 x 14
-    ((8, 64, 12, 12), 64, {"padding": 1}, False),       # ... below 14 x 14
-    ((8, 48, 14, 14), 64, {"padding": 1}, False),       # ... fewer channels
+    ((8, 112, 14, 14), 112, {"padding": 1}, True),      # min(C, M) >= 112 at >= 14 x 14
+    ((8, 112, 12, 12), 112, {"padding": 1}, False),     # ... below 14 x 14
+    ((8, 96, 14, 14), 112, {"padding": 1}, False),      # ... fewer channels
+    ((8, 64, 14, 14), 64, {"padding": 1}, False),       # 64 -> 64: the helper (full AVX-512)
     ((8, 512, 7, 7), 512, {"padding": 1}, True),        # >= 384 channels, >= 128 tiles
     ((1, 512, 7, 7), 512, {"padding": 1}, False),       # ... 16 tiles
-    ((8, 48, 32, 32), 64, {"padding": 1}, True),        # 48 <-> 64 at >= 32 x 32
-    ((8, 64, 32, 32), 48, {"padding": 1}, True),
-    ((8, 48, 28, 28), 64, {"padding": 1}, False),       # ... below 32 x 32
+    ((8, 48, 32, 32), 64, {"padding": 1}, False),       # 48 <-> 64 at 32 x 32: the helper
+    ((8, 64, 32, 32), 48, {"padding": 1}, False),
     ((8, 32, 32, 32), 64, {"padding": 1}, False),       # 32 <-> 64: the helper (2 threads)
     ((8, 64, 32, 32), 32, {"padding": 1}, False),
     ((8, 32, 32, 32), 32, {"padding": 1}, False),       # 32 -> 32
-    ((1, 64, 4, 4), 64, {"padding": 1}, False),         # too few tiles
-    ((8, 64, 14, 14), 64, {"padding": 1, "stride": 2}, False),
-    ((8, 64, 14, 14), 64, {"padding": 2, "dilation": 2}, False),
+    ((1, 128, 4, 4), 128, {"padding": 1}, False),       # too few tiles
+    ((8, 128, 14, 14), 128, {"padding": 1, "stride": 2}, False),
+    ((8, 128, 14, 14), 128, {"padding": 2, "dilation": 2}, False),
 ])
 def test_prefer_each_side_of_its_thresholds(x, m, kw, chosen) -> None:
     w = (m, x[1], 3, 3)
@@ -229,14 +229,14 @@ def _chosen(x, m, **changes) -> bool:
 
 @needs_helper
 @pytest.mark.parametrize(("x", "m", "changes", "chosen"), [
-    # min(C, M) >= winograd_min_channels (64) at >= winograd_min_size (14)
-    ((8, 64, 14, 14), 64, {}, True),
-    ((8, 64, 14, 14), 64, {"winograd_min_channels": 65}, False),
-    ((8, 64, 14, 14), 64, {"winograd_min_size": 15}, False),
-    ((8, 63, 14, 14), 64, {}, False),
-    ((8, 63, 14, 14), 64, {"winograd_min_channels": 63}, True),
-    ((8, 64, 13, 13), 64, {}, False),
-    ((8, 64, 13, 13), 64, {"winograd_min_size": 13}, True),
+    # min(C, M) >= winograd_min_channels (112) at >= winograd_min_size (14)
+    ((8, 112, 14, 14), 112, {}, True),
+    ((8, 112, 14, 14), 112, {"winograd_min_channels": 113}, False),
+    ((8, 112, 14, 14), 112, {"winograd_min_size": 15}, False),
+    ((8, 111, 14, 14), 112, {}, False),
+    ((8, 111, 14, 14), 112, {"winograd_min_channels": 111}, True),
+    ((8, 112, 13, 13), 112, {}, False),
+    ((8, 112, 13, 13), 112, {"winograd_min_size": 13}, True),
     # min(C, M) >= winograd_min_channels_any (384) with >= winograd_min_tiles_any (128) tiles
     ((8, 512, 7, 7), 384, {}, True),                    # 8 x 4 x 4 = 128 tiles
     ((8, 512, 7, 7), 384, {"winograd_min_channels_any": 385}, False),
@@ -245,22 +245,24 @@ def _chosen(x, m, **changes) -> bool:
     ((8, 383, 7, 7), 512, {"winograd_min_channels_any": 383}, True),
     ((7, 512, 7, 7), 512, {}, False),                   # 112 tiles
     ((7, 512, 7, 7), 512, {"winograd_min_tiles_any": 112}, True),
-    # min >= winograd_wide_min (48), max >= winograd_wide_max (64), >= winograd_wide_size (32)
-    ((8, 48, 32, 32), 64, {}, True),
+    # min >= winograd_wide_min (112: off by default), max >= winograd_wide_max (64),
+    # >= winograd_wide_size (32)
+    ((8, 48, 32, 32), 64, {}, False),
+    ((8, 48, 32, 32), 64, {"winograd_wide_min": 48}, True),
     ((8, 48, 32, 32), 64, {"winograd_wide_min": 49}, False),
-    ((8, 48, 32, 32), 64, {"winograd_wide_max": 65}, False),
-    ((8, 48, 32, 32), 64, {"winograd_wide_size": 33}, False),
-    ((8, 47, 32, 32), 64, {}, False),
+    ((8, 48, 32, 32), 64, {"winograd_wide_min": 48, "winograd_wide_max": 65}, False),
+    ((8, 48, 32, 32), 64, {"winograd_wide_min": 48, "winograd_wide_size": 33}, False),
+    ((8, 47, 32, 32), 64, {"winograd_wide_min": 48}, False),
     ((8, 47, 32, 32), 64, {"winograd_wide_min": 47}, True),
-    ((8, 48, 32, 32), 63, {}, False),
-    ((8, 48, 32, 32), 63, {"winograd_wide_max": 63}, True),
-    ((8, 48, 31, 31), 64, {}, False),
-    ((8, 48, 31, 31), 64, {"winograd_wide_size": 31}, True),
+    ((8, 48, 32, 32), 63, {"winograd_wide_min": 48}, False),
+    ((8, 48, 32, 32), 63, {"winograd_wide_min": 48, "winograd_wide_max": 63}, True),
+    ((8, 48, 31, 31), 64, {"winograd_wide_min": 48}, False),
+    ((8, 48, 31, 31), 64, {"winograd_wide_min": 48, "winograd_wide_size": 31}, True),
     # at least winograd_min_tiles (16) tiles, whatever the rows say (min_size 0 opens row 1)
-    ((1, 64, 7, 7), 64, {"winograd_min_size": 0}, True),          # 4 x 4 = 16 tiles
-    ((1, 64, 7, 7), 64, {"winograd_min_size": 0, "winograd_min_tiles": 17}, False),
-    ((1, 64, 6, 6), 64, {"winograd_min_size": 0}, False),         # 9 tiles
-    ((1, 64, 6, 6), 64, {"winograd_min_size": 0, "winograd_min_tiles": 9}, True),
+    ((1, 112, 7, 7), 112, {"winograd_min_size": 0}, True),          # 4 x 4 = 16 tiles
+    ((1, 112, 7, 7), 112, {"winograd_min_size": 0, "winograd_min_tiles": 17}, False),
+    ((1, 112, 6, 6), 112, {"winograd_min_size": 0}, False),         # 9 tiles
+    ((1, 112, 6, 6), 112, {"winograd_min_size": 0, "winograd_min_tiles": 9}, True),
 ])
 def test_each_threshold_is_a_tuning_field_and_each_side_is_taken(x, m, changes, chosen) -> None:
     """Every number of ``_prefer`` is a Tuning field: a shape at it, one just past it, and the
@@ -275,8 +277,8 @@ def test_the_thresholds_do_not_change_the_result() -> None:
     rng = np.random.default_rng(10)
     cases = [((3, 5, 9, 8), 6, {"winograd_min_channels": 0, "winograd_min_size": 0,
                                  "winograd_min_tiles": 0}, True),
-             ((1, 64, 14, 14), 64, {}, True),
-             ((1, 64, 14, 14), 64, {"winograd_min_channels": 65}, False)]
+             ((1, 112, 14, 14), 112, {}, True),
+             ((1, 112, 14, 14), 112, {"winograd_min_channels": 113}, False)]
     for x_shape, m, changes, chosen in cases:
         x = rng.standard_normal(x_shape)
         w = rng.standard_normal((m, x_shape[1], 3, 3))

@@ -71,14 +71,16 @@ class Tuning:
         winograd_min_channels: ``winograd`` preferred where ``min(C, M)`` is at least this ...
         winograd_min_size: ... and the output is at least this many rows and columns (the
             first row of the table in ``_winograd._prefer``'s docstring, which says what each
-            number was measured on: 0.62-1.01 of the rule's time) ...
+            number was measured on: on a full-width AVX-512 Xeon 0.68-0.94 of the helper's
+            time from 112 channels, 1.27-1.56 at 64) ...
         winograd_min_channels_any: ... or ``min(C, M)`` is at least this ...
         winograd_min_tiles_any: ... and the call has at least this many 2 x 2 output tiles,
             at any size (second row: 512 channels at 7 x 7, batch 8 0.84, batch 1 2.2) ...
         winograd_wide_min: ... or ``min(C, M)`` is at least this ...
         winograd_wide_max: ... and ``max(C, M)`` at least this ...
         winograd_wide_size: ... and the output at least this size (third row: 48 -> 64 at
-            32 x 32 0.89 at 2 threads; 32 -> 64 1.20, so 32 channels stay with the helper).
+            32 x 32 0.89 on the half-width EPYC, 1.33-1.41 on the Xeon, so by default its
+            minimum is the first row's 112 and it adds nothing; 48 turns it on).
         winograd_min_tiles: never preferred below this many tiles a call, whatever the rows
             above say (a floor under them, not a measured row of its own).
         winograd_chunk_tiles: about this many tiles per chunk of a call's tile rows (each
@@ -113,11 +115,11 @@ class Tuning:
     im2col_kernel_max_positions: int = 8
     im2col_kernel_min_channels: int = 96
     max_sample_bytes: int = 2 * 2**30
-    winograd_min_channels: int = 64
+    winograd_min_channels: int = 112
     winograd_min_size: int = 14
     winograd_min_channels_any: int = 384
     winograd_min_tiles_any: int = 128
-    winograd_wide_min: int = 48
+    winograd_wide_min: int = 112
     winograd_wide_max: int = 64
     winograd_wide_size: int = 32
     winograd_min_tiles: int = 16

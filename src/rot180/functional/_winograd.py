@@ -220,32 +220,41 @@ def _prefer(p: Problem, t: Tuning) -> bool:
     tiles. The numbers are :class:`~._tuning.Tuning` fields (the defaults shown):
 
     ========================  ==================  ========================================
-    channels (C in, M out)    output size         measured, Winograd / rule, 1 thread
+    channels (C in, M out)    output size         measured, Winograd / helper, 2 threads
     ========================  ==================  ========================================
-    min(C, M) >= 64           >= 14 x 14          0.62-1.01 (64 @ 14 x 14 batch 8: 1.01)
-    min(C, M) >= 384          >= 128 tiles        512 @ 7 x 7 batch 8: 0.84 (batch 1: 2.2)
-    min >= 48, max >= 64      >= 32 x 32          48 -> 64: 0.89 (2 threads, wall)
+    min(C, M) >= 112          >= 14 x 14          Xeon: 112 0.89-0.93, 128 0.76-0.99,
+                                                  256 0.68-0.89; 96 1.04-1.09, 64 1.27-1.56
+    min(C, M) >= 384          >= 128 tiles        512 @ 7 x 7 batch 8: 0.90 (batch 1: 2.2)
+    min >= 112, max >= 64     >= 32 x 32          (inside the first row by default)
     ========================  ==================  ========================================
 
     The fields, row by row: ``winograd_min_channels``, ``winograd_min_size``;
     ``winograd_min_channels_any``, ``winograd_min_tiles_any``; ``winograd_wide_min``,
     ``winograd_wide_max``, ``winograd_wide_size``.
 
-    Re-measured on the quiet machine at 2 threads (wall, forward passes, batch 64 at 32 x 32
-    unless said, against the helper): 32 -> 64 1.20, 32 -> 96 1.07, 64 -> 32 1.03, 32 -> 128
-    0.97, 96 -> 32 0.86, 32 -> 64 at 56 x 56 1.04, 64 -> 64 batch 16 0.98, 48 -> 64 0.89; at
-    1 thread the 32-channel cases gave 0.81-0.90. So a smallest side of 32 channels is left to
-    the helper (it scales better on two threads), from 48 Winograd.
+    Two machines. The rows were first measured on a 2-core AMD EPYC (Zen 4, whose AVX-512
+    runs at half width), where Winograd paid from 64 channels at 1 thread (0.62-1.01) and
+    at 2 threads was even with the helper at 64 -> 64 (0.98) and ahead at 48 -> 64 on 32 x 32
+    (0.89): the thresholds were 64 and, for the third row, 48. On a 2-core Xeon with full-width
+    AVX-512 (twice the multiply-add rate, the same memory) the helper's loops gained on the
+    transforms, which are passes over memory, and at 2 threads (forward and input-gradient
+    passes, batch 8-64, 14-56 pixels, interleaved in one process) the helper took 0.64-0.79
+    of Winograd's time at 64 -> 64, 0.71-0.75 at 48 -> 64 on 32 x 32, 0.92-0.96 at 96 ->
+    96, and Winograd won from 112 (0.89-0.93 of the helper's time) and 128 (0.76-0.99; 256:
+    0.68-0.89). 64 <-> 128 split both ways (0.89-1.13). So the first row starts at 112 and
+    the third row's minimum is 112 too (which puts it inside the first): on the EPYC that
+    gives up at most the 2 % of 64 -> 64 and the 11 % of 48 -> 64, on the Xeon it saves
+    21-36 %. A machine where 48-96 channels pay again turns the third row back on with
+    ``tuning(winograd_wide_min=48)``. (BENCHMARKS.md, "Issue 13, fourth pass".)
 
-    Not preferred: fewer channels (16 -> 16, 16 <-> 64, 32 -> 32: 0.97-5.2, the transforms
-    cost about what the products save), 7 x 7 below 384 channels (0.94-1.07 batch 8, up to
-    1.7 at batch 32: a ragged 4 x 4 grid of tiles computes 64 outputs for 49, and the products
-    are short), 32 -> 64 below 32 x 32 (1.05-1.3), 64 @ 12 x 12 (1.03).
+    Not preferred: fewer channels (16 -> 16, 16 <-> 64, 32 -> 32: 0.97-5.2 on the EPYC, the
+    transforms cost about what the products save), 7 x 7 below 384 channels (0.94-1.07 batch
+    8, up to 1.7 at batch 32: a ragged 4 x 4 grid of tiles computes 64 outputs for 49, and the
+    products are short).
 
-    Measured on the 2-core AMD EPYC (AVX-512, OpenBLAS 0.3.31 SkylakeX), float32, padding 1,
-    forward passes of C, M in {3, 16, 32, 64, 128, 256, 512} (and 16 <-> 64, 32 <-> 64, 48 -> 64),
-    sizes 7, 12, 14, 28, 32, 56, batch 1, 8, 16, 32, 64, process CPU time, medians of 3-5, on a
-    machine other processes kept 50-70 % busy (BENCHMARKS.md, "Winograd"). A stride-1 input
+    First measured on the EPYC (OpenBLAS 0.3.31 SkylakeX), float32, padding 1, forward passes
+    of C, M in {3, 16, 32, 64, 128, 256, 512} (and 16 <-> 64, 32 <-> 64, 48 -> 64), sizes 7,
+    12, 14, 28, 32, 56, batch 1, 8, 16, 32, 64 (BENCHMARKS.md, "Winograd"). A stride-1 input
     gradient is the same forward problem with C and M swapped, so the same rule serves it.
     """
     if not (t.helper and _winogradc is not None):
