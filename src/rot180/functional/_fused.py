@@ -45,9 +45,21 @@ and on 2 with the threshold forced to 0; before the short-row and masked-sum ker
     BN + ReLU       (64, 128, 32, 32) 32 MiB   9.0   / 13.7      9.5   / 14.4
 
 so on that machine two threads never paid (a pooled region costs ~60-150 us and the second
-core was busy); the threshold is set above every size measured, 64 MiB, where the split only
-serves arrays much larger than the caches. Re-measure on an idle machine before lowering it.
-Tests force each side by patching ``_fused.PARALLEL_MIN_BYTES``.
+core was busy), and the threshold was 64 MiB. Re-measured on an idle 2-core Xeon (layer
+forward + backward, interleaved in one process, medians of 21; torch's autograd for scale)::
+
+                                    BatchNorm: 1 thread / 2      ReLU: 1 thread / 2
+    (64, 64, 8, 8)       1 MiB      0.63 / 1.06                  0.20 / 0.54
+    (64, 32, 16, 16)     2 MiB      0.80 / 1.30                  0.45 / 0.66
+    (64, 16, 32, 32)     4 MiB      1.47 / 1.72                  0.89 / 0.93
+    (64, 256, 8, 8)      4 MiB      1.56 / 1.71                  0.97 / 0.92
+    (64, 32, 32, 32)     8 MiB      3.25 / 2.52                  1.77 / 1.54
+    (64, 128, 16, 16)    8 MiB      2.74 / 2.48                  1.59 / 1.48
+
+so two threads pay from 8 MiB (0.78-0.93), not at 4 (0.95-1.17): the threshold is 8 MiB.
+``vgg_small(32)``'s training step, whose first activations are 8 MiB: 0.93-0.95 of its time
+with 64 MiB; ``resnet_small`` 0.99-1.01. Tests force each side by patching
+``_fused.PARALLEL_MIN_BYTES``.
 """
 
 from __future__ import annotations
@@ -66,7 +78,7 @@ except ImportError:         # no C compiler at install: NumPy everywhere
 __all__ = ["helper_on", "bn_forward", "bn_backward", "relu_forward", "relu_backward",
            "max_pool2d", "max_pool2d_grad", "plane_mean", "plane_fill"]
 
-PARALLEL_MIN_BYTES = 64 * 2**20
+PARALLEL_MIN_BYTES = 8 * 2**20
 
 
 def helper_on() -> bool:
