@@ -142,6 +142,37 @@ def test_correlate_kernel_checks_its_arrays() -> None:
 
 @pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_bits_do_not_depend_on_the_column_chunks(narrow, dtype) -> None:
+    """A row's output columns run in chunks sized to the L2 cache (0, the default, chooses;
+    24 and a whole row force either side): each output is one tile's sum in the same order
+    whatever the chunks (the tiles at a chunk's end are narrower), so the bits are equal,
+    and the sums are the correlation's."""
+    rng = np.random.default_rng(4)
+    C, M, OW = 5, 11, 101                       # chunks of 24, 48 leave remainders
+    x = rng.standard_normal((1, 1, C, 3, 2 * (OW - 1) + 2 + 1, L)).astype(dtype)
+    w = rng.standard_normal((1, M, C, 2, 2)).astype(dtype)
+    got = {}
+    for cq in (0, 1, 24, 48, OW, 10 * OW):
+        out = np.full((1, 1, M, 2, OW, L), np.nan, dtype)
+        D._directc.correlate(x, w, out, stride=(1, 2), dilation=(1, 2), narrow=narrow,
+                             columns_per_chunk=cq)
+        got[cq] = out
+    for cq, out in got.items():
+        assert np.array_equal(out, got[OW]), cq
+    ref = np.zeros((M, 2, OW, L))
+    for ty in range(2):
+        for tx in range(2):
+            xs = x[0, 0, :, ty:ty + 2, 2 * tx:2 * tx + 2 * (OW - 1) + 1:2].astype(np.float64)
+            ref += np.einsum("oc,cyql->oyql", w[0, :, :, ty, tx].astype(np.float64), xs)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got[0][0, 0], ref, rtol=tol, atol=tol * np.abs(ref).max())
+    with pytest.raises(ValueError, match=r"correlate: columns_per_chunk must be >= 0, got -1"):
+        D._directc.correlate(x, w, got[0], stride=(1, 2), dilation=(1, 2),
+                             columns_per_chunk=-1)
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_gradient_bits_do_not_depend_on_the_channel_passes(narrow, dtype) -> None:
     """The kernel gradient's input channels run in passes sized to the L2 cache (0, the
     default, chooses; 1 and C force either side): each weight's sum is the same sum in the

@@ -84,6 +84,7 @@ typedef struct {
     Py_ssize_t ro, co, OHf, OWf, pys, pxs, py0, px0;
     int narrow; /* use the tiles of CPUs without AVX-512 (a per-call choice, for tests) */
     Py_ssize_t cb; /* the kernel gradient's input channels per pass (grad_channels) */
+    Py_ssize_t cq; /* the forward's output columns per chunk of a row (fwd_columns) */
 } Dims;
 
 /* Unaligned vector load/store (numpy guarantees only element alignment). */
@@ -149,21 +150,18 @@ static inline Py_ssize_t fwd_block(Py_ssize_t left, int wide)
     DEFINE_FWD_TILE(T, V, SUF, OBc, 1)                                                         \
     DEFINE_ROWS_X(T, V, SUF, OBc, 4, 1)
 
-/* Rows of tiles of OBc channels x XBc columns, then XB2 columns, then single columns (LeNet's
- * 14-wide input gradient in 8-column tiles alone ran 6 of 14 columns one by one). */
+/* Columns qa:qb of output row y in tiles of OBc channels x XBc columns, then XB2 columns, then
+ * single columns (LeNet's 14-wide input gradient in 8-column tiles alone ran 6 of 14 columns
+ * one by one). */
 #define DEFINE_ROWS_X(T, V, SUF, OBc, XBc, XB2)                                                \
     static inline __attribute__((always_inline)) void fwd_rows_##SUF##_##OBc##x##XBc(          \
-        const T *xg, const T *wo, T *oo, const T *bias, const Dims *d, Py_ssize_t y0,          \
-        Py_ssize_t y1)                                                                         \
+        const T *xg, const T *wo, T *oo, const T *bias, const Dims *d, Py_ssize_t y,           \
+        Py_ssize_t qa, Py_ssize_t qb)                                                          \
     {                                                                                          \
-        for (Py_ssize_t y = y0; y < y1; y++) {                                                 \
-            Py_ssize_t q = 0;                                                                  \
-            for (; q + XBc <= d->OW; q += XBc)                                                 \
-                fwd_tile_##SUF##_##OBc##_##XBc(xg, wo, oo, bias, d, y, q);                     \
-            for (; q + XB2 <= d->OW; q += XB2)                                                 \
-                fwd_tile_##SUF##_##OBc##_##XB2(xg, wo, oo, bias, d, y, q);                     \
-            for (; q < d->OW; q++) fwd_tile_##SUF##_##OBc##_1(xg, wo, oo, bias, d, y, q);      \
-        }                                                                                      \
+        Py_ssize_t q = qa;                                                                     \
+        for (; q + XBc <= qb; q += XBc) fwd_tile_##SUF##_##OBc##_##XBc(xg, wo, oo, bias, d, y, q); \
+        for (; q + XB2 <= qb; q += XB2) fwd_tile_##SUF##_##OBc##_##XB2(xg, wo, oo, bias, d, y, q); \
+        for (; q < qb; q++) fwd_tile_##SUF##_##OBc##_1(xg, wo, oo, bias, d, y, q);             \
     }
 
 /* With 32 vector registers (AVX-512): tiles of 8 output channels x 3 columns, 24 accumulators.
@@ -215,27 +213,30 @@ static inline Py_ssize_t fwd_block(Py_ssize_t left, int wide)
                  * blocks, where block by block over the whole plane re-read the sample's     \
                  * input from L3 once per block. Measured, forward passes on 2 threads, batch  \
                  * 32-64, 3-128 channels, 8-56 pixels: 0.95-1.00 of the time (one thread: the  \
-                 * same). Same tiles, same sums, same bits.                                   */\
-                for (Py_ssize_t y = 0; y < d->OH; y++) {                                       \
+                 * same). A row too long for L2 in chunks of d->cq columns (fwd_columns).      \
+                 * Same tiles, same sums, same bits.                                          */\
+                for (Py_ssize_t y = 0; y < d->OH; y++)                                         \
+                for (Py_ssize_t qa = 0; qa < d->OW; qa += d->cq) {                             \
+                    const Py_ssize_t qb = qa + d->cq < d->OW ? qa + d->cq : d->OW;             \
                     Py_ssize_t o = 0;                                                          \
                     if (wide)                                                                  \
                         for (; o + 8 <= M; o += 8)                                             \
                             fwd_rows_##SUF##_8x3(xg, wg + o * CK, og + o * os,                 \
-                                                 bg ? bg + o : NULL, d, y, y + 1);             \
+                                                 bg ? bg + o : NULL, d, y, qa, qb);             \
                     for (; o + 4 <= M; o += 4)                                                 \
                         fwd_rows_##SUF##_4x4(xg, wg + o * CK, og + o * os, bg ? bg + o : NULL, \
-                                             d, y, y + 1);                                     \
+                                             d, y, qa, qb);                                    \
                     const T *wr = wg + o * CK, *br = bg ? bg + o : NULL;                       \
                     T *orr = og + o * os;                                                      \
                     switch (wide ? M - o : 0) { /* the last 1-3 channels: more columns */      \
-                    case 3: fwd_rows_##SUF##_3x6(xg, wr, orr, br, d, y, y + 1); break;         \
-                    case 2: fwd_rows_##SUF##_2x8(xg, wr, orr, br, d, y, y + 1); break;         \
-                    case 1: fwd_rows_##SUF##_1x8(xg, wr, orr, br, d, y, y + 1); break;         \
+                    case 3: fwd_rows_##SUF##_3x6(xg, wr, orr, br, d, y, qa, qb); break;         \
+                    case 2: fwd_rows_##SUF##_2x8(xg, wr, orr, br, d, y, qa, qb); break;         \
+                    case 1: fwd_rows_##SUF##_1x8(xg, wr, orr, br, d, y, qa, qb); break;         \
                     }                                                                          \
                     switch (wide ? 0 : M - o) {                                                \
-                    case 3: fwd_rows_##SUF##_3x4(xg, wr, orr, br, d, y, y + 1); break;         \
-                    case 2: fwd_rows_##SUF##_2x4(xg, wr, orr, br, d, y, y + 1); break;         \
-                    case 1: fwd_rows_##SUF##_1x4(xg, wr, orr, br, d, y, y + 1); break;         \
+                    case 3: fwd_rows_##SUF##_3x4(xg, wr, orr, br, d, y, qa, qb); break;         \
+                    case 2: fwd_rows_##SUF##_2x4(xg, wr, orr, br, d, y, qa, qb); break;         \
+                    case 1: fwd_rows_##SUF##_1x4(xg, wr, orr, br, d, y, qa, qb); break;         \
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
@@ -690,19 +691,62 @@ static int geometry(Dims *d, const char *fn, const Arg *x, const Arg *w, const c
     return 0;
 }
 
+/* A non-negative Py_ssize_t keyword. */
+static int non_negative(const char *fn, const char *name, Py_ssize_t v, Py_ssize_t low)
+{
+    if (v >= low) return 0;
+    PyErr_Format(PyExc_ValueError, "%s: %s must be >= %zd, got %zd", fn, name, low, v);
+    return -1;
+}
+
+/* Half of the L2 cache in bytes (1 MiB where the system does not say): the working set the
+ * forward's column chunks and the kernel gradient's channel passes are sized to. */
+static Py_ssize_t half_l2(void)
+{
+    static Py_ssize_t half = 0; /* one answer per process */
+    if (!half) {
+        long l2 = -1;
+#ifdef _SC_LEVEL2_CACHE_SIZE
+        l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+#endif
+        half = l2 > 0 ? (Py_ssize_t)(l2 / 2) : (Py_ssize_t)1 << 20;
+    }
+    return half;
+}
+
+/* The forward's output columns per chunk of a row: as many as keep the input they read (C x
+ * KH rows of lanes, sw columns each) within half of L2, in multiples of 24 (every tile width:
+ * 3, 4, 6, 8) and at least 24; the whole row where it fits. Every block of output channels
+ * runs over one chunk before the next, so a row longer than the cache holds (a 1-D layer is
+ * one row: 128 channels x 258 columns of 16 lanes is 2 MiB) is read from L2 once per block
+ * instead of from L3. Measured on an AVX-512 Xeon (2 MiB L2), 2 threads: 1-D layers' forward
+ * passes and input gradients 0.64-0.81 of the time (16 x 256 x 400 -> 256 k3 s2: 10.5 -> 6.8
+ * ms); 2-D layers, whose rows fit, unchanged (BENCHMARKS.md, "Issue 13, fourth pass"). Each
+ * output is one tile's sum whatever the chunks: the same bits. */
+#define FWD_COLUMN_STEP 24
+static Py_ssize_t fwd_columns(const Dims *d, Py_ssize_t vsize)
+{
+    const double per = (double)d->C * (double)d->KH * (double)d->sw * (double)vsize;
+    const double fit = per > 0 ? (double)half_l2() / per : (double)d->OW;
+    if (fit >= (double)d->OW) return d->OW > 0 ? d->OW : 1;
+    const Py_ssize_t q = (Py_ssize_t)fit / FWD_COLUMN_STEP * FWD_COLUMN_STEP;
+    return q < FWD_COLUMN_STEP ? FWD_COLUMN_STEP : q;
+}
+
 static PyObject *py_correlate(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "w", "out", "bias", "stride", "dilation", "live_rows",
                          "live_cols", "narrow", "origin", "outputs", "out_step", "out_first",
-                         NULL};
+                         "columns_per_chunk", NULL};
     static const char *fn = "correlate";
     PyObject *ox, *ow, *oout, *obias = Py_None, *ostride = NULL, *odil = NULL,
              *orows = Py_None, *ocols = Py_None, *oorigin = NULL, *ooutputs = NULL,
              *ostep = NULL, *ofirst = NULL;
     int narrow = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOpOOOO", kw, &ox, &ow, &oout,
+    Py_ssize_t cq = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOpOOOOn", kw, &ox, &ow, &oout,
                                      &obias, &ostride, &odil, &orows, &ocols, &narrow, &oorigin,
-                                     &ooutputs, &ostep, &ofirst))
+                                     &ooutputs, &ostep, &ofirst, &cq))
         return NULL;
     char kind = 0;
     Arg a[4] = {{.held = 0}};
@@ -743,6 +787,9 @@ static PyObject *py_correlate(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
         goto out;
     }
     d.narrow = narrow;
+    if (non_negative(fn, "columns_per_chunk", cq, 0) < 0) goto out;
+    d.cq = cq ? cq : fwd_columns(&d, kind == 'd' ? (Py_ssize_t)sizeof(vf64)
+                                                 : (Py_ssize_t)sizeof(vf32));
     const Py_ssize_t NB = a[0].view.shape[0];
     const void *bias = a[3].held ? a[3].view.buf : NULL;
     /* Room for the weights in the tiles' order (corr): w's own size. */
@@ -757,13 +804,6 @@ out:
     return finish(a, 4);
 }
 
-/* A non-negative Py_ssize_t keyword. */
-static int non_negative(const char *fn, const char *name, Py_ssize_t v, Py_ssize_t low)
-{
-    if (v >= low) return 0;
-    PyErr_Format(PyExc_ValueError, "%s: %s must be >= %zd, got %zd", fn, name, low, v);
-    return -1;
-}
 
 /* The kernel gradient's input channels per pass over the output channels: as many as keep a
  * pass's input (cb planes of H x W lanes) and its partial sums (8 output channels x cb x K
@@ -778,18 +818,10 @@ static int non_negative(const char *fn, const char *name, Py_ssize_t v, Py_ssize
 #define GRAD_MIN_CHANNELS 32
 static Py_ssize_t grad_channels(const Dims *d, Py_ssize_t vsize)
 {
-    static Py_ssize_t half_l2 = 0;
-    if (!half_l2) {
-        long l2 = -1;
-#ifdef _SC_LEVEL2_CACHE_SIZE
-        l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-        half_l2 = l2 > 0 ? (Py_ssize_t)(l2 / 2) : (Py_ssize_t)1 << 20;
-    }
     /* bytes per input channel: its plane of lanes, and 8 x K vectors of partial sums */
     const double per = ((double)d->H * (double)d->W + 8.0 * (double)d->KH * (double)d->KW) *
                        (double)vsize;
-    const double fit = per > 0 ? (double)half_l2 / per : (double)d->C;
+    const double fit = per > 0 ? (double)half_l2() / per : (double)d->C;
     if (fit >= (double)d->C) return d->C > 0 ? d->C : 1;
     /* at least GRAD_MIN_CHANNELS: each pass copies the delta again (64 bytes per position and
      * output channel, against 32 cb K multiply-adds), which at 4 channels of 3x3 cost more than
@@ -1046,10 +1078,12 @@ static PyMethodDef methods[] = {
      "CPUs without AVX-512. origin=(r, c), outputs=(OH, OW), out_step=(sy, sx),\n"
      "out_first=(fy, fx): windows start at x's row r + y sh, column c + q sw, for y < OH and\n"
      "q < OW, and their outputs go to out[..., fy + y sy, fx + q sx, :] (one sub-pixel phase\n"
-     "of a strided input gradient; the rest of out is left as it was)."),
+     "of a strided input gradient; the rest of out is left as it was). columns_per_chunk:\n"
+     "a row's output columns per chunk (0: sized to the L2 cache; the same bits)."),
     METHOD(correlate_kernel,
      "correlate_kernel(x, dz, dw, *, stride, dilation, narrow=False): the kernel gradient\n"
-     "dw (G, M, C, KH, KW) of x (NB, G, C, H, W, 16) and dz (NB, G, M, OH, OW, 16)."),
+     "dw (G, M, C, KH, KW) of x (NB, G, C, H, W, 16) and dz (NB, G, M, OH, OW, 16).\n"
+     "channels_per_pass: input channels per pass (0: sized to the L2 cache; the same bits)."),
     {NULL, NULL, 0, NULL},
 };
 
