@@ -804,7 +804,6 @@ out:
     return finish(a, 4);
 }
 
-
 /* The kernel gradient's input channels per pass over the output channels: as many as keep a
  * pass's input (cb planes of H x W lanes) and its partial sums (8 output channels x cb x K
  * vectors) within half of the L2 cache (1 MiB where the system does not say); all C where
@@ -887,7 +886,6 @@ static PyObject *py_correlate_kernel(PyObject *Py_UNUSED(self), PyObject *args, 
 out:
     return finish(a, 3);
 }
-
 
 /* The block range first:first+n of the bands of B samples; -1 with ValueError if outside. */
 static int block_range(const char *fn, Py_ssize_t B, Py_ssize_t S, Py_ssize_t first,
