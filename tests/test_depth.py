@@ -42,24 +42,32 @@ def _cases(count: int, seed: int = 3):
         yield int(rng.integers(1, 24)), 2 * g, 3 * g, g, size, k, s, d, pads
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("case", list(_cases(12)))
-def test_depth_fold_matches_the_oracles(case, dtype) -> None:
+def _layer(case, dtype, seed: int, min_batch: int = 1):
+    """A case of :func:`_cases` as arrays: ``x, w, b, dz``, the keywords, and the oracles'
+    forward pass and two gradients."""
     n, c, m, g, size, k, s, d, pads = case
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, c, *size)).astype(dtype)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((max(n, min_batch), c, *size)).astype(dtype)
     w = rng.standard_normal((m, c // g, *k)).astype(dtype)
     b = rng.standard_normal(m).astype(dtype)
     kw = {"stride": s, "dilation": d, "padding": pads, "groups": g}
     z_ref = conv_direct(x, w, b, **kw)
     dz = rng.standard_normal(z_ref.shape).astype(dtype)
+    want = (z_ref, conv_grad_input_direct(dz, w, x.shape, **kw),
+            conv_grad_weight_direct(x, dz, w.shape, **kw))
+    return x, w, b, dz, kw, want
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("case", list(_cases(12)))
+def test_depth_fold_matches_the_oracles(case, dtype) -> None:
+    k = case[5]
+    x, w, b, dz, kw, want = _layer(case, dtype, seed=0)
     tol = 1e-11 if dtype == np.float64 else 2e-5
     with tuning(direct_min_fill=0):                  # the helper takes every batch
         got = (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
                conv_grad_weight(x, dz, w.shape, **kw))
         lp = plan(x, w, **kw)
-    want = (z_ref, conv_grad_input_direct(dz, w, x.shape, **kw),
-            conv_grad_weight_direct(x, dz, w.shape, **kw))
     for a, r in zip(got, want, strict=True):
         np.testing.assert_allclose(a, r, rtol=0, atol=tol * max(1.0, np.abs(r).max()))
     if k != (1, 1, 1):
@@ -98,15 +106,7 @@ def test_the_helper_folds_whole_samples_itself_with_the_same_bits(case, dtype,
     """Where the fold's 2-D leaf is the helper on whole samples, the lanes are packed straight
     from the 3-D input (and delta) and unpacked straight into the 3-D result: the oracles'
     sums, and the bits of folding, correlating and unfolding one after the other."""
-    n, c, m, g, size, k, s, d, pads = case
-    rng = np.random.default_rng(1)
-    n = max(n, 12)                                   # whole samples fill the lanes
-    x = rng.standard_normal((n, c, *size)).astype(dtype)
-    w = rng.standard_normal((m, c // g, *k)).astype(dtype)
-    b = rng.standard_normal(m).astype(dtype)
-    kw = {"stride": s, "dilation": d, "padding": pads, "groups": g}
-    z_ref = conv_direct(x, w, b, **kw)
-    dz = rng.standard_normal(z_ref.shape).astype(dtype)
+    x, w, b, dz, kw, want = _layer(case, dtype, seed=1, min_batch=12)  # whole samples fill
 
     def passes():
         return (conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw),
@@ -116,8 +116,6 @@ def test_the_helper_folds_whole_samples_itself_with_the_same_bits(case, dtype,
         fused = passes()
         monkeypatch.setattr(DF, "whole", lambda plan: False)
         apart = passes()
-    want = (z_ref, conv_grad_input_direct(dz, w, x.shape, **kw),
-            conv_grad_weight_direct(x, dz, w.shape, **kw))
     tol = 1e-11 if dtype == np.float64 else 2e-5
     for a, f, r in zip(apart, fused, want, strict=True):
         np.testing.assert_allclose(f, r, rtol=0, atol=tol * max(1.0, np.abs(r).max()))
