@@ -27,6 +27,7 @@ from rot180.functional.reference import (
 )
 
 needs_helper = pytest.mark.skipif(not WG.built(), reason="_winogradc is not built")
+OFF = {"winograd_fused_max_channels": 0}    # _prefer's second row (the compiled products) off
 
 
 def _cases(n: int, seed: int) -> list[tuple]:
@@ -166,16 +167,83 @@ def test_the_input_gradient_transforms_the_layers_own_kernel() -> None:
 
 
 @needs_helper
-def test_helper_off_gives_the_same_bits() -> None:
+@pytest.mark.parametrize("fused", [True, False])
+def test_helper_off_gives_the_same_result(fused) -> None:
+    """Helper off: the NumPy transforms and BLAS's products. Against the compiled products
+    (fused) the sums of the products run in another order (equal to rounding); against the
+    compiled transforms with BLAS's products, the same bits."""
     rng = np.random.default_rng(4)
     x = rng.standard_normal((5, 8, 13, 10)).astype(np.float32)
     w = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
     b = rng.standard_normal(6).astype(np.float32)
-    with tuning(force="winograd", threads=1):
+    with tuning(force="winograd", threads=1, winograd_fused_max_channels=192 if fused else 0):
         on = conv(x, w, b, padding=[(1, 0), (2, 1)])
         with tuning(helper=False):
             off = conv(x, w, b, padding=[(1, 0), (2, 1)])
-    np.testing.assert_array_equal(on, off)
+    if fused:
+        np.testing.assert_allclose(on, off, rtol=0, atol=1e-6 * np.abs(off).max())
+    else:
+        np.testing.assert_array_equal(on, off)
+
+
+def _correlate64(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, pads) -> np.ndarray:
+    """The padded 3x3 correlation in float64, through NumPy's own windows (an oracle for layers
+    too wide for the direct loops' time)."""
+    xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), *pads))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (3, 3), axis=(2, 3))
+    out = np.einsum("bchwij,mcij->bmhw", win, w.astype(np.float64), optimize=True)
+    return out if b is None else out + b.astype(np.float64)[:, None, None]
+
+
+@needs_helper
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize(("shape", "m", "pads", "dtype"), [
+    ((2, 70, 9, 11), 13, ((1, 1), (1, 1)), np.float32),     # C past one block of 64; M % 8
+    ((3, 130, 8, 13), 21, ((0, 2), (1, 0)), np.float64),    # three blocks; tiles past 48
+    ((1, 384, 6, 7), 384, ((1, 1), (1, 1)), np.float32),    # a cell of U past 512 KiB
+    ((1, 9, 30, 5), 40, ((2, 0), (0, 1)), np.float32),      # one chunk: channels split
+])
+def test_the_compiled_products_match_numpys_correlation(shape, m, pads, dtype, narrow,
+                                                       threads) -> None:
+    """The compiled products (``forward_tiles``) on the shapes that reach each of their loops:
+    blocks of input channels carried in ``m``, both tile kinds (``narrow_tiles``), blocks of
+    output channels cut short, the order that reads each block of ``U`` once, the split by
+    output channels; the same bits at 1 and 3 threads."""
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(shape).astype(dtype)
+    w = (rng.standard_normal((m, shape[1], 3, 3)) / np.sqrt(9 * shape[1])).astype(dtype)
+    b = rng.standard_normal(m).astype(dtype)
+    want = _correlate64(x, w, b, pads)
+    got = {}
+    for t in sorted({1, threads}):
+        with tuning(force="winograd", threads=t, narrow_tiles=narrow, parallel_min_macs=0,
+                    winograd_fused_chunk_tiles=40):
+            got[t] = conv(x, w, b, padding=[pads[0], pads[1]])
+    np.testing.assert_array_equal(got[1], got[threads])
+    tol = (4e-6 if dtype == np.float32 else 1e-13) * np.abs(want).max()
+    np.testing.assert_allclose(got[1], want, rtol=0, atol=tol)
+
+
+@needs_helper
+def test_the_products_sit_each_side_of_winograd_fused_max_channels(monkeypatch) -> None:
+    """Up to ``winograd_fused_max_channels`` the compiled products, above it BLAS's (each
+    path's function counted as it runs): both within float32 rounding of float64."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((4, 24, 10, 10)).astype(np.float32)
+    w = (rng.standard_normal((24, 24, 3, 3)) / 15).astype(np.float32)
+    want = _correlate64(x, w, None, ((1, 1), (1, 1)))
+    ran = []
+    for name in ("_fused", "_blas"):
+        real = getattr(WG, name)
+        monkeypatch.setattr(WG, name, lambda *a, _real=real, _name=name: (ran.append(_name),
+                                                                            _real(*a)))
+    for limit, path in ((24, "_fused"), (23, "_blas")):
+        ran.clear()
+        with tuning(force="winograd", winograd_fused_max_channels=limit):
+            got = conv(x, w, padding=1)
+        assert ran == [path]
+        np.testing.assert_allclose(got, want, rtol=0, atol=4e-6 * np.abs(want).max())
 
 
 def test_float32_error_against_float64() -> None:
@@ -197,12 +265,14 @@ def test_float32_error_against_float64() -> None:
 @pytest.mark.parametrize(("x", "m", "kw", "chosen"), [
     ((8, 112, 14, 14), 112, {"padding": 1}, True),      # min(C, M) >= 112 at >= 14 x 14
     ((8, 112, 12, 12), 112, {"padding": 1}, False),     # ... below 14 x 14
-    ((8, 96, 14, 14), 112, {"padding": 1}, False),      # ... fewer channels
-    ((8, 64, 14, 14), 64, {"padding": 1}, False),       # 64 -> 64: the helper (full AVX-512)
+    ((8, 96, 14, 14), 112, {"padding": 1}, True),       # 48 <= min, max <= 192: compiled
+    ((8, 64, 14, 14), 64, {"padding": 1}, True),        # products (the second row)
+    ((8, 64, 14, 14), 256, {"padding": 1}, False),      # ... max > 192: BLAS's, min < 112
+    ((8, 47, 14, 14), 64, {"padding": 1}, False),       # ... min < 48
     ((8, 512, 7, 7), 512, {"padding": 1}, True),        # >= 384 channels, >= 128 tiles
     ((1, 512, 7, 7), 512, {"padding": 1}, False),       # ... 16 tiles
-    ((8, 48, 32, 32), 64, {"padding": 1}, False),       # 48 <-> 64 at 32 x 32: the helper
-    ((8, 64, 32, 32), 48, {"padding": 1}, False),
+    ((8, 48, 32, 32), 64, {"padding": 1}, True),        # 48 <-> 64 at 32 x 32
+    ((8, 64, 32, 32), 48, {"padding": 1}, True),
     ((8, 32, 32, 32), 64, {"padding": 1}, False),       # 32 <-> 64: the helper (2 threads)
     ((8, 64, 32, 32), 32, {"padding": 1}, False),
     ((8, 32, 32, 32), 32, {"padding": 1}, False),       # 32 -> 32
@@ -229,14 +299,14 @@ def _chosen(x, m, **changes) -> bool:
 
 @needs_helper
 @pytest.mark.parametrize(("x", "m", "changes", "chosen"), [
-    # min(C, M) >= winograd_min_channels (112) at >= winograd_min_size (14)
-    ((8, 112, 14, 14), 112, {}, True),
-    ((8, 112, 14, 14), 112, {"winograd_min_channels": 113}, False),
-    ((8, 112, 14, 14), 112, {"winograd_min_size": 15}, False),
-    ((8, 111, 14, 14), 112, {}, False),
-    ((8, 111, 14, 14), 112, {"winograd_min_channels": 111}, True),
-    ((8, 112, 13, 13), 112, {}, False),
-    ((8, 112, 13, 13), 112, {"winograd_min_size": 13}, True),
+    # min(C, M) >= winograd_min_channels (112) at >= winograd_min_size (14); the second row off
+    ((8, 112, 14, 14), 112, OFF, True),
+    ((8, 112, 14, 14), 112, {**OFF, "winograd_min_channels": 113}, False),
+    ((8, 112, 14, 14), 112, {**OFF, "winograd_min_size": 15}, False),
+    ((8, 111, 14, 14), 112, OFF, False),
+    ((8, 111, 14, 14), 112, {**OFF, "winograd_min_channels": 111}, True),
+    ((8, 112, 13, 13), 112, OFF, False),
+    ((8, 112, 13, 13), 112, {**OFF, "winograd_min_size": 13}, True),
     # min(C, M) >= winograd_min_channels_any (384) with >= winograd_min_tiles_any (128) tiles
     ((8, 512, 7, 7), 384, {}, True),                    # 8 x 4 x 4 = 128 tiles
     ((8, 512, 7, 7), 384, {"winograd_min_channels_any": 385}, False),
@@ -245,19 +315,28 @@ def _chosen(x, m, **changes) -> bool:
     ((8, 383, 7, 7), 512, {"winograd_min_channels_any": 383}, True),
     ((7, 512, 7, 7), 512, {}, False),                   # 112 tiles
     ((7, 512, 7, 7), 512, {"winograd_min_tiles_any": 112}, True),
+    # 48 <= min(C, M) (winograd_fused_min_channels), max <= 192 (..._max_channels), at >= 14
+    ((8, 48, 14, 14), 64, {}, True),
+    ((8, 47, 14, 14), 64, {}, False),
+    ((8, 47, 14, 14), 64, {"winograd_fused_min_channels": 47}, True),
+    ((8, 64, 14, 14), 192, {}, True),
+    ((8, 64, 14, 14), 193, {}, False),
+    ((8, 64, 14, 14), 193, {"winograd_fused_max_channels": 193}, True),
+    ((8, 64, 13, 13), 64, {}, False),
+    ((8, 64, 13, 13), 64, {"winograd_min_size": 13}, True),
     # min >= winograd_wide_min (112: off by default), max >= winograd_wide_max (64),
-    # >= winograd_wide_size (32)
-    ((8, 48, 32, 32), 64, {}, False),
-    ((8, 48, 32, 32), 64, {"winograd_wide_min": 48}, True),
-    ((8, 48, 32, 32), 64, {"winograd_wide_min": 49}, False),
-    ((8, 48, 32, 32), 64, {"winograd_wide_min": 48, "winograd_wide_max": 65}, False),
-    ((8, 48, 32, 32), 64, {"winograd_wide_min": 48, "winograd_wide_size": 33}, False),
-    ((8, 47, 32, 32), 64, {"winograd_wide_min": 48}, False),
-    ((8, 47, 32, 32), 64, {"winograd_wide_min": 47}, True),
-    ((8, 48, 32, 32), 63, {"winograd_wide_min": 48}, False),
-    ((8, 48, 32, 32), 63, {"winograd_wide_min": 48, "winograd_wide_max": 63}, True),
-    ((8, 48, 31, 31), 64, {"winograd_wide_min": 48}, False),
-    ((8, 48, 31, 31), 64, {"winograd_wide_min": 48, "winograd_wide_size": 31}, True),
+    # >= winograd_wide_size (32); the second row off
+    ((8, 48, 32, 32), 64, OFF, False),
+    ((8, 48, 32, 32), 64, {**OFF, "winograd_wide_min": 48}, True),
+    ((8, 48, 32, 32), 64, {**OFF, "winograd_wide_min": 49}, False),
+    ((8, 48, 32, 32), 64, {**OFF, "winograd_wide_min": 48, "winograd_wide_max": 65}, False),
+    ((8, 48, 32, 32), 64, {**OFF, "winograd_wide_min": 48, "winograd_wide_size": 33}, False),
+    ((8, 47, 32, 32), 64, {**OFF, "winograd_wide_min": 48}, False),
+    ((8, 47, 32, 32), 64, {**OFF, "winograd_wide_min": 47}, True),
+    ((8, 48, 32, 32), 63, {**OFF, "winograd_wide_min": 48}, False),
+    ((8, 48, 32, 32), 63, {**OFF, "winograd_wide_min": 48, "winograd_wide_max": 63}, True),
+    ((8, 48, 31, 31), 64, {**OFF, "winograd_wide_min": 48}, False),
+    ((8, 48, 31, 31), 64, {**OFF, "winograd_wide_min": 48, "winograd_wide_size": 31}, True),
     # at least winograd_min_tiles (16) tiles, whatever the rows say (min_size 0 opens row 1)
     ((1, 112, 7, 7), 112, {"winograd_min_size": 0}, True),          # 4 x 4 = 16 tiles
     ((1, 112, 7, 7), 112, {"winograd_min_size": 0, "winograd_min_tiles": 17}, False),
@@ -278,7 +357,8 @@ def test_the_thresholds_do_not_change_the_result() -> None:
     cases = [((3, 5, 9, 8), 6, {"winograd_min_channels": 0, "winograd_min_size": 0,
                                  "winograd_min_tiles": 0}, True),
              ((1, 112, 14, 14), 112, {}, True),
-             ((1, 112, 14, 14), 112, {"winograd_min_channels": 113}, False)]
+             ((1, 112, 14, 14), 112, {"winograd_min_channels": 113,
+                                      "winograd_fused_max_channels": 0}, False)]
     for x_shape, m, changes, chosen in cases:
         x = rng.standard_normal(x_shape)
         w = rng.standard_normal((m, x_shape[1], 3, 3))
@@ -387,6 +467,24 @@ def test_the_compiled_functions_check_their_arguments() -> None:
         c.kernel_tiles(np.zeros((3, 2, 2, 3), np.float32), np.zeros((16, 3, 2), np.float32))
     with pytest.raises(TypeError, match="x must be a float32 or float64 array"):
         c.input_tiles([1, 2], v)
+    # forward_tiles: x (2, 3, 6, 6) padded by 1 into out (2, 5, 6, 6), 3 x 3 tiles a sample
+    ut, out = np.zeros((16, 3, 8), np.float32), np.zeros((2, 5, 6, 6), np.float32)
+    v, m = np.zeros((16, 3, 16), np.float32), np.zeros((16, 5, 16), np.float32)
+    kw = {"v": v, "m": m, "top": 1, "left": 1, "bottom": 1, "right": 1}
+    c.forward_tiles(x, ut, out, rows=6, chunk_rows=5, **kw)
+    with pytest.raises(TypeError, match="required keywords"):
+        c.forward_tiles(x, ut, out, v=v, m=m)
+    with pytest.raises(ValueError, match="ut has 7 columns"):
+        c.forward_tiles(x, ut[..., :7], out, rows=6, chunk_rows=1, **kw)
+    with pytest.raises(ValueError, match="v has 16 tiles .* expected at least chunk_rows x TW = "
+                                         "18 rounded up to 16, 32"):
+        c.forward_tiles(x, ut, out, rows=6, chunk_rows=6, **kw)
+    with pytest.raises(ValueError, match="past the 6 tile rows"):
+        c.forward_tiles(x, ut, out, rows=6, chunk_rows=1, first_row=1, **kw)
+    with pytest.raises(ValueError, match="out has OH = 6 .* expected 4"):
+        c.forward_tiles(x, ut, out, rows=1, chunk_rows=1, **{**kw, "top": 0, "bottom": 0})
+    with pytest.raises(ValueError, match="m has M = 5 .* expected 4"):
+        c.forward_tiles(x, ut, out[:, :4], rows=1, chunk_rows=1, **kw)
 
 
 @pytest.mark.parametrize("padding", [3, [(3, 0), (0, 3)], [(3, 1), (2, 3)]])

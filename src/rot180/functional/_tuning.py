@@ -86,6 +86,14 @@ class Tuning:
         winograd_chunk_tiles: about this many tiles per chunk of a call's tile rows (each
             chunk's 16 products pack ``U`` again; more tiles spill ``V`` and ``m`` from the
             caches): 256 against 128 measured beside ``_winograd._forward``'s chunking.
+        winograd_fused_max_channels: the compiled products (``_winogradc.forward_tiles``:
+            16 tiles in the vector lanes, each chunk gathered, multiplied and written in one
+            call a thread) where ``max(C, M)`` is at most this; above, BLAS multiplies the
+            compiled transforms' tiles (``_winograd._forward``'s docstring); ``winograd``
+            is also preferred where that holds ...
+        winograd_fused_min_channels: ... and ``min(C, M)`` is at least this, with the output
+            at least ``winograd_min_size`` (``_winograd._prefer``'s table, second row).
+        winograd_fused_chunk_tiles: ``winograd_chunk_tiles`` of the compiled products.
         depthwise_max_cm: ``depthwise`` preferred where ``C * M`` per group is at most this
             (``_depthwise._prefer``'s docstring: 8 -> 0.87 of the rule's time, 16 -> 1.10; it
             accepts no more than ``_depthwise.ACCEPT_MAX_CM`` whatever this says) ...
@@ -124,6 +132,9 @@ class Tuning:
     winograd_wide_size: int = 32
     winograd_min_tiles: int = 16
     winograd_chunk_tiles: int = 256
+    winograd_fused_max_channels: int = 192
+    winograd_fused_min_channels: int = 48
+    winograd_fused_chunk_tiles: int = 128
     depthwise_max_cm: int = 8
     depthwise_min_groups: int = 16
     depthwise_min_row: int = 16
@@ -192,6 +203,9 @@ _CHECKS: dict[str, Callable[[object, str], object]] = {
     "winograd_wide_size": _count(0),
     "winograd_min_tiles": _count(0),
     "winograd_chunk_tiles": _count(1),
+    "winograd_fused_max_channels": _count(0),
+    "winograd_fused_min_channels": _count(0),
+    "winograd_fused_chunk_tiles": _count(1),
     "depthwise_max_cm": _count(0),
     "depthwise_min_groups": _count(0),
     "depthwise_min_row": _count(0),

@@ -52,6 +52,14 @@ reversing a kernel row reverses the columns of ``G``, and ``G J = P G`` with ``P
 rows 0 and 3, so ``U(rot180 g) = P U(g) P^T`` (the cells permuted), used transposed by the
 products (BLAS's ``T``, no copy).
 
+The products. Up to ``Tuning.winograd_fused_max_channels`` (192) channels the compiled helper
+runs each thread's tile rows in one call (``_winogradc.forward_tiles``, :func:`_fused`): per
+chunk the input transform, the 16 products with 16 tiles in the vector lanes (``U`` read
+transposed, ``ut[ab, c, o]``), the output transform, all in cache and without the GIL;
+BLAS's kernels at these short products ran at 55-70 % of the matmul rate. Above it BLAS
+multiplies (:func:`_blas`), where its kernels beat the helper's. The two sum the products in
+different orders: equal to rounding, not in the bits.
+
 The transforms are one pass each in the compiled helper ``_winogradc.c`` (built optional); the
 NumPy functions here (:func:`input_tiles`, :func:`output_tiles`, :func:`kernel_tiles`)
 compute the same sums in the same order (the same bits: ``tests/test_winograd.py``) and run
@@ -224,9 +232,17 @@ def _prefer(p: Problem, t: Tuning) -> bool:
     ========================  ==================  ========================================
     min(C, M) >= 112          >= 14 x 14          Xeon: 112 0.89-0.93, 128 0.76-0.99,
                                                   256 0.68-0.89; 96 1.04-1.09, 64 1.27-1.56
+    48 <= min, max <= 192     >= 14 x 14          the compiled products (below): 0.72-0.96
     min(C, M) >= 384          >= 128 tiles        512 @ 7 x 7 batch 8: 0.90 (batch 1: 2.2)
     min >= 112, max >= 64     >= 32 x 32          (inside the first row by default)
     ========================  ==================  ========================================
+
+    The compiled products (``winograd_fused_max_channels``, ``winograd_fused_min_channels``,
+    the second row; ``_fused``) were measured on the Xeon, forward passes at 2 threads
+    interleaved with the helper, batch 8-64 (BENCHMARKS.md, "Issue 13, fifth pass"): 48 -> 64
+    at 32 x 32 0.91, 64 -> 64 at 16-56 0.81-0.96, 64 -> 128 at 16 0.82, 96 at 16-28 0.89, 128
+    at 16-28 0.75-0.79, 160-192 at 14 0.72-0.75; and lost at 8 x 8 and 7 x 7 (64 -> 64 1.25,
+    128 -> 64 1.06, 128 -> 128 0.98-1.56) and at 32 channels (1.17), which the rows leave out.
 
     The fields, row by row: ``winograd_min_channels``, ``winograd_min_size``;
     ``winograd_min_channels_any``, ``winograd_min_tiles_any``; ``winograd_wide_min``,
@@ -267,7 +283,9 @@ def _prefer(p: Problem, t: Tuning) -> bool:
     if n_tiles < t.winograd_min_tiles:
         return False
     low, size = min(C, M), min(OH, OW)
+    fused = max(C, M) <= t.winograd_fused_max_channels and low >= t.winograd_fused_min_channels
     return ((low >= t.winograd_min_channels and size >= t.winograd_min_size)
+            or (fused and size >= t.winograd_min_size)
             or (low >= t.winograd_min_channels_any and n_tiles >= t.winograd_min_tiles_any)
             or (low >= t.winograd_wide_min and max(C, M) >= t.winograd_wide_max
                 and size >= t.winograd_wide_size))
@@ -282,69 +300,133 @@ def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
     """
     p = plan.problem
     t = get_tuning()
-    (top, bottom), (left, right) = p.pads if p.pads is not None else ((0, 0), (0, 0))
+    pads = p.pads if p.pads is not None else ((0, 0), (0, 0))
+    c = _winogradc if (t.helper and _winogradc is not None) else None
+    threads = max(1, plan.threads)
+    C, M = x.shape[2], w.shape[1]
+    if c is not None and max(C, M) <= t.winograd_fused_max_channels:
+        size = _chunk_rows(C, M, out.shape[4], x.dtype, t.winograd_fused_chunk_tiles, t)
+        _fused(c, x, w, out, bias, pads, size, threads, t.narrow_tiles)
+    else:
+        size = _chunk_rows(C, M, out.shape[4], x.dtype, t.winograd_chunk_tiles, t)
+        _blas(c, x, w, out, bias, pads, size, threads)
+    # A tile mixes its input cells: a non-finite input (or delta) would put NaN where a direct
+    # sum has inf. Recompute such a call over the real connections (module docstring).
+    if not _clipped.finite(out):
+        _clipped.correlate(x, w, p.stride, p.dilation, out, bias, p.pads)
+
+
+def _chunk_rows(C: int, M: int, OW: int, dtype: np.dtype, tiles_: int, t: Tuning) -> int:
+    """Tile rows a chunk: about ``tiles_`` tiles (each chunk's ``V`` and ``m`` stay in cache;
+    shorter products waste their loop overheads, and BLAS packs ``U[ab]`` again), at most
+    ``4 chunk_bytes`` of ``V`` and ``m``."""
+    TW = -(-OW // 2)
+    per_row = 16 * (C + M) * TW * np.dtype(dtype).itemsize
+    return max(1, min(-(-tiles_ // TW), 4 * t.chunk_bytes // per_row))
+
+
+def _kernel_jobs(w: np.ndarray, threads: int) -> tuple[np.ndarray, bool, list]:
+    """The kernel to transform and the rows of it each thread transforms. The input gradient's
+    kernel is a view, rot180 of the layer's kernel with its channel axes swapped: reading it so
+    takes a cache line per value (8x512x7x7: 7.9 ms against 3.0), so U is formed from the
+    layer's kernel itself (``swapped``), cells permuted (``rotated=True``), its rows the
+    call's input channels."""
+    G, M, C = w.shape[:3]
+    wk = w[..., ::-1, ::-1].swapaxes(1, 2)
+    swapped = w.strides[-1] < 0 and w.strides[-2] < 0 and wk.flags.c_contiguous
+    if not swapped:
+        wk = w
+    rows_k = wk.shape[1]
+    jobs = [(g, k0, k1) for g in range(G)
+            for k0, k1 in _split(rows_k, threads if M * C >= 4096 else 1)]
+    return wk, swapped, jobs
+
+
+def _fused(c, x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndarray | None,
+              pads, size: int, threads: int, narrow: bool) -> None:
+    """The compiled products: ``U`` transposed, ``ut (G, 16, C, Mp)`` (``Mp``: ``M`` rounded up to
+    8, zeros past ``M``), then one :func:`_winogradc.forward_tiles` call per thread and group,
+    each over its own tile rows (or, with fewer chunks than threads, its own output channels,
+    in multiples of 8, every thread gathering all the tiles), chunk by chunk in cache."""
+    (top, bottom), (left, right) = pads
+    B, G, C = x.shape[:3]
+    M = w.shape[1]
+    TW = tiles(out.shape[3:])[1]
+    rows = B * tiles(out.shape[3:])[0]
+    Mp = -(-M // 8) * 8
+    ut = scratch((G, 16, C, Mp), x.dtype, "winograd-ut")
+    ut[..., M:] = 0
+    wk, swapped, jobs = _kernel_jobs(w, threads)
+
+    def kernel(job: tuple[int, int, int]) -> None:
+        g, k0, k1 = job
+        dst = ut[g, :, k0:k1, :M] if swapped else ut[g, :, :, k0:k1].swapaxes(1, 2)
+        c.kernel_tiles(wk[g, k0:k1], dst, rotated=swapped)
+
+    run_chunks(kernel, jobs, threads)
+    n = -(-rows // size)
+    if n >= threads or M < 16:
+        parts = [(r0, r1, 0, M) for r0, r1 in _split(rows, threads)]
+    else:                               # few chunks: split the output channels instead
+        cuts = [8 * a for a, _ in _split(Mp // 8, threads)] + [M]
+        parts = [(0, rows, m0, m1) for m0, m1 in zip(cuts[:-1], cuts[1:], strict=True)]
+    Tp = -(-size * TW // 16) * 16
+
+    def run(job: tuple[int, tuple[int, int, int, int]]) -> None:
+        g, (r0, r1, m0, m1) = job
+        v = _cells(C, Tp, x.dtype, "winograd-v")
+        m = _cells(m1 - m0, Tp, x.dtype, "winograd-m")
+        c.forward_tiles(x[:, g], ut[g, :, :, m0:], out[:, g, m0:m1],
+                        None if bias is None else bias[g, m0:m1], v=v, m=m, top=top, left=left,
+                        bottom=bottom, right=right, first_row=r0, rows=r1 - r0,
+                        chunk_rows=size, narrow=narrow)
+
+    run_chunks(run, [(g, part) for g in range(G) for part in parts], threads)
+
+
+def _blas(c, x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndarray | None, pads,
+          size: int, threads: int) -> None:
+    """BLAS's products: U, then chunks of tile rows, each gathered (by ``c``'s transforms, or
+    NumPy's where ``c`` is None), multiplied (one batched matmul) and written, a whole number
+    of chunks per thread; with fewer chunks than threads each chunk's products split by output
+    channels (the threads share its V, gathered split by input channels), not into shorter
+    products. Chunks and splits come from the shapes and the thread count alone, so the bits
+    do too."""
+    (top, bottom), (left, right) = pads
     B, G, C = x.shape[:3]
     M = w.shape[1]
     TH, TW = tiles(out.shape[3:])
+    rows = B * TH
     dtype = x.dtype
-    c = _winogradc if (t.helper and _winogradc is not None) else None
-    threads = max(1, plan.threads)
-
-    # U once per call, all groups, its rows split between the threads. The input gradient's
-    # kernel is a view, rot180 of the layer's kernel with its channel axes swapped: reading it
-    # so takes a cache line per value (8x512x7x7: 7.9 ms against 3.0), so U is formed from the
-    # layer's kernel itself, cells permuted (rotated=True), and used transposed (BLAS's "T").
-    wk = w[..., ::-1, ::-1].swapaxes(1, 2)
-    swapped = w.strides[-1] < 0 and w.strides[-2] < 0 and wk.flags.c_contiguous
+    wk, swapped, jobs = _kernel_jobs(w, threads)
     if swapped:
         uk = scratch((G, 16, C, M), dtype, "winograd-u")    # reused pages: no page faults
-        u = uk.swapaxes(2, 3)
+        u = uk.swapaxes(2, 3)                               # used transposed (BLAS's "T")
     else:
-        wk = w
         uk = u = scratch((G, 16, M, C), dtype, "winograd-u")
-    rows_k = wk.shape[1]
-    kernel_jobs = [(g, k0, k1) for g in range(G)
-                   for k0, k1 in _split(rows_k, threads if M * C >= 4096 else 1)]
 
     def kernel(job: tuple[int, int, int]) -> None:
         g, k0, k1 = job
         (c.kernel_tiles if c is not None else kernel_tiles)(wk[g, k0:k1], uk[g, :, k0:k1],
                                                             rotated=swapped)
 
-    run_chunks(kernel, kernel_jobs, threads)
-
-    # The tile rows in chunks of about t.winograd_chunk_tiles tiles (each product packs its
-    # U[ab] again: fewer tiles waste that, more spill V and m from the caches). Measured,
-    # forward passes, 128 -> 256 tiles a chunk, 1 thread: 64x32x32x32 -> 64 23.6 -> 21.3 ms,
-    # 32x128x16x16 16.1 -> 16.6, 8x512x7x7 17.7 -> 17.7, 64x96x32x32 -> 32 37.7 -> 31.1;
-    # 2 threads (quiet machine, wall): 19.4 -> 16.6, 11.3 -> 9.7, 11.4 -> 10.2, 24.0 -> 18.6
-    # (fewer chunks: less Python time under the GIL); earlier, 1 thread: 64 tiles 20.6 against
-    # 128 18.1 on 8x512x7x7, 512 tiles 19.7 on 32x128x16x16.
-    rows = B * TH
-    per_row = 16 * (C + M) * TW * dtype.itemsize
-    size = max(1, min(-(-t.winograd_chunk_tiles // TW), 4 * t.chunk_bytes // per_row))
+    run_chunks(kernel, jobs, threads)
     n = -(-rows // size)
     if n >= threads:                    # a whole number of chunks per thread
         chunks = _split(rows, -(-n // threads) * threads)
         run_chunks(lambda job: _tiles(c, x, u, out, bias, top, left, bottom, right, *job),
                    [(g, r0, r1) for g in range(G) for r0, r1 in chunks], threads)
-    else:
-        # Fewer chunks than threads: each chunk's products split by output channels (the
-        # threads share its V, gathered split by input channels), not into shorter products.
-        for g in range(G):
-            for r0, r1 in _split(rows, n):
-                v = _cells(C, (r1 - r0) * TW, dtype, "winograd-shared-v")
-                run_chunks(lambda job: _gather(c, *job, top, left, bottom, right),
-                           [(x[:, g, c0:c1], v[:, c0:c1], r0) for c0, c1 in _split(C, threads)],
-                           threads)
-                run_chunks(lambda job: _products(c, *job),
-                           [(v, u[g, :, m0:m1], out[:, g, m0:m1],
-                             None if bias is None else bias[g, m0:m1], r0)
-                            for m0, m1 in _split(M, threads)], threads)
-    # A tile mixes its input cells: a non-finite input (or delta) would put NaN where a direct
-    # sum has inf. Recompute such a call over the real connections (module docstring).
-    if not _clipped.finite(out):
-        _clipped.correlate(x, w, p.stride, p.dilation, out, bias, p.pads)
+        return
+    for g in range(G):
+        for r0, r1 in _split(rows, n):
+            v = _cells(C, (r1 - r0) * TW, dtype, "winograd-shared-v")
+            run_chunks(lambda job: _gather(c, *job, top, left, bottom, right),
+                       [(x[:, g, c0:c1], v[:, c0:c1], r0) for c0, c1 in _split(C, threads)],
+                       threads)
+            run_chunks(lambda job: _products(c, *job),
+                       [(v, u[g, :, m0:m1], out[:, g, m0:m1],
+                         None if bias is None else bias[g, m0:m1], r0)
+                        for m0, m1 in _split(M, threads)], threads)
 
 
 def _gather(c, x: np.ndarray, v: np.ndarray, r0: int, top: int, left: int, bottom: int,

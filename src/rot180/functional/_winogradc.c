@@ -1,12 +1,15 @@
 /* Winograd F(2x2, 3x3) transforms: the optional compiled helper of the `winograd` realisation.
  * See _winograd.py for the algorithm, the layout and when it is used.
  *
- * Three one-pass transforms around the 16 products (which NumPy's BLAS does):
+ * Three one-pass transforms around the 16 products, and the products themselves:
  *
  *   kernel_tiles(w, u):  u[4a + b, o, c] = (G w[o, c] G^T)[a, b]          w (M, C, 3, 3)
  *                        (rotated=True: of w[o, c] rotated by 180 degrees, a permutation)
  *   input_tiles(x, v):   v[4a + b, c, t] = (B^T d_t B)[a, b]              x (B, C, H, W)
  *   output_tiles(m, out, bias): the 2 x 2 outputs of tile t, A^T m_t A + bias   out (B, M, OH, OW)
+ *   forward_tiles(x, ut, out, bias, v, m): chunk by chunk of tile rows, input_tiles into v, the
+ *                        16 products m[k] = ut[k]^T v[k] (with the tiles in the vector lanes),
+ *                        output_tiles into out: the whole forward pass, each chunk in cache
  *
  * with u (16, M, C), v (16, C, T), m (16, M, T). Tile t = r * TW + j: tile row r (a flattened
  * (sample, tile row) pair, r = b TH + i, counted from `first_row`) and tile column j; tile (i, j)
@@ -176,39 +179,44 @@
         }                                                                                        \
     }                                                                                            \
                                                                                                  \
-    /* One output channel at a time, vectorised over the input channels: the 9 taps gathered  \
-     * into rows of `buf` (9 C doubles), then each of the 16 cells formed over all c. */         \
+    /* A block of nb output channels at a time (1, or 8 where u's output channels are its     \
+     * contiguous axis: then each write is a run of 8), vectorised over (input channel, channel \
+     * of the block) pairs e = c nb + j: the 9 taps gathered into rows of `buf` (9 C nb        \
+     * doubles), then each of the 16 cells formed over all e. Written one value at a time, C   \
+     * apart (16 of them, 256 x 256 channels), the transposed cells took 5.8 ms against 0.9. */ \
     MULTI static void kernel_##SUF(const T *w, T *u, Py_ssize_t so, Py_ssize_t sc,              \
                                    Py_ssize_t sh, Py_ssize_t sw, Py_ssize_t uk, Py_ssize_t uo,  \
                                    Py_ssize_t uc, Py_ssize_t M, Py_ssize_t C, int rotated,      \
-                                   double *buf)                                                  \
+                                   Py_ssize_t nb, double *buf)                                   \
     {                                                                                            \
         /* rotated: cell (a, b) of G w G^T lands at (p(a), p(b)), p = (3, 1, 2, 0) */            \
         static const int P[4] = {3, 1, 2, 0}, I[4] = {0, 1, 2, 3};                               \
         const int *cell = rotated ? P : I;                                                       \
-        double *h = buf + 9 * C; /* G g: 4 rows x 3 taps, each C long */                         \
-        for (Py_ssize_t o = 0; o < M; o++) {                                                     \
+        for (Py_ssize_t o0 = 0; o0 < M; o0 += nb) {                                              \
+            const Py_ssize_t jb = M - o0 < nb ? M - o0 : nb, E = C * jb;                         \
+            double *h = buf + 9 * E; /* G g: 4 rows x 3 taps, each E long */                     \
             for (int t = 0; t < 9; t++) {                                                        \
-                const T *g = w + o * so + (t / 3) * sh + (t % 3) * sw;                           \
-                double *d = buf + t * C;                                                         \
-                for (Py_ssize_t c = 0; c < C; c++) d[c] = g[c * sc];                             \
+                const T *g = w + o0 * so + (t / 3) * sh + (t % 3) * sw;                          \
+                double *d = buf + t * E;                                                         \
+                for (Py_ssize_t c = 0; c < C; c++)                                               \
+                    for (Py_ssize_t j = 0; j < jb; j++) d[c * jb + j] = g[j * so + c * sc];      \
             }                                                                                    \
             for (int q = 0; q < 3; q++) { /* G g: the rows */                                    \
-                const double *a = buf + q * C, *b = buf + (3 + q) * C, *e = buf + (6 + q) * C;   \
-                double *h0 = h + q * C, *h1 = h + (3 + q) * C, *h2 = h + (6 + q) * C,            \
-                       *h3 = h + (9 + q) * C;                                                    \
-                for (Py_ssize_t c = 0; c < C; c++) {                                             \
-                    h0[c] = a[c];                                                                \
-                    h1[c] = 0.5 * (a[c] + b[c] + e[c]);                                          \
-                    h2[c] = 0.5 * (a[c] - b[c] + e[c]);                                          \
-                    h3[c] = e[c];                                                                \
+                const double *a = buf + q * E, *b = buf + (3 + q) * E, *e = buf + (6 + q) * E;   \
+                double *h0 = h + q * E, *h1 = h + (3 + q) * E, *h2 = h + (6 + q) * E,            \
+                       *h3 = h + (9 + q) * E;                                                    \
+                for (Py_ssize_t i = 0; i < E; i++) {                                             \
+                    h0[i] = a[i];                                                                \
+                    h1[i] = 0.5 * (a[i] + b[i] + e[i]);                                          \
+                    h2[i] = 0.5 * (a[i] - b[i] + e[i]);                                          \
+                    h3[i] = e[i];                                                                \
                 }                                                                                \
             }                                                                                    \
             for (int p = 0; p < 4; p++) { /* (G g) G^T: the columns */                           \
-                const double *a = h + 3 * p * C, *b = a + C, *e = b + C;                         \
-                T *row = u + 4 * cell[p] * uk + o * uo, *f0 = row + cell[0] * uk,                \
+                const double *a = h + 3 * p * E, *b = a + E, *e = b + E;                         \
+                T *row = u + 4 * cell[p] * uk + o0 * uo, *f0 = row + cell[0] * uk,               \
                   *f1 = row + cell[1] * uk, *f2 = row + cell[2] * uk, *f3 = row + cell[3] * uk;  \
-                if (uc == 1)                                                                     \
+                if (uc == 1 && jb == 1)                                                          \
                     for (Py_ssize_t c = 0; c < C; c++) {                                         \
                         f0[c] = (T)a[c];                                                         \
                         f1[c] = (T)(0.5 * (a[c] + b[c] + e[c]));                                 \
@@ -216,18 +224,160 @@
                         f3[c] = (T)e[c];                                                         \
                     }                                                                            \
                 else                                                                             \
-                    for (Py_ssize_t c = 0; c < C; c++) {                                         \
-                        f0[c * uc] = (T)a[c];                                                    \
-                        f1[c * uc] = (T)(0.5 * (a[c] + b[c] + e[c]));                            \
-                        f2[c * uc] = (T)(0.5 * (a[c] - b[c] + e[c]));                            \
-                        f3[c * uc] = (T)e[c];                                                    \
-                    }                                                                            \
+                    for (Py_ssize_t c = 0; c < C; c++)                                           \
+                        for (Py_ssize_t j = 0; j < jb; j++) {                                    \
+                            const Py_ssize_t i = c * jb + j, at = c * uc + j * uo;               \
+                            f0[at] = (T)a[i];                                                    \
+                            f1[at] = (T)(0.5 * (a[i] + b[i] + e[i]));                            \
+                            f2[at] = (T)(0.5 * (a[i] - b[i] + e[i]));                            \
+                            f3[at] = (T)e[i];                                                    \
+                        }                                                                        \
             }                                                                                    \
         }                                                                                        \
     }
 
 DEFINE_TRANSFORMS(float, f32)
 DEFINE_TRANSFORMS(double, f64)
+
+/* --- the 16 products, and the whole chunk ----------------------------------------------------
+ *
+ * m[k, o, t] = sum_c ut[k, c, o] v[k, c, t] for the 16 cells k, with the tiles in the vector
+ * lanes (LANES tiles a vector, v's and m's rows padded to whole vectors) and the kernel read
+ * transposed, ut (16, C, Mp): a tile of OB output channels x XB vectors of tiles holds OB XB
+ * accumulators, and each input channel adds XB vector loads of v times OB broadcasts of the OB
+ * neighbouring values ut[k, c, o0 .. o0 + OB) (one base register for all of them; Mp >= M
+ * rounded up to 8, its columns past M zero). The sums run over c in order, one fused
+ * multiply-add each, whatever the chunk, thread or tile: the bits depend on the shapes alone.
+ * OB x XB: 8 x 3 (24 of the 32 registers) where the CPU has AVX-512, else 4 x 1 (float32;
+ * float64 vectors take two registers: 4 x 2 and 2 x 1). Why not BLAS: these products are short
+ * (C, M of 32-512, 100-300 tiles a chunk), where the BLAS kernels ran at 55-70 % of the
+ * machine's matmul rate (BENCHMARKS.md, "Issue 13, fifth pass"). */
+
+#define WG_LANES 16
+typedef float wf32 __attribute__((vector_size(WG_LANES * sizeof(float))));
+typedef double wf64 __attribute__((vector_size(WG_LANES * sizeof(double))));
+#define WG_LOAD(V, p) ({ V v_; memcpy(&v_, (p), sizeof(V)); v_; })
+#define WG_STORE(V, p, v) do { V t_ = (v); memcpy((p), &t_, sizeof(V)); } while (0)
+#if defined(__GNUC__) && defined(__x86_64__)
+#define WG_WIDE(narrow) (!(narrow) && __builtin_cpu_supports("avx512f"))
+#else
+#define WG_WIDE(narrow) 0
+#endif
+
+#define DEFINE_PROD_TILE(T, V, SUF, OB, XB)                                                      \
+    static inline __attribute__((always_inline)) void prod_##SUF##_##OB##x##XB(                  \
+        const T *restrict u, const T *restrict v, T *restrict m, Py_ssize_t C, Py_ssize_t Mp,    \
+        Py_ssize_t vc, Py_ssize_t mo, Py_ssize_t ob, int first)                                  \
+    {                                                                                            \
+        V acc[OB][XB];                                                                           \
+        for (int j = 0; j < OB; j++)                                                             \
+            for (int i = 0; i < XB; i++)                                                         \
+                acc[j][i] = first || j >= ob ? (V){0} : WG_LOAD(V, m + j * mo + i * WG_LANES);   \
+        for (Py_ssize_t c = 0; c < C; c++) {                                                     \
+            V x[XB];                                                                             \
+            for (int i = 0; i < XB; i++) x[i] = WG_LOAD(V, v + c * vc + i * WG_LANES);           \
+            const T *uc = u + c * Mp;                                                            \
+            for (int j = 0; j < OB; j++) {                                                       \
+                const T s = uc[j];                                                               \
+                for (int i = 0; i < XB; i++) acc[j][i] += s * x[i];                              \
+            }                                                                                    \
+        }                                                                                        \
+        for (int j = 0; j < OB && j < ob; j++)                                                   \
+            for (int i = 0; i < XB; i++) WG_STORE(V, m + j * mo + i * WG_LANES, acc[j][i]);      \
+    }
+
+/* One cell's product over nv vectors of tiles, in blocks of WG_CB input channels (the sums
+ * carried in m from one block to the next: the same sums in the same order, whatever the
+ * block), XB vectors of tiles at a time (the last ones one by one), every block of OB output
+ * channels over those tiles before the next: the tiles' WG_CB x XB vectors of v stay in L1
+ * (12 KiB of float32) while u streams. Over whole rows of v instead (8 x 256 x 14 x 14 -> 256:
+ * a 278 KiB cell, read from L2 once per 8 output channels), the loads held the products to
+ * 60 % of the rate. */
+#define WG_CB 64
+/* A cell of u larger than this (384 x 384 float32 channels and up) is read block by block
+ * once, each block over all the tiles, rather than once per XB vectors of tiles: 8 x 512 x 7 x 7
+ * has 1 MiB a cell, which the tile-major order read from L3 four times. */
+#define WG_U_OUTER (512 * 1024)
+#define DEFINE_PROD_CELL(T, V, SUF, OB, XB)                                                      \
+    static inline __attribute__((always_inline)) void cell_##SUF##_##OB##x##XB(                  \
+        const T *u, const T *v, T *m, Py_ssize_t C, Py_ssize_t M, Py_ssize_t Mp, Py_ssize_t nv,  \
+        Py_ssize_t vc, Py_ssize_t mo)                                                            \
+    {                                                                                            \
+        const int u_outer = C * Mp * (Py_ssize_t)sizeof(T) > WG_U_OUTER;                         \
+        for (Py_ssize_t c0 = 0; c0 < C; c0 += WG_CB) {                                           \
+            const Py_ssize_t cn = C - c0 < WG_CB ? C - c0 : WG_CB;                               \
+            const T *uc = u + c0 * Mp, *vb = v + c0 * vc;                                        \
+            if (u_outer) { /* each block of u once, the tiles' vectors from L2 */                \
+                for (Py_ssize_t o = 0; o < M; o += OB) {                                         \
+                    Py_ssize_t t = 0;                                                            \
+                    for (; t + XB <= nv; t += XB)                                                \
+                        prod_##SUF##_##OB##x##XB(uc + o, vb + t * WG_LANES,                      \
+                                                 m + o * mo + t * WG_LANES, cn, Mp, vc, mo,      \
+                                                 M - o, c0 == 0);                                \
+                    for (; t < nv; t++)                                                          \
+                        prod_##SUF##_##OB##x1(uc + o, vb + t * WG_LANES,                         \
+                                              m + o * mo + t * WG_LANES, cn, Mp, vc, mo, M - o,  \
+                                              c0 == 0);                                          \
+                }                                                                                \
+                continue;                                                                        \
+            }                                                                                    \
+            Py_ssize_t t = 0;                                                                    \
+            for (; t + XB <= nv; t += XB)                                                        \
+                for (Py_ssize_t o = 0; o < M; o += OB)                                           \
+                    prod_##SUF##_##OB##x##XB(uc + o, vb + t * WG_LANES,                          \
+                                             m + o * mo + t * WG_LANES, cn, Mp, vc, mo, M - o,   \
+                                             c0 == 0);                                           \
+            for (; t < nv; t++)                                                                  \
+                for (Py_ssize_t o = 0; o < M; o += OB)                                           \
+                    prod_##SUF##_##OB##x1(uc + o, vb + t * WG_LANES, m + o * mo + t * WG_LANES,  \
+                                          cn, Mp, vc, mo, M - o, c0 == 0);                       \
+        }                                                                                        \
+    }
+
+#define DEFINE_PRODUCTS(T, V, SUF, WOB, WXB, NOB)                                                \
+    DEFINE_PROD_TILE(T, V, SUF, WOB, WXB)                                                        \
+    DEFINE_PROD_TILE(T, V, SUF, WOB, 1)                                                          \
+    DEFINE_PROD_TILE(T, V, SUF, NOB, 1)                                                          \
+    DEFINE_PROD_CELL(T, V, SUF, WOB, WXB)                                                        \
+    DEFINE_PROD_CELL(T, V, SUF, NOB, 1)                                                          \
+                                                                                                 \
+    /* Tile rows r0 .. r0 + rows in chunks of `chunk` rows: each gathered into v, multiplied   \
+     * into m and written to out, all three in cache (v, m: 16 cells, rows vc and mo long, the \
+     * cells vk and mk apart). */                                                                \
+    MULTI static void chunks_##SUF(const T *x, const T *ut, T *out, const T *bias,               \
+                                   const Py_ssize_t *xs, const Py_ssize_t *os, Py_ssize_t sbias, \
+                                   Py_ssize_t C, Py_ssize_t M, Py_ssize_t Mp, Py_ssize_t uk,     \
+                                   Py_ssize_t hlim, Py_ssize_t wlim, Py_ssize_t top,             \
+                                   Py_ssize_t left, Py_ssize_t OH, Py_ssize_t OW, Py_ssize_t TH, \
+                                   Py_ssize_t TW, Py_ssize_t r0, Py_ssize_t rows,                \
+                                   Py_ssize_t chunk, T *v, Py_ssize_t vk, Py_ssize_t vc, T *m,   \
+                                   Py_ssize_t mk, Py_ssize_t mo, int wide, T *ibuf, T *obuf)     \
+    {                                                                                            \
+        for (Py_ssize_t r = r0; r < r0 + rows; r += chunk) {                                     \
+            const Py_ssize_t n = r0 + rows - r < chunk ? r0 + rows - r : chunk;                  \
+            const Py_ssize_t nt = n * TW, nv = (nt + WG_LANES - 1) / WG_LANES;                   \
+            input_##SUF(x, v, xs[0], xs[1], xs[2], xs[3], C, hlim, wlim, top, left, TH, TW, r,   \
+                        n, vk, vc, ibuf);                                                        \
+            if (nt % WG_LANES) /* the last vector's lanes past the tiles: zeros, not stale */    \
+                for (int k = 0; k < 16; k++)                                                     \
+                    for (Py_ssize_t c = 0; c < C; c++)                                           \
+                        memset(v + k * vk + c * vc + nt, 0,                                      \
+                               (nv * WG_LANES - nt) * sizeof(T));                                \
+            for (int k = 0; k < 16; k++) {                                                       \
+                if (wide)                                                                        \
+                    cell_##SUF##_##WOB##x##WXB(ut + k * uk, v + k * vk, m + k * mk, C, M, Mp,    \
+                                               nv, vc, mo);                                      \
+                else                                                                             \
+                    cell_##SUF##_##NOB##x1(ut + k * uk, v + k * vk, m + k * mk, C, M, Mp, nv,    \
+                                           vc, mo);                                              \
+            }                                                                                    \
+            output_##SUF(m, out, bias, sbias, os[0], os[1], os[2], os[3], M, OH, OW, TH, TW, r,  \
+                         n, mk, mo, obuf);                                                       \
+        }                                                                                        \
+    }
+
+DEFINE_PRODUCTS(float, wf32, f32, 8, 3, 4)
+DEFINE_PRODUCTS(double, wf64, f64, 4, 2, 2)
 
 /* --- the Python glue ----------------------------------------------------------------------- */
 
@@ -399,21 +549,132 @@ static PyObject *py_kernel_tiles(PyObject *Py_UNUSED(self), PyObject *args, PyOb
     const Py_ssize_t M = a[0].view.shape[0], C = a[0].view.shape[1], *st = a[0].st,
                      *su = a[1].st;
     if (M == 0 || C == 0) goto out;
-    /* 9 C + 12 C doubles; C is an extent of w, so 21 C doubles fit unless C is absurd. */
-    if (C > PY_SSIZE_T_MAX / (21 * (Py_ssize_t)sizeof(double))) {
-        overflow(fn, "the scratch of 21 C doubles");
+    /* Blocks of 8 output channels where they are u's contiguous axis (kernel_ above). */
+    const Py_ssize_t nb = su[1] == 1 && su[2] != 1 && M > 1 ? 8 : 1;
+    /* 9 C nb + 12 C nb doubles; C is an extent of w, so they fit unless C is absurd. */
+    if (C > PY_SSIZE_T_MAX / (21 * nb * (Py_ssize_t)sizeof(double))) {
+        overflow(fn, "the scratch of 21 C nb doubles");
         goto out;
     }
-    double *buf = malloc(21 * C * sizeof(double));
+    double *buf = malloc(21 * nb * C * sizeof(double));
     if (!buf) {
         PyErr_NoMemory();
         goto out;
     }
     BY_DTYPE(kind, kernel, a[0].view.buf, a[1].view.buf, st[0], st[1], st[2], st[3], su[0], su[1],
-                           su[2], M, C, rotated, buf);
+                           su[2], M, C, rotated, nb, buf);
     free(buf);
 out:
     return finish(a, 2);
+}
+
+/* The round-up of n to a multiple of k (k > 0), overflow-checked into *r. */
+static int round_up(const char *fn, const char *what, Py_ssize_t n, Py_ssize_t k, Py_ssize_t *r)
+{
+    if (__builtin_add_overflow(n, k - 1, r)) return overflow(fn, what);
+    *r -= *r % k;
+    return 0;
+}
+
+/* forward_tiles(x, ut, out, bias=None, *, v, m, top=0, left=0, bottom=0, right=0, first_row=0,
+ *               rows, chunk_rows, narrow=False) */
+static PyObject *py_forward_tiles(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"x", "ut", "out", "bias", "v", "m", "top", "left", "bottom", "right",
+                         "first_row", "rows", "chunk_rows", "narrow", NULL};
+    static const char *fn = "forward_tiles";
+    PyObject *ox, *ou, *oout, *obias = Py_None, *ov = NULL, *om = NULL;
+    Py_ssize_t top = 0, left = 0, bottom = 0, right = 0, first = 0, rows = -1, chunk = 0;
+    int narrow = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOnnnnnnnp", kw, &ox, &ou, &oout, &obias,
+                                     &ov, &om, &top, &left, &bottom, &right, &first, &rows,
+                                     &chunk, &narrow))
+        return NULL;
+    if (!ov || !om || rows < 0 || chunk < 1) {
+        PyErr_Format(PyExc_TypeError, "%s: v=, m=, rows= (>= 0) and chunk_rows= (>= 1) are "
+                     "required keywords", fn);
+        return NULL;
+    }
+    char kind = 0;
+    Arg a[6] = {{.held = 0}, {.held = 0}, {.held = 0}, {.held = 0}, {.held = 0}, {.held = 0}};
+    if (get_array(&a[0], ox, fn, "x", 4, "(B, C, H, W)", 0, 0, &kind) < 0 ||
+        get_array(&a[1], ou, fn, "ut", 3, "(16, C, Mp)", 0, 1, &kind) < 0 ||
+        get_array(&a[2], oout, fn, "out", 4, "(B, M, OH, OW)", 1, 0, &kind) < 0 ||
+        get_array(&a[3], ov, fn, "v", 3, "(16, C, Tp)", 1, 1, &kind) < 0 ||
+        get_array(&a[4], om, fn, "m", 3, "(16, M, Tp)", 1, 1, &kind) < 0)
+        goto out;
+    const Py_ssize_t *xs = a[0].view.shape, *os = a[2].view.shape;
+    const Py_ssize_t B = xs[0], C = xs[1], H = xs[2], W = xs[3], M = os[1];
+    if (same(fn, &a[1], "ut", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
+        same(fn, &a[1], "ut", 1, "C", C, "x") < 0 ||
+        same(fn, &a[2], "out", 0, "B", B, "x") < 0 ||
+        same(fn, &a[3], "v", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
+        same(fn, &a[3], "v", 1, "C", C, "x") < 0 ||
+        same(fn, &a[4], "m", 0, "the tile's cells", 16, "F(2x2, 3x3)") < 0 ||
+        same(fn, &a[4], "m", 1, "M", M, "out") < 0)
+        goto out;
+    if (obias != Py_None && (get_array(&a[5], obias, fn, "bias", 1, "(M,)", 0, 0, &kind) < 0 ||
+                             same(fn, &a[5], "bias", 0, "M", M, "out") < 0))
+        goto out;
+    Py_ssize_t OH, OW, Mp, Tp, nt, all, end;
+    if (out_size(fn, "height", H, top, bottom, &OH) < 0 ||
+        out_size(fn, "width", W, left, right, &OW) < 0 ||
+        same(fn, &a[2], "out", 2, "OH", OH, "x and the pads") < 0 ||
+        same(fn, &a[2], "out", 3, "OW", OW, "x and the pads") < 0)
+        goto out;
+    const Py_ssize_t TH = OH / 2 + OH % 2, TW = OW / 2 + OW % 2;
+    if (first < 0) {
+        PyErr_Format(PyExc_ValueError, "%s: first_row must be >= 0, got %zd", fn, first);
+        goto out;
+    }
+    if (__builtin_mul_overflow(B, TH, &all) || __builtin_add_overflow(first, rows, &end)) {
+        overflow(fn, "the tile rows");
+        goto out;
+    }
+    if (end > all) {
+        PyErr_Format(PyExc_ValueError, "%s: tile rows %zd:%zd are past the %zd tile rows of "
+                     "%zd samples x %zd", fn, first, end, all, B, TH);
+        goto out;
+    }
+    if (chunk > rows && rows > 0) chunk = rows;
+    if (round_up(fn, "M rounded up to 8", M, 8, &Mp) < 0 ||
+        __builtin_mul_overflow(chunk, TW, &nt) ||
+        round_up(fn, "the chunk's tiles", nt, WG_LANES, &Tp) < 0)
+        goto out;
+    if (a[1].view.shape[2] < Mp) {
+        PyErr_Format(PyExc_ValueError, "%s: ut has %zd columns (axis 2), expected at least M = "
+                     "%zd rounded up to 8, %zd (the columns past M zero)", fn,
+                     a[1].view.shape[2], M, Mp);
+        goto out;
+    }
+    for (int i = 3; i < 5; i++)
+        if (a[i].view.shape[2] < Tp) {
+            PyErr_Format(PyExc_ValueError, "%s: %s has %zd tiles (axis 2), expected at least "
+                         "chunk_rows x TW = %zd rounded up to %d, %zd", fn, i == 3 ? "v" : "m",
+                         a[i].view.shape[2], nt, WG_LANES, Tp);
+            goto out;
+        }
+    if (rows == 0 || M == 0) goto out;
+    const Py_ssize_t hlim = bottom < 0 ? H + bottom : H, wlim = right < 0 ? W + right : W;
+    void *ibuf = malloc(8 * (TW + 1) * a[0].view.itemsize),
+         *obuf = malloc(12 * TW * a[0].view.itemsize);
+    if (!ibuf || !obuf) {
+        free(ibuf);
+        free(obuf);
+        PyErr_NoMemory();
+        goto out;
+    }
+    const void *bias = a[5].held ? a[5].view.buf : NULL;
+    const Py_ssize_t sbias = a[5].held ? a[5].st[0] : 0;
+    const int wide = WG_WIDE(narrow);
+    BY_DTYPE(kind, chunks, a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, a[0].st, a[2].st,
+                           sbias, C, M, a[1].st[1], a[1].st[0], hlim, wlim, top, left, OH, OW, TH,
+                           TW, first, rows, chunk, a[3].view.buf, a[3].st[0], a[3].st[1],
+                           a[4].view.buf, a[4].st[0], a[4].st[1], wide, ibuf, obuf);
+    free(ibuf);
+    free(obuf);
+out:
+    return finish(a, 6);
 }
 
 static PyMethodDef methods[] = {
@@ -430,6 +691,14 @@ static PyMethodDef methods[] = {
      "kernel_tiles(w, u, *, rotated=False): u[4a + b, o, c] = (G w[o, c] G^T)[a, b] for w\n"
      "(M, C, 3, 3), into u (16, M, C), computed in double; rotated: that of w[o, c] rotated by\n"
      "180 degrees, (G w G^T)[p(a), p(b)] with p = (3, 1, 2, 0) (G J = P G)."),
+    METHOD(forward_tiles,
+     "forward_tiles(x, ut, out, bias=None, *, v, m, top=0, left=0, bottom=0, right=0,\n"
+     "first_row=0, rows, chunk_rows, narrow=False): the tile rows first_row .. + rows of the\n"
+     "3x3 correlation of x (B, C, H, W), padded, into out (B, M, OH, OW) (+ bias), in chunks\n"
+     "of chunk_rows tile rows: each gathered into v (16, C, Tp), multiplied by the transposed\n"
+     "kernel tiles ut (16, C, Mp >= M rounded up to 8, zero past M) into m (16, M, Tp), and\n"
+     "written; Tp >= chunk_rows TW rounded up to 16. narrow: the tiles of CPUs without\n"
+     "AVX-512."),
     {NULL, NULL, 0, NULL},
 };
 
