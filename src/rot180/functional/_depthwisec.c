@@ -44,9 +44,6 @@ typedef double vf64 __attribute__((vector_size(VBYTES)));
 typedef int vi32 __attribute__((vector_size(VBYTES)));
 typedef long long vi64 __attribute__((vector_size(VBYTES)));
 
-#define LOAD(V, p) ({ V v_; memcpy(&v_, (p), sizeof(V)); v_; })
-#define STORE(V, p, v) do { V t_ = (v); memcpy((p), &t_, sizeof(V)); } while (0)
-
 /* The geometry of one call, in elements (strides of x, out / dz signed, any). */
 typedef struct {
     Py_ssize_t B, G, C, M, H, W, KH, KW, OH, OW, sh, sw, dh, dw, pt, pl;

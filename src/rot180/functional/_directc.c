@@ -42,15 +42,6 @@
 #define HAVE_V4 0
 #endif
 
-/* Whether the CPU has 32 vector registers (x86 AVX-512), for the wider tiles. `narrow` (a
- * per-call argument, Dims.narrow) asks for the tiles of CPUs without them even there (tests run
- * both kinds on one machine). */
-#if defined(__GNUC__) && defined(__x86_64__)
-#define WIDE_REGISTERS(narrow) (!(narrow) && __builtin_cpu_supports("avx512f"))
-#else
-#define WIDE_REGISTERS(narrow) 0
-#endif
-
 #define LANES 16 /* samples per vector; _direct.py's LANES must match */
 
 /* KEEP_x(g): keep g in a register. In the kernel gradient's 8 x 3 tiles GCC otherwise re-reads
@@ -86,10 +77,6 @@ typedef struct {
     Py_ssize_t cb; /* the kernel gradient's input channels per pass (grad_channels) */
     Py_ssize_t cq; /* the forward's output columns per chunk of a row (fwd_columns) */
 } Dims;
-
-/* Unaligned vector load/store (numpy guarantees only element alignment). */
-#define LOAD(V, p) ({ V v_; memcpy(&v_, (p), sizeof(V)); v_; })
-#define STORE(V, p, v) do { V t_ = (v); memcpy((p), &t_, sizeof(V)); } while (0)
 
 /* The channels of the forward's next block of tiles, from `left` still to do: 8 with 32
  * vector registers (`wide`), else 4, then the last 1-3 together (corr's dispatch below). */

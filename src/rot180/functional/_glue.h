@@ -12,6 +12,7 @@
  *   int sequences     get_ints(): stride=, dilation=, pads= and the like
  *   the module        METHOD(), MODULE(): method-table entries, the module and its PyInit_
  *   the build switch  MULTI / ROT180_CLONES: target clones, or -DROT180_PORTABLE's plain code
+ *   the vector loops  LOAD() / STORE() (unaligned vectors), WIDE_REGISTERS() (AVX-512's 32)
  *
  * Each helper composes its own get_array() from these, because the rules differ (strided
  * arrays in _winogradc.c and _depthwisec.c, an int64 argmax in _fusedc.c). Every error names
@@ -33,6 +34,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <string.h> /* memcpy: LOAD, STORE */
 
 /* --- the build switch -----------------------------------------------------------------------
  *
@@ -48,6 +50,20 @@
 #else
 #define ROT180_CLONES 0
 #define MULTI
+#endif
+
+/* --- the vector loops ----------------------------------------------------------------------
+ *
+ * Unaligned vector load / store of a GCC vector type V (numpy guarantees only element
+ * alignment). WIDE_REGISTERS(narrow): whether the CPU has 32 vector registers (x86 AVX-512),
+ * for the wider tiles; `narrow` (a per-call argument) asks for the tiles of CPUs without them
+ * even there (tests run both kinds on one machine). */
+#define LOAD(V, p) ({ V v_; memcpy(&v_, (p), sizeof(V)); v_; })
+#define STORE(V, p, v) do { V t_ = (v); memcpy((p), &t_, sizeof(V)); } while (0)
+#if defined(__GNUC__) && defined(__x86_64__)
+#define WIDE_REGISTERS(narrow) (!(narrow) && __builtin_cpu_supports("avx512f"))
+#else
+#define WIDE_REGISTERS(narrow) 0
 #endif
 
 /* --- sizes ---------------------------------------------------------------------------------- */

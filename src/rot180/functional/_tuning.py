@@ -85,7 +85,7 @@ class Tuning:
             above say (a floor under them, not a measured row of its own).
         winograd_chunk_tiles: about this many tiles per chunk of a call's tile rows (each
             chunk's 16 products pack ``U`` again; more tiles spill ``V`` and ``m`` from the
-            caches): 256 against 128 measured beside ``_winograd._forward``'s chunking.
+            caches): 256 against 128 (``_winograd._chunk_rows``'s docstring).
         winograd_fused_max_channels: the compiled products (``_winogradc.forward_tiles``:
             16 tiles in the vector lanes, each chunk gathered, multiplied and written in one
             call a thread) where ``max(C, M)`` is at most this; above, BLAS multiplies the
@@ -93,7 +93,8 @@ class Tuning:
             is also preferred where that holds ...
         winograd_fused_min_channels: ... and ``min(C, M)`` is at least this, with the output
             at least ``winograd_min_size`` (``_winograd._prefer``'s table, second row).
-        winograd_fused_chunk_tiles: ``winograd_chunk_tiles`` of the compiled products.
+        winograd_fused_chunk_tiles: ``winograd_chunk_tiles`` of the compiled products (128
+            against 64-512: ``_winograd._chunk_rows``'s docstring).
         depthwise_max_cm: ``depthwise`` preferred where ``C * M`` per group is at most this
             (``_depthwise._prefer``'s docstring: 8 -> 0.87 of the rule's time, 16 -> 1.10; it
             accepts no more than ``_depthwise.ACCEPT_MAX_CM`` whatever this says) ...

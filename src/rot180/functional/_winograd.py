@@ -319,7 +319,17 @@ def _forward(plan: Plan, x: np.ndarray, w: np.ndarray, out: np.ndarray,
 def _chunk_rows(C: int, M: int, OW: int, dtype: np.dtype, tiles_: int, t: Tuning) -> int:
     """Tile rows a chunk: about ``tiles_`` tiles (each chunk's ``V`` and ``m`` stay in cache;
     shorter products waste their loop overheads, and BLAS packs ``U[ab]`` again), at most
-    ``4 chunk_bytes`` of ``V`` and ``m``."""
+    ``4 chunk_bytes`` of ``V`` and ``m``.
+
+    BLAS's products (``winograd_chunk_tiles``), forward passes, 128 -> 256 tiles a chunk,
+    1 thread: 64x32x32x32 -> 64 23.6 -> 21.3 ms, 32x128x16x16 16.1 -> 16.6, 8x512x7x7 17.7 ->
+    17.7, 64x96x32x32 -> 32 37.7 -> 31.1; 2 threads (quiet machine, wall): 19.4 -> 16.6, 11.3
+    -> 9.7, 11.4 -> 10.2, 24.0 -> 18.6 (fewer chunks: less Python time under the GIL);
+    earlier, 1 thread: 64 tiles 20.6 against 128 18.1 on 8x512x7x7, 512 tiles 19.7 on
+    32x128x16x16. The compiled products (``winograd_fused_chunk_tiles``), 2 threads, 64 /
+    128 / 256 / 512 tiles: 64x64x16x16 -> 64 4.34 / 4.29 / 4.66 / 4.78 ms, 32x128x16x16 6.37
+    / 6.59 / 6.78 / 6.60, 8x96x28x28 3.69 / 3.56 / 3.53 / 3.58 (BENCHMARKS.md, "Engine
+    thresholds")."""
     TW = -(-OW // 2)
     per_row = 16 * (C + M) * TW * np.dtype(dtype).itemsize
     return max(1, min(-(-tiles_ // TW), 4 * t.chunk_bytes // per_row))
@@ -342,8 +352,8 @@ def _kernel_jobs(w: np.ndarray, threads: int) -> tuple[np.ndarray, bool, list]:
     return wk, swapped, jobs
 
 
-def _fused(c, x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndarray | None,
-              pads, size: int, threads: int, narrow: bool) -> None:
+def _fused(c, x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndarray | None, pads,
+           size: int, threads: int, narrow: bool) -> None:
     """The compiled products: ``U`` transposed, ``ut (G, 16, C, Mp)`` (``Mp``: ``M`` rounded up to
     8, zeros past ``M``), then one :func:`_winogradc.forward_tiles` call per thread and group,
     each over its own tile rows (or, with fewer chunks than threads, its own output channels,
@@ -351,8 +361,8 @@ def _fused(c, x: np.ndarray, w: np.ndarray, out: np.ndarray, bias: np.ndarray | 
     (top, bottom), (left, right) = pads
     B, G, C = x.shape[:3]
     M = w.shape[1]
-    TW = tiles(out.shape[3:])[1]
-    rows = B * tiles(out.shape[3:])[0]
+    TH, TW = tiles(out.shape[3:])
+    rows = B * TH
     Mp = -(-M // 8) * 8
     ut = scratch((G, 16, C, Mp), x.dtype, "winograd-ut")
     ut[..., M:] = 0

@@ -256,13 +256,6 @@ DEFINE_TRANSFORMS(double, f64)
 #define WG_LANES 16
 typedef float wf32 __attribute__((vector_size(WG_LANES * sizeof(float))));
 typedef double wf64 __attribute__((vector_size(WG_LANES * sizeof(double))));
-#define WG_LOAD(V, p) ({ V v_; memcpy(&v_, (p), sizeof(V)); v_; })
-#define WG_STORE(V, p, v) do { V t_ = (v); memcpy((p), &t_, sizeof(V)); } while (0)
-#if defined(__GNUC__) && defined(__x86_64__)
-#define WG_WIDE(narrow) (!(narrow) && __builtin_cpu_supports("avx512f"))
-#else
-#define WG_WIDE(narrow) 0
-#endif
 
 #define DEFINE_PROD_TILE(T, V, SUF, OB, XB)                                                      \
     static inline __attribute__((always_inline)) void prod_##SUF##_##OB##x##XB(                  \
@@ -272,10 +265,10 @@ typedef double wf64 __attribute__((vector_size(WG_LANES * sizeof(double))));
         V acc[OB][XB];                                                                           \
         for (int j = 0; j < OB; j++)                                                             \
             for (int i = 0; i < XB; i++)                                                         \
-                acc[j][i] = first || j >= ob ? (V){0} : WG_LOAD(V, m + j * mo + i * WG_LANES);   \
+                acc[j][i] = first || j >= ob ? (V){0} : LOAD(V, m + j * mo + i * WG_LANES);   \
         for (Py_ssize_t c = 0; c < C; c++) {                                                     \
             V x[XB];                                                                             \
-            for (int i = 0; i < XB; i++) x[i] = WG_LOAD(V, v + c * vc + i * WG_LANES);           \
+            for (int i = 0; i < XB; i++) x[i] = LOAD(V, v + c * vc + i * WG_LANES);           \
             const T *uc = u + c * Mp;                                                            \
             for (int j = 0; j < OB; j++) {                                                       \
                 const T s = uc[j];                                                               \
@@ -283,7 +276,7 @@ typedef double wf64 __attribute__((vector_size(WG_LANES * sizeof(double))));
             }                                                                                    \
         }                                                                                        \
         for (int j = 0; j < OB && j < ob; j++)                                                   \
-            for (int i = 0; i < XB; i++) WG_STORE(V, m + j * mo + i * WG_LANES, acc[j][i]);      \
+            for (int i = 0; i < XB; i++) STORE(V, m + j * mo + i * WG_LANES, acc[j][i]);      \
     }
 
 /* One cell's product over nv vectors of tiles, in blocks of WG_CB input channels (the sums
@@ -401,30 +394,36 @@ static int get_array(Arg *a, PyObject *obj, const char *fn, const char *name, in
     return 0;
 }
 
-/* The tile rows first_row .. first_row + T / TW of B samples of TH tile rows each: T must be a
- * whole number of tile rows and the range inside the B TH rows. Sets *n. */
-static int tile_rows(const char *fn, const char *name, Py_ssize_t T, Py_ssize_t TW,
-                     Py_ssize_t B, Py_ssize_t TH, Py_ssize_t first, Py_ssize_t *n)
+/* The tile rows first .. first + n must lie inside the B TH (sample, tile row) pairs. */
+static int row_range(const char *fn, Py_ssize_t B, Py_ssize_t TH, Py_ssize_t first, Py_ssize_t n)
 {
     Py_ssize_t all, end;
     if (first < 0) {
         PyErr_Format(PyExc_ValueError, "%s: first_row must be >= 0, got %zd", fn, first);
         return -1;
     }
-    if (T % TW) {
-        PyErr_Format(PyExc_ValueError, "%s: %s has T = %zd tiles (axis 2), not a whole number "
-                     "of tile rows of TW = %zd", fn, name, T, TW);
-        return -1;
-    }
-    *n = T / TW;
     if (__builtin_mul_overflow(B, TH, &all)) return overflow(fn, "samples x tile rows");
-    if (__builtin_add_overflow(first, *n, &end)) return overflow(fn, "first_row + rows");
+    if (__builtin_add_overflow(first, n, &end)) return overflow(fn, "first_row + rows");
     if (end > all) {
         PyErr_Format(PyExc_ValueError, "%s: tile rows %zd:%zd are past the %zd tile rows of "
                      "%zd samples x %zd", fn, first, end, all, B, TH);
         return -1;
     }
     return 0;
+}
+
+/* The tile rows first_row .. first_row + T / TW of B samples of TH tile rows each: T must be a
+ * whole number of tile rows and the range inside the B TH rows. Sets *n. */
+static int tile_rows(const char *fn, const char *name, Py_ssize_t T, Py_ssize_t TW,
+                     Py_ssize_t B, Py_ssize_t TH, Py_ssize_t first, Py_ssize_t *n)
+{
+    if (T % TW) {
+        PyErr_Format(PyExc_ValueError, "%s: %s has T = %zd tiles (axis 2), not a whole number "
+                     "of tile rows of TW = %zd", fn, name, T, TW);
+        return -1;
+    }
+    *n = T / TW;
+    return row_range(fn, B, TH, first, *n);
 }
 
 /* Output size n + lo + hi - 2 of one axis (>= 1), overflow-checked. */
@@ -616,26 +615,14 @@ static PyObject *py_forward_tiles(PyObject *Py_UNUSED(self), PyObject *args, PyO
     if (obias != Py_None && (get_array(&a[5], obias, fn, "bias", 1, "(M,)", 0, 0, &kind) < 0 ||
                              same(fn, &a[5], "bias", 0, "M", M, "out") < 0))
         goto out;
-    Py_ssize_t OH, OW, Mp, Tp, nt, all, end;
+    Py_ssize_t OH, OW, Mp, Tp, nt;
     if (out_size(fn, "height", H, top, bottom, &OH) < 0 ||
         out_size(fn, "width", W, left, right, &OW) < 0 ||
         same(fn, &a[2], "out", 2, "OH", OH, "x and the pads") < 0 ||
         same(fn, &a[2], "out", 3, "OW", OW, "x and the pads") < 0)
         goto out;
     const Py_ssize_t TH = OH / 2 + OH % 2, TW = OW / 2 + OW % 2;
-    if (first < 0) {
-        PyErr_Format(PyExc_ValueError, "%s: first_row must be >= 0, got %zd", fn, first);
-        goto out;
-    }
-    if (__builtin_mul_overflow(B, TH, &all) || __builtin_add_overflow(first, rows, &end)) {
-        overflow(fn, "the tile rows");
-        goto out;
-    }
-    if (end > all) {
-        PyErr_Format(PyExc_ValueError, "%s: tile rows %zd:%zd are past the %zd tile rows of "
-                     "%zd samples x %zd", fn, first, end, all, B, TH);
-        goto out;
-    }
+    if (row_range(fn, B, TH, first, rows) < 0) goto out;
     if (chunk > rows && rows > 0) chunk = rows;
     if (round_up(fn, "M rounded up to 8", M, 8, &Mp) < 0 ||
         __builtin_mul_overflow(chunk, TW, &nt) ||
@@ -666,7 +653,7 @@ static PyObject *py_forward_tiles(PyObject *Py_UNUSED(self), PyObject *args, PyO
     }
     const void *bias = a[5].held ? a[5].view.buf : NULL;
     const Py_ssize_t sbias = a[5].held ? a[5].st[0] : 0;
-    const int wide = WG_WIDE(narrow);
+    const int wide = WIDE_REGISTERS(narrow);
     BY_DTYPE(kind, chunks, a[0].view.buf, a[1].view.buf, a[2].view.buf, bias, a[0].st, a[2].st,
                            sbias, C, M, a[1].st[1], a[1].st[0], hlim, wlim, top, left, OH, OW, TH,
                            TW, first, rows, chunk, a[3].view.buf, a[3].st[0], a[3].st[1],
