@@ -45,6 +45,8 @@ KNOBS = {
                            "fold_max_row": 0, "parallel_min_macs": 0},
     "tiny-chunks-kn2row": {**_NUMPY, "chunk_bytes": 1, "kn2row_ratio": 0, "fold_max_row": 0,
                            "parallel_min_macs": 0},
+    "kn2row-per-sample": {**_NUMPY, "kn2row_ratio": 0, "fold_max_row": 0,
+                          "kn2row_wide_max_positions": 0},
     "one-chunk-fold-kn2row": {**_NUMPY, "chunk_bytes": 2**40, "kn2row_ratio": 0,
                               "fold_max_row": 10**9, "parallel_min_macs": 10**18},
     "one-chunk-fold-im2col": {**_NUMPY, "chunk_bytes": 2**40, "kn2row_ratio": 10**9,

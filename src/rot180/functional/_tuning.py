@@ -53,6 +53,8 @@ class Tuning:
             Default: on where it was built, off under ``ROT180_PURE_NUMPY=1``.
         chunk_bytes: bytes of expanded input (im2col columns, kn2row products) per batch chunk.
         kn2row_ratio: kn2row instead of im2col when ``kn2row_ratio * C_out < C_in``.
+        kn2row_wide_max_positions: kn2row multiplies a chunk's samples side by side, one
+            product, where a sample has at most this many positions (``_kn2row.kn2row``).
         fold_max_row: fold the batch into rows shorter than this (whole batch in one chunk).
         stack_min_fill: stack a strided input gradient's sub-pixel phases into one helper call
             when at least this fraction of the stacked kernel's taps are real ...
@@ -114,6 +116,7 @@ class Tuning:
     helper: bool = dataclasses.field(default_factory=_helper_default)
     chunk_bytes: int = 4 * 2**20
     kn2row_ratio: float = 1
+    kn2row_wide_max_positions: int = 256
     fold_max_row: int = 32
     stack_min_fill: float = 0.45
     stack_min_taps: int = 9
@@ -183,6 +186,7 @@ _CHECKS: dict[str, Callable[[object, str], object]] = {
     "helper": lambda v, name: bool(V.flag(v, name, "tuning")),
     "chunk_bytes": _count(1),
     "kn2row_ratio": _fraction,
+    "kn2row_wide_max_positions": _count(0),
     "fold_max_row": _count(0),
     "stack_min_fill": _fraction,
     "stack_min_taps": _count(0),
