@@ -185,8 +185,8 @@ static inline Py_ssize_t fwd_block(Py_ssize_t left, int wide)
         for (Py_ssize_t g = 0; g < G * M; g += M)                                              \
             for (Py_ssize_t o = 0, ob; o < M; o += ob) {                                       \
                 ob = fwd_block(M - o, wide);                                                   \
-                for (Py_ssize_t j = 0; j < ob; j++)                                            \
-                    for (Py_ssize_t t = 0; t < CK; t++)                                        \
+                for (Py_ssize_t t = 0; t < CK; t++)                                            \
+                    for (Py_ssize_t j = 0; j < ob; j++)                                        \
                         wt[(g + o) * CK + t * ob + j] = w[(g + o + j) * CK + t];               \
             }                                                                                  \
         w = wt;                                                                                \
