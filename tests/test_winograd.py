@@ -337,11 +337,13 @@ def _chosen(x, m, **changes) -> bool:
     ((8, 48, 32, 32), 63, {**OFF, "winograd_wide_min": 48, "winograd_wide_max": 63}, True),
     ((8, 48, 31, 31), 64, {**OFF, "winograd_wide_min": 48}, False),
     ((8, 48, 31, 31), 64, {**OFF, "winograd_wide_min": 48, "winograd_wide_size": 31}, True),
-    # at least winograd_min_tiles (16) tiles, whatever the rows say (min_size 0 opens row 1)
-    ((1, 112, 7, 7), 112, {"winograd_min_size": 0}, True),          # 4 x 4 = 16 tiles
-    ((1, 112, 7, 7), 112, {"winograd_min_size": 0, "winograd_min_tiles": 17}, False),
-    ((1, 112, 6, 6), 112, {"winograd_min_size": 0}, False),         # 9 tiles
-    ((1, 112, 6, 6), 112, {"winograd_min_size": 0, "winograd_min_tiles": 9}, True),
+    # at least winograd_min_tiles (64) tiles, whatever the rows say
+    ((1, 112, 15, 15), 112, {}, True),                               # 8 x 8 = 64 tiles
+    ((1, 112, 15, 15), 112, {"winograd_min_tiles": 65}, False),
+    ((1, 112, 14, 14), 112, {}, False),                              # 7 x 7 = 49 tiles
+    ((1, 112, 14, 14), 112, {"winograd_min_tiles": 49}, True),
+    ((1, 112, 7, 7), 112, {"winograd_min_size": 0, "winograd_min_tiles": 16}, True),
+    ((1, 112, 6, 6), 112, {"winograd_min_size": 0, "winograd_min_tiles": 16}, False),
 ])
 def test_each_threshold_is_a_tuning_field_and_each_side_is_taken(x, m, changes, chosen) -> None:
     """Every number of ``_prefer`` is a Tuning field: a shape at it, one just past it, and the
@@ -356,8 +358,8 @@ def test_the_thresholds_do_not_change_the_result() -> None:
     rng = np.random.default_rng(10)
     cases = [((3, 5, 9, 8), 6, {"winograd_min_channels": 0, "winograd_min_size": 0,
                                  "winograd_min_tiles": 0}, True),
-             ((1, 112, 14, 14), 112, {}, True),
-             ((1, 112, 14, 14), 112, {"winograd_min_channels": 113,
+             ((1, 112, 16, 16), 112, {}, True),
+             ((1, 112, 16, 16), 112, {"winograd_min_channels": 113,
                                       "winograd_fused_max_channels": 0}, False)]
     for x_shape, m, changes, chosen in cases:
         x = rng.standard_normal(x_shape)

@@ -84,7 +84,8 @@ class Tuning:
             32 x 32 0.89 on the half-width EPYC, 1.33-1.41 on the Xeon, so by default its
             minimum is the first row's 112 and it adds nothing; 48 turns it on).
         winograd_min_tiles: never preferred below this many tiles a call, whatever the rows
-            above say (a floor under them, not a measured row of its own).
+            above say: with fewer, one chunk's products are shared out by output channels and
+            the helper or im2col take less time (``_winograd._prefer``).
         winograd_chunk_tiles: about this many tiles per chunk of a call's tile rows (each
             chunk's 16 products pack ``U`` again; more tiles spill ``V`` and ``m`` from the
             caches): 256 against 128 (``_winograd._chunk_rows``'s docstring).
@@ -134,7 +135,7 @@ class Tuning:
     winograd_wide_min: int = 112
     winograd_wide_max: int = 64
     winograd_wide_size: int = 32
-    winograd_min_tiles: int = 16
+    winograd_min_tiles: int = 64
     winograd_chunk_tiles: int = 256
     winograd_fused_max_channels: int = 192
     winograd_fused_min_channels: int = 48

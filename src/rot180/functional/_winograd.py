@@ -224,8 +224,12 @@ def _accepts(p: Problem, t: Tuning) -> bool | str:
 def _prefer(p: Problem, t: Tuning) -> bool:
     """Where it beats the rule's choice (the helper ``direct`` on these shapes, im2col at
     batch 1 of 7x7), with ``_winogradc`` built and the helper on (the NumPy transforms are
-    ~2x slower: never preferred), and the call has at least ``t.winograd_min_tiles`` (16)
-    tiles. The numbers are :class:`~._tuning.Tuning` fields (the defaults shown):
+    ~2x slower: never preferred), and the call has at least ``t.winograd_min_tiles`` (64)
+    tiles: below that (batch 1 of 14 x 14: 49 tiles) the rule's choice took 0.70-0.85 of
+    Winograd's time (Xeon, 2 threads, forward passes interleaved: 1 x {64, 128, 192, 256,
+    512} x 14 x 14 0.70, 0.83, 0.79, 0.81, 0.85), and at 98-100 tiles it was even (2 x 256 x
+    14 x 14 0.98, 1 x 128 x 20 x 20 about 1; BENCHMARKS.md, "Issue 13, sixth pass"). The
+    numbers are :class:`~._tuning.Tuning` fields (the defaults shown):
 
     ========================  ==================  ========================================
     channels (C in, M out)    output size         measured, Winograd / helper, 2 threads
