@@ -43,25 +43,25 @@ LAYERS = [
 @pytest.mark.parametrize("wide", [0, 10**9])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_both_products_equal_the_direct_loops(shape, k, s, p, wide, threads) -> None:
-    """A narrowing forward pass and a strided input gradient (kn2row over the phases, the
-    kernel a swapped view), both products forced, whole batch and single-sample chunks."""
+    """A narrowing forward pass, and the strided input gradient of a widening layer (kn2row
+    over the phases; its kernel the rot180, channel-swapped view of the layer's contiguous
+    one, so stacked in blocks), both products forced, whole batch and one-sample chunks."""
     rng = np.random.default_rng(5)
     C = shape[1]
     x = rng.standard_normal(shape)
     w = rng.standard_normal((C // 4, C, *k))
-    w_gi = rng.standard_normal((C, C // 4, *k))        # input gradient of a widening layer
-    z = conv_direct(x, w_gi.swapaxes(0, 1), None, stride=s, padding=p)
-    dz = rng.standard_normal(z.shape)
+    x_l = rng.standard_normal((shape[0], C // 4, *shape[2:]))      # the widening layer
+    w_l = rng.standard_normal((C, C // 4, *k))
+    dz = rng.standard_normal(conv_direct(x_l, w_l, None, stride=s, padding=p).shape)
     for chunk_bytes in (1, 2**40):
         with tuning(force="kn2row", kn2row_wide_max_positions=wide, threads=threads,
                     chunk_bytes=chunk_bytes, parallel_min_macs=0):
             got = conv(x, w, None, padding=p)
-            got_gi = conv_grad_input(z * 0 + dz, w_gi.swapaxes(0, 1), x.shape, stride=s,
-                                     padding=p)
+            got_gi = conv_grad_input(dz, w_l, x_l.shape, stride=s, padding=p)
         np.testing.assert_allclose(got, conv_direct(x, w, None, padding=p), rtol=0, atol=1e-10)
         np.testing.assert_allclose(
-            got_gi, conv_grad_input_direct(dz, w_gi.swapaxes(0, 1), x.shape, stride=s,
-                                           padding=p), rtol=0, atol=1e-10)
+            got_gi, conv_grad_input_direct(dz, w_l, x_l.shape, stride=s, padding=p),
+            rtol=0, atol=1e-10)
 
 
 def test_wide_products_are_taken_up_to_the_field(monkeypatch) -> None:
