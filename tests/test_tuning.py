@@ -122,16 +122,18 @@ def test_numpy_numbers_are_taken_and_stored_as_python_ones() -> None:
 _THRESHOLDS = ["winograd_min_channels", "winograd_min_size", "winograd_min_channels_any",
                "winograd_min_tiles_any", "winograd_wide_min", "winograd_wide_max",
                "winograd_wide_size", "winograd_min_tiles", "winograd_chunk_tiles",
+               "winograd_fused_max_channels", "winograd_fused_min_channels",
+               "winograd_fused_chunk_tiles", "kn2row_wide_max_positions",
                "depthwise_max_cm", "depthwise_min_groups", "depthwise_min_row"]
 
 
 @pytest.mark.parametrize("name", _THRESHOLDS)
 def test_the_specialised_thresholds_are_checked_fields(name) -> None:
-    """Each of winograd's and depthwise's numbers is a field of its own, documented, checked:
-    a wrong type is a TypeError and a negative count (a chunk of no tiles) a ValueError, both
-    naming the field; numpy integers are taken."""
+    """Each of winograd's, kn2row's and depthwise's numbers is a field of its own, documented,
+    checked: a wrong type is a TypeError and a negative count (a chunk of no tiles) a
+    ValueError, both naming the field; numpy integers are taken."""
     assert name in (Tuning.__doc__ or ""), f"{name} has no Attributes entry"
-    low = 1 if name == "winograd_chunk_tiles" else 0
+    low = 1 if name in ("winograd_chunk_tiles", "winograd_fused_chunk_tiles") else 0
     for bad in ("8", 8.0, True, None):
         with pytest.raises(TypeError, match=rf"tuning: {name} must be an int, got "):
             with tuning(**{name: bad}):
