@@ -173,6 +173,50 @@ def test_forward_bits_do_not_depend_on_the_column_chunks(narrow, dtype) -> None:
 
 @pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_bits_do_not_depend_on_the_channel_passes(narrow, dtype) -> None:
+    """The forward's input channels run in passes sized to the L2 cache (0, the default,
+    chooses; 1 and C force either side): a later pass starts from the sums the earlier ones
+    stored, so each output is the same sum in the same order and the bits are equal, with the
+    bias, padding rows and columns whose taps are skipped, and outputs placed as a sub-pixel
+    phase's (the rest of out untouched)."""
+    rng = np.random.default_rng(5)
+    C, M = 37, 11                               # passes of 1, 16 and 32 leave remainders
+    x = rng.standard_normal((2, 1, C, 9, 12, L)).astype(dtype)
+    x[:, :, :, :1] = x[:, :, :, -2:] = x[:, :, :, :, :2] = 0     # padding: live rows 1:7, cols 2:12
+    w = rng.standard_normal((1, M, C, 3, 2)).astype(dtype)
+    bias = rng.standard_normal((1, M)).astype(dtype)
+    got = {}
+    for cf in (0, 1, 16, 32, C, 10 * C):
+        out = np.full((2, 1, M, 9, 11, L), np.nan, dtype)
+        D._directc.correlate(x, w, out, bias, stride=(2, 1), dilation=(1, 3), narrow=narrow,
+                             live_rows=(1, 7), live_cols=(2, 12), outputs=(3, 9),
+                             out_step=(3, 1), out_first=(1, 2), channels_per_pass=cf)
+        got[cf] = out
+    for cf, out in got.items():
+        assert np.array_equal(out, got[C], equal_nan=True), cf
+    placed = got[0][:, :, :, 1:9:3, 2:11]
+    ref = np.broadcast_to(bias[0][None, :, None, None, None], (2, M, 3, 9, L)).astype(np.float64)
+    for ty in range(3):
+        for tx in range(2):
+            xs = x[:, 0, :, ty:ty + 5:2, 3 * tx:3 * tx + 9].astype(np.float64)
+            ref = ref + np.einsum("oc,ncyql->noyql", w[0, :, :, ty, tx].astype(np.float64), xs)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(placed[:, 0], ref, rtol=tol, atol=tol * np.abs(ref).max())
+    rest = got[0].copy()
+    rest[:, :, :, 1:9:3, 2:11] = np.nan
+    assert np.isnan(rest).all()
+    empty = np.full((1, 1, M, 2, 3, L), np.nan, dtype)         # no input channels: the bias
+    D._directc.correlate(np.zeros((1, 1, 0, 4, 4, L), dtype), np.zeros((1, M, 0, 3, 2), dtype),
+                         empty, bias, stride=(1, 1), dilation=(1, 1), channels_per_pass=4)
+    np.testing.assert_array_equal(empty, np.broadcast_to(bias[0][None, None, :, None, None, None],
+                                                         empty.shape))
+    with pytest.raises(ValueError, match=r"correlate: channels_per_pass must be >= 0, got -1"):
+        D._directc.correlate(x, w, got[0], stride=(2, 1), dilation=(1, 3), outputs=(3, 9),
+                             channels_per_pass=-1)
+
+
+@pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_gradient_bits_do_not_depend_on_the_channel_passes(narrow, dtype) -> None:
     """The kernel gradient's input channels run in passes sized to the L2 cache (0, the
     default, chooses; 1 and C force either side): each weight's sum is the same sum in the

@@ -76,6 +76,8 @@ typedef struct {
     int narrow; /* use the tiles of CPUs without AVX-512 (a per-call choice, for tests) */
     Py_ssize_t cb; /* the kernel gradient's input channels per pass (grad_channels) */
     Py_ssize_t cq; /* the forward's output columns per chunk of a row (fwd_columns) */
+    Py_ssize_t cf; /* the forward's input channels per pass (fwd_channels) */
+    Py_ssize_t cp0, cp1; /* the forward's pass now: input channels cp0:cp1 (corr sets them) */
 } Dims;
 
 /* The channels of the forward's next block of tiles, from `left` still to do: 8 with 32
@@ -100,17 +102,23 @@ static inline Py_ssize_t fwd_block(Py_ssize_t left, int wide)
     {                                                                                          \
         const Py_ssize_t HWL = d->H * d->W * LANES;                                            \
         const Py_ssize_t plane = d->OHf * d->OWf * LANES, yx = y * d->sh + d->ro;              \
+        T *orow = oo + ((y * d->pys + d->py0) * d->OWf + d->px0) * LANES;                      \
         V acc[OBc][XBc];                                                                       \
-        for (int j = 0; j < OBc; j++) {                                                        \
-            const T b_ = bias ? bias[j] : (T)0;                                                \
-            for (int i = 0; i < XBc; i++) acc[j][i] = (V){0} + b_;                             \
-        }                                                                                      \
+        if (d->cp0 > 0) /* a later pass of input channels: the sums so far */                  \
+            for (int j = 0; j < OBc; j++)                                                      \
+                for (int i = 0; i < XBc; i++)                                                  \
+                    acc[j][i] = LOAD(V, orow + j * plane + (q0 + i) * d->pxs * LANES);         \
+        else                                                                                   \
+            for (int j = 0; j < OBc; j++) {                                                    \
+                const T b_ = bias ? bias[j] : (T)0;                                            \
+                for (int i = 0; i < XBc; i++) acc[j][i] = (V){0} + b_;                         \
+            }                                                                                  \
         /* Taps that read only padding: rows [ty_lo, ty_hi), and per tap the tile's columns. */ \
         Py_ssize_t ty_lo = 0, ty_hi = d->KH;                                                   \
         while (ty_lo < ty_hi && yx + ty_lo * d->dh < d->r0) ty_lo++;                           \
         while (ty_hi > ty_lo && yx + (ty_hi - 1) * d->dh >= d->r1) ty_hi--;                    \
         const Py_ssize_t first = q0 * d->sw + d->co, last = (q0 + XBc - 1) * d->sw + d->co;   \
-        for (Py_ssize_t c = 0; c < d->C; c++)                                                  \
+        for (Py_ssize_t c = d->cp0; c < d->cp1; c++)                                           \
             for (Py_ssize_t ty = ty_lo; ty < ty_hi; ty++) {                                    \
                 const T *row = xg + c * HWL + (yx + ty * d->dh) * d->W * LANES + d->co * LANES;\
                 const T *wr = wo + (c * d->KH + ty) * d->KW * OBc;                             \
@@ -125,7 +133,6 @@ static inline Py_ssize_t fwd_block(Py_ssize_t left, int wide)
                     }                                                                          \
                 }                                                                              \
             }                                                                                  \
-        T *orow = oo + ((y * d->pys + d->py0) * d->OWf + d->px0) * LANES;                      \
         for (int j = 0; j < OBc; j++)                                                          \
             for (int i = 0; i < XBc; i++)                                                      \
                 STORE(V, orow + j * plane + (q0 + i) * d->pxs * LANES, acc[j][i]);             \
@@ -190,18 +197,25 @@ static inline Py_ssize_t fwd_block(Py_ssize_t left, int wide)
                         wt[(g + o) * CK + t * ob + j] = w[(g + o + j) * CK + t];               \
             }                                                                                  \
         w = wt;                                                                                \
+        /* The input channels in passes of d->cf (fwd_channels; the tiles read the pass   \
+         * from their copy of the geometry), a pass at least once so that C = 0 still writes \
+         * the bias. */                                                                       \
+        Dims pass = *d;                                                                        \
+        d = &pass;                                                                             \
         for (Py_ssize_t n = 0; n < NB; n++)                                                    \
-            for (Py_ssize_t g = 0; g < G; g++) {                                               \
+            for (Py_ssize_t g = 0; g < G; g++)                                                 \
+            for (pass.cp0 = 0; pass.cp0 < pass.C || pass.cp0 == 0; pass.cp0 += pass.cf) {     \
+                pass.cp1 = pass.cp0 + pass.cf < pass.C ? pass.cp0 + pass.cf : pass.C;          \
                 const T *xg = x + (n * G + g) * xs;                                            \
                 T *og = out + (n * G + g) * M * os;                                            \
                 const T *wg = w + g * M * CK, *bg = bias ? bias + g * M : NULL;                \
                 /* Output row by row, every block of channels before the next row: the rows of \
-                 * input one output row reads (C x KH of them) stay in the caches for all M / 8 \
-                 * blocks, where block by block over the whole plane re-read the sample's     \
-                 * input from L3 once per block. Measured, forward passes on 2 threads, batch  \
-                 * 32-64, 3-128 channels, 8-56 pixels: 0.95-1.00 of the time (one thread: the  \
-                 * same). A row too long for L2 in chunks of d->cq columns (fwd_columns).      \
-                 * Same tiles, same sums, same bits.                                          */\
+                 * input one output row reads (a pass's cf x KH of them) stay in the caches   \
+                 * for all M / 8 blocks, where block by block over the whole plane re-read the \
+                 * sample's input from L3 once per block. Measured, forward passes on 2       \
+                 * threads, batch 32-64, 3-128 channels, 8-56 pixels: 0.95-1.00 of the time   \
+                 * (one thread: the same). A row too long for L2 in chunks of d->cq columns   \
+                 * (fwd_columns). Same tiles, same sums, same bits.                           */\
                 for (Py_ssize_t y = 0; y < d->OH; y++)                                         \
                 for (Py_ssize_t qa = 0; qa < d->OW; qa += d->cq) {                             \
                     const Py_ssize_t qb = qa + d->cq < d->OW ? qa + d->cq : d->OW;             \
@@ -701,8 +715,8 @@ static Py_ssize_t half_l2(void)
     return half;
 }
 
-/* The forward's output columns per chunk of a row: as many as keep the input they read (C x
- * KH rows of lanes, sw columns each) within half of L2, in multiples of 24 (every tile width:
+/* The forward's output columns per chunk of a row: as many as keep the input they read (a
+ * pass's cf channels x KH rows of lanes, sw columns each; fwd_channels) within half of L2, in multiples of 24 (every tile width:
  * 3, 4, 6, 8) and at least 24; the whole row where it fits. Every block of output channels
  * runs over one chunk before the next, so a row longer than the cache holds (a 1-D layer is
  * one row: 128 channels x 258 columns of 16 lanes is 2 MiB) is read from L2 once per block
@@ -713,27 +727,49 @@ static Py_ssize_t half_l2(void)
 #define FWD_COLUMN_STEP 24
 static Py_ssize_t fwd_columns(const Dims *d, Py_ssize_t vsize)
 {
-    const double per = (double)d->C * (double)d->KH * (double)d->sw * (double)vsize;
+    const double per = (double)d->cf * (double)d->KH * (double)d->sw * (double)vsize;
     const double fit = per > 0 ? (double)half_l2() / per : (double)d->OW;
     if (fit >= (double)d->OW) return d->OW > 0 ? d->OW : 1;
     const Py_ssize_t q = (Py_ssize_t)fit / FWD_COLUMN_STEP * FWD_COLUMN_STEP;
     return q < FWD_COLUMN_STEP ? FWD_COLUMN_STEP : q;
 }
 
+/* The forward's input channels per pass: as many as keep a pass's input (cf planes of H x W
+ * lanes) within half of L2, all C where they fit, at least FWD_MIN_CHANNELS. Each tile then
+ * sums one pass's channels at a time into the output (the first pass starts from the bias,
+ * later ones from the sums so far), so a block's weights for a pass (cf x KH x KW x 8 values)
+ * stay in L1 across the row's tiles, and the input the blocks share stays in L2, where one
+ * pass over all C streamed both from further out for every tile. A float's store and reload is
+ * exact and each output's sum still runs over c, ty, tx in order: the same bits whatever cf
+ * (`channels_per_pass=` forces it, for tests). Measured on an AVX-512 Xeon (2 MiB L2), one
+ * thread, 16-512 channels, 1-D and 2-D, 1x3 to 7x7, stride 1-2, against the single pass:
+ * 0.73-0.99 of the time (256 x 16 x 16 -> 256, 3x3: 0.73; 1-D 128 x 258 -> 128, k3: 0.83);
+ * passes of 8 channels were 0.92-0.99, so the floor is 16 (BENCHMARKS.md, "Issue 13, seventh
+ * pass"). */
+#define FWD_MIN_CHANNELS 16
+static Py_ssize_t fwd_channels(const Dims *d, Py_ssize_t vsize)
+{
+    const double per = (double)d->H * (double)d->W * (double)vsize;
+    const double fit = per > 0 ? (double)half_l2() / per : (double)d->C;
+    if (fit >= (double)d->C) return d->C > 0 ? d->C : 1;
+    return fit < FWD_MIN_CHANNELS ? (d->C < FWD_MIN_CHANNELS ? d->C : FWD_MIN_CHANNELS)
+                                  : (Py_ssize_t)fit;
+}
+
 static PyObject *py_correlate(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
 {
     static char *kw[] = {"x", "w", "out", "bias", "stride", "dilation", "live_rows",
                          "live_cols", "narrow", "origin", "outputs", "out_step", "out_first",
-                         "columns_per_chunk", NULL};
+                         "columns_per_chunk", "channels_per_pass", NULL};
     static const char *fn = "correlate";
     PyObject *ox, *ow, *oout, *obias = Py_None, *ostride = NULL, *odil = NULL,
              *orows = Py_None, *ocols = Py_None, *oorigin = NULL, *ooutputs = NULL,
              *ostep = NULL, *ofirst = NULL;
     int narrow = 0;
-    Py_ssize_t cq = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOpOOOOn", kw, &ox, &ow, &oout,
+    Py_ssize_t cq = 0, cf = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|O$OOOOpOOOOnn", kw, &ox, &ow, &oout,
                                      &obias, &ostride, &odil, &orows, &ocols, &narrow, &oorigin,
-                                     &ooutputs, &ostep, &ofirst, &cq))
+                                     &ooutputs, &ostep, &ofirst, &cq, &cf))
         return NULL;
     char kind = 0;
     Arg a[4] = {{.held = 0}};
@@ -774,9 +810,14 @@ static PyObject *py_correlate(PyObject *Py_UNUSED(self), PyObject *args, PyObjec
         goto out;
     }
     d.narrow = narrow;
-    if (non_negative(fn, "columns_per_chunk", cq, 0) < 0) goto out;
-    d.cq = cq ? cq : fwd_columns(&d, kind == 'd' ? (Py_ssize_t)sizeof(vf64)
-                                                 : (Py_ssize_t)sizeof(vf32));
+    if (non_negative(fn, "columns_per_chunk", cq, 0) < 0 ||
+        non_negative(fn, "channels_per_pass", cf, 0) < 0)
+        goto out;
+    {
+        const Py_ssize_t vs = kind == 'd' ? (Py_ssize_t)sizeof(vf64) : (Py_ssize_t)sizeof(vf32);
+        d.cf = cf ? cf : fwd_channels(&d, vs);
+        d.cq = cq ? cq : fwd_columns(&d, vs);
+    }
     const Py_ssize_t NB = a[0].view.shape[0];
     const void *bias = a[3].held ? a[3].view.buf : NULL;
     /* Room for the weights in the tiles' order (corr): w's own size. */
