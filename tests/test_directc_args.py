@@ -171,6 +171,38 @@ def test_forward_bits_do_not_depend_on_the_column_chunks(narrow, dtype) -> None:
                              columns_per_chunk=-1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_reads_the_kernel_through_its_strides(dtype) -> None:
+    """w may be any strided view (an input gradient's kernel is rot180(w) with its channel
+    axes swapped: negative and crossed strides, a sub-pixel phase's taps a stepped slice): the
+    helper packs it as it reads it, with the bits of its contiguous copy; a stride that is not
+    whole elements is refused."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((1, 2, 9, 7, 8, L)).astype(dtype)
+    base = rng.standard_normal((2, 9, 11, 5, 4)).astype(dtype)          # (G, C, M, KH, KW)
+    views = [base[:, :, :, ::-1, ::-1].swapaxes(1, 2),                  # rot180, swapped
+             base[:, :, :, 1::2, ::-3].swapaxes(1, 2),                  # a phase's taps
+             np.broadcast_to(base[:1, :, :1, :1, :1].swapaxes(1, 2), (2, 1, 9, 1, 1))]
+    for v in views:
+        assert not v.flags.c_contiguous
+        M, KH, KW = v.shape[1], v.shape[3], v.shape[4]
+        outs = []
+        for w in (v, np.ascontiguousarray(v)):
+            out = np.full((1, 2, M, 7 - KH + 1, 8 - KW + 1, L), np.nan, dtype)
+            D._directc.correlate(x, w, out, stride=(1, 1), dilation=(1, 1))
+            outs.append(out)
+        assert np.array_equal(outs[0], outs[1])
+        assert not np.isnan(outs[0]).any()
+    raw = np.zeros(1024, np.uint8)
+    odd = np.lib.stride_tricks.as_strided(raw[:4].view(np.float32), (1, 1, 9, 1, 2),
+                                          (0, 0, 8, 0, 6), writeable=False)
+    with pytest.raises(ValueError, match=r"correlate: w's strides must be whole elements, "
+                                         r"got 6 bytes on axis 4"):
+        D._directc.correlate(x[:, :1].astype(np.float32), odd,
+                             np.zeros((1, 1, 1, 7, 7, L), np.float32), stride=(1, 1),
+                             dilation=(1, 1))
+
+
 @pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_forward_bits_do_not_depend_on_the_channel_passes(narrow, dtype) -> None:

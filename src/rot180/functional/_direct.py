@@ -274,7 +274,7 @@ def correlate(x: np.ndarray, w: np.ndarray, stride: Sequence[int], dilation: Seq
     """
     nd = x.ndim - 3
     x = np.ascontiguousarray(_as_2d(x, nd))
-    w = np.ascontiguousarray(_as_2d(w, nd))
+    w = _as_2d(w, nd)                           # any strides: the helper packs it as it reads
     out2 = _as_2d(out, nd)
     stride, dilation, ((pt, pb), (pl, pr)) = _lift(nd, stride, dilation, pads)
     B, G, C, H, W = x.shape

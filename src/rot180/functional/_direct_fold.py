@@ -86,7 +86,7 @@ def correlate_phases(dz: np.ndarray, w: np.ndarray, axes: Sequence[Sequence[Phas
             continue
         taps = tuple(slice(ph.t0, ph.t0 + ph.t_step * (ph.n_taps - 1) + 1, ph.t_step)
                      for ph in combo)
-        jobs.append({"w": np.ascontiguousarray(w2[(Ellipsis, *taps)]),
+        jobs.append({"w": w2[(Ellipsis, *taps)],         # a view: the helper reads strides
                      "origin": (combo[0].e0 + pt, combo[1].e0 + pl),
                      "dilation": tuple(ph.e_step for ph in combo),
                      "outputs": tuple(ph.m for ph in combo),
