@@ -248,6 +248,29 @@ def test_forward_bits_do_not_depend_on_the_channel_passes(narrow, dtype) -> None
 
 
 @pytest.mark.parametrize("narrow", [False, True])
+@pytest.mark.parametrize("kernel", [(7, 1), (5, 2), (1, 7), (2, 5), (3, 3)])
+def test_kernel_gradient_tiles_rows_or_columns_of_taps(narrow, kernel) -> None:
+    """The kernel gradient's tiles take neighbouring taps along a kernel row, or down a kernel
+    column where the rows are narrower than a tile (7 x 1, 5 x 2; with the 4-channel tiles of
+    `narrow` also 3 x 3's rows): every weight is its own sum, with strides and dilations."""
+    rng = np.random.default_rng(8)
+    (KH, KW), (sh, sw), (dh, dw) = kernel, (2, 1), (1, 2)
+    C, M, OH, OW = 3, 11, 4, 5
+    x = rng.standard_normal((1, 1, C, (OH - 1) * sh + (KH - 1) * dh + 1,
+                             (OW - 1) * sw + (KW - 1) * dw + 1, L))
+    dz = rng.standard_normal((1, 1, M, OH, OW, L))
+    dw_ = np.full((1, M, C, KH, KW), np.nan)
+    D._directc.correlate_kernel(x, dz, dw_, stride=(sh, sw), dilation=(dh, dw), narrow=narrow)
+    ref = np.empty((M, C, KH, KW))
+    for ty in range(KH):
+        for tx in range(KW):
+            xs = x[0, 0, :, ty * dh:ty * dh + (OH - 1) * sh + 1:sh,
+                   tx * dw:tx * dw + (OW - 1) * sw + 1:sw]
+            ref[:, :, ty, tx] = np.einsum("oyql,cyql->oc", dz[0, 0], xs)
+    np.testing.assert_allclose(dw_[0], ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernel_gradient_bits_do_not_depend_on_the_channel_passes(narrow, dtype) -> None:
     """The kernel gradient's input channels run in passes sized to the L2 cache (0, the

@@ -267,16 +267,18 @@ DEFINE_KERNELS(double, vf64, f64)
 DEFINE_HSUM(float, vf32, vi32, f32)
 DEFINE_HSUM(double, vf64, vi64, f64)
 
-/* Kernel-gradient tile: OBc output channels x TBc neighbouring taps of one kernel row, summed
- * over a chunk of output positions (rows y0:y1 x columns q0:q1) and added to the partial sums
- * part[j * CK + i] (one vector of lanes per weight). xr: the input row under output row 0 for
- * the first tap; zb: the chunk's delta, position-major with the OBc channels' vectors side by
+/* Kernel-gradient tile: OBc output channels x TBc neighbouring taps of one kernel row (or,
+ * where the rows are shorter than a tile, of one kernel column), summed over a chunk of
+ * output positions (rows y0:y1 x columns q0:q1) and added to the partial sums
+ * part[j * CK + i * pstep] (one vector of lanes per weight). xr: the input row under output
+ * row 0 for the first tap, tap i tstep values further (dw lanes along a row, dh rows of lanes
+ * down a column); zb: the chunk's delta, position-major with the OBc channels' vectors side by
  * side (a copy: the delta planes themselves sit a multiple of 4 KiB apart, and OBc streams
  * at such a distance evict each other from L1). */
 #define DEFINE_GRAD_TILE(T, V, SUF, OBc, TBc)                                                  \
     static inline __attribute__((always_inline)) void grad_tile_##SUF##_##OBc##_##TBc(         \
         const T *xr, const V *zb, V *part, const Dims *d, Py_ssize_t y0, Py_ssize_t y1,        \
-        Py_ssize_t q0, Py_ssize_t q1)                                                          \
+        Py_ssize_t q0, Py_ssize_t q1, Py_ssize_t tstep, Py_ssize_t pstep)                      \
     {                                                                                          \
         const Py_ssize_t CK = d->C * d->KH * d->KW;                                            \
         V acc[OBc][TBc];                                                                       \
@@ -287,7 +289,7 @@ DEFINE_HSUM(double, vf64, vi64, f64)
             for (Py_ssize_t q = q0; q < q1; q++, zb += OBc) {                                  \
                 V v[TBc];                                                                      \
                 for (int i = 0; i < TBc; i++)                                                  \
-                    v[i] = LOAD(V, row + (q * d->sw + i * d->dw) * LANES);                     \
+                    v[i] = LOAD(V, row + q * d->sw * LANES + i * tstep);                       \
                 for (int j = 0; j < OBc; j++) {                                                \
                     V g_ = zb[j];                                                              \
                     KEEP_##SUF(g_);                                                    \
@@ -296,7 +298,7 @@ DEFINE_HSUM(double, vf64, vi64, f64)
             }                                                                                  \
         }                                                                                      \
         for (int j = 0; j < OBc; j++)                                                          \
-            for (int i = 0; i < TBc; i++) part[j * CK + i] += acc[j][i];                       \
+            for (int i = 0; i < TBc; i++) part[j * CK + i * pstep] += acc[j][i];               \
     }
 
 /* Taps per tile: 3 with blocks of 8 channels (24 accumulators), else up to 5 (<= 20). */
@@ -317,6 +319,15 @@ DEFINE_HSUM(double, vf64, vi64, f64)
         const Py_ssize_t OW = d->OW, plane = d->OH * OW * LANES, HWL = d->H * d->W * LANES;    \
         const Py_ssize_t K = d->KH * d->KW, per = GRAD_CHUNK_BYTES / (OBc * sizeof(V));        \
         const Py_ssize_t qb = OW < per ? OW : per, rb = OW < per ? per / OW : 1;               \
+        /* The taps in lines of a tile's width: kernel rows, or kernel columns where the rows \
+         * are narrower than a tile and the columns longer (7 x 1: one 8 x 1 tile per tap, 8  \
+         * multiply-adds to 9 loads, ran at 56 % of the matmul rate). Each weight's sum is    \
+         * the same either way: the same bits. */                                              \
+        const int cols = d->KW < GRAD_TAPS(OBc) && d->KH > d->KW;                              \
+        const Py_ssize_t row_ = d->dh * d->W * LANES, tap_ = d->dw * LANES;                    \
+        const Py_ssize_t lines = cols ? d->KW : d->KH, len = cols ? d->KH : d->KW;             \
+        const Py_ssize_t xline = cols ? tap_ : row_, tstep = cols ? row_ : tap_;               \
+        const Py_ssize_t pline = cols ? 1 : d->KW, pstep = cols ? d->KW : 1;                   \
         for (Py_ssize_t y0 = 0; y0 < d->OH; y0 += rb)                                          \
             for (Py_ssize_t q0 = 0; q0 < OW; q0 += qb) {                                       \
                 const Py_ssize_t y1 = y0 + rb < d->OH ? y0 + rb : d->OH;                       \
@@ -327,23 +338,24 @@ DEFINE_HSUM(double, vf64, vi64, f64)
                         for (int j = 0; j < OBc; j++)                                          \
                             *z++ = LOAD(V, dzo + j * plane + (y * OW + q) * LANES);            \
                 for (Py_ssize_t c = c0; c < c1; c++)                                           \
-                    for (Py_ssize_t ty = 0; ty < d->KH; ty++) {                                \
-                        const T *xr = xg + c * HWL + ty * d->dh * d->W * LANES;                \
-                        V *pr = part + c * K + ty * d->KW;                                     \
-                        for (Py_ssize_t tx = 0; tx < d->KW; tx += GRAD_TAPS(OBc)) {            \
-                            const T *xt = xr + tx * d->dw * LANES;                             \
-                            const Py_ssize_t left = d->KW - tx;                                \
+                    for (Py_ssize_t l = 0; l < lines; l++) {                                   \
+                        const T *xr = xg + c * HWL + l * xline;                                \
+                        V *pr = part + c * K + l * pline;                                      \
+                        for (Py_ssize_t t = 0; t < len; t += GRAD_TAPS(OBc)) {                 \
+                            const T *xt = xr + t * tstep;                                      \
+                            V *pt = pr + t * pstep;                                            \
+                            const Py_ssize_t left = len - t;                                   \
                             switch (left < GRAD_TAPS(OBc) ? left : GRAD_TAPS(OBc)) {           \
-                            case 5: grad_tile_##SUF##_##OBc##_5(xt, zb, pr + tx, d, y0, y1,    \
-                                                                q0, q1); break;                \
-                            case 4: grad_tile_##SUF##_##OBc##_4(xt, zb, pr + tx, d, y0, y1,    \
-                                                                q0, q1); break;                \
-                            case 3: grad_tile_##SUF##_##OBc##_3(xt, zb, pr + tx, d, y0, y1,    \
-                                                                q0, q1); break;                \
-                            case 2: grad_tile_##SUF##_##OBc##_2(xt, zb, pr + tx, d, y0, y1,    \
-                                                                q0, q1); break;                \
-                            case 1: grad_tile_##SUF##_##OBc##_1(xt, zb, pr + tx, d, y0, y1,    \
-                                                                q0, q1); break;                \
+                            case 5: grad_tile_##SUF##_##OBc##_5(xt, zb, pt, d, y0, y1, q0, q1, \
+                                                                tstep, pstep); break;          \
+                            case 4: grad_tile_##SUF##_##OBc##_4(xt, zb, pt, d, y0, y1, q0, q1, \
+                                                                tstep, pstep); break;          \
+                            case 3: grad_tile_##SUF##_##OBc##_3(xt, zb, pt, d, y0, y1, q0, q1, \
+                                                                tstep, pstep); break;          \
+                            case 2: grad_tile_##SUF##_##OBc##_2(xt, zb, pt, d, y0, y1, q0, q1, \
+                                                                tstep, pstep); break;          \
+                            case 1: grad_tile_##SUF##_##OBc##_1(xt, zb, pt, d, y0, y1, q0, q1, \
+                                                                tstep, pstep); break;          \
                             }                                                                  \
                         }                                                                      \
                     }                                                                          \
