@@ -438,3 +438,33 @@ def test_max_pool_helper_refuses_a_huge_padding_at_once() -> None:
         _fused._fusedc.max_pool2d(np.zeros((1, 4, 4), f), np.zeros((1, 1, 1), f),
                                   np.zeros((1, 1, 1), np.int64), kernel=(1, 1), stride=(1, 1),
                                   padding=(2**40, 0), dilation=(1, 1))
+
+
+@needs_helper
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_all_finite_finds_each_non_finite_value_in_one_read(dtype) -> None:
+    """The engine's check of a kernel: every inf, -inf and NaN is found, at the first and last
+    value and on each side of a block of 4096; the largest finite values, signed zeros and
+    subnormals are finite; first:last reads only that range; the checks' answers with the
+    kernels on and off agree."""
+    from rot180.functional import _clipped
+    kernel = _fused._fusedc.all_finite
+    tiny = np.finfo(dtype).smallest_subnormal
+    big = np.finfo(dtype).max
+    x = np.random.default_rng(9).standard_normal(3 * 4096 + 5).astype(dtype)
+    x[:5] = [big, -big, 0.0, -0.0, tiny]
+    assert kernel(x) and kernel(x[:0])
+    for value in (np.inf, -np.inf, np.nan):
+        for i in (0, 4095, 4096, 4097, 8191, x.size - 1):
+            bad = x.copy()
+            bad[i] = value
+            assert not kernel(bad), (value, i)
+            assert kernel(bad, first=i + 1) and kernel(bad, last=i)
+            assert not kernel(bad, first=i, last=i + 1)
+            for helper in (True, False):
+                with tuning(helper=helper):
+                    assert not _clipped.finite(bad.reshape(-1, 1)[::-1].T)
+    with pytest.raises(ValueError, match=r"all_finite: first = 3 and last = 2"):
+        kernel(x, first=3, last=2)
+    with pytest.raises(TypeError, match=r"all_finite: x must be"):
+        kernel(np.arange(3, dtype=np.int32))

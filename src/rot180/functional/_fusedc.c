@@ -727,6 +727,52 @@ out:
     return finish(a, 2);
 }
 
+/* all_finite: whether no value of x[first:last] has every exponent bit set (inf or NaN), in
+ * one read, in blocks of 4096 values whose largest exponent field is taken as an unsigned
+ * integer maximum (vectorised; no floating-point compare, so a NaN is not special): the
+ * engine checks every kernel before a convolution (an infinite weight must not meet padding),
+ * where numpy's max and min read it twice (BENCHMARKS.md, "Issue 13, seventh pass"). */
+#define FINITE_BLOCK 4096
+#define DEFINE_ALL_FINITE(U, MASK)                                                             \
+    MULTI static int all_finite_##U(const U *x, Py_ssize_t first, Py_ssize_t last)             \
+    {                                                                                          \
+        for (Py_ssize_t i = first; i < last; i += FINITE_BLOCK) {                              \
+            const Py_ssize_t end = i + FINITE_BLOCK < last ? i + FINITE_BLOCK : last;          \
+            U top = 0;                                                                         \
+            for (Py_ssize_t j = i; j < end; j++) {                                             \
+                const U e = x[j] & (MASK);                                                     \
+                top = e > top ? e : top;                                                       \
+            }                                                                                  \
+            if (top == (MASK)) return 0;                                                       \
+        }                                                                                      \
+        return 1;                                                                              \
+    }
+DEFINE_ALL_FINITE(uint32_t, UINT32_C(0x7f800000))
+DEFINE_ALL_FINITE(uint64_t, UINT64_C(0x7ff0000000000000))
+
+static PyObject *py_all_finite(PyObject *Py_UNUSED(self), PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"x", "first", "last", NULL};
+    static const char *fn = "all_finite";
+    PyObject *ox;
+    Py_ssize_t first = 0, last = -1;
+    char kind = 0;
+    int ok = 1;
+    Arg a[1] = {{.held = 0}};
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$nn", kw, &ox, &first, &last)) return NULL;
+    if (get_array(&a[0], ox, fn, "x", 1, "(n,)", 0, 0, &kind) < 0 ||
+        unit_range(fn, &first, &last, a[0].view.shape[0]) < 0)
+        goto out;
+    Py_BEGIN_ALLOW_THREADS
+    ok = kind == 'f' ? all_finite_uint32_t((const uint32_t *)BUF(0), first, last)
+                     : all_finite_uint64_t((const uint64_t *)BUF(0), first, last);
+    Py_END_ALLOW_THREADS
+out:
+    release(a, 1);
+    if (PyErr_Occurred()) return NULL;
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef methods[] = {
     METHOD(bn_stats, "bn_stats(x, mean, var, *, first=0, last=-1): per-channel mean and biased\n"
                      "variance (float64 (C,) outputs) of x (N, C, S), channels [first, last)."),
@@ -747,6 +793,8 @@ static PyMethodDef methods[] = {
     METHOD(plane_mean, "plane_mean(x, y, *, first=0, last=-1): y[p] = mean of x[p] (P, S)."),
     METHOD(plane_fill, "plane_fill(dy, dx, *, scale=1, first=0, last=-1): dx[p, :] = dy[p] *\n"
                        "scale."),
+    METHOD(all_finite, "all_finite(x, *, first=0, last=-1): whether every value of the flat\n"
+                       "x[first:last] is finite (one read)."),
     {NULL, NULL, 0, NULL},
 };
 
