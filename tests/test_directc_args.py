@@ -247,6 +247,20 @@ def test_forward_bits_do_not_depend_on_the_channel_passes(narrow, dtype) -> None
                              channels_per_pass=-1)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_gradient_of_no_positions_is_zero(dtype) -> None:
+    """The first chunk of positions writes the partial sums (no zeroing first): with no
+    positions at all (an empty delta) there is no chunk, and the gradient is zero, not what the
+    buffers held."""
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((1, 1, 20, 4, 5, L)).astype(dtype)
+    for oh, ow in ((0, 3), (2, 0)):
+        dw = np.full((1, 9, 20, 3, 2), np.nan, dtype)
+        D._directc.correlate_kernel(x, np.zeros((1, 1, 9, oh, ow, L), dtype), dw,
+                                    stride=(1, 1), dilation=(1, 1))
+        assert not np.signbit(dw).any() and not dw.any()
+
+
 @pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("kernel", [(7, 1), (5, 2), (1, 7), (2, 5), (3, 3)])
 def test_kernel_gradient_tiles_rows_or_columns_of_taps(narrow, kernel) -> None:
