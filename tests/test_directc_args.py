@@ -265,8 +265,9 @@ def test_kernel_gradient_of_no_positions_is_zero(dtype) -> None:
 @pytest.mark.parametrize("kernel", [(7, 1), (5, 2), (1, 7), (2, 5), (3, 3)])
 def test_kernel_gradient_tiles_rows_or_columns_of_taps(narrow, kernel) -> None:
     """The kernel gradient's tiles take neighbouring taps along a kernel row, or down a kernel
-    column where the rows are narrower than a tile (7 x 1, 5 x 2; with the 4-channel tiles of
-    `narrow` also 3 x 3's rows): every weight is its own sum, with strides and dilations."""
+    column where the rows are narrower than a tile and the columns longer (7 x 1 and 5 x 2,
+    with either tile width; 1 x 7, 2 x 5 and 3 x 3 run along rows): every weight is its own
+    sum, with strides and dilations."""
     rng = np.random.default_rng(8)
     (KH, KW), (sh, sw), (dh, dw) = kernel, (2, 1), (1, 2)
     C, M, OH, OW = 3, 11, 4, 5

@@ -50,8 +50,8 @@ def finite(*arrays: np.ndarray) -> bool:
     array that is then contiguous is read once (``_fusedc.all_finite``: the exponent bits, one
     pass; 256 x 256 x 3 x 3 float32 0.058 ms against 0.16 for the two passes below, Xeon, one
     thread). Otherwise its maximum and minimum (NaN propagates through both; no allocation, no
-    overflow; faster than one ``np.sum`` or ``np.isfinite(a).all()`` on large arrays on the
-    EPYC: BENCHMARKS.md, Engine thresholds)."""
+    overflow; faster than one ``np.sum`` or ``np.isfinite(a).all()`` on large arrays where
+    it was measured: BENCHMARKS.md, Engine thresholds)."""
     compiled = _fused.helper_on()
     return all(_finite(a, compiled) for a in map(_memory_order, arrays))
 

@@ -301,8 +301,8 @@ DEFINE_HSUM16(double, vf64, vi64, f64)
 
 /* Kernel-gradient tile: OBc output channels x TBc neighbouring taps of one kernel row (or,
  * where the rows are shorter than a tile, of one kernel column), summed over a chunk of
- * output positions (rows y0:y1 x columns q0:q1) and added to the partial sums
- * part[j * CK + i * pstep] (one vector of lanes per weight). xr: the input row under output
+ * output positions (rows y0:y1 x columns q0:q1) and written (`fresh`: the first chunk) or
+ * added to the partial sums part[j * CK + i * pstep] (one vector of lanes per weight). xr: the input row under output
  * row 0 for the first tap, tap i tstep values further (dw lanes along a row, dh rows of lanes
  * down a column); zb: the chunk's delta, position-major with the OBc channels' vectors side by
  * side (a copy: the delta planes themselves sit a multiple of 4 KiB apart, and OBc streams
@@ -330,8 +330,10 @@ DEFINE_HSUM16(double, vf64, vi64, f64)
             }                                                                                  \
         }                                                                                      \
         for (int j = 0; j < OBc; j++)                                                          \
-            for (int i = 0; i < TBc; i++)                                                      \
-                part[j * CK + i * pstep] = fresh ? acc[j][i] : part[j * CK + i * pstep] + acc[j][i]; \
+            for (int i = 0; i < TBc; i++) {                                                    \
+                V *p_ = part + j * CK + i * pstep;                                             \
+                *p_ = fresh ? acc[j][i] : *p_ + acc[j][i];                                     \
+            }                                                                                  \
     }
 
 /* The tile of a line's next `left` taps, `fresh` (a constant, so that each tile is inlined
