@@ -474,3 +474,18 @@ def test_long_rows_in_column_chunks_against_the_oracle(threads) -> None:
     want = conv_direct(x, w, b, **kw), conv_grad_input_direct(dz, w, x.shape, **kw)
     for g, r in zip(got, want, strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-11 * np.abs(r).max())
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_forward_in_channel_passes_against_the_oracle(threads) -> None:
+    """Layers whose input planes outgrow half of any L2 cache at 256 channels (the helper's
+    forward then sums its input channels in passes of at least 16): the forward with its bias,
+    a strided one, and a strided input gradient over its phases whose delta has the 256
+    channels, all against the direct-loop oracles at any thread count."""
+    for stride, c_in, c_out in ((1, 256, 24), (2, 256, 24), (2, 24, 256)):
+        x, w, b, dz, kw = _arrays((16, c_in, 20, 20), c_out, 3, stride, 1, 1, 1, np.float64)
+        with tuning(force="direct", threads=threads):
+            got = conv(x, w, b, **kw), conv_grad_input(dz, w, x.shape, **kw)
+        want = conv_direct(x, w, b, **kw), conv_grad_input_direct(dz, w, x.shape, **kw)
+        for g, r in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, r, rtol=1e-11, atol=1e-11 * np.abs(r).max())
