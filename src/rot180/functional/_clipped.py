@@ -46,19 +46,19 @@ __all__ = ["finite", "quiet", "correlate", "correlate_kernel"]
 
 def finite(*arrays: np.ndarray) -> bool:
     """Whether every value of every array is finite. A view is read in its memory's order
-    (:func:`_memory_order`). With the compiled kernels (:func:`._fused.helper_on`), a float
-    array that is then contiguous is read once (``_fusedc.all_finite``: the exponent bits, one
-    pass; 256 x 256 x 3 x 3 float32 0.058 ms against 0.16 for the two passes below, Xeon, one
-    thread). Otherwise its maximum and minimum (NaN propagates through both; no allocation, no
-    overflow; faster than one ``np.sum`` or ``np.isfinite(a).all()`` on large arrays where
-    it was measured: BENCHMARKS.md, Engine thresholds)."""
-    compiled = _fused.helper_on()
-    return all(_finite(a, compiled) for a in map(_memory_order, arrays))
+    (:func:`_memory_order`). With the compiled kernels, a float array that is then contiguous
+    is read once (:func:`._fused.all_finite`: the exponent bits, one pass; 256 x 256 x 3 x 3
+    float32 0.058 ms against 0.16 for the two passes below, Xeon, one thread). Otherwise its
+    maximum and minimum (NaN propagates through both; no allocation, no overflow; faster than
+    one ``np.sum`` or ``np.isfinite(a).all()`` on large arrays where it was measured:
+    BENCHMARKS.md, Engine thresholds)."""
+    return all(_finite(a) for a in map(_memory_order, arrays))
 
 
-def _finite(a: np.ndarray, compiled: bool) -> bool:
-    if compiled and a.flags.c_contiguous and a.dtype in (np.float32, np.float64):
-        return _fused._fusedc.all_finite(a.reshape(-1))
+def _finite(a: np.ndarray) -> bool:
+    once = _fused.all_finite(a)
+    if once is not None:
+        return once
     if a.size <= _SMALL:
         return bool(np.isfinite(a).all())
     return bool(np.isfinite(a.max()) and np.isfinite(a.min()))

@@ -76,7 +76,7 @@ except ImportError:         # no C compiler at install: NumPy everywhere
     _fusedc = None
 
 __all__ = ["helper_on", "bn_forward", "bn_backward", "relu_forward", "relu_backward",
-           "max_pool2d", "max_pool2d_grad", "plane_mean", "plane_fill"]
+           "max_pool2d", "max_pool2d_grad", "plane_mean", "plane_fill", "all_finite"]
 
 PARALLEL_MIN_BYTES = 8 * 2**20
 
@@ -287,3 +287,12 @@ def plane_fill(dy: np.ndarray, shape: tuple[int, ...], nd: int) -> np.ndarray:
     _run(lambda a, b: _fusedc.plane_fill(ds, dx, scale=1.0 / count, first=a, last=b), planes,
          dx.nbytes)
     return dx.reshape(shape)
+
+
+def all_finite(a: np.ndarray) -> bool | None:
+    """Whether every value of ``a`` is finite, in one read (``_fusedc.all_finite``: the
+    exponent bits), where the kernels run and ``a`` is a C-contiguous float32/64 array; None
+    otherwise (the caller checks in NumPy: ``_clipped.finite``)."""
+    if not (helper_on() and a.flags.c_contiguous and a.dtype in (np.float32, np.float64)):
+        return None
+    return _fusedc.all_finite(a.reshape(-1))
