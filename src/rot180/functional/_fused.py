@@ -76,7 +76,7 @@ except ImportError:         # no C compiler at install: NumPy everywhere
     _fusedc = None
 
 __all__ = ["helper_on", "bn_forward", "bn_backward", "relu_forward", "relu_backward",
-           "max_pool2d", "max_pool2d_grad", "plane_mean", "plane_fill", "all_finite"]
+           "max_pool2d", "max_pool2d_grad", "plane_mean", "plane_fill", "finite_once"]
 
 PARALLEL_MIN_BYTES = 8 * 2**20
 
@@ -289,7 +289,7 @@ def plane_fill(dy: np.ndarray, shape: tuple[int, ...], nd: int) -> np.ndarray:
     return dx.reshape(shape)
 
 
-def all_finite(a: np.ndarray) -> bool | None:
+def finite_once(a: np.ndarray) -> bool | None:
     """Whether every value of ``a`` is finite, in one read (``_fusedc.all_finite``: the
     exponent bits), where the kernels run and ``a`` is a C-contiguous float32/64 array; None
     otherwise (the caller checks in NumPy: ``_clipped.finite``)."""
