@@ -71,7 +71,7 @@ def knobs(request):
 
 @pytest.mark.skipif(os.environ.get("ROT180_REQUIRE_HELPER") != "1",
                     reason="set by `make test` where a C compiler and Python's headers are found")
-@pytest.mark.parametrize("name", ["_directc", "_fusedc", "_depthwisec", "_winogradc"])
+@pytest.mark.parametrize("name", ["_directc", "_fusedc", "_depthwisec", "_winogradc", "_teamc"])
 def test_the_compiled_helpers_were_built(name) -> None:
     """Their builds are optional (no compiler: NumPy only), so a C error would otherwise pass
     silently with the helpers' tests skipped."""

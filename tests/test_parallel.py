@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import rot180.functional as F
 from rot180.functional import _parallel as P
+from rot180.functional import _team
 from rot180.functional._tuning import get_tuning, tuning
 
 TIMEOUT = 60                                    # seconds; only reached when something hangs
@@ -229,7 +230,7 @@ def test_explicit_threads_split_three_ways_with_the_bits_of_one():
             three = F.conv_grad_weight(x, d, (16, 16, 3, 3, 3))
             if get_tuning().force != "clipped":     # clipped opens serial runs only
                 assert P._REGIONS.opened == opened + 1
-                assert P._POOL[0] == os.getpid() and P._POOL[1] >= 3
+                assert max(t.size for t in _team.teams()) >= 2     # the caller and two
     np.testing.assert_array_equal(three, one)
 
 
@@ -261,7 +262,10 @@ def test_chunks_see_the_callers_tuning_in_the_pool():
         got = list(P.map_chunks(
             lambda _: (get_tuning().chunk_bytes, threading.current_thread().name), range(4), 2))
     assert [g[0] for g in got] == [12345] * 4
-    assert all(name.startswith("rot180-chunk") for _, name in got)
+    # Rounds of two: the caller runs items 0 and 2, a team thread items 1 and 3.
+    here = threading.current_thread().name
+    assert [name == here for _, name in got] == [True, False, True, False]
+    assert all(name.startswith("rot180-chunk") for _, name in got[1::2])
     assert get_tuning().chunk_bytes != 12345
     # A worker thread outside any call has the defaults again.
     (fresh,) = P.map_chunks(lambda _: get_tuning().chunk_bytes, [0], 1)
@@ -342,7 +346,7 @@ def test_clipped_products_give_a_quiet_calls_bits_while_another_thread_pools(
 
 def test_many_thread_counts_share_one_pool():
     """Each tuning(threads=n) used to keep its own pool (and its threads' scratch) forever; now
-    one pool grows to the largest n and each call keeps at most n chunks in flight."""
+    a larger team retires the smaller free ones, and each call runs on at most n threads."""
     rng = np.random.default_rng(6)
     x = rng.standard_normal((4, 16, 16, 16, 16)).astype(np.float32)
     w = rng.standard_normal((16, 16, 3, 3, 3)).astype(np.float32)
@@ -352,11 +356,11 @@ def test_many_thread_counts_share_one_pool():
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         alive = [t for t in threading.enumerate() if t.name.startswith("rot180-chunk")]
-        if len(alive) <= 12:
+        if len(alive) <= 11:
             break
         time.sleep(0.05)
-    assert len(alive) <= 12, f"{len(alive)} chunk threads alive after asking for 2..12"
-    assert P._POOL is not None and P._POOL[1] >= 12
+    assert len(alive) <= 11, f"{len(alive)} chunk threads alive after asking for 2..12"
+    assert max(t.size for t in _team.teams()) >= 11        # and the caller: 12
 
 
 def test_a_call_keeps_at_most_its_thread_count_of_chunks_in_flight():

@@ -56,9 +56,22 @@ forward + backward, interleaved in one process, medians of 21; torch's autograd 
     (64, 32, 32, 32)     8 MiB      3.25 / 2.52                  1.77 / 1.54
     (64, 128, 16, 16)    8 MiB      2.74 / 2.48                  1.59 / 1.48
 
-so two threads pay from 8 MiB (0.78-0.93), not at 4 (0.95-1.17): the threshold is 8 MiB.
-``vgg_small(32)``'s training step, whose first activations are 8 MiB: 0.93-0.95 of its time
-with 64 MiB; ``resnet_small`` 0.99-1.01. Tests force each side by patching
+so two threads paid from 8 MiB (0.78-0.93), not at 4 (0.95-1.17), and the threshold was
+8 MiB. The engine's thread team (:mod:`._team`: the caller runs a chunk, members spin between
+jobs) halved a pooled run's cost (an empty one 65-75 -> 38 us back to back); re-measured with
+it on the same Xeon, layer forward + backward, 2 threads / 1, interleaved, medians of 21::
+
+                                    BatchNorm     ReLU
+    (64, 64, 8, 8)       1 MiB      1.01          0.96
+    (64, 32, 16, 16)     2 MiB      1.00          0.98
+    (64, 16, 32, 32)     4 MiB      0.82          0.76
+    (64, 256, 8, 8)      4 MiB      0.85          0.81
+    (64, 32, 32, 32)     8 MiB      0.73          0.66
+
+so two threads break even at 1-2 MiB and pay from 4: the threshold is 2 MiB. Training steps
+(median of 20, 2 threads, two runs), 8 MiB -> 2 MiB: ``resnet_small(16)`` 62.3 / 61.1 ->
+59.1 / 57.2 ms, ``vgg_small(32)`` 82.6 / 78.8 -> 75.9 / 75.8, ``resnet_small(32)`` 147 / 156
+-> 141 / 156 (512 KiB: within 3 % of 2 MiB either way). Tests force each side by patching
 ``_fused.PARALLEL_MIN_BYTES``.
 """
 
@@ -78,7 +91,7 @@ except ImportError:         # no C compiler at install: NumPy everywhere
 __all__ = ["helper_on", "bn_forward", "bn_backward", "relu_forward", "relu_backward",
            "max_pool2d", "max_pool2d_grad", "plane_mean", "plane_fill", "finite_once"]
 
-PARALLEL_MIN_BYTES = 8 * 2**20
+PARALLEL_MIN_BYTES = 2 * 2**20
 
 
 def helper_on() -> bool:

@@ -1,6 +1,6 @@
-/* The Python-facing glue of rot180's four compiled helpers (_directc.c, _depthwisec.c,
- * _winogradc.c, _fusedc.c), written once: what stands between a helper's keyword arguments and
- * its loops.
+/* The Python-facing glue of rot180's compiled helpers (_directc.c, _depthwisec.c,
+ * _winogradc.c, _fusedc.c, _teamc.c), written once: what stands between a helper's keyword
+ * arguments and its loops.
  *
  *   sizes             overflow(), mul_add(): overflow-checked size arithmetic (OverflowError)
  *   array arguments   Arg; get_float_array() (buffer, dtype, axes, C order, writability), or the
@@ -18,14 +18,14 @@
  * arrays in _winogradc.c and _depthwisec.c, an int64 argmax in _fusedc.c). Every error names
  * the function and the argument, what was expected and what was given: TypeError for a wrong
  * type, ValueError for a wrong value, OverflowError for a size no array has. tests/ match the
- * messages, so a change to a message here changes them for all four helpers.
+ * messages, so a change to a message here changes them for all the helpers.
  *
- * Why a header, not a fifth module: each helper is its own optional extension module (setup.py:
+ * Why a header, not a module of its own: each helper is its own optional extension module (setup.py:
  * one that fails to build leaves the others), loaded alone, and tests/test_directc_build.py
  * compiles _directc.c by itself with `cc`. Shared code in a module of its own would need a
  * capsule and an import order between helpers; static inline functions compile into each helper
  * (the ones a helper does not call are dropped without an unused-function warning). setup.py
- * lists this file in every Extension's depends=, so a change here rebuilds all four.
+ * lists this file in every Extension's depends=, so a change here rebuilds them all.
  *
  * Include it first (it defines PY_SSIZE_T_CLEAN and includes Python.h).
  */

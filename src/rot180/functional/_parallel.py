@@ -1,27 +1,31 @@
-"""Batch chunks on a small pool of threads, and the per-thread scratch buffers they use.
+"""Batch chunks on the caller's thread and a small team of others, with BLAS held at one thread.
 
 numpy runs only its BLAS products on several cores; the copies, sums and transposes around them
 run on one. With two threads that leaves ~25 % of a convolution single-threaded, and waking
 OpenBLAS's own workers for every product costs more (the first copy after a multi-threaded
 product is slow while they spin). Instead, the engine hands whole batch chunks (gather, product,
-output write) to a pool of Python threads, each of which runs *single-threaded* BLAS: numpy
-releases the GIL in copies, ufuncs and ``matmul``, so every step of a chunk runs in parallel.
+output write) to a team of Python threads (:mod:`._team`: the caller runs one chunk of each
+round, the others wait for work by spinning a moment, then sleeping), each of which runs
+*single-threaded* BLAS: numpy releases the GIL in copies, ufuncs and ``matmul``, so every step
+of a chunk runs in parallel.
 
 Thread count (:func:`workers`): ``tuning(threads=n)`` when set (honoured as asked, not capped
 by the CPUs, so that a 3-way split can be tested on 2 cores); otherwise as many workers as
 numpy's BLAS would use (``threadpoolctl`` limits, ``OPENBLAS_NUM_THREADS`` and the like are
 honoured), capped by the CPUs; with 1 everything stays on the caller's thread. Inside a chunk
-(a pool thread) it is 1: nested engine calls run plainly there.
+(a team thread, or the caller while its round runs) it is 1: nested engine calls run plainly
+there.
 
 BLAS limits go through ``threadpoolctl`` (one :class:`~threadpoolctl.ThreadpoolController`
 per process, made at first use: it scans the loaded libraries, ~1 ms; an install without
 threadpoolctl knows no BLAS: one worker unless ``tuning(threads=n)``, BLAS never limited; a
 BLAS loaded after that first use is not seen). Most BLAS builds
 (OpenBLAS with pthreads, BLIS) have one process-wide thread count; libraries whose count is
-per thread (MKL, OpenBLAS built with OpenMP) are set to one thread in each pool thread once and
-never touched elsewhere. For a process-wide count:
+per thread (MKL, OpenBLAS built with OpenMP) are set to one thread in each team thread once and
+never touched elsewhere (the caller's own chunk runs with the caller's count, as a serial run).
+For a process-wide count:
 
-* Every engine run (a call's chunks on the pool, or on the caller's thread) holds BLAS at 1
+* Every engine run (a call's chunks on a team, or on the caller's thread) holds BLAS at 1
   thread (:func:`held`). Runs are reference-counted: the first to open records the user's
   counts and sets 1, the last to close restores them (~10 us the pair), so runs from several
   user threads go on at the same time, and each splits its work by the recorded user count
@@ -51,7 +55,7 @@ The last run to close restores the recorded count only if BLAS is still at the 1
 newer user setting stands; but a ``threadpool_limits`` block entered while a run is open
 records that 1 and restores it when it ends. So set BLAS limits while no other thread runs
 convolutions (around the whole workload). A forked child starts with no run open and BLAS
-restored, and gets pool threads of its own.
+restored, and gets team threads of its own.
 """
 
 from __future__ import annotations
@@ -61,7 +65,6 @@ import contextvars
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import TypeVar
 
@@ -72,6 +75,7 @@ try:                    # a core dependency; an install without it runs chunks o
 except ImportError:     # pragma: no cover - tests/test_cli_startup.py runs it in a subprocess
     ThreadpoolController = None
 
+from . import _team
 from ._tuning import get_tuning
 
 T = TypeVar("T")
@@ -130,7 +134,7 @@ class _Blas:
 
 _BLAS: _Blas | None = None
 _CPUS = os.cpu_count() or 1                     # os.cpu_count() costs ~20 us a call
-_LOCK = threading.Lock()                        # guards _BLAS and _POOL creation
+_LOCK = threading.Lock()                        # guards _BLAS creation
 
 
 def _blas() -> _Blas:
@@ -204,14 +208,9 @@ def _after_fork() -> None:
 os.register_at_fork(after_in_child=_after_fork)
 
 
-# --- the pool ---------------------------------------------------------------------------------
+# --- the team ---------------------------------------------------------------------------------
 
-# One executor per process, grown to the largest thread count asked (tuning(threads=n) may ask
-# for any n): each call bounds its own concurrency to its thread count (map_chunks keeps at most
-# that many chunks in flight), so a larger pool never runs a call on more threads than planned,
-# and memory (threads, their scratch) scales with the largest count used, not with how many.
-_POOL: tuple[int, int, ThreadPoolExecutor] | None = None       # (pid, size, executor)
-# Set in pool threads, and in a thread while its pooled chunks run: nested engine calls run
+# Set in team threads, and in a thread while its pooled chunks run: nested engine calls run
 # plainly there.
 _INSIDE = threading.local()
 _HELD = threading.local()                       # depth of held() on this thread
@@ -236,35 +235,6 @@ def _init_worker() -> None:
     # As the engine's entry points (_clipped.quiet): NaN from inf * 0 is the caller's data.
     # (numpy >= 2 keeps errstate in a context variable: chunks run in the caller's context.)
     np.seterr(invalid="ignore", over="ignore")
-
-
-def _pool(n: int) -> ThreadPoolExecutor:
-    """The process's executor, with at least ``n`` threads. A larger ``n`` replaces it; the
-    old one is shut down without waiting (work already submitted to it still runs)."""
-    global _POOL
-    pid = os.getpid()                           # a forked child needs threads of its own
-    current = _POOL
-    if current is not None and current[0] == pid and current[1] >= n:
-        return current[2]
-    with _LOCK:
-        current = _POOL
-        if current is None or current[0] != pid or current[1] < n:
-            old = current[2] if current is not None and current[0] == pid else None
-            _POOL = (pid, n, ThreadPoolExecutor(n, thread_name_prefix="rot180-chunk",
-                                                initializer=_init_worker))
-            if old is not None:
-                old.shutdown(wait=False)
-        return _POOL[2]
-
-
-def _submit(n: int, fn: Callable[..., R], *args: object) -> Future[R]:
-    """Submit to the current executor; if another thread replaced (and shut down) the one just
-    fetched, submit to its successor."""
-    while True:
-        try:
-            return _pool(n).submit(fn, *args)
-        except RuntimeError:                    # "cannot schedule new futures after shutdown"
-            continue
 
 
 @contextlib.contextmanager
@@ -295,15 +265,16 @@ def held() -> Iterator[None]:
 def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterator[R]:
     """``fn`` over ``items``; results lazily and in item order.
 
-    ``threads > 1`` (and more than one item): a pooled run, on a pool of that many threads,
-    each chunk in a copy of the caller's context; inside a chunk (and in the caller while it
-    waits for them), nested engine calls run plainly. Otherwise a serial run here, where a
-    nested call (a product too big for one thread: :func:`._products.matmul`) may still use
-    the pool. Either way numpy's BLAS is held at one thread meanwhile (:func:`held`). If a
-    chunk raises, the chunks not started are cancelled, the running ones are
-    waited for, the run closes and the exception propagates.
-    Results come in item order, so a caller summing them does so in a fixed order while later
-    chunks still run; consume the iterator to the end (or close it).
+    ``threads > 1`` (and more than one item): a pooled run, in rounds of ``threads`` items on
+    the caller and ``threads - 1`` team threads (:mod:`._team`), each chunk in a copy of the
+    caller's context; inside a chunk (the caller's own included), nested engine calls run
+    plainly. Otherwise a serial run here, where a nested call (a product too big for one
+    thread: :func:`._products.matmul`) may still pool. Either way numpy's BLAS is held at one
+    thread meanwhile (:func:`held`). If a chunk raises, its round is waited for, the later
+    rounds never start, the run closes and the first failing item's exception propagates.
+    Results come in item order, a round at a time, so a caller summing them does so in a
+    fixed order and holds at most ``threads`` of them; consume the iterator to the end (or
+    close it).
     """
     items = list(items)
     if getattr(_INSIDE, "flag", False):
@@ -313,28 +284,20 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
         with held():                            # a serial run: nested calls may still pool
             yield from map(fn, items)
         return
-    futures: list[Future[R]] = []
     with held():
         with _REGIONS.lock:
             _REGIONS.opened += 1
         _INSIDE.flag = True
+        team = _team.acquire(threads - 1, _init_worker)
         try:
-            # At most `threads` chunks in flight: chunk i + threads is submitted when chunk i's
-            # result is taken, so a call never runs on more threads than it was planned for.
-            ctx = [contextvars.copy_context() for _ in items]
-            for i in range(min(threads, len(items))):
-                futures.append(_submit(threads, ctx[i].run, fn, items[i]))
-            for i in range(len(items)):
-                result = futures[i].result()
-                if i + threads < len(items):
-                    j = i + threads
-                    futures.append(_submit(threads, ctx[j].run, fn, items[j]))
-                yield result
+            # A round of `threads` chunks at a time (the caller runs the first), its results
+            # yielded once the round is done: a call never runs on more threads than planned,
+            # and nothing runs while this generator is suspended.
+            for r in range(0, len(items), threads):
+                part = items[r:r + threads]
+                yield from team.round(fn, part, [contextvars.copy_context() for _ in part])
         finally:
-            if not all(future.done() for future in futures):   # a chunk raised, or closed
-                for future in futures:
-                    future.cancel()
-                wait(futures)
+            _team.give_back(team)
             _INSIDE.flag = False
 
 
