@@ -196,6 +196,17 @@ def test_wait_change_returns_the_new_value_or_seen_after_its_spin():
     t.join(TIMEOUT)
 
 
+def test_wait_change_settles_after_a_change_only():
+    cells = np.zeros(8, np.int64)
+    cells[0] = 1
+    t0 = time.perf_counter()
+    assert teamc.wait_change(cells, 0, 0, 10**10, settle_ns=20_000_000) == 1
+    assert time.perf_counter() - t0 >= 0.015
+    t0 = time.perf_counter()
+    assert teamc.wait_change(cells, 0, 1, 1_000, settle_ns=10**10) == 1     # no change: none
+    assert time.perf_counter() - t0 < 1.0
+
+
 def test_wait_change_writes_its_signal_and_stops_at_a_watched_flag():
     cells = np.zeros(16, np.int64)
     assert teamc.wait_change(cells, 0, 0, 1000, signal=8, value=41) == 0
