@@ -76,8 +76,8 @@ def three_calls(shape, kernel, seed=0):
             lambda: F.conv_grad_weight(x, d, w.shape)]
 
 
-# (B, C, *S) x (M, C, *k) large enough for the pool (>= 5e7 multiply-adds): the helper's 2-D
-# path and, in 3-D, the NumPy im2col path.
+# (B, C, *S) x (M, C, *k) large enough for the pool (>= 5e7 multiply-adds, above
+# parallel_min_macs): the helper's 2-D path and, in 3-D, the NumPy im2col path.
 LAYERS = [((8, 32, 32, 32), (32, 32, 3, 3)), ((4, 16, 16, 16, 16), (16, 16, 3, 3, 3))]
 
 

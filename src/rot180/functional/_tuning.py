@@ -59,7 +59,10 @@ class Tuning:
         stack_min_fill: stack a strided input gradient's sub-pixel phases into one helper call
             when at least this fraction of the stacked kernel's taps are real ...
         stack_min_taps: ... and the stacked kernel has at least this many taps (or exactly 1).
-        parallel_min_macs: run batch chunks on several threads from this many multiply-adds.
+        parallel_min_macs: run batch chunks on several threads from this many multiply-adds
+            (5e6: with the thread team, forward + both gradients on 2 threads took 0.56-0.90
+            of one thread's time at 5.5e6-1.5e8, 1.13-1.44 at 1.2e6-3.8e6; 5e7 before, when
+            a pooled run cost three times as much; BENCHMARKS.md, "Issue 13, eighth pass").
         direct_min_fill: the helper takes a batch (or its bands of rows) that fills at least
             this fraction of its blocks of 16 lanes.
         direct_bands: whether a small batch may be cut into bands of output rows for the helper.
@@ -121,7 +124,7 @@ class Tuning:
     fold_max_row: int = 32
     stack_min_fill: float = 0.45
     stack_min_taps: int = 9
-    parallel_min_macs: int = 5 * 10**7
+    parallel_min_macs: int = 5 * 10**6
     direct_min_fill: float = 0.75
     direct_bands: bool = True
     narrow_tiles: bool = False
