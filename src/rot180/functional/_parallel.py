@@ -287,8 +287,8 @@ def map_chunks(fn: Callable[[T], R], items: Iterable[T], threads: int) -> Iterat
     with held():
         with _REGIONS.lock:
             _REGIONS.opened += 1
-        _INSIDE.flag = True
         team = _team.acquire(threads - 1, _init_worker)
+        _INSIDE.flag = True
         try:
             # A round of `threads` chunks at a time (the caller runs the first), its results
             # yielded once the round is done: a call never runs on more threads than planned,
