@@ -195,7 +195,7 @@ def correlate_kernel(x: np.ndarray, dz: np.ndarray, kernel, stride, dilation, th
 # each input once per few taps). Measured, 2 threads, 16x32x112x112 3x3 stride 2 (2.6e6 MACs a
 # pass, below parallel_min_macs): the kernel gradient 8.45 -> 5.24 ms on two threads, the
 # forward pass 4.9 -> 5.1 (even); so its MACs count ten times against parallel_min_macs (5e7
-# then: threads from 5e6 of its MACs; 5e6 since the thread team: from 5e5).
+# then: threads from 5e6 of its MACs; 2e7 since the thread team: from 2e6).
 COST = 10.0
 
 

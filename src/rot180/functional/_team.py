@@ -4,8 +4,9 @@ then sleeping.
 
 Why not :class:`concurrent.futures.ThreadPoolExecutor` (what the engine used until issue 13's
 eighth pass): its threads sleep on a lock between jobs, and on this machine's virtual CPUs a
-sleeping thread takes 30-360 us to wake, as long as a whole small chunk takes; and the caller
-sat idle while the pool ran every chunk, so each call paid two wake-ups. A BatchNorm or a ReLU
+two-chunk run cost 27 us back to back and 361 us after 0.1 s idle, as long as a whole small
+chunk takes; and the caller sat idle while the pool ran every chunk, so each call paid two
+wake-ups (an empty two-chunk run now: 22-25 us back to back). A BatchNorm or a ReLU
 of a few MiB could not be shared at all (``_fused.PARALLEL_MIN_BYTES`` was 8 MiB). Here:
 
 * **Rounds.** Items ``r*n .. r*n + n - 1`` (``n`` the call's thread count) are round ``r``: the
@@ -14,10 +15,16 @@ of a few MiB could not be shared at all (``_fused.PARALLEL_MIN_BYTES`` was 8 MiB
   call runs on at most ``n`` threads, keeps at most ``n`` results alive, and a suspended
   :func:`~._parallel.map_chunks` has no work in flight.
 * **The wait.** Each member waits on its own 64-byte cell of an int64 array, a counter:
-  ``_teamc.wait_change`` (C, the GIL released) spins until the cell changes or
-  :data:`SPIN_NS` pass; then the member sleeps on the team's condition variable until it
-  changes. A poster writes the cell, then wakes sleepers. Both sides run those steps under
-  the GIL, so the cell is only a signal: the job is a Python object read under the GIL.
+  ``_teamc.wait_change`` (C, the GIL released) spins until the cell changes or its time
+  (:data:`SPIN_NS` for a worker's next job, :data:`JOIN_SPIN_NS` for the caller's round)
+  passes, yielding the CPU every few microseconds; then the member sleeps on the team's
+  condition variable until it changes. The caller posts a job under the GIL (the job is a
+  Python object the worker reads under the GIL, so the cell is only a signal); a worker
+  reports a finished job from ``wait_change``, once it has let the GIL go, so that the
+  caller spinning for it takes a free GIL (a contended one puts the taker to sleep: a
+  wake-up again), and it waits :data:`SETTLE_NS` after seeing a job for the same reason.
+  The caller's asleep flag is a cell too, watched by the spinning worker; the flags and
+  cells are written and read in an order that lets no wake-up be lost (see ``_next_job``).
   Without the compiled ``_teamc``, or with more members than CPUs (a spinning member would
   take the core another one needs), members sleep at once.
 * **Teams.** One per concurrent caller: a caller takes a free team with at least the workers it
@@ -52,11 +59,11 @@ except ImportError:     # pragma: no cover - the NumPy-only install (tests/test_
 if not _helper_default():   # ROT180_PURE_NUMPY=1: none of our C (tuning(helper=) is per call,
     _teamc = None           # the team per process; the spin changes no result either way)
 
-# How long a member spins for its next job (or the caller for its round's end) before it sleeps:
-# 2 ms, a few times the gaps between two engine calls of a training step on this machine (a
-# layer's Python code between its convolution and its BatchNorm: 20-400 us), and the longest
-# it burns a core for nothing after the last call. Measured with train_step.py: BENCHMARKS.md,
-# "Issue 13, eighth pass". Tests set 0 (sleep at once) and a long spin.
+# How long a member spins for its next job (the caller's next call) before it sleeps: 2 ms
+# covers the Python code between one engine call of a training step and the next, and is the
+# most it burns a core for nothing after the last call. Measured with train_step.py (steps
+# whose calls come back to back gained; BENCHMARKS.md, "Issue 13, eighth pass"). Tests set 0
+# (sleep at once) and a long spin.
 SPIN_NS = 2_000_000
 # How long the caller spins for the end of its round before it sleeps: its members run the
 # round's chunks meanwhile, each on a core of its own, so the spin takes no one's core; 10 ms,

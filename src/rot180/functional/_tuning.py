@@ -60,9 +60,11 @@ class Tuning:
             when at least this fraction of the stacked kernel's taps are real ...
         stack_min_taps: ... and the stacked kernel has at least this many taps (or exactly 1).
         parallel_min_macs: run batch chunks on several threads from this many multiply-adds
-            (5e6: with the thread team, forward + both gradients on 2 threads took 0.56-0.90
-            of one thread's time at 5.5e6-1.5e8, 1.13-1.44 at 1.2e6-3.8e6; 5e7 before, when
-            a pooled run cost three times as much; BENCHMARKS.md, "Issue 13, eighth pass").
+            (2e7: with the thread team, 17 layers at batch 16-64 took 0.56-0.90 of one
+            thread's time on two from 5.5e6, but at 5e6 the 50 random layers of
+            families.py, batch 1-64, were 7-12 % slower than at 2e7 or 5e7, while
+            resnet_small(16)'s step gains the same at 2e7 as at 5e6 (0.93 of 5e7's); 5e7
+            before the team; BENCHMARKS.md, "Issue 13, eighth pass").
         direct_min_fill: the helper takes a batch (or its bands of rows) that fills at least
             this fraction of its blocks of 16 lanes.
         direct_bands: whether a small batch may be cut into bands of output rows for the helper.
@@ -124,7 +126,7 @@ class Tuning:
     fold_max_row: int = 32
     stack_min_fill: float = 0.45
     stack_min_taps: int = 9
-    parallel_min_macs: int = 5 * 10**6
+    parallel_min_macs: int = 2 * 10**7
     direct_min_fill: float = 0.75
     direct_bands: bool = True
     narrow_tiles: bool = False
