@@ -262,10 +262,11 @@ def test_chunks_see_the_callers_tuning_in_the_pool():
         got = list(P.map_chunks(
             lambda _: (get_tuning().chunk_bytes, threading.current_thread().name), range(4), 2))
     assert [g[0] for g in got] == [12345] * 4
-    # Rounds of two: the caller runs items 0 and 2, a team thread items 1 and 3.
+    # Rounds of two: the caller runs items 0 and 2, a team thread items 1 and 3 (or the caller,
+    # if that thread had not taken its job when the caller's was done).
     here = threading.current_thread().name
-    assert [name == here for _, name in got] == [True, False, True, False]
-    assert all(name.startswith("rot180-chunk") for _, name in got[1::2])
+    assert got[0][1] == got[2][1] == here
+    assert all(name == here or name.startswith("rot180-chunk") for _, name in got[1::2])
     assert get_tuning().chunk_bytes != 12345
     # A worker thread outside any call has the defaults again.
     (fresh,) = P.map_chunks(lambda _: get_tuning().chunk_bytes, [0], 1)

@@ -51,8 +51,44 @@ def test_rounds_give_every_result_in_item_order(wait, threads):
                                 threads))
         assert [i for i, _ in got] == list(range(n))
         here = threading.current_thread().name
-        # The caller runs the first item of each round, the workers the others.
-        assert [name == here for _, name in got] == [i % threads == 0 for i in range(n)]
+        # The caller runs the first item of each round; a worker the others, unless it had not
+        # taken its job when the caller's was done (then the caller ran that one too).
+        assert all(name == here for i, (_, name) in enumerate(got) if i % threads == 0)
+        assert all(name == here or name.startswith("rot180-chunk-") for _, name in got)
+
+
+def test_the_caller_runs_a_job_its_worker_has_not_taken(wait, monkeypatch):
+    """A worker slow to wake (here held back 30 ms before it looks at its slot) finds its job
+    run by the caller; the counts stay in step, so the rounds after run on the worker again."""
+    _retire_free_teams()
+    late = threading.Event()
+    original = _team.Team._next_job
+
+    def slow(self, w, seen, done):
+        v = original(self, w, seen, done)
+        if not late.is_set():
+            time.sleep(0.03)
+        return v
+
+    monkeypatch.setattr(_team.Team, "_next_job", slow)
+    here = threading.current_thread().name
+    for _ in range(3):
+        got = list(P.map_chunks(lambda i: (i, threading.current_thread().name), range(4), 2))
+        assert got == [(i, here) for i in range(4)]
+    late.set()
+    time.sleep(0.1)                             # the worker catches up with the stolen posts
+
+    def chunk(i: int) -> tuple[int, str]:
+        if i % 2 == 0:
+            time.sleep(0.005)                   # the caller's own: time for the worker
+        return i, threading.current_thread().name
+
+    names = set()
+    for _ in range(5):
+        got = list(P.map_chunks(chunk, range(4), 2))
+        assert [i for i, _ in got] == list(range(4))
+        names |= {n for _, n in got}
+    assert here in names and any(n.startswith("rot180-chunk-") for n in names)
 
 
 def test_a_sleeping_worker_and_a_sleeping_caller_are_woken(wait, monkeypatch):
