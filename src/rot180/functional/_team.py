@@ -98,7 +98,7 @@ class Team:
         self.slots: list[list[Job | None]] = [[] for _ in range(size)]
         self.results: list[tuple[bool, Any]] = [(True, None)] * size
         self.asleep = [False] * size          # workers asleep on cond (read under the GIL)
-        self._asleep = 2 * size * _LINE                 # the caller's flag
+        self._caller_asleep = 2 * size * _LINE          # cell index: the caller sleeps
         self.cond = threading.Condition(threading.Lock())
         self.initializer = initializer
         self.threads = [threading.Thread(target=self._serve, args=(w,), daemon=True,
@@ -127,9 +127,9 @@ class Team:
         elif _teamc is not None:
             # The caller's flag is read by spinning workers outside the GIL: a fenced store,
             # so the caller's next read of its cell cannot pass it (else both could miss).
-            _teamc.store(self.cells, self._asleep, value)
+            _teamc.store(self.cells, self._caller_asleep, value)
         else:
-            self.cells[self._asleep] = value
+            self.cells[self._caller_asleep] = value
 
     def _wake(self) -> None:
         with self.cond:
@@ -146,9 +146,9 @@ class Team:
             v = _teamc.wait_change(self.cells, post, seen, SPIN_NS,
                                    signal=-1 if done is None else done_cell,
                                    value=0 if done is None else done,
-                                   watch=-1 if done is None else self._asleep,
+                                   watch=-1 if done is None else self._caller_asleep,
                                    settle_ns=SETTLE_NS)
-            if done is not None and self.cells[self._asleep]:
+            if done is not None and self.cells[self._caller_asleep]:
                 self._wake()
                 if v == seen:
                     v = _teamc.wait_change(self.cells, post, seen, SPIN_NS,
@@ -157,7 +157,7 @@ class Team:
                 return v
         elif done is not None:
             self.cells[done_cell] = done
-            if self.cells[self._asleep]:
+            if self.cells[self._caller_asleep]:
                 self._wake()
         return self._sleep(post, seen, w)
 
